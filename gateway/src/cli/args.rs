@@ -1,0 +1,226 @@
+//! The command-line grammar (clap). DESIGN.md's "Interfaces" is the
+//! contract these follow.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use airlock::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "Airlock: keeps API keys out of AI agents. Manage the vault, agents, rules and audit trail.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The data directory (default /var/lib/airlock).
+    #[arg(long, global = true, env = "AIRLOCK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The TOML configuration file (default /etc/airlock/airlock.toml, if it exists).
+    #[arg(long, global = true, env = "AIRLOCK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: the admin API, the store and (later) the gateway.
+    Serve(ServeArgs),
+    /// Is the daemon running, on which database, with what configuration.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage secrets (values are write-only: read from standard input, never shown).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Manage agents and the secrets they are granted.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Manage rules: block, hold for approval, or rate-limit requests.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+    /// Show the audit trail.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Use this PostgreSQL instead of the embedded one (many gateways may share it).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Log format on standard error.
+    #[arg(long, env = "AIRLOCK_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Where the embedded PostgreSQL's initdb and postgres are (found automatically).
+    #[arg(long, env = "AIRLOCK_PG_BIN_DIR", value_name = "DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+    /// The unprivileged user that runs the embedded PostgreSQL (default airlock).
+    #[arg(long, env = "AIRLOCK_PG_USER", value_name = "USER")]
+    pub pg_user: Option<String>,
+}
+
+/// The hidden `--value` flag exists only to refuse it with a clear reason.
+#[derive(Debug, Args)]
+pub struct ValueInput {
+    /// Read the value from standard input without prompting (the default
+    /// when standard input is not a terminal).
+    #[arg(long)]
+    pub value_stdin: bool,
+    #[arg(long, hide = true, value_name = "VALUE")]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Add a secret; its value is read from standard input.
+    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4"])))]
+    Add {
+        name: String,
+        /// The host it belongs to: api.example.com, *.example.com, an IP, optionally :PORT.
+        #[arg(long, value_name = "HOST")]
+        host: String,
+        /// Only for request paths matching this glob (default /**: every path).
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+        /// Inject as this header; TEMPLATE uses {value} (default "Bearer {value}" for Authorization).
+        #[arg(long, value_name = "NAME[=TEMPLATE]")]
+        header: Option<String>,
+        /// Inject as this query parameter.
+        #[arg(long, value_name = "PARAM")]
+        query: Option<String>,
+        /// Sign with AWS SigV4; the value is ACCESS_KEY_ID:SECRET_ACCESS_KEY.
+        #[arg(long, value_name = "REGION/SERVICE")]
+        aws_sigv4: Option<String>,
+        #[command(flatten)]
+        value: ValueInput,
+    },
+    /// Replace a secret's value, keeping its name and grants.
+    Rotate {
+        name: String,
+        #[command(flatten)]
+        value: ValueInput,
+    },
+    /// List secrets (never their values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret and its grants.
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Add an agent; prints its proxy token once.
+    Add {
+        name: String,
+        /// Grant these secrets (repeatable).
+        #[arg(long = "grant", value_name = "SECRET")]
+        grants: Vec<String>,
+        /// A cgroup that systemd or a container runtime manages for this agent.
+        #[arg(long, value_name = "PATH")]
+        cgroup: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let an agent use a secret.
+    Grant { agent: String, secret: String },
+    /// Take a secret away from an agent.
+    Revoke { agent: String, secret: String },
+    /// List agents and their grants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an agent, its grants and its rules.
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Add a rule.
+    #[command(group(ArgGroup::new("action").required(true).args(["block", "rate", "approve"])))]
+    Add {
+        /// Host pattern: api.example.com, *.example.com, * (every host), an IP, optionally :PORT.
+        #[arg(long, value_name = "HOST")]
+        host: String,
+        /// Path glob (default /**).
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+        /// Only this HTTP method (default: every method).
+        #[arg(long, value_name = "METHOD")]
+        method: Option<String>,
+        /// Only this agent (default: every agent).
+        #[arg(long, value_name = "AGENT")]
+        agent: Option<String>,
+        /// Refuse matching requests (403).
+        #[arg(long)]
+        block: bool,
+        /// Allow N requests per PERIOD (s, min, h, day), e.g. 60/min; more get 429.
+        #[arg(long, value_name = "N/PERIOD")]
+        rate: Option<String>,
+        /// Hold matching requests until a person approves them.
+        #[arg(long)]
+        approve: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List rules in evaluation order.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a rule.
+    Rm { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this agent's requests.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// From this time on: RFC 3339, or a duration back from now (90s, 15m, 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Keep printing new events as they happen.
+    #[arg(long)]
+    pub follow: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// At most this many events (default 100).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_secret_needs_exactly_one_injection() {
+        assert!(Cli::try_parse_from(["airlock", "secret", "add", "x", "--host", "h"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "airlock", "secret", "add", "x", "--host", "h", "--header", "a", "--query", "b"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "airlock", "secret", "add", "x", "--host", "h", "--query", "k"
+            ])
+            .is_ok()
+        );
+    }
+}

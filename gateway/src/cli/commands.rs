@@ -1,0 +1,426 @@
+//! What each command does: build the request, call the daemon, print.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::SecondsFormat;
+
+use super::args::*;
+use super::{output, value};
+use airlock::admin::client::AdminClient;
+use airlock::config::{Overrides, Settings};
+use airlock::datadir::DataDir;
+use airlock::model::Injection;
+use airlock::policy::{Rate, RuleAction};
+use airlock::service::types::*;
+
+pub fn run(cli: Cli) -> Result<()> {
+    let overrides = Overrides {
+        data_dir: cli.data_dir,
+        config_file: cli.config,
+        ..Overrides::default()
+    };
+    match cli.command {
+        Command::Serve(args) => serve(overrides, args),
+        other => {
+            let settings = Settings::resolve(overrides)?;
+            let client = AdminClient::new(DataDir::new(&settings.data_dir).admin_socket());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(manage(&client, other))
+        }
+    }
+}
+
+fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
+    let settings = Settings::resolve(Overrides {
+        database_url: args.database_url,
+        log_format: args.log_format,
+        pg_bin_dir: args.pg_bin_dir,
+        pg_user: args.pg_user,
+        ..overrides
+    })?;
+    airlock::logging::init(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(airlock::daemon::serve(settings))?;
+    Ok(())
+}
+
+async fn manage(client: &AdminClient, command: Command) -> Result<()> {
+    match command {
+        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Status { json } => status(client, json).await,
+        Command::Secret(cmd) => secret(client, cmd).await,
+        Command::Agent(cmd) => agent(client, cmd).await,
+        Command::Rule(cmd) => rule(client, cmd).await,
+        Command::Audit(args) => audit(client, args).await,
+    }
+}
+
+async fn status(client: &AdminClient, json: bool) -> Result<()> {
+    let s: Status = client.get("/api/v1/status").await?;
+    if json {
+        return output::json(&s);
+    }
+    println!("airlock {} is running (pid {})", s.version, s.pid);
+    println!(
+        "  since       {}",
+        s.started_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+    println!("  data dir    {}", s.data_dir);
+    println!("  mode        {}", s.mode);
+    for l in &s.listeners {
+        println!("  listening   {l}");
+    }
+    let pid = s
+        .database
+        .postgres_pid
+        .map(|p| format!(" (pid {p})"))
+        .unwrap_or_default();
+    println!(
+        "  database    {} ({}){pid}",
+        s.database.target, s.database.kind
+    );
+    println!("  master key  {}", s.key_id);
+    println!(
+        "  config      {} agents, {} secrets, {} rules (generation {})",
+        s.snapshot.agents, s.snapshot.secrets, s.snapshot.rules, s.snapshot.generation
+    );
+    println!("  audit       {} events", s.audit_events);
+    Ok(())
+}
+
+async fn secret(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
+    match cmd {
+        SecretCommand::Add {
+            name,
+            host,
+            path,
+            header,
+            query,
+            aws_sigv4,
+            value,
+        } => {
+            let injection = match (header, query, aws_sigv4) {
+                (Some(spec), None, None) => Injection::header_from_spec(&spec)?,
+                (None, Some(param), None) => Injection::Query { param },
+                (None, None, Some(spec)) => Injection::aws_from_spec(&spec)?,
+                _ => bail!("give exactly one of --header, --query or --aws-sigv4"),
+            };
+            let value = value::read(&value, &name)?;
+            let view: SecretView = client
+                .post(
+                    "/api/v1/secrets",
+                    &AddSecret {
+                        name,
+                        host,
+                        path,
+                        injection,
+                        value,
+                    },
+                )
+                .await?;
+            println!(
+                "added secret {} for {}{} ({})",
+                view.name,
+                view.host,
+                view.path,
+                view.injection.describe()
+            );
+        }
+        SecretCommand::Rotate { name, value } => {
+            let value = value::read(&value, &name)?;
+            let view: SecretView = client
+                .post(
+                    &format!("/api/v1/secrets/{}/rotate", segment(&name)),
+                    &RotateSecret { value },
+                )
+                .await?;
+            println!(
+                "rotated secret {} (now version {})",
+                view.name, view.version
+            );
+        }
+        SecretCommand::List { json } => {
+            let secrets: Vec<SecretView> = client.get("/api/v1/secrets").await?;
+            if json {
+                return output::json(&secrets);
+            }
+            let rows: Vec<Vec<String>> = secrets
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.host.clone(),
+                        s.path.clone(),
+                        s.injection.describe(),
+                        s.version.to_string(),
+                        s.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["NAME", "HOST", "PATH", "INJECTION", "VERSION", "UPDATED"],
+                &rows,
+            );
+        }
+        SecretCommand::Rm { name } => {
+            client
+                .delete(&format!("/api/v1/secrets/{}", segment(&name)))
+                .await?;
+            println!("removed secret {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn agent(client: &AdminClient, cmd: AgentCommand) -> Result<()> {
+    match cmd {
+        AgentCommand::Add {
+            name,
+            grants,
+            cgroup,
+            json,
+        } => {
+            let created: AgentCreated = client
+                .post(
+                    "/api/v1/agents",
+                    &AddAgent {
+                        name,
+                        grants,
+                        cgroup,
+                    },
+                )
+                .await?;
+            if json {
+                return output::json(&created);
+            }
+            let grants = if created.agent.grants.is_empty() {
+                "no secrets".to_owned()
+            } else {
+                created.agent.grants.join(", ")
+            };
+            eprintln!(
+                "added agent {} (cgroup {}; granted {grants})\n\
+                 its proxy token is below; it is shown only this once:",
+                created.agent.name, created.agent.cgroup
+            );
+            println!("{}", created.token.expose());
+        }
+        AgentCommand::Grant { agent, secret } => {
+            let r: GrantResult = client
+                .put(&format!(
+                    "/api/v1/agents/{}/grants/{}",
+                    segment(&agent),
+                    segment(&secret)
+                ))
+                .await?;
+            if r.added {
+                println!("granted {secret} to {agent}");
+            } else {
+                println!("{agent} already had {secret}");
+            }
+        }
+        AgentCommand::Revoke { agent, secret } => {
+            client
+                .delete(&format!(
+                    "/api/v1/agents/{}/grants/{}",
+                    segment(&agent),
+                    segment(&secret)
+                ))
+                .await?;
+            println!("revoked {secret} from {agent}");
+        }
+        AgentCommand::List { json } => {
+            let agents: Vec<AgentView> = client.get("/api/v1/agents").await?;
+            if json {
+                return output::json(&agents);
+            }
+            let rows: Vec<Vec<String>> = agents
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.name.clone(),
+                        a.cgroup.clone(),
+                        if a.grants.is_empty() {
+                            "-".into()
+                        } else {
+                            a.grants.join(",")
+                        },
+                        a.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "CGROUP", "GRANTS", "CREATED"], &rows);
+        }
+        AgentCommand::Rm { name } => {
+            client
+                .delete(&format!("/api/v1/agents/{}", segment(&name)))
+                .await?;
+            println!("removed agent {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn rule(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
+    match cmd {
+        RuleCommand::Add {
+            host,
+            path,
+            method,
+            agent,
+            block,
+            rate,
+            approve,
+            json,
+        } => {
+            let action = match (block, rate, approve) {
+                (true, None, false) => RuleAction::Block,
+                (false, None, true) => RuleAction::Approve,
+                (false, Some(rate), false) => RuleAction::Rate(Rate::parse(&rate)?),
+                _ => bail!("give exactly one of --block, --rate N/PERIOD or --approve"),
+            };
+            let rule: RuleView = client
+                .post(
+                    "/api/v1/rules",
+                    &AddRule {
+                        host,
+                        path,
+                        method,
+                        agent,
+                        action,
+                    },
+                )
+                .await?;
+            if json {
+                return output::json(&rule);
+            }
+            println!("added rule {}: {}", rule.id, describe_rule(&rule));
+        }
+        RuleCommand::List { json } => {
+            let rules: Vec<RuleView> = client.get("/api/v1/rules").await?;
+            if json {
+                return output::json(&rules);
+            }
+            let rows: Vec<Vec<String>> = rules
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.host.clone(),
+                        r.path.clone(),
+                        r.method.clone().unwrap_or_else(|| "*".into()),
+                        r.agent.clone().unwrap_or_else(|| "*".into()),
+                        r.action.to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "HOST", "PATH", "METHOD", "AGENT", "ACTION"], &rows);
+        }
+        RuleCommand::Rm { id } => {
+            let id: i64 = id.parse().map_err(|_| {
+                anyhow::anyhow!("rule id {id:?} is not a number: see `airlock rule list`")
+            })?;
+            client.delete(&format!("/api/v1/rules/{id}")).await?;
+            println!("removed rule {id}");
+        }
+    }
+    Ok(())
+}
+
+fn describe_rule(r: &RuleView) -> String {
+    format!(
+        "{} {}{} for {} → {}",
+        r.method.as_deref().unwrap_or("*"),
+        r.host,
+        r.path,
+        r.agent
+            .as_deref()
+            .map_or("every agent".to_owned(), |a| format!("agent {a}")),
+        r.action
+    )
+}
+
+async fn audit(client: &AdminClient, args: AuditArgs) -> Result<()> {
+    let mut q = AuditQuery {
+        agent: args.agent,
+        since: args.since,
+        after_id: None,
+        limit: args.limit,
+    };
+    loop {
+        let path = format!(
+            "/api/v1/audit?{}",
+            serde_urlencoded::to_string(&q).context("encoding the query")?
+        );
+        let events: Vec<AuditEvent> = client.get(&path).await?;
+        for e in &events {
+            print_event(e, args.json)?;
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        if let Some(last) = events.last() {
+            q.after_id = Some(last.id);
+        } else if q.after_id.is_none() {
+            // Nothing yet: follow from the newest event, whatever it will be.
+            q.after_id = Some(0);
+        }
+        q.since = None;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn print_event(e: &AuditEvent, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(e)?);
+        return Ok(());
+    }
+    let at = e.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    if e.kind == "admin" {
+        println!(
+            "{at}  admin    {}  {}",
+            e.decision,
+            e.detail.as_deref().unwrap_or("")
+        );
+        return Ok(());
+    }
+    let secrets = if e.secrets.is_empty() {
+        String::new()
+    } else {
+        format!("  secrets={}", e.secrets.join(","))
+    };
+    println!(
+        "{at}  request  {}  {} {}{}  {} {}{secrets}",
+        output::or_dash(e.agent.as_deref()),
+        output::or_dash(e.method.as_deref()),
+        output::or_dash(e.host.as_deref()),
+        e.path.as_deref().unwrap_or(""),
+        output::or_dash(e.status),
+        e.decision,
+    );
+    Ok(())
+}
+
+/// Names are validated to need no escaping; anything else is refused by
+/// the daemon, but must still not break the URL.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

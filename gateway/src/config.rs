@@ -1,0 +1,231 @@
+//! Settings and where they come from.
+//!
+//! Precedence, highest first: command-line flags, then the environment
+//! (`AIRLOCK_*`, `DATABASE_URL`; clap reads both), then the TOML file
+//! (`--config`, `AIRLOCK_CONFIG`, or `/etc/airlock/airlock.toml` when it
+//! exists), then the defaults below. The master key is read from the
+//! environment only (`SECRET_ENCRYPTION_KEY`), never from a flag or the file,
+//! so it appears in no argv and no world-readable file.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/airlock";
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/airlock/airlock.toml";
+pub const DEFAULT_PG_USER: &str = "airlock";
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Values given on the command line or in the environment; `None` where
+/// neither said anything.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub pg_bin_dir: Option<PathBuf>,
+    pub pg_user: Option<String>,
+}
+
+/// The optional TOML file. Unknown keys are an error, so a typo is caught
+/// instead of silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    log_format: Option<LogFormat>,
+    #[serde(default)]
+    postgres: FilePostgres,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePostgres {
+    bin_dir: Option<PathBuf>,
+    user: Option<String>,
+}
+
+/// Which database the daemon uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A private PostgreSQL run by the daemon in `<data dir>/postgres`.
+    Embedded {
+        /// Where `initdb` and `postgres` are; found automatically when `None`.
+        bin_dir: Option<PathBuf>,
+        /// The unprivileged system user that runs it (PostgreSQL refuses root).
+        user: String,
+    },
+    /// A server the operator runs, possibly shared by several gateways.
+    External { url: String },
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("the data directory must be an absolute path, got {0}")]
+    RelativeDataDir(PathBuf),
+    #[error("DATABASE_URL must start with postgres:// or postgresql://")]
+    BadDatabaseUrl,
+}
+
+impl Settings {
+    pub fn resolve(o: Overrides) -> Result<Settings, ConfigError> {
+        let file = load_file(o.config_file.as_deref())?;
+        let data_dir = o
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if !data_dir.is_absolute() {
+            return Err(ConfigError::RelativeDataDir(data_dir));
+        }
+        let database = match o
+            .database_url
+            .or(file.database_url)
+            .filter(|u| !u.is_empty())
+        {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::External { url }
+            }
+            Some(_) => return Err(ConfigError::BadDatabaseUrl),
+            None => Database::Embedded {
+                bin_dir: o.pg_bin_dir.or(file.postgres.bin_dir),
+                user: o
+                    .pg_user
+                    .or(file.postgres.user)
+                    .unwrap_or_else(|| DEFAULT_PG_USER.to_owned()),
+            },
+        };
+        Ok(Settings {
+            data_dir,
+            database,
+            log_format: o.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+/// Reads the given file (which must exist), or the default one if present.
+fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_FILE));
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && explicit.is_none() => {
+            return Ok(FileConfig::default());
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("airlock.toml");
+        fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let (_dir, path) = with_file(
+            "data_dir = \"/srv/airlock\"\nlog_format = \"json\"\n[postgres]\nuser = \"pg\"\n",
+        );
+        let s = Settings::resolve(Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/airlock"));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(
+            s.database,
+            Database::Embedded {
+                bin_dir: None,
+                user: "pg".into()
+            }
+        );
+        let s = Settings::resolve(Overrides {
+            config_file: Some(path),
+            data_dir: Some("/tmp/x".into()),
+            database_url: Some("postgres:///airlock".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert!(matches!(s.database, Database::External { .. }));
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_explicit_files_are_errors() {
+        let (_dir, path) = with_file("data_dri = \"/x\"\n");
+        let err = Settings::resolve(Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("data_dri"), "{err}");
+        assert!(matches!(
+            Settings::resolve(Overrides {
+                config_file: Some("/nonexistent/airlock.toml".into()),
+                ..Default::default()
+            }),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn relative_data_dirs_and_bad_urls_are_refused() {
+        assert!(matches!(
+            Settings::resolve(Overrides {
+                data_dir: Some("rel/dir".into()),
+                config_file: Some("/dev/null".into()),
+                ..Default::default()
+            }),
+            Err(ConfigError::RelativeDataDir(_))
+        ));
+        assert!(matches!(
+            Settings::resolve(Overrides {
+                data_dir: Some("/x".into()),
+                config_file: Some("/dev/null".into()),
+                database_url: Some("mysql://x".into()),
+                ..Default::default()
+            }),
+            Err(ConfigError::BadDatabaseUrl)
+        ));
+    }
+}

@@ -1,0 +1,155 @@
+//! The data directory and what lives in it.
+//!
+//! ```text
+//! <data dir>/            0711: the embedded PostgreSQL's user must pass through
+//!   airlock.lock         flock held by the running daemon; holds its pid
+//!   admin.sock           the admin API, 0600 (root only)
+//!   master.key           the master key when not given in the environment, 0600
+//!   postgres/            the embedded PostgreSQL (data/, run/, postgres.log)
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// Paths inside one data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error(
+        "cannot create data directory {path}: {source} (set AIRLOCK_DATA_DIR or --data-dir to a writable directory)"
+    )]
+    Create { path: PathBuf, source: io::Error },
+    #[error(
+        "data directory {path} is not writable: {source} (set AIRLOCK_DATA_DIR or --data-dir to a writable directory)"
+    )]
+    NotWritable { path: PathBuf, source: io::Error },
+    #[error(
+        "another airlock daemon{pid} is already running on data directory {path}: stop it first, or use another --data-dir"
+    )]
+    Locked { path: PathBuf, pid: String },
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.root.join("admin.sock")
+    }
+
+    pub fn postgres_dir(&self) -> PathBuf {
+        self.root.join("postgres")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.root.join("airlock.lock")
+    }
+
+    /// Creates the directory if needed, checks it is writable and takes the
+    /// daemon lock. The lock is released when the guard drops or the process
+    /// dies, however it dies.
+    pub fn lock_for_daemon(&self) -> Result<DaemonLock, DataDirError> {
+        let create = |source| DataDirError::Create {
+            path: self.root.clone(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&self.root)
+            .map_err(create)?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o711)).map_err(|source| {
+            DataDirError::NotWritable {
+                path: self.root.clone(),
+                source,
+            }
+        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.lock_path())
+            .map_err(|source| DataDirError::NotWritable {
+                path: self.root.clone(),
+                source,
+            })?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((mut file, _)) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(DataDirError::Locked {
+                    path: self.root.clone(),
+                    pid: if pid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {pid})")
+                    },
+                });
+            }
+        };
+        write_pid(&mut lock).map_err(|source| DataDirError::NotWritable {
+            path: self.root.clone(),
+            source,
+        })?;
+        Ok(DaemonLock { _file: lock })
+    }
+}
+
+fn write_pid(file: &mut File) -> io::Result<()> {
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.sync_all()
+}
+
+/// Held for the daemon's lifetime.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: Flock<File>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let first = data.lock_for_daemon().unwrap();
+        let err = data.lock_for_daemon().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        data.lock_for_daemon().unwrap();
+        let mode = fs::metadata(data.root()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o711);
+    }
+
+    #[test]
+    fn an_uncreatable_directory_is_a_clear_error() {
+        let err = DataDir::new("/proc/airlock-test")
+            .lock_for_daemon()
+            .unwrap_err();
+        assert!(matches!(err, DataDirError::Create { .. }), "{err}");
+    }
+}

@@ -1,0 +1,41 @@
+//! Airlock: a credential vault and egress gateway for AI agents.
+//!
+//! Agents never hold real API keys. Their outbound HTTPS reaches Airlock's
+//! gateway, which checks it against policy, injects the real credential and
+//! forwards it. This crate is the daemon (`airlock serve`) and the CLI that
+//! manages it; both live in the one `airlock` binary.
+//!
+//! # Layout
+//!
+//! - [`config`]: where settings come from (flags, then environment, then the
+//!   TOML file) and what they default to.
+//! - [`datadir`]: the data directory, its files and the lock that keeps a
+//!   second daemon off it.
+//! - [`model`]: validated names and the ways a secret is injected.
+//! - [`policy`]: host patterns, path globs and rules.
+//! - [`vault`]: the master key and AES-256-GCM sealing of secret values.
+//! - [`store`]: PostgreSQL (sqlx): the embedded server's supervisor,
+//!   migrations, queries and change notifications.
+//! - [`snapshot`]: the in-memory view of agents, secrets and rules that the
+//!   request path reads; swapped atomically on every change.
+//! - [`service`]: the one place that validates and writes configuration;
+//!   the admin API and the dashboard both call it.
+//! - [`admin`]: the JSON API on the root-only Unix socket, and its client.
+//! - [`daemon`]: `airlock serve`: start-up, supervision and shutdown;
+//!   [`shutdown`] is the signal every task watches.
+//! - [`ebpf`]: the eBPF object embedded in the binary.
+
+pub mod admin;
+pub mod config;
+pub mod daemon;
+pub mod datadir;
+pub mod ebpf;
+pub mod logging;
+pub mod model;
+pub mod policy;
+pub mod service;
+pub mod shutdown;
+pub mod snapshot;
+pub mod store;
+pub mod token;
+pub mod vault;

@@ -1,0 +1,247 @@
+//! How a secret's value is put into a request.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a secret goes in a request that it applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Injection {
+    /// Set a header, replacing any value the agent sent. `template` holds
+    /// `{value}` exactly once, e.g. `Bearer {value}`.
+    Header { name: String, template: String },
+    /// Set a query parameter, replacing the agent's value if it sent one.
+    Query { param: String },
+    /// Sign the request with AWS Signature Version 4. The stored value is
+    /// `ACCESS_KEY_ID:SECRET_ACCESS_KEY`.
+    AwsSigv4 { region: String, service: String },
+}
+
+/// Why an injection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InjectionError {
+    #[error("header name {0:?} is not a valid HTTP header name")]
+    BadHeaderName(String),
+    #[error("header {0:?} is managed by the gateway and cannot carry a secret")]
+    ReservedHeader(String),
+    #[error("header template must contain {{value}} exactly once, e.g. \"Bearer {{value}}\"")]
+    BadTemplate,
+    #[error("header template has a character that is not allowed in a header value")]
+    BadTemplateCharacter,
+    #[error("query parameter name {0:?} must be 1-128 characters of A-Z a-z 0-9 - _ . ~")]
+    BadQueryParam(String),
+    #[error("AWS SigV4 target {0:?} must be REGION/SERVICE, e.g. us-east-1/s3")]
+    BadAwsTarget(String),
+}
+
+/// Headers that describe the connection or the message framing; a secret
+/// in one of them would break the request or leak through a proxy hop.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+impl Injection {
+    /// A header injection, from `NAME` or `NAME=TEMPLATE` as the CLI takes it.
+    /// The default template is `Bearer {value}` for `Authorization` and
+    /// `{value}` for any other header.
+    pub fn header_from_spec(spec: &str) -> Result<Self, InjectionError> {
+        let (name, template) = match spec.split_once('=') {
+            Some((name, template)) => (name, Some(template)),
+            None => (spec, None),
+        };
+        let template = template.map(str::to_owned).unwrap_or_else(|| {
+            if name.eq_ignore_ascii_case("authorization") {
+                "Bearer {value}".to_owned()
+            } else {
+                "{value}".to_owned()
+            }
+        });
+        let injection = Injection::Header {
+            name: name.to_ascii_lowercase(),
+            template,
+        };
+        injection.validate()?;
+        Ok(injection)
+    }
+
+    /// An AWS SigV4 injection from `REGION/SERVICE`.
+    pub fn aws_from_spec(spec: &str) -> Result<Self, InjectionError> {
+        let (region, service) = spec
+            .split_once('/')
+            .ok_or_else(|| InjectionError::BadAwsTarget(spec.to_owned()))?;
+        let injection = Injection::AwsSigv4 {
+            region: region.to_owned(),
+            service: service.to_owned(),
+        };
+        injection.validate()?;
+        Ok(injection)
+    }
+
+    /// Checks every field; the service layer calls this on every write.
+    pub fn validate(&self) -> Result<(), InjectionError> {
+        match self {
+            Injection::Header { name, template } => {
+                if name.is_empty() || !name.bytes().all(is_token_byte) {
+                    return Err(InjectionError::BadHeaderName(name.clone()));
+                }
+                if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                    return Err(InjectionError::ReservedHeader(name.clone()));
+                }
+                if template.matches("{value}").count() != 1 {
+                    return Err(InjectionError::BadTemplate);
+                }
+                if !template
+                    .bytes()
+                    .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+                {
+                    return Err(InjectionError::BadTemplateCharacter);
+                }
+                Ok(())
+            }
+            Injection::Query { param } => {
+                let ok = !param.is_empty()
+                    && param.len() <= 128
+                    && param
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(InjectionError::BadQueryParam(param.clone()))
+                }
+            }
+            Injection::AwsSigv4 { region, service } => {
+                let part_ok = |s: &str| {
+                    !s.is_empty()
+                        && s.len() <= 64
+                        && s.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                };
+                if part_ok(region) && part_ok(service) {
+                    Ok(())
+                } else {
+                    Err(InjectionError::BadAwsTarget(format!("{region}/{service}")))
+                }
+            }
+        }
+    }
+
+    /// The short kind name stored in the database.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Injection::Header { .. } => "header",
+            Injection::Query { .. } => "query",
+            Injection::AwsSigv4 { .. } => "aws_sigv4",
+        }
+    }
+
+    /// A one-line human description, e.g. `header authorization: Bearer {value}`.
+    pub fn describe(&self) -> String {
+        match self {
+            Injection::Header { name, template } => format!("header {name}: {template}"),
+            Injection::Query { param } => format!("query ?{param}="),
+            Injection::AwsSigv4 { region, service } => format!("aws-sigv4 {region}/{service}"),
+        }
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_defaults_to_bearer() {
+        assert_eq!(
+            Injection::header_from_spec("Authorization").unwrap(),
+            Injection::Header {
+                name: "authorization".into(),
+                template: "Bearer {value}".into()
+            }
+        );
+        assert_eq!(
+            Injection::header_from_spec("x-api-key").unwrap(),
+            Injection::Header {
+                name: "x-api-key".into(),
+                template: "{value}".into()
+            }
+        );
+        assert_eq!(
+            Injection::header_from_spec("authorization=token {value}").unwrap(),
+            Injection::Header {
+                name: "authorization".into(),
+                template: "token {value}".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_bad_headers_and_templates() {
+        assert!(matches!(
+            Injection::header_from_spec("bad header"),
+            Err(InjectionError::BadHeaderName(_))
+        ));
+        assert!(matches!(
+            Injection::header_from_spec("Host"),
+            Err(InjectionError::ReservedHeader(_))
+        ));
+        assert_eq!(
+            Injection::header_from_spec("x=no placeholder"),
+            Err(InjectionError::BadTemplate)
+        );
+        assert_eq!(
+            Injection::header_from_spec("x={value}{value}"),
+            Err(InjectionError::BadTemplate)
+        );
+        assert_eq!(
+            Injection::header_from_spec("x={value}\r\n"),
+            Err(InjectionError::BadTemplateCharacter)
+        );
+    }
+
+    #[test]
+    fn aws_target_is_region_slash_service() {
+        assert!(Injection::aws_from_spec("us-east-1/s3").is_ok());
+        for bad in ["us-east-1", "/s3", "us-east-1/", "US/s3", "a/b/c"] {
+            assert!(Injection::aws_from_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_param_is_checked() {
+        assert!(
+            Injection::Query {
+                param: "api_key".into()
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            Injection::Query {
+                param: "a&b".into()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Injection::Query {
+                param: String::new()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The validated vocabulary shared by the store, the service layer and the
+//! request path: names that are known to be well formed, and the ways a
+//! secret can be injected into a request.
+
+mod injection;
+mod names;
+
+pub use injection::{Injection, InjectionError};
+pub use names::{AgentName, NameError, SecretName};

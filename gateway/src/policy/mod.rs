@@ -1,0 +1,9 @@
+//! Policy: what a request may do. Host patterns and path globs say which
+//! requests a rule or a secret applies to; rules say what happens to them
+//! (block, hold for approval, rate-limit).
+
+mod pattern;
+mod rule;
+
+pub use pattern::{HostPattern, PathGlob, PatternError};
+pub use rule::{Method, Rate, RuleAction, RuleError};

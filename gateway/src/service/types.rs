@@ -1,0 +1,237 @@
+//! The admin API's request and response bodies. The daemon and the CLI
+//! (through [`crate::admin::client`]) share these definitions, so the two
+//! sides cannot drift apart.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use crate::model::Injection;
+use crate::policy::RuleAction;
+use crate::store::agents::AgentRecord;
+use crate::store::rules::RuleRecord;
+use crate::store::secrets::SecretRecord;
+
+pub use crate::store::audit::AuditEvent;
+
+/// A secret value in transit from the CLI to the daemon: zeroized on drop,
+/// redacted in `Debug`. Responses never contain one.
+#[derive(Clone, Default)]
+pub struct SecretValue(Zeroizing<String>);
+
+impl SecretValue {
+    pub fn new(value: String) -> Self {
+        SecretValue(Zeroizing::new(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+impl Serialize for SecretValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretValue::new)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddSecret {
+    pub name: String,
+    pub host: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    pub injection: Injection,
+    pub value: SecretValue,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    pub value: SecretValue,
+}
+
+/// A secret as the API shows it: everything but the value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretView {
+    pub name: String,
+    pub host: String,
+    pub path: String,
+    pub injection: Injection,
+    pub version: i32,
+    pub key_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&SecretRecord> for SecretView {
+    fn from(s: &SecretRecord) -> Self {
+        SecretView {
+            name: s.name.to_string(),
+            host: s.host.to_string(),
+            path: s.path.to_string(),
+            injection: s.injection.clone(),
+            version: s.version,
+            key_id: s.key_id.clone(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddAgent {
+    pub name: String,
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Defaults to `airlock.slice/agent-NAME` under the agents' parent cgroup.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentView {
+    pub name: String,
+    pub cgroup: String,
+    pub grants: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&AgentRecord> for AgentView {
+    fn from(a: &AgentRecord) -> Self {
+        AgentView {
+            name: a.name.to_string(),
+            cgroup: a.cgroup.clone(),
+            grants: a.grants.iter().map(ToString::to_string).collect(),
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// The answer to creating an agent: the only time its token is shown.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AgentCreated {
+    pub agent: AgentView,
+    pub token: SecretValue,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GrantResult {
+    /// False when the agent already had the secret.
+    pub added: bool,
+}
+
+// No deny_unknown_fields: serde does not support it beside `flatten`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddRule {
+    pub host: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(flatten)]
+    pub action: RuleAction,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleView {
+    pub id: i64,
+    pub position: i32,
+    pub host: String,
+    pub path: String,
+    pub method: Option<String>,
+    pub agent: Option<String>,
+    #[serde(flatten)]
+    pub action: RuleAction,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&RuleRecord> for RuleView {
+    fn from(r: &RuleRecord) -> Self {
+        RuleView {
+            id: r.id,
+            position: r.position,
+            host: r.host.to_string(),
+            path: r.path.to_string(),
+            method: r.method.as_ref().map(|m| m.as_str().to_owned()),
+            agent: r.agent.as_ref().map(ToString::to_string),
+            action: r.action,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Query parameters of `GET /api/v1/audit`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// RFC 3339 time, or a duration back from now: `90s`, `15m`, `2h`, `7d`.
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub after_id: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseStatus {
+    /// `embedded` or `external`.
+    pub kind: String,
+    /// Where it is, without credentials.
+    pub target: String,
+    pub postgres_pid: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotStatus {
+    pub generation: u64,
+    pub loaded_at: Option<DateTime<Utc>>,
+    pub agents: usize,
+    pub secrets: usize,
+    pub rules: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub data_dir: String,
+    /// How agents' traffic reaches the gateway, and why.
+    pub mode: String,
+    pub listeners: Vec<String>,
+    pub database: DatabaseStatus,
+    pub key_id: String,
+    pub snapshot: SnapshotStatus,
+    pub audit_events: i64,
+}
+
+/// The body of every API error: what went wrong and, for bad input, which
+/// field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

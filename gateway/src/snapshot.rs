@@ -1,0 +1,93 @@
+//! The in-memory configuration the request path reads.
+//!
+//! The gateway never waits on the database: it reads an immutable
+//! [`Snapshot`] of agents, secrets (still sealed) and rules through an
+//! `ArcSwap`, replaced whole after every change. Readers never block and
+//! never see half a change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+
+use crate::store::agents::AgentRecord;
+use crate::store::rules::RuleRecord;
+use crate::store::secrets::SecretRecord;
+use crate::store::{Store, StoreError};
+use crate::token::TokenHash;
+
+/// One consistent view of the configuration.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Increases with each reload; tells a reader whether it is current.
+    pub generation: u64,
+    pub loaded_at: Option<DateTime<Utc>>,
+    pub agents: Vec<AgentRecord>,
+    pub secrets: Vec<SecretRecord>,
+    pub rules: Vec<RuleRecord>,
+    /// Index into `agents` by proxy-token hash.
+    by_token: HashMap<TokenHash, usize>,
+}
+
+impl Snapshot {
+    fn build(
+        generation: u64,
+        agents: Vec<AgentRecord>,
+        secrets: Vec<SecretRecord>,
+        rules: Vec<RuleRecord>,
+    ) -> Self {
+        let by_token = agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.token_hash, i))
+            .collect();
+        Snapshot {
+            generation,
+            loaded_at: Some(Utc::now()),
+            agents,
+            secrets,
+            rules,
+            by_token,
+        }
+    }
+
+    /// The agent whose proxy token hashes to `hash`.
+    pub fn agent_by_token(&self, hash: &TokenHash) -> Option<&AgentRecord> {
+        self.by_token.get(hash).map(|&i| &self.agents[i])
+    }
+}
+
+/// The current snapshot, and the means to replace it.
+#[derive(Debug, Default)]
+pub struct SnapshotHandle {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    /// Serialises reloads so a slow, older read never replaces a newer one.
+    /// Held across the database reads; the request path never takes it.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl SnapshotHandle {
+    /// The current snapshot: a lock-free pointer load.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Reads the whole configuration and swaps it in.
+    pub async fn reload(&self, store: &Store) -> Result<u64, StoreError> {
+        let _serial = self.reload_lock.lock().await;
+        let (agents, secrets, rules) = tokio::try_join!(
+            store.list_agents(),
+            store.list_secrets(),
+            store.list_rules()
+        )?;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.current.store(Arc::new(Snapshot::build(
+            generation, agents, secrets, rules,
+        )));
+        tracing::debug!(generation, "configuration snapshot reloaded");
+        Ok(generation)
+    }
+}

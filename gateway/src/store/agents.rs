@@ -1,0 +1,215 @@
+//! Agents and their grants.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use super::{Store, StoreError, audit, notify_change};
+use crate::model::{AgentName, SecretName};
+use crate::token::TokenHash;
+
+/// An agent as stored, with the names of the secrets it is granted.
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub id: Uuid,
+    pub name: AgentName,
+    pub token_hash: TokenHash,
+    pub cgroup: String,
+    pub grants: Vec<SecretName>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What it takes to create an agent.
+#[derive(Debug)]
+pub struct NewAgent<'a> {
+    pub name: &'a AgentName,
+    pub token_hash: TokenHash,
+    pub cgroup: &'a str,
+    pub grants: &'a [SecretName],
+}
+
+const SELECT_AGENTS: &str = "
+    SELECT a.id, a.name, a.token_hash, a.cgroup, a.created_at,
+           coalesce(array_agg(s.name ORDER BY s.name) FILTER (WHERE s.name IS NOT NULL),
+                    '{}') AS grants
+    FROM agents a
+    LEFT JOIN grants g ON g.agent_id = a.id
+    LEFT JOIN secrets s ON s.id = g.secret_id";
+
+fn agent_from_row(row: &PgRow) -> Result<AgentRecord, StoreError> {
+    let id: Uuid = row.try_get("id")?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "agents",
+        id: id.to_string(),
+        reason,
+    };
+    let name = AgentName::try_from(row.try_get::<String, _>("name")?)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let token_hash = TokenHash::from_slice(row.try_get("token_hash")?)
+        .ok_or_else(|| corrupt("token hash is not 32 bytes".into()))?;
+    let grants = row
+        .try_get::<Vec<String>, _>("grants")?
+        .into_iter()
+        .map(SecretName::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(AgentRecord {
+        id,
+        name,
+        token_hash,
+        cgroup: row.try_get("cgroup")?,
+        grants,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    pub async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let sql = format!("{SELECT_AGENTS} GROUP BY a.id ORDER BY a.name");
+        sqlx::query(&sql)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(agent_from_row)
+            .collect()
+    }
+
+    pub async fn get_agent(&self, name: &AgentName) -> Result<AgentRecord, StoreError> {
+        let sql = format!("{SELECT_AGENTS} WHERE a.name = $1 GROUP BY a.id");
+        let row = sqlx::query(&sql)
+            .bind(name.as_str())
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("agent {name}"),
+            })?;
+        agent_from_row(&row)
+    }
+
+    /// Creates an agent and its grants in one transaction: a grant of a
+    /// missing secret leaves no agent behind.
+    pub async fn insert_agent(&self, new: NewAgent<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO agents (id, name, token_hash, cgroup) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(new.name.as_str())
+            .bind(new.token_hash.0.as_slice())
+            .bind(new.cgroup)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::conflict_as(e, || format!("agent {}", new.name)))?;
+        for secret in new.grants {
+            insert_grant(&mut tx, id, secret).await?;
+        }
+        let grants: Vec<&str> = new.grants.iter().map(SecretName::as_str).collect();
+        audit::record_admin(
+            &mut tx,
+            "agent.add",
+            &format!(
+                "agent={} cgroup={} grants=[{}]",
+                new.name,
+                new.cgroup,
+                grants.join(",")
+            ),
+        )
+        .await?;
+        notify_change(&mut tx, "agents").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_agent(&self, name: &AgentName) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let deleted = sqlx::query("DELETE FROM agents WHERE name = $1")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("agent {name}"),
+            });
+        }
+        audit::record_admin(&mut tx, "agent.rm", &format!("agent={name}")).await?;
+        notify_change(&mut tx, "agents").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Grants `secret` to `agent`; returns false when it already was.
+    pub async fn grant(&self, agent: &AgentName, secret: &SecretName) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let agent_id = agent_id(&mut tx, agent).await?;
+        let added = insert_grant(&mut tx, agent_id, secret).await?;
+        if added {
+            audit::record_admin(
+                &mut tx,
+                "agent.grant",
+                &format!("agent={agent} secret={secret}"),
+            )
+            .await?;
+            notify_change(&mut tx, "grants").await?;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    pub async fn revoke(&self, agent: &AgentName, secret: &SecretName) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let agent_id = agent_id(&mut tx, agent).await?;
+        let secret_id = super::secrets::secret_id(&mut tx, secret).await?;
+        let deleted = sqlx::query("DELETE FROM grants WHERE agent_id = $1 AND secret_id = $2")
+            .bind(agent_id)
+            .bind(secret_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("a grant of secret {secret} to agent {agent}"),
+            });
+        }
+        audit::record_admin(
+            &mut tx,
+            "agent.revoke",
+            &format!("agent={agent} secret={secret}"),
+        )
+        .await?;
+        notify_change(&mut tx, "grants").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+pub(super) async fn agent_id(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    name: &AgentName,
+) -> Result<Uuid, StoreError> {
+    sqlx::query_scalar("SELECT id FROM agents WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: format!("agent {name}"),
+        })
+}
+
+/// Inserts one grant; false when it already existed.
+async fn insert_grant(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    agent_id: Uuid,
+    secret: &SecretName,
+) -> Result<bool, StoreError> {
+    let secret_id = super::secrets::secret_id(tx, secret).await?;
+    let added = sqlx::query(
+        "INSERT INTO grants (agent_id, secret_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(agent_id)
+    .bind(secret_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(added == 1)
+}

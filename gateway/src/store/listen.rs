@@ -1,0 +1,69 @@
+//! Follows configuration changes made by any daemon on the database.
+//!
+//! Each write sends `NOTIFY airlock_config` in its transaction; this task
+//! `LISTEN`s and reloads the snapshot on each. Notifications sent while the
+//! connection was down are lost, so a reconnect also reloads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::shutdown::Shutdown;
+use sqlx::postgres::PgListener;
+
+use super::{CHANGES_CHANNEL, Store};
+use crate::snapshot::SnapshotHandle;
+
+/// Runs until `shutdown` fires.
+pub async fn follow_changes(store: Store, snapshot: Arc<SnapshotHandle>, shutdown: Shutdown) {
+    loop {
+        let mut listener = match subscribe(&store).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for configuration changes; retrying");
+                if shutdown.sleep_or_stop(Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        // Anything may have changed while we were not listening.
+        reload(&store, &snapshot).await;
+        loop {
+            let received = tokio::select! {
+                r = listener.try_recv() => r,
+                () = shutdown.wait() => return,
+            };
+            match received {
+                Ok(Some(note)) => {
+                    tracing::debug!(what = note.payload(), "configuration changed");
+                    // Coalesce a burst of changes into one reload.
+                    while let Ok(Ok(Some(_))) =
+                        tokio::time::timeout(Duration::from_millis(5), listener.try_recv()).await
+                    {
+                    }
+                    reload(&store, &snapshot).await;
+                }
+                Ok(None) => {
+                    tracing::warn!("lost the change-notification connection; reconnecting");
+                    reload(&store, &snapshot).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "change notifications failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn subscribe(store: &Store) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(store.pool()).await?;
+    listener.listen(CHANGES_CHANNEL).await?;
+    Ok(listener)
+}
+
+async fn reload(store: &Store, snapshot: &SnapshotHandle) {
+    if let Err(e) = snapshot.reload(store).await {
+        tracing::error!(error = %e, "reloading configuration failed; serving the previous snapshot");
+    }
+}

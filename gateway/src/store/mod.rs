@@ -1,0 +1,181 @@
+//! The store: PostgreSQL through sqlx.
+//!
+//! The schema lives only in `migrations/` and is applied on start. Every
+//! write that changes configuration also sends `NOTIFY airlock_config` in
+//! its transaction, so every daemon on the database (see [`listen`])
+//! reloads its snapshot once the change is committed.
+//!
+//! With no `DATABASE_URL`, [`embedded`] runs a private PostgreSQL in the
+//! data directory.
+
+pub mod agents;
+pub mod audit;
+pub mod embedded;
+pub mod listen;
+pub mod rules;
+pub mod secrets;
+pub mod vault_keys;
+
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// The channel every configuration change is announced on.
+pub const CHANGES_CHANNEL: &str = "airlock_config";
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach the database at {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    #[error(
+        "the database schema (version {found}) is newer than this airlock knows \
+         (latest {known}): upgrade airlock, or point it at another database"
+    )]
+    SchemaNewer { found: i64, known: i64 },
+    #[error("applying database migrations failed: {0}")]
+    Migrate(String),
+    #[error("{what} already exists")]
+    Conflict { what: String },
+    #[error("{what} does not exist")]
+    NotFound { what: String },
+    #[error("corrupt row in {table} ({id}): {reason}")]
+    Corrupt {
+        table: &'static str,
+        id: String,
+        reason: String,
+    },
+    #[error("database error: {0}")]
+    Query(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Query(e)
+    }
+}
+
+impl StoreError {
+    /// Maps a unique violation to `Conflict` naming `what`; other errors pass.
+    fn conflict_as(e: sqlx::Error, what: impl FnOnce() -> String) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict { what: what() }
+            }
+            _ => StoreError::Query(e),
+        }
+    }
+}
+
+/// Where to connect, for messages: never the password.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub options: PgConnectOptions,
+    pub display: String,
+}
+
+impl Target {
+    /// From a `postgres://` URL given by the operator.
+    pub fn from_url(url: &str) -> Result<Target, StoreError> {
+        let display = redact_url(url);
+        let options = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| StoreError::Unreachable {
+                target: display.clone(),
+                reason: format!("invalid URL: {e}"),
+            })?;
+        Ok(Target { options, display })
+    }
+}
+
+/// Replaces the user-info part of a URL with `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A pool of connections to the database, migrated.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+    target: String,
+}
+
+impl Store {
+    /// Connects (failing fast with a clear error) and applies migrations.
+    pub async fn open(target: &Target) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(target.options.clone())
+            .await
+            .map_err(|e| StoreError::Unreachable {
+                target: target.display.clone(),
+                reason: e.to_string(),
+            })?;
+        let store = Store {
+            pool,
+            target: target.display.clone(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        match MIGRATOR.run(&self.pool).await {
+            Ok(()) => Ok(()),
+            Err(MigrateError::VersionMissing(found)) => {
+                Err(StoreError::SchemaNewer { found, known })
+            }
+            Err(e) => Err(StoreError::Migrate(e.to_string())),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Where this store points, for `airlock status` (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Announces a configuration change inside the writing transaction.
+async fn notify_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    what: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(what)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://user:pw@db:5432/airlock"),
+            "postgres://***@db:5432/airlock"
+        );
+        assert_eq!(redact_url("postgres:///airlock"), "postgres:///airlock");
+    }
+}

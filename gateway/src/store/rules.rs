@@ -1,0 +1,158 @@
+//! Rules: block, hold for approval, or rate-limit matching requests.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::{Store, StoreError, agents, audit, notify_change};
+use crate::model::AgentName;
+use crate::policy::{HostPattern, Method, PathGlob, Rate, RuleAction};
+
+/// A rule as stored.
+#[derive(Debug, Clone)]
+pub struct RuleRecord {
+    pub id: i64,
+    pub position: i32,
+    pub host: HostPattern,
+    pub path: PathGlob,
+    /// `None`: every method.
+    pub method: Option<Method>,
+    /// `None`: every agent.
+    pub agent: Option<AgentName>,
+    pub action: RuleAction,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What it takes to create a rule.
+#[derive(Debug)]
+pub struct NewRule<'a> {
+    pub host: &'a HostPattern,
+    pub path: &'a PathGlob,
+    pub method: Option<&'a Method>,
+    pub agent: Option<&'a AgentName>,
+    pub action: RuleAction,
+}
+
+fn rule_from_row(row: &PgRow) -> Result<RuleRecord, StoreError> {
+    let id: i64 = row.try_get("id")?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "rules",
+        id: id.to_string(),
+        reason,
+    };
+    let action = match (
+        row.try_get::<&str, _>("action")?,
+        row.try_get::<Option<i32>, _>("rate_count")?,
+        row.try_get::<Option<i32>, _>("rate_period_secs")?,
+    ) {
+        ("block", None, None) => RuleAction::Block,
+        ("approve", None, None) => RuleAction::Approve,
+        ("rate", Some(count), Some(period)) => RuleAction::Rate(Rate {
+            count: u32::try_from(count).map_err(|e| corrupt(e.to_string()))?,
+            period_secs: u32::try_from(period).map_err(|e| corrupt(e.to_string()))?,
+        }),
+        (action, _, _) => return Err(corrupt(format!("bad action {action:?}"))),
+    };
+    Ok(RuleRecord {
+        id,
+        position: row.try_get("position")?,
+        host: HostPattern::parse(row.try_get("host_pattern")?)
+            .map_err(|e| corrupt(e.to_string()))?,
+        path: PathGlob::parse(row.try_get("path_glob")?).map_err(|e| corrupt(e.to_string()))?,
+        method: row
+            .try_get::<Option<String>, _>("method")?
+            .map(Method::try_from)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        agent: row
+            .try_get::<Option<String>, _>("agent")?
+            .map(AgentName::try_from)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        action,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    pub async fn list_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
+        sqlx::query(
+            "SELECT r.id, r.position, r.host_pattern, r.path_glob, r.method, a.name AS agent,
+                    r.action, r.rate_count, r.rate_period_secs, r.created_at
+             FROM rules r LEFT JOIN agents a ON a.id = r.agent_id
+             ORDER BY r.position, r.id",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(rule_from_row)
+        .collect()
+    }
+
+    /// Appends a rule; returns its id.
+    pub async fn insert_rule(&self, new: NewRule<'_>) -> Result<i64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let agent_id = match new.agent {
+            Some(name) => Some(agents::agent_id(&mut tx, name).await?),
+            None => None,
+        };
+        let (count, period) = match new.action {
+            RuleAction::Rate(rate) => (
+                Some(i32::try_from(rate.count).unwrap_or(i32::MAX)),
+                Some(i32::try_from(rate.period_secs).unwrap_or(i32::MAX)),
+            ),
+            RuleAction::Block | RuleAction::Approve => (None, None),
+        };
+        // Serialises concurrent appends so positions stay distinct.
+        sqlx::query("LOCK TABLE rules IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO rules (position, host_pattern, path_glob, method, agent_id, action,
+                                rate_count, rate_period_secs)
+             VALUES ((SELECT coalesce(max(position), 0) + 1 FROM rules), $1, $2, $3, $4, $5, $6, $7)
+             RETURNING id",
+        )
+        .bind(new.host.to_string())
+        .bind(new.path.as_str())
+        .bind(new.method.map(Method::as_str))
+        .bind(agent_id)
+        .bind(new.action.kind())
+        .bind(count)
+        .bind(period)
+        .fetch_one(&mut *tx)
+        .await?;
+        let agent = new.agent.map_or("*", AgentName::as_str);
+        let method = new.method.map_or("*", Method::as_str);
+        audit::record_admin(
+            &mut tx,
+            "rule.add",
+            &format!(
+                "rule={id} host={} path={} method={method} agent={agent} action={}",
+                new.host, new.path, new.action
+            ),
+        )
+        .await?;
+        notify_change(&mut tx, "rules").await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn delete_rule(&self, id: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let deleted = sqlx::query("DELETE FROM rules WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("rule {id}"),
+            });
+        }
+        audit::record_admin(&mut tx, "rule.rm", &format!("rule={id}")).await?;
+        notify_change(&mut tx, "rules").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! Airlock's developer tasks, run as `cargo xtask <command>`.
+//!
+//! - `setup`: install what the build needs (Debian packages, nightly with
+//!   `rust-src`, `bpf-linker`); idempotent and fast when all is present.
+//! - `build-ebpf`: build `gateway-ebpf` with nightly and copy the object to
+//!   `target/ebpf/airlock.bpf.o`, where `gateway/build.rs` embeds it.
+//! - `build`, `run`, `test`: the above, then the host build of the daemon.
+
+mod cmd;
+mod ebpf;
+mod host;
+mod setup;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Airlock's developer tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the toolchains and system packages the build needs.
+    Setup,
+    /// Build the eBPF programs into target/ebpf/airlock.bpf.o.
+    BuildEbpf {
+        /// Build the eBPF crate's dev profile instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build the eBPF programs, then the `airlock` daemon.
+    Build {
+        /// Build the daemon in release mode.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build (release) and run `airlock serve ARGS...` in the foreground.
+    Run {
+        /// Arguments passed to `airlock serve`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build the eBPF programs, then `cargo test --workspace ARGS...`.
+    Test {
+        /// Arguments passed to `cargo test --workspace`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Setup => setup::run()?,
+        Command::BuildEbpf { debug } => ebpf::build(debug)?,
+        Command::Build { release } => {
+            timed("build-ebpf", || ebpf::build(false))?;
+            timed("build airlock", || host::build_airlock(release))?;
+        }
+        Command::Run { args } => {
+            timed("setup", setup::run)?;
+            timed("build-ebpf", || ebpf::build(false))?;
+            timed("build airlock (release)", || host::build_airlock(true))?;
+            // Only returns on failure to exec.
+            host::exec_serve(&args)?;
+        }
+        Command::Test { args } => {
+            timed("setup", setup::run)?;
+            timed("build-ebpf", || ebpf::build(false))?;
+            return timed("cargo test", || host::test(&args));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one step and prints how long it took, whether it succeeded or not.
+fn timed<T>(name: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    let start = Instant::now();
+    let result = step();
+    let outcome = if result.is_ok() { "done" } else { "failed" };
+    eprintln!(
+        "xtask: {name} {outcome} in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_args(argv: &[&str]) -> Vec<String> {
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        match cli.command {
+            Command::Test { args } | Command::Run { args } => args,
+            _ => panic!("not test/run"),
+        }
+    }
+
+    #[test]
+    fn trailing_args_pass_through_verbatim() {
+        assert_eq!(
+            test_args(&["xtask", "test", "--", "-p", "airlock", "--", "--nocapture"]),
+            ["-p", "airlock", "--", "--nocapture"]
+        );
+        assert_eq!(
+            test_args(&["xtask", "run", "--", "--listen", "127.0.0.1:1"]),
+            ["--listen", "127.0.0.1:1"]
+        );
+        assert!(test_args(&["xtask", "test"]).is_empty());
+    }
+}

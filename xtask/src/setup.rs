@@ -1,0 +1,250 @@
+//! `cargo xtask setup`: install what building Airlock needs, idempotently.
+//!
+//! Each step checks first and prints one line; only what is missing is
+//! installed. On failure it says what failed and the exact command to retry.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::cmd;
+
+/// Debian packages: LLVM 22 for building bpf-linker, clang, tools for
+/// rustup, and PostgreSQL for the embedded store.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "clang",
+    "curl",
+    "ca-certificates",
+    "postgresql",
+];
+
+/// The bpf-linker release that builds against Debian's LLVM 22.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+
+pub fn run() -> Result<()> {
+    debian_packages()?;
+    nightly_toolchain()?;
+    rust_src()?;
+    bpf_linker()?;
+    Ok(())
+}
+
+/// Prints the start of a step's line; the caller finishes it with `done`.
+fn begin(step: &str) {
+    print!("setup: {step} ... ");
+    // Progress output only; a failed flush is harmless.
+    let _ = std::io::stdout().flush();
+}
+
+fn done(outcome: &str) {
+    println!("{outcome}");
+}
+
+/// Runs an installing command; on failure finishes the step's line with
+/// FAILED and returns an error carrying the command to retry.
+fn install(step: &str, command: &mut Command) -> Result<()> {
+    // The command prints its own output; start it on a fresh line.
+    println!("installing");
+    let failure = match command.status() {
+        Ok(status) if status.success() => return Ok(()),
+        Ok(status) => status.to_string(),
+        Err(err) => format!("cannot start: {err}"),
+    };
+    bail!(
+        "setup: {step} FAILED ({failure})\n  retry with: {}",
+        cmd::display(command)
+    )
+}
+
+fn debian_packages() -> Result<()> {
+    let step = "debian packages";
+    begin(step);
+    let wanted: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| *p != "postgresql" || !postgres_server_present())
+        .collect();
+    if !cmd::on_path("dpkg-query") || !cmd::on_path("apt-get") {
+        done(&format!(
+            "skipped (no dpkg-query/apt-get: not Debian?). Install by hand the \
+             equivalents of: {}",
+            wanted.join(" ")
+        ));
+        return Ok(());
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|p| !deb_installed(p))
+        .collect();
+    if missing.is_empty() {
+        done("ok (already installed)");
+        return Ok(());
+    }
+    if !is_root() {
+        done(&format!(
+            "skipped (not root). Install by hand: sudo apt-get update && sudo \
+             apt-get install -y --no-install-recommends {}",
+            missing.join(" ")
+        ));
+        return Ok(());
+    }
+    install(step, Command::new("apt-get").arg("update"))?;
+    install(
+        step,
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    println!("setup: {step} ... ok (installed {})", missing.join(" "));
+    Ok(())
+}
+
+fn deb_installed(package: &str) -> bool {
+    cmd::probe(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|status| status.trim() == "install ok installed")
+}
+
+/// Whether some PostgreSQL server is installed Debian-style
+/// (`/usr/lib/postgresql/<version>/bin/initdb`).
+fn postgres_server_present() -> bool {
+    postgres_initdb(Path::new("/usr/lib/postgresql")).is_some()
+}
+
+fn postgres_initdb(base: &Path) -> Option<PathBuf> {
+    fs::read_dir(base)
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path().join("bin").join("initdb"))
+        .find(|initdb| initdb.is_file())
+}
+
+fn is_root() -> bool {
+    cmd::probe(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+}
+
+fn rustup() -> Result<Command> {
+    let mut command = Command::new("rustup");
+    // Use the cargo-home rustup even if the caller's PATH lacks it.
+    command.env(
+        "PATH",
+        cmd::path_with(&cmd::cargo_bin_dir().into_iter().collect::<Vec<_>>())?,
+    );
+    Ok(command)
+}
+
+fn nightly_toolchain() -> Result<()> {
+    let step = "nightly toolchain";
+    begin(step);
+    let Some(list) = cmd::probe(rustup()?.args(["toolchain", "list"])) else {
+        done("FAILED");
+        bail!(
+            "setup: {step} FAILED: `rustup toolchain list` did not run; install rustup \
+             from https://rustup.rs, then retry `cargo xtask setup`"
+        );
+    };
+    let present = list.lines().any(|line| {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        name == "nightly" || name.starts_with("nightly-")
+    });
+    if present {
+        done("ok (already installed)");
+        return Ok(());
+    }
+    install(
+        step,
+        rustup()?.args(["toolchain", "install", "nightly", "--profile", "minimal"]),
+    )?;
+    println!("setup: {step} ... ok (installed)");
+    Ok(())
+}
+
+fn rust_src() -> Result<()> {
+    let step = "rust-src for nightly";
+    begin(step);
+    let installed =
+        cmd::probe(rustup()?.args(["component", "list", "--toolchain", "nightly", "--installed"]))
+            .is_some_and(|list| {
+                list.lines()
+                    .any(|l| l.trim() == "rust-src" || l.starts_with("rust-src-"))
+            });
+    if installed {
+        done("ok (already installed)");
+        return Ok(());
+    }
+    install(
+        step,
+        rustup()?.args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+    )?;
+    println!("setup: {step} ... ok (installed)");
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    let step = "bpf-linker";
+    begin(step);
+    let cargo_bin: Vec<PathBuf> = cmd::cargo_bin_dir().into_iter().collect();
+    let version = cmd::probe(
+        Command::new("bpf-linker")
+            .arg("--version")
+            .env("PATH", cmd::path_with(&cargo_bin)?),
+    );
+    if let Some(version) = version {
+        done(&format!("ok (already installed: {})", version.trim()));
+        return Ok(());
+    }
+    print!("(building from source against LLVM 22, about 3 minutes) ");
+    let mut path = vec![PathBuf::from(LLVM_BIN)];
+    path.extend(cargo_bin);
+    install(
+        step,
+        cmd::host_cargo().env("PATH", cmd::path_with(&path)?).args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ]),
+    )?;
+    println!("setup: {step} ... ok (installed {BPF_LINKER_VERSION})");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_says_how_to_retry() {
+        let mut failing = Command::new("false");
+        failing.arg("--flag");
+        let err = install("demo", &mut failing).expect_err("`false` fails");
+        assert_eq!(
+            err.to_string(),
+            "setup: demo FAILED (exit status: 1)\n  retry with: false --flag"
+        );
+    }
+
+    #[test]
+    fn finds_a_debian_style_initdb() {
+        let base = std::env::temp_dir().join(format!("xtask-pg-{}", std::process::id()));
+        let bin = base.join("15").join("bin");
+        fs::create_dir_all(&bin).expect("temp dir");
+        assert_eq!(postgres_initdb(&base), None);
+        fs::write(bin.join("initdb"), b"").expect("temp file");
+        assert_eq!(postgres_initdb(&base), Some(bin.join("initdb")));
+        fs::remove_dir_all(&base).expect("cleanup");
+    }
+}
