@@ -9,13 +9,20 @@
 
 use std::fs;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/airlock";
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/airlock/airlock.toml";
 pub const DEFAULT_PG_USER: &str = "airlock";
+pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:10255";
+pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 300;
+pub const DEFAULT_UPSTREAM_HEADERS_TIMEOUT_SECS: u64 = 300;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 
 /// How log lines are written to standard error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -38,6 +45,13 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub pg_bin_dir: Option<PathBuf>,
     pub pg_user: Option<String>,
+    pub proxy_listen: Option<SocketAddr>,
+    /// Comma-separated CIDRs, e.g. `127.0.0.0/8,::1/128`.
+    pub allow_upstreams: Option<String>,
+    /// Comma-separated `HOST=IP` pairs.
+    pub resolve: Option<String>,
+    pub approval_timeout_secs: Option<u64>,
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// The optional TOML file. Unknown keys are an error, so a typo is caught
@@ -50,6 +64,20 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     #[serde(default)]
     postgres: FilePostgres,
+    #[serde(default)]
+    proxy: FileProxy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProxy {
+    listen: Option<SocketAddr>,
+    allow_upstreams: Option<Vec<IpNet>>,
+    resolve: Option<Vec<String>>,
+    approval_timeout_secs: Option<u64>,
+    upstream_ca: Option<PathBuf>,
+    upstream_headers_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,12 +101,35 @@ pub enum Database {
     External { url: String },
 }
 
+/// The gateway's settings.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// The explicit proxy (`HTTPS_PROXY`) listener.
+    pub listen: SocketAddr,
+    /// Upstream networks allowed although they are normally refused
+    /// (loopback, link-local, unspecified): how tests and local services
+    /// are reached. The daemon's own ports stay refused.
+    pub allow_upstreams: Vec<IpNet>,
+    /// Fixed answers for upstream name resolution (`HOST=IP`), like curl's
+    /// `--resolve`: for split-horizon names and for tests.
+    pub resolve: Vec<(String, IpAddr)>,
+    /// How long a request waits for a person's approval.
+    pub approval_timeout: Duration,
+    /// Extra roots (PEM bundle) trusted for upstream servers.
+    pub upstream_ca: Option<PathBuf>,
+    /// How long an upstream may take to send response headers.
+    pub upstream_headers_timeout: Duration,
+    /// How long a connection or body may sit idle.
+    pub idle_timeout: Duration,
+}
+
 /// Everything resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
     pub database: Database,
     pub log_format: LogFormat,
+    pub proxy: ProxySettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +142,10 @@ pub enum ConfigError {
     RelativeDataDir(PathBuf),
     #[error("DATABASE_URL must start with postgres:// or postgresql://")]
     BadDatabaseUrl,
+    #[error("allowed upstream network {0:?} is not a CIDR like 127.0.0.0/8 or ::1/128")]
+    BadCidr(String),
+    #[error("resolve entry {0:?} must be HOST=IP, e.g. api.example.com=10.0.0.5")]
+    BadResolve(String),
 }
 
 impl Settings {
@@ -120,12 +175,76 @@ impl Settings {
                     .unwrap_or_else(|| DEFAULT_PG_USER.to_owned()),
             },
         };
+        let p = file.proxy;
+        let allow_upstreams = match o.allow_upstreams {
+            Some(list) => parse_list(&list, |s| {
+                s.parse::<IpNet>()
+                    .map_err(|_| ConfigError::BadCidr(s.to_owned()))
+            })?,
+            None => p.allow_upstreams.unwrap_or_default(),
+        };
+        let resolve = match (o.resolve, p.resolve) {
+            (Some(list), _) => parse_list(&list, parse_resolve)?,
+            (None, Some(entries)) => entries
+                .iter()
+                .map(|e| parse_resolve(e))
+                .collect::<Result<_, _>>()?,
+            (None, None) => Vec::new(),
+        };
+        let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
+        let proxy = ProxySettings {
+            listen: o.proxy_listen.or(p.listen).unwrap_or_else(|| {
+                DEFAULT_PROXY_LISTEN
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 10255)))
+            }),
+            allow_upstreams,
+            resolve,
+            approval_timeout: secs(
+                o.approval_timeout_secs.or(p.approval_timeout_secs),
+                DEFAULT_APPROVAL_TIMEOUT_SECS,
+            ),
+            upstream_ca: o.upstream_ca.or(p.upstream_ca),
+            upstream_headers_timeout: secs(
+                p.upstream_headers_timeout_secs,
+                DEFAULT_UPSTREAM_HEADERS_TIMEOUT_SECS,
+            ),
+            idle_timeout: secs(p.idle_timeout_secs, DEFAULT_IDLE_TIMEOUT_SECS),
+        };
         Ok(Settings {
             data_dir,
             database,
             log_format: o.log_format.or(file.log_format).unwrap_or_default(),
+            proxy,
         })
     }
+}
+
+fn parse_list<T>(
+    list: &str,
+    parse: impl Fn(&str) -> Result<T, ConfigError>,
+) -> Result<Vec<T>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse)
+        .collect()
+}
+
+fn parse_resolve(entry: &str) -> Result<(String, IpAddr), ConfigError> {
+    let bad = || ConfigError::BadResolve(entry.to_owned());
+    let (host, ip) = entry.split_once('=').ok_or_else(bad)?;
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let ip = ip
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| bad())?;
+    Ok((host, ip))
 }
 
 /// Reads the given file (which must exist), or the default one if present.
@@ -206,6 +325,39 @@ mod tests {
             }),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn proxy_settings_parse() {
+        let s = Settings::resolve(Overrides {
+            config_file: Some("/dev/null".into()),
+            allow_upstreams: Some("127.0.0.0/8, ::1/128".into()),
+            resolve: Some("api.test.local=127.0.0.1,v6.test=[::1]".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.proxy.listen.to_string(), DEFAULT_PROXY_LISTEN);
+        assert_eq!(s.proxy.allow_upstreams.len(), 2);
+        assert_eq!(
+            s.proxy.resolve[1],
+            ("v6.test".to_owned(), "::1".parse().unwrap())
+        );
+        assert_eq!(s.proxy.approval_timeout, Duration::from_secs(300));
+        for (cidrs, resolve) in [
+            (Some("nope"), None),
+            (None, Some("x")),
+            (None, Some("x=1.2.3")),
+        ] {
+            assert!(
+                Settings::resolve(Overrides {
+                    config_file: Some("/dev/null".into()),
+                    allow_upstreams: cidrs.map(Into::into),
+                    resolve: resolve.map(Into::into),
+                    ..Default::default()
+                })
+                .is_err()
+            );
+        }
     }
 
     #[test]

@@ -9,11 +9,15 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::{self, StatusInfo};
 use crate::config::{Database, Settings};
 use crate::datadir::{DataDir, DataDirError};
+use crate::policy::RateLimiter;
+use crate::policy::approvals::Approvals;
+use crate::proxy::{self, Gateway, egress::Egress, upstream::Upstreams};
 use crate::service::Service;
 use crate::shutdown;
 use crate::snapshot::SnapshotHandle;
@@ -21,6 +25,7 @@ use crate::store::embedded::{EmbeddedError, EmbeddedPostgres};
 use crate::store::listen::follow_changes;
 use crate::store::vault_keys::KeyCheckError;
 use crate::store::{Store, StoreError, Target};
+use crate::tls::{CertificateAuthority, LeafCache, TlsError, upstream_client_config};
 use crate::vault::{self, KeyError, Vault};
 
 /// Why the daemon could not start or had to stop.
@@ -43,6 +48,16 @@ pub enum DaemonError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(
+        "cannot listen on {addr} for the explicit proxy: {source} (is another airlock running? \
+         choose another address with --proxy-listen or AIRLOCK_PROXY_LISTEN)"
+    )]
+    ProxyListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the daemon until a stop signal.
@@ -95,10 +110,54 @@ async fn run(
 
     let snapshot = Arc::new(SnapshotHandle::default());
     snapshot.reload(&store).await?;
+    let approvals = Arc::new(Approvals::new(settings.proxy.approval_timeout));
     let (trigger, shutdown) = shutdown::channel();
     let listener_task = tokio::spawn(follow_changes(
         store.clone(),
         snapshot.clone(),
+        approvals.clone(),
+        shutdown.clone(),
+    ));
+    let (audit, audit_rx) = crate::audit::channel();
+    let audit_task = tokio::spawn(crate::audit::run_writer(
+        store.clone(),
+        audit_rx,
+        audit.counters().clone(),
+        shutdown.clone(),
+    ));
+
+    let ca = Arc::new(CertificateAuthority::load_or_create(data.root())?);
+    tracing::info!(ca = %ca.cert_path().display(), "local CA ready");
+    let proxy_addr = settings.proxy.listen;
+    let proxy_listener =
+        TcpListener::bind(proxy_addr)
+            .await
+            .map_err(|source| DaemonError::ProxyListen {
+                addr: proxy_addr,
+                source,
+            })?;
+    let gateway = Arc::new(Gateway {
+        snapshot: snapshot.clone(),
+        vault: vault.clone(),
+        store: store.clone(),
+        limiter: RateLimiter::default(),
+        approvals: approvals.clone(),
+        audit,
+        upstreams: Upstreams::new(
+            upstream_client_config(settings.proxy.upstream_ca.as_deref())?,
+            settings.proxy.upstream_headers_timeout,
+        ),
+        leaves: LeafCache::with_defaults(ca.clone())?,
+        egress: Egress {
+            allow: settings.proxy.allow_upstreams.clone(),
+            resolve: settings.proxy.resolve.clone(),
+            own_ports: vec![proxy_addr.port()],
+        },
+        idle_timeout: settings.proxy.idle_timeout,
+    });
+    let proxy_task = tokio::spawn(proxy::explicit::run(
+        gateway,
+        proxy_listener,
         shutdown.clone(),
     ));
 
@@ -107,18 +166,22 @@ async fn run(
         path: socket_path.clone(),
         source,
     })?;
-    let service = Service::new(store.clone(), vault.clone(), snapshot);
+    let service = Service::new(store.clone(), vault.clone(), snapshot, approvals);
     let status = StatusInfo {
         started_at: Utc::now(),
         data_dir: data.root().display().to_string(),
         mode: transparent_mode(),
-        listeners: vec![format!("admin API on {}", socket_path.display())],
+        listeners: vec![
+            format!("explicit proxy on {proxy_addr}"),
+            format!("admin API on {}", socket_path.display()),
+        ],
         database_kind: match settings.database {
             Database::Embedded { .. } => "embedded",
             Database::External { .. } => "external",
         },
         postgres_pid: embedded.as_ref().map(EmbeddedPostgres::pid_cell),
         key_id: vault.key_id().to_owned(),
+        ca_cert: ca.cert_path().display().to_string(),
     };
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
@@ -136,8 +199,10 @@ async fn run(
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     trigger.fire();
+    let _ = proxy_task.await;
     let _ = admin_task.await;
     let _ = listener_task.await;
+    let _ = audit_task.await;
     store.close().await;
     Ok(())
 }
@@ -161,10 +226,11 @@ async fn open_database(
 fn transparent_mode() -> String {
     match crate::ebpf::object() {
         Some(obj) => format!(
-            "admin only: eBPF object embedded ({} bytes); gateway listeners are not enabled in this build",
+            "explicit proxy only: transparent interception is not enabled yet (eBPF object embedded, {} bytes)",
             obj.len()
         ),
-        None => "admin only: built without the eBPF object; gateway listeners are not enabled in this build".into(),
+        None => "explicit proxy only: this build has no eBPF object (run `cargo xtask build-ebpf`)"
+            .into(),
     }
 }
 

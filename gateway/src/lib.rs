@@ -14,18 +14,23 @@
 //! - [`model`]: validated names and the ways a secret is injected.
 //! - [`policy`]: host patterns, path globs and rules.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secret values.
+//! - [`tls`]: the local CA and its per-host leaf certificates, upstream
+//!   trust (OS roots plus `AIRLOCK_UPSTREAM_CA`) and the ClientHello SNI reader.
 //! - [`store`]: PostgreSQL (sqlx): the embedded server's supervisor,
 //!   migrations, queries and change notifications.
 //! - [`snapshot`]: the in-memory view of agents, secrets and rules that the
 //!   request path reads; swapped atomically on every change.
+//! - [`proxy`]: the gateway: interception, the request path, forwarding.
 //! - [`service`]: the one place that validates and writes configuration;
 //!   the admin API and the dashboard both call it.
+//! - [`audit`]: the batched writer of the audit trail.
 //! - [`admin`]: the JSON API on the root-only Unix socket, and its client.
 //! - [`daemon`]: `airlock serve`: start-up, supervision and shutdown;
 //!   [`shutdown`] is the signal every task watches.
 //! - [`ebpf`]: the eBPF object embedded in the binary.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod datadir;
@@ -33,9 +38,11 @@ pub mod ebpf;
 pub mod logging;
 pub mod model;
 pub mod policy;
+pub mod proxy;
 pub mod service;
 pub mod shutdown;
 pub mod snapshot;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod vault;

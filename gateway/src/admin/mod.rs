@@ -13,6 +13,7 @@
 //! GET    /api/v1/rules                   POST /api/v1/rules
 //! DELETE /api/v1/rules/{id}
 //! GET    /api/v1/audit?agent=&since=&after_id=&limit=
+//! GET    /api/v1/approvals?all=          POST /api/v1/approvals/{id}/approve|deny
 //! ```
 //!
 //! Errors are `{"error": "...", "field": "..."}` with 400, 404, 409, 503 or 500.

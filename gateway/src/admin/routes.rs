@@ -33,6 +33,9 @@ pub fn router(service: Service, status: StatusInfo) -> Router {
         .route("/api/v1/rules", get(list_rules).post(add_rule))
         .route("/api/v1/rules/{id}", delete(delete_rule))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/approvals", get(list_approvals))
+        .route("/api/v1/approvals/{id}/approve", post(approve))
+        .route("/api/v1/approvals/{id}/deny", post(deny))
         .fallback(not_found)
         .with_state(AppState { service, status })
 }
@@ -194,4 +197,31 @@ async fn audit(
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditEvent>>> {
     Ok(Json(s.service.audit(query(q)?).await?))
+}
+
+async fn list_approvals(
+    State(s): State<AppState>,
+    q: Result<Query<ApprovalQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<ApprovalView>>> {
+    Ok(Json(s.service.list_approvals(query(q)?).await?))
+}
+
+fn approval_id(id: &str) -> Result<i64, Failure> {
+    id.parse()
+        .map_err(|_| bad_request(format!("approval id {id:?} is not a number")))
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApprovalView>> {
+    Ok(Json(
+        s.service.decide_approval(approval_id(&id)?, true).await?,
+    ))
+}
+
+async fn deny(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ApprovalView>> {
+    Ok(Json(
+        s.service.decide_approval(approval_id(&id)?, false).await?,
+    ))
 }

@@ -18,6 +18,7 @@ pub struct StatusInfo {
     pub database_kind: &'static str,
     pub postgres_pid: Option<Arc<AtomicI32>>,
     pub key_id: String,
+    pub ca_cert: String,
 }
 
 impl StatusInfo {
@@ -40,6 +41,7 @@ impl StatusInfo {
                     .filter(|&p| p > 0),
             },
             key_id: self.key_id.clone(),
+            ca_cert: self.ca_cert.clone(),
             snapshot: SnapshotStatus {
                 generation: snap.generation,
                 loaded_at: snap.loaded_at,

@@ -45,6 +45,30 @@ pub enum Command {
     Rule(RuleCommand),
     /// Show the audit trail.
     Audit(AuditArgs),
+    /// Requests waiting for a person's approval.
+    Approvals {
+        /// Keep watching for new requests.
+        #[arg(long)]
+        follow: bool,
+        /// Also show decided ones (the latest 200).
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a held request through.
+    Approve { id: String },
+    /// Refuse a held request (the agent gets 403).
+    Deny { id: String },
+    /// The local CA that agents must trust.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the path of the CA certificate (PEM).
+    Path,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +85,22 @@ pub struct ServeArgs {
     /// The unprivileged user that runs the embedded PostgreSQL (default airlock).
     #[arg(long, env = "AIRLOCK_PG_USER", value_name = "USER")]
     pub pg_user: Option<String>,
+    /// Address of the explicit proxy (default 127.0.0.1:10255).
+    #[arg(long, env = "AIRLOCK_PROXY_LISTEN", value_name = "ADDR")]
+    pub proxy_listen: Option<std::net::SocketAddr>,
+    /// Networks upstreams may be in although normally refused (loopback,
+    /// link-local), comma-separated CIDRs, e.g. 127.0.0.0/8.
+    #[arg(long, env = "AIRLOCK_ALLOW_UPSTREAMS", value_name = "CIDRS")]
+    pub allow_upstreams: Option<String>,
+    /// Fixed upstream addresses, comma-separated HOST=IP (like curl --resolve).
+    #[arg(long, env = "AIRLOCK_RESOLVE", value_name = "HOST=IP,...")]
+    pub resolve: Option<String>,
+    /// Seconds a request waits for approval before it is refused (default 300).
+    #[arg(long, env = "AIRLOCK_APPROVAL_TIMEOUT", value_name = "SECS")]
+    pub approval_timeout: Option<u64>,
+    /// Extra CA certificates (PEM) trusted for upstream servers.
+    #[arg(long, env = "AIRLOCK_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// The hidden `--value` flag exists only to refuse it with a clear reason.

@@ -40,6 +40,11 @@ fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
         log_format: args.log_format,
         pg_bin_dir: args.pg_bin_dir,
         pg_user: args.pg_user,
+        proxy_listen: args.proxy_listen,
+        allow_upstreams: args.allow_upstreams,
+        resolve: args.resolve,
+        approval_timeout_secs: args.approval_timeout,
+        upstream_ca: args.upstream_ca,
         ..overrides
     })?;
     airlock::logging::init(settings.log_format);
@@ -59,6 +64,14 @@ async fn manage(client: &AdminClient, command: Command) -> Result<()> {
         Command::Agent(cmd) => agent(client, cmd).await,
         Command::Rule(cmd) => rule(client, cmd).await,
         Command::Audit(args) => audit(client, args).await,
+        Command::Approvals { follow, all, json } => approvals(client, follow, all, json).await,
+        Command::Approve { id } => decide(client, &id, true).await,
+        Command::Deny { id } => decide(client, &id, false).await,
+        Command::Ca(CaCommand::Path) => {
+            let s: Status = client.get("/api/v1/status").await?;
+            println!("{}", s.ca_cert);
+            Ok(())
+        }
     }
 }
 
@@ -87,6 +100,7 @@ async fn status(client: &AdminClient, json: bool) -> Result<()> {
         s.database.target, s.database.kind
     );
     println!("  master key  {}", s.key_id);
+    println!("  CA          {}", s.ca_cert);
     println!(
         "  config      {} agents, {} secrets, {} rules (generation {})",
         s.snapshot.agents, s.snapshot.secrets, s.snapshot.rules, s.snapshot.generation
@@ -423,4 +437,60 @@ fn segment(s: &str) -> String {
             }
         })
         .collect()
+}
+
+async fn approvals(client: &AdminClient, follow: bool, all: bool, json: bool) -> Result<()> {
+    let path = format!("/api/v1/approvals?all={all}");
+    let mut shown = std::collections::HashSet::new();
+    loop {
+        let list: Vec<ApprovalView> = client.get(&path).await?;
+        let new: Vec<&ApprovalView> = list.iter().filter(|a| !shown.contains(&a.id)).collect();
+        if json {
+            for a in &new {
+                println!("{}", serde_json::to_string(a)?);
+            }
+        } else if !follow || !new.is_empty() {
+            if shown.is_empty() && new.is_empty() {
+                println!("no requests are waiting for approval");
+            }
+            let rows: Vec<Vec<String>> = new
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.id.to_string(),
+                        a.agent.clone(),
+                        format!("{} {}{}", a.method, a.host, a.path),
+                        a.status.clone(),
+                        a.requested_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                output::table(&["ID", "AGENT", "REQUEST", "STATUS", "REQUESTED"], &rows);
+            }
+        }
+        shown.extend(new.iter().map(|a| a.id));
+        if !follow {
+            return Ok(());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn decide(client: &AdminClient, id: &str, approve: bool) -> Result<()> {
+    let id: i64 = id.parse().map_err(|_| {
+        anyhow::anyhow!("approval id {id:?} is not a number: see `airlock approvals`")
+    })?;
+    let verb = if approve { "approve" } else { "deny" };
+    let a: ApprovalView = client
+        .post(&format!("/api/v1/approvals/{id}/{verb}"), &())
+        .await?;
+    println!(
+        "{} approval {}: {} {}{} by {}",
+        a.status, a.id, a.method, a.host, a.path, a.agent
+    );
+    Ok(())
 }

@@ -2,8 +2,12 @@
 //! requests a rule or a secret applies to; rules say what happens to them
 //! (block, hold for approval, rate-limit).
 
+pub mod approvals;
+pub mod engine;
+mod limiter;
 mod pattern;
 mod rule;
 
+pub use limiter::RateLimiter;
 pub use pattern::{HostPattern, PathGlob, PatternError};
 pub use rule::{Method, Rate, RuleAction, RuleError};

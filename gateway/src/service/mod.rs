@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use uuid::Uuid;
 
 use crate::model::{AgentName, Injection, SecretName};
+use crate::policy::approvals::Approvals;
 use crate::policy::{HostPattern, Method, PathGlob, RuleAction};
 use crate::snapshot::SnapshotHandle;
 use crate::store::agents::NewAgent;
@@ -87,14 +88,21 @@ pub struct Service {
     store: Store,
     vault: Arc<Vault>,
     snapshot: Arc<SnapshotHandle>,
+    approvals: Arc<Approvals>,
 }
 
 impl Service {
-    pub fn new(store: Store, vault: Arc<Vault>, snapshot: Arc<SnapshotHandle>) -> Self {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        snapshot: Arc<SnapshotHandle>,
+        approvals: Arc<Approvals>,
+    ) -> Self {
         Service {
             store,
             vault,
             snapshot,
+            approvals,
         }
     }
 
@@ -309,6 +317,28 @@ impl Service {
         self.store.delete_rule(id).await?;
         self.refresh().await;
         Ok(())
+    }
+
+    // ---- approvals ----
+
+    pub async fn list_approvals(
+        &self,
+        q: ApprovalQuery,
+    ) -> Result<Vec<ApprovalView>, ServiceError> {
+        Ok(self.store.list_approvals(q.all).await?)
+    }
+
+    /// Approves or denies a pending request. The waiting request is woken
+    /// here at once, and on every other daemon through the notification.
+    pub async fn decide_approval(
+        &self,
+        id: i64,
+        approve: bool,
+    ) -> Result<ApprovalView, ServiceError> {
+        let status = if approve { "approved" } else { "denied" };
+        let record = self.store.decide_approval(id, status).await?;
+        self.approvals.resolve(id, approve);
+        Ok(record)
     }
 
     // ---- audit ----

@@ -223,8 +223,21 @@ pub struct Status {
     pub listeners: Vec<String>,
     pub database: DatabaseStatus,
     pub key_id: String,
+    /// The CA certificate agents must trust.
+    pub ca_cert: String,
     pub snapshot: SnapshotStatus,
     pub audit_events: i64,
+}
+
+pub use crate::store::approvals::ApprovalRecord as ApprovalView;
+
+/// Query parameters of `GET /api/v1/approvals`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalQuery {
+    /// Also decided ones (the latest 200), not only pending.
+    #[serde(default)]
+    pub all: bool,
 }
 
 /// The body of every API error: what went wrong and, for bad input, which

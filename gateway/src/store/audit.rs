@@ -29,6 +29,24 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// One request to record; written in batches by [`crate::audit`].
+#[derive(Debug, Clone, Default)]
+pub struct NewRequestEvent {
+    pub at: DateTime<Utc>,
+    pub agent: Option<String>,
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub decision: String,
+    pub rule_id: Option<i64>,
+    pub secrets: Vec<String>,
+    pub status: Option<i32>,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub duration_us: i64,
+    pub detail: Option<String>,
+}
+
 /// Which rows to read.
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
@@ -86,6 +104,38 @@ impl Store {
             .map(event_from_row)
             .collect::<Result<_, _>>()
             .map_err(StoreError::from)
+    }
+
+    /// Writes a batch of request events in one statement.
+    pub async fn insert_request_events(
+        &self,
+        events: &[NewRequestEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO audit_events (at, kind, agent, method, host, path, decision, rule_id, \
+             secrets, status, bytes_up, bytes_down, duration_us, detail) ",
+        );
+        qb.push_values(events, |mut row, e| {
+            row.push_bind(e.at)
+                .push_bind("request")
+                .push_bind(&e.agent)
+                .push_bind(&e.method)
+                .push_bind(&e.host)
+                .push_bind(&e.path)
+                .push_bind(&e.decision)
+                .push_bind(e.rule_id)
+                .push_bind(&e.secrets)
+                .push_bind(e.status)
+                .push_bind(e.bytes_up)
+                .push_bind(e.bytes_down)
+                .push_bind(e.duration_us)
+                .push_bind(&e.detail);
+        });
+        qb.build().execute(self.pool()).await?;
+        Ok(())
     }
 
     pub async fn count_audit_events(&self) -> Result<i64, StoreError> {

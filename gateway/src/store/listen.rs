@@ -10,11 +10,18 @@ use std::time::Duration;
 use crate::shutdown::Shutdown;
 use sqlx::postgres::PgListener;
 
+use super::approvals::parse_decision_payload;
 use super::{CHANGES_CHANNEL, Store};
+use crate::policy::approvals::Approvals;
 use crate::snapshot::SnapshotHandle;
 
 /// Runs until `shutdown` fires.
-pub async fn follow_changes(store: Store, snapshot: Arc<SnapshotHandle>, shutdown: Shutdown) {
+pub async fn follow_changes(
+    store: Store,
+    snapshot: Arc<SnapshotHandle>,
+    approvals: Arc<Approvals>,
+    shutdown: Shutdown,
+) {
     loop {
         let mut listener = match subscribe(&store).await {
             Ok(listener) => listener,
@@ -35,13 +42,16 @@ pub async fn follow_changes(store: Store, snapshot: Arc<SnapshotHandle>, shutdow
             };
             match received {
                 Ok(Some(note)) => {
-                    tracing::debug!(what = note.payload(), "configuration changed");
+                    let mut changed = dispatch(note.payload(), &approvals);
                     // Coalesce a burst of changes into one reload.
-                    while let Ok(Ok(Some(_))) =
+                    while let Ok(Ok(Some(next))) =
                         tokio::time::timeout(Duration::from_millis(5), listener.try_recv()).await
                     {
+                        changed |= dispatch(next.payload(), &approvals);
                     }
-                    reload(&store, &snapshot).await;
+                    if changed {
+                        reload(&store, &snapshot).await;
+                    }
                 }
                 Ok(None) => {
                     tracing::warn!("lost the change-notification connection; reconnecting");
@@ -54,6 +64,20 @@ pub async fn follow_changes(store: Store, snapshot: Arc<SnapshotHandle>, shutdow
             }
         }
     }
+}
+
+/// Routes one notification; true when the configuration changed.
+fn dispatch(payload: &str, approvals: &Approvals) -> bool {
+    match parse_decision_payload(payload) {
+        Some((id, "approved")) => approvals.resolve(id, true),
+        Some((id, "denied")) => approvals.resolve(id, false),
+        Some(_) => {}
+        None => {
+            tracing::debug!(what = payload, "configuration changed");
+            return true;
+        }
+    }
+    false
 }
 
 async fn subscribe(store: &Store) -> Result<PgListener, sqlx::Error> {

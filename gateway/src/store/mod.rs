@@ -9,6 +9,7 @@
 //! data directory.
 
 pub mod agents;
+pub mod approvals;
 pub mod audit;
 pub mod embedded;
 pub mod listen;

@@ -1,0 +1,93 @@
+//! Requests waiting for a person: the live side of the `approvals` table.
+//!
+//! A held request inserts a pending row, then waits on a oneshot channel
+//! registered under the row's id. A decision made through any daemon on
+//! the database commits the row and notifies `approval:ID:STATUS`; every
+//! daemon's change listener calls [`Approvals::resolve`], and the one that
+//! holds the request wakes it. No answer within the timeout: the row is
+//! marked expired and the request refused.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::store::approvals::NewApproval;
+use crate::store::{Store, StoreError};
+
+/// How a held request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalOutcome {
+    Approved,
+    Denied,
+    TimedOut,
+}
+
+#[derive(Debug)]
+pub struct Approvals {
+    waiting: Mutex<HashMap<i64, oneshot::Sender<bool>>>,
+    timeout: Duration,
+}
+
+impl Approvals {
+    pub fn new(timeout: Duration) -> Self {
+        Approvals {
+            waiting: Mutex::default(),
+            timeout,
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<bool>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds a request until a decision or the timeout. Returns the
+    /// approval's id and how it ended.
+    pub async fn hold(
+        &self,
+        store: &Store,
+        new: NewApproval<'_>,
+    ) -> Result<(i64, ApprovalOutcome), StoreError> {
+        let id = store.insert_approval(new).await?;
+        let (tx, rx) = oneshot::channel();
+        self.waiting().insert(id, tx);
+        // A decision may have landed between the insert and the register.
+        match store.approval_status(id).await?.as_deref() {
+            Some("approved") => self.resolve(id, true),
+            Some("denied") => self.resolve(id, false),
+            _ => {}
+        }
+        let outcome = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(true)) => ApprovalOutcome::Approved,
+            Ok(Ok(false)) => ApprovalOutcome::Denied,
+            Ok(Err(_)) | Err(_) => {
+                self.waiting().remove(&id);
+                match store.decide_approval(id, "expired").await {
+                    Ok(_) => ApprovalOutcome::TimedOut,
+                    // Decided at the last moment: honour the decision.
+                    Err(StoreError::NotFound { .. }) => {
+                        match store.approval_status(id).await?.as_deref() {
+                            Some("approved") => ApprovalOutcome::Approved,
+                            Some("denied") => ApprovalOutcome::Denied,
+                            _ => ApprovalOutcome::TimedOut,
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        Ok((id, outcome))
+    }
+
+    /// Wakes the request waiting on `id`, if this daemon holds it.
+    pub fn resolve(&self, id: i64, approved: bool) {
+        if let Some(tx) = self.waiting().remove(&id) {
+            let _ = tx.send(approved);
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}

@@ -1,0 +1,157 @@
+//! Bodies that stream through the gateway: counted, never buffered.
+//!
+//! [`Counted`] wraps a body, adds the bytes of each data frame to a shared
+//! counter (for the audit record) and, for responses, fails the stream if
+//! the upstream sends nothing for the idle timeout. [`ProxyBody`] is the
+//! one body type the gateway answers agents with: an upstream's streamed
+//! body, or a short body the gateway wrote itself.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+/// Errors a streamed body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for {0:?}")]
+pub struct IdleTimeout(Duration);
+
+/// A body that counts its data bytes into `counter`.
+pub struct Counted<B> {
+    inner: B,
+    counter: Arc<AtomicU64>,
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+}
+
+impl<B> Counted<B> {
+    pub fn new(inner: B, counter: Arc<AtomicU64>) -> Self {
+        Counted {
+            inner,
+            counter,
+            idle: None,
+        }
+    }
+
+    /// Ends the body with an error when no frame arrives within `timeout`.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle = Some((timeout, Box::pin(tokio::time::sleep(timeout))));
+        self
+    }
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some((timeout, sleep)) = &mut this.idle {
+                    sleep.as_mut().reset(Instant::now() + *timeout);
+                }
+                if let Some(Ok(f)) = &frame
+                    && let Some(data) = f.data_ref()
+                {
+                    this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                if let Some((timeout, sleep)) = &mut this.idle {
+                    ready!(sleep.as_mut().poll(cx));
+                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(*timeout)))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What the gateway answers an agent with.
+pub enum ProxyBody {
+    /// The upstream's response, streamed.
+    Upstream(Counted<Incoming>, Option<Box<super::record::AuditGuard>>),
+    /// A short body written by the gateway (errors, 200 to CONNECT).
+    Local(Full<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn local(bytes: impl Into<Bytes>) -> Self {
+        ProxyBody::Local(Full::new(bytes.into()))
+    }
+
+    pub fn empty() -> Self {
+        ProxyBody::Local(Full::new(Bytes::new()))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ProxyBody::Upstream(body, guard) => {
+                let frame = ready!(Pin::new(body).poll_frame(cx));
+                match &frame {
+                    // The end: record the request now, not when the
+                    // connection eventually drops the body.
+                    None => drop(guard.take()),
+                    Some(Err(e)) => {
+                        if let Some(g) = guard.as_mut() {
+                            g.note_stream_error(&**e);
+                        }
+                        drop(guard.take());
+                    }
+                    Some(Ok(_)) => {}
+                }
+                Poll::Ready(frame)
+            }
+            ProxyBody::Local(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Upstream(body, _) => body.is_end_stream(),
+            ProxyBody::Local(full) => full.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Upstream(body, _) => body.size_hint(),
+            ProxyBody::Local(full) => full.size_hint(),
+        }
+    }
+}

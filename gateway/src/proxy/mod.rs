@@ -1,0 +1,90 @@
+//! The gateway: where agents' HTTPS is intercepted, checked, given its
+//! credentials and forwarded.
+//!
+//! How a connection flows, file by file:
+//!
+//! - [`explicit`]: the `HTTPS_PROXY` listener: `CONNECT` with the agent's
+//!   token ([`auth`]), the destination checked ([`egress`]), then TLS.
+//!   (The transparent listener, fed by eBPF, joins at the same point.)
+//! - [`session`]: TLS termination with a leaf for the server name from the
+//!   local CA ([`crate::tls`]), then HTTP/1.1 or HTTP/2 to the agent.
+//! - [`pipeline`]: the request path, phase by phase: identify → check the
+//!   destination → policy → inject ([`inject`], [`placeholder`],
+//!   [`sigv4`]) → forward ([`upstream`]) → audit ([`record`]).
+//! - [`error`]: the one funnel from failures to status codes and bodies.
+//! - [`body`], [`headers`]: streamed bodies and hop-by-hop headers.
+//!
+//! The request path reads only the in-memory snapshot: no database I/O
+//! except to record a request held for approval (which waits for a person
+//! anyway); audit records go to a channel.
+
+pub mod auth;
+pub mod body;
+pub mod egress;
+pub mod error;
+pub mod explicit;
+pub mod headers;
+pub mod inject;
+pub mod pipeline;
+pub mod placeholder;
+pub mod record;
+pub mod session;
+pub mod sigv4;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::ServerName;
+
+use crate::audit::AuditSink;
+use crate::model::AgentName;
+use crate::policy::RateLimiter;
+use crate::policy::approvals::Approvals;
+use crate::snapshot::SnapshotHandle;
+use crate::store::Store;
+use crate::tls::LeafCache;
+use crate::vault::Vault;
+
+/// Everything the request path needs, shared by every connection.
+pub struct Gateway {
+    pub snapshot: Arc<SnapshotHandle>,
+    pub vault: Arc<Vault>,
+    /// Only for approvals; never on the ordinary request path.
+    pub store: Store,
+    pub limiter: RateLimiter,
+    pub approvals: Arc<Approvals>,
+    pub audit: AuditSink,
+    pub upstreams: upstream::Upstreams,
+    pub leaves: LeafCache,
+    pub egress: egress::Egress,
+    /// How long a response body may stall before the gateway gives up.
+    pub idle_timeout: Duration,
+}
+
+/// One agent connection, once the agent and destination are known.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub agent: AgentName,
+    pub client: SocketAddr,
+    /// The host the agent asked for: the TLS server name or `CONNECT` host,
+    /// or the original IP when a transparent client sent no SNI.
+    pub host: String,
+    pub port: u16,
+    /// The address the gateway dials.
+    pub addr: SocketAddr,
+    /// False for plain `http://` through the explicit proxy.
+    pub tls: bool,
+    /// The name the upstream certificate must be valid for.
+    pub tls_name: Option<ServerName<'static>>,
+    /// Whether requests' Host headers must name `host` (not when a
+    /// transparent client sent no SNI: then the original IP decides).
+    pub host_is_verified: bool,
+}
+
+/// The upstream certificate name for `host` (a DNS name or IP literal).
+pub fn tls_name_for(host: &str) -> Option<ServerName<'static>> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(bare.to_owned()).ok()
+}

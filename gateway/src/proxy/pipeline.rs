@@ -1,0 +1,333 @@
+//! The request path. Every request that reaches the gateway, through the
+//! explicit proxy or the transparent listener, goes through these phases
+//! in this order, each a function below:
+//!
+//! 1. [`identify`]: the agent (from its token or its cgroup, resolved when
+//!    the connection was accepted) must still exist.
+//! 2. [`check_destination`]: the request's Host must be the name the
+//!    connection was opened for (the TLS server name).
+//! 3. [`decide`]: policy: block, hold for approval, rate-limit, or allow.
+//!    Blocked requests never touch the vault.
+//! 4. inject ([`super::inject`]): resolve placeholders, add credentials.
+//! 5. [`forward`]: send upstream, stream the answer back.
+//! 6. audit ([`super::record`]): always, through the guard created first.
+//!
+//! Errors from any phase go through one funnel ([`ProxyError`]) that picks
+//! the status and body and notes the outcome on the audit record.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::body::{Counted, ProxyBody};
+use super::error::ProxyError;
+use super::headers::{strip_hop_by_hop, wants_upgrade};
+use super::inject::{self, Destination};
+use super::record::AuditGuard;
+use super::upstream::UpstreamKey;
+use super::{Gateway, Session};
+use crate::policy::approvals::ApprovalOutcome;
+use crate::policy::engine::{self, RateOutcome, RequestFacts, Verdict};
+use crate::snapshot::Snapshot;
+use crate::store::agents::AgentRecord;
+use crate::store::approvals::NewApproval;
+
+/// Serves one request; never fails (errors become answers).
+pub async fn serve_request(
+    gw: &Arc<Gateway>,
+    session: &Session,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let mut audit = AuditGuard::start(
+        gw.audit.clone(),
+        Some(session.agent.as_str()),
+        req.method().as_str(),
+        &session.host,
+        req.uri(),
+    );
+    match run_phases(gw, session, req, &mut audit).await {
+        Ok(Forwarded::Stream(resp)) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, ProxyBody::Upstream(body, Some(Box::new(audit))))
+        }
+        Ok(Forwarded::Upgrade {
+            response,
+            agent,
+            upstream,
+        }) => {
+            tokio::spawn(bridge(agent, upstream, audit));
+            response.map(|()| ProxyBody::empty())
+        }
+        Err(e) => refuse(e, audit),
+    }
+}
+
+/// The funnel: one log line for gateway-side failures, the audit outcome,
+/// the agent's answer.
+pub fn refuse(e: ProxyError, mut audit: AuditGuard) -> Response<ProxyBody> {
+    if matches!(
+        e,
+        ProxyError::Upstream(_) | ProxyError::UpstreamTimeout(_) | ProxyError::Unavailable(_)
+    ) {
+        tracing::warn!(error = %e, "request failed");
+    }
+    audit.decision(e.kind(), e.rule());
+    audit.status(e.status().as_u16());
+    audit.detail(e.to_string());
+    e.into_response()
+}
+
+enum Forwarded {
+    Stream(Response<Counted<Incoming>>),
+    /// A protocol switch (WebSocket): the 101 for the agent, and the two
+    /// connections to join once it is sent.
+    Upgrade {
+        response: Response<()>,
+        agent: OnUpgrade,
+        upstream: OnUpgrade,
+    },
+}
+
+async fn run_phases(
+    gw: &Arc<Gateway>,
+    session: &Session,
+    mut req: Request<Incoming>,
+    audit: &mut AuditGuard,
+) -> Result<Forwarded, ProxyError> {
+    let snap = gw.snapshot.load();
+    let agent = identify(&snap, session)?;
+    check_destination(&req, session)?;
+
+    let facts = RequestFacts {
+        agent: &agent.name,
+        method: req.method().as_str(),
+        host: &session.host,
+        port: session.port,
+        path: req.uri().path(),
+    };
+    let snap = decide(gw, &snap, &facts, audit).await?;
+    // Approval may have taken minutes: use the agent as it is now.
+    let agent = identify(&snap, session)?;
+
+    let upgrade = (req.version() == Version::HTTP_11 && wants_upgrade(req.headers()))
+        .then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+    let dest = Destination {
+        host: &session.host,
+        port: session.port,
+        tls: session.tls,
+    };
+    let injected =
+        inject::inject(&mut parts, &dest, agent, &snap, &gw.vault).map_err(|e| match e {
+            inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
+                reason: e.to_string(),
+            },
+            other => ProxyError::Unavailable(other.to_string()),
+        })?;
+    audit.secrets(injected.secrets);
+
+    forward(
+        gw,
+        session,
+        Request::from_parts(parts, body),
+        upgrade,
+        audit,
+    )
+    .await
+}
+
+/// Phase 1: the session's agent, as the current snapshot knows it.
+fn identify<'s>(snap: &'s Snapshot, session: &Session) -> Result<&'s AgentRecord, ProxyError> {
+    snap.agents
+        .iter()
+        .find(|a| a.name == session.agent)
+        .ok_or_else(|| {
+            ProxyError::UnknownAgent(format!("agent {} no longer exists", session.agent))
+        })
+}
+
+/// Phase 2: the Host (or `:authority`) names the connection's server.
+/// Without this an agent could open TLS to one host and address another
+/// in the request, and have the second's credentials injected.
+fn check_destination(req: &Request<Incoming>, session: &Session) -> Result<(), ProxyError> {
+    if !session.host_is_verified {
+        return Ok(());
+    }
+    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let Some(authority) = authority else {
+        return Err(ProxyError::BadRequest(
+            "the request has no Host header".into(),
+        ));
+    };
+    let (host, port) = split_authority(authority);
+    let same_host = host
+        .trim_end_matches('.')
+        .eq_ignore_ascii_case(session.host.trim_end_matches('.'));
+    let same_port = port.is_none_or(|p| p == session.port);
+    if same_host && same_port {
+        Ok(())
+    } else {
+        Err(ProxyError::Exfiltration {
+            reason: format!(
+                "the request is addressed to {authority} but the connection was opened for {}:{}",
+                session.host, session.port
+            ),
+        })
+    }
+}
+
+fn split_authority(a: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = a.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (a, None),
+        };
+    }
+    match a.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
+        _ => (a, None),
+    }
+}
+
+/// Phase 3: policy. Returns the snapshot to go on with (a fresh one after
+/// an approval wait).
+async fn decide(
+    gw: &Arc<Gateway>,
+    snap: &Arc<Snapshot>,
+    facts: &RequestFacts<'_>,
+    audit: &mut AuditGuard,
+) -> Result<Arc<Snapshot>, ProxyError> {
+    let charge = |snap: &Snapshot, rule: i64| match engine::charge(
+        &snap.rules,
+        &gw.limiter,
+        rule,
+        facts.agent,
+    ) {
+        RateOutcome::Allowed => Ok(()),
+        RateOutcome::Limited { rule, retry_after } => {
+            Err(ProxyError::RateLimited { rule, retry_after })
+        }
+    };
+    match engine::evaluate(&snap.rules, facts) {
+        Verdict::Allow => Ok(snap.clone()),
+        Verdict::Block { rule } => Err(ProxyError::Blocked { rule }),
+        Verdict::Rate { rule } => {
+            charge(snap, rule)?;
+            Ok(snap.clone())
+        }
+        Verdict::Approve { rule, rate } => {
+            let (approval, outcome) = gw
+                .approvals
+                .hold(
+                    &gw.store,
+                    NewApproval {
+                        agent: facts.agent.as_str(),
+                        method: facts.method,
+                        host: facts.host,
+                        path: facts.path,
+                        rule_id: rule,
+                    },
+                )
+                .await
+                .map_err(|e| {
+                    ProxyError::Unavailable(format!("cannot record the approval request: {e}"))
+                })?;
+            match outcome {
+                ApprovalOutcome::Approved => {
+                    audit.decision("approved", Some(rule));
+                    audit.detail(format!("approval {approval}"));
+                    let snap = gw.snapshot.load();
+                    if let Some(rate) = rate {
+                        charge(&snap, rate)?;
+                    }
+                    Ok(snap)
+                }
+                ApprovalOutcome::Denied => Err(ProxyError::ApprovalDenied { rule, approval }),
+                ApprovalOutcome::TimedOut => Err(ProxyError::ApprovalTimedOut {
+                    rule,
+                    approval,
+                    timeout: gw.approvals.timeout(),
+                }),
+            }
+        }
+    }
+}
+
+/// Phase 5: send upstream; the response streams back as it arrives.
+async fn forward(
+    gw: &Arc<Gateway>,
+    session: &Session,
+    req: Request<Incoming>,
+    upgrade: Option<OnUpgrade>,
+    audit: &mut AuditGuard,
+) -> Result<Forwarded, ProxyError> {
+    let key = UpstreamKey {
+        addr: session.addr,
+        tls_name: session.tls_name.clone(),
+    };
+    let req = req.map(|body| Counted::new(body, audit.up_counter()));
+    let mut resp = match &upgrade {
+        Some(_) => gw.upstreams.send_upgrade(&key, req).await?,
+        None => gw.upstreams.send(&key, req).await?,
+    };
+    audit.status(resp.status().as_u16());
+    if let (Some(agent), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, resp.status()) {
+        let upstream = hyper::upgrade::on(&mut resp);
+        let (mut parts, _body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, true);
+        return Ok(Forwarded::Upgrade {
+            response: Response::from_parts(parts, ()),
+            agent,
+            upstream,
+        });
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    parts.version = Version::HTTP_11;
+    let body = Counted::new(body, audit.down_counter()).with_idle_timeout(gw.idle_timeout);
+    Ok(Forwarded::Stream(Response::from_parts(parts, body)))
+}
+
+/// Joins an upgraded agent connection to the upgraded upstream one and
+/// copies bytes both ways until either side closes; then audits.
+async fn bridge(agent: OnUpgrade, upstream: OnUpgrade, audit: AuditGuard) {
+    let (agent, upstream) = match tokio::try_join!(agent, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "protocol upgrade failed");
+            return;
+        }
+    };
+    let mut agent = TokioIo::new(agent);
+    let mut upstream = TokioIo::new(upstream);
+    match tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
+        Ok((up, down)) => {
+            audit.up_counter().fetch_add(up, Ordering::Relaxed);
+            audit.down_counter().fetch_add(down, Ordering::Relaxed);
+        }
+        Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
+    }
+    drop(audit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_authority;
+
+    #[test]
+    fn authorities_split() {
+        assert_eq!(split_authority("a.com"), ("a.com", None));
+        assert_eq!(split_authority("a.com:8443"), ("a.com", Some(8443)));
+        assert_eq!(split_authority("[::1]:443"), ("::1", Some(443)));
+        assert_eq!(split_authority("[::1]"), ("::1", None));
+    }
+}

@@ -1,0 +1,137 @@
+//! The audit phase: one record per request, emitted when the request is
+//! over, however it ended.
+//!
+//! An [`AuditGuard`] is created as a request arrives; each phase notes its
+//! outcome on it. It emits its record when dropped: at the end of the
+//! response body if there is one, or as soon as the gateway answered
+//! itself (an error, a refusal). So the audit phase cannot be skipped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chrono::Utc;
+use http::Uri;
+
+use crate::audit::{AuditRecord, AuditSink};
+
+pub struct AuditGuard {
+    sink: AuditSink,
+    started: Instant,
+    record: AuditRecord,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+    dismissed: bool,
+}
+
+impl AuditGuard {
+    pub fn start(
+        sink: AuditSink,
+        agent: Option<&str>,
+        method: &str,
+        host: &str,
+        uri: &Uri,
+    ) -> Self {
+        AuditGuard {
+            sink,
+            started: Instant::now(),
+            record: AuditRecord {
+                at: Utc::now(),
+                agent: agent.map(str::to_owned),
+                method: Some(method.to_owned()),
+                host: Some(host.to_owned()),
+                path: Some(redacted_target(uri)),
+                decision: "allowed".to_owned(),
+                ..AuditRecord::default()
+            },
+            up: Arc::default(),
+            down: Arc::default(),
+            dismissed: false,
+        }
+    }
+
+    pub fn decision(&mut self, decision: &str, rule: Option<i64>) {
+        decision.clone_into(&mut self.record.decision);
+        if rule.is_some() {
+            self.record.rule_id = rule;
+        }
+    }
+
+    pub fn secrets(&mut self, names: Vec<String>) {
+        self.record.secrets = names;
+    }
+
+    pub fn status(&mut self, status: u16) {
+        self.record.status = Some(i32::from(status));
+    }
+
+    pub fn detail(&mut self, detail: impl Into<String>) {
+        self.record.detail = Some(detail.into());
+    }
+
+    pub fn agent(&mut self, agent: &str) {
+        self.record.agent = Some(agent.to_owned());
+    }
+
+    /// Counts bytes sent upstream.
+    pub fn up_counter(&self) -> Arc<AtomicU64> {
+        self.up.clone()
+    }
+
+    /// Counts bytes sent back to the agent.
+    pub fn down_counter(&self) -> Arc<AtomicU64> {
+        self.down.clone()
+    }
+
+    /// Records nothing: for a step that is not a request of its own.
+    pub fn dismiss(mut self) {
+        self.dismissed = true;
+    }
+
+    pub fn note_stream_error(&mut self, e: &(dyn std::error::Error + 'static)) {
+        self.record.detail = Some(format!("response stream ended early: {e}"));
+    }
+}
+
+impl Drop for AuditGuard {
+    fn drop(&mut self) {
+        if self.dismissed {
+            return;
+        }
+        let mut record = std::mem::take(&mut self.record);
+        record.bytes_up = i64::try_from(self.up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        record.bytes_down = i64::try_from(self.down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        record.duration_us = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.sink.record(record);
+    }
+}
+
+/// The path with the query's values removed: `/v1/x?key=&page=`. Query
+/// values may hold credentials or personal data; their names do not.
+pub fn redacted_target(uri: &Uri) -> String {
+    let path = uri.path();
+    match uri.query() {
+        None => path.to_owned(),
+        Some(q) => {
+            let names: Vec<&str> = q
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
+                .collect();
+            format!("{path}?{}=", names.join("=&"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_never_reach_the_audit() {
+        let uri: Uri = "/v1/x?key=sk-123&page=2&flag".parse().unwrap();
+        assert_eq!(redacted_target(&uri), "/v1/x?key=&page=&flag=");
+        let uri: Uri = "/plain".parse().unwrap();
+        assert_eq!(redacted_target(&uri), "/plain");
+    }
+}

@@ -1,0 +1,311 @@
+//! Connections to upstream servers, pooled per (address, TLS name).
+//!
+//! hyper-util's pooled client keys connections by the URI's authority and
+//! resolves that name itself; the gateway must instead dial the address it
+//! chose (the agent's original destination, or a checked resolution) while
+//! verifying the certificate for the name the agent asked for. So this
+//! module keeps its own small pool over hyper's connection API: one shared
+//! HTTP/2 connection per key, or idle HTTP/1.1 connections (at most
+//! [`MAX_IDLE_PER_KEY`], dropped after [`IDLE_EXPIRY`]). The protocol is
+//! what the upstream picks by ALPN.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::body::Counted;
+use super::error::ProxyError;
+
+/// The body of requests sent upstream: the agent's body, counted.
+pub type UpBody = Counted<Incoming>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_IDLE_PER_KEY: usize = 64;
+pub const IDLE_EXPIRY: Duration = Duration::from_secs(90);
+
+/// Which upstream connection a request may use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamKey {
+    pub addr: SocketAddr,
+    /// The name the certificate must be valid for (and the SNI sent);
+    /// `None` for plain HTTP.
+    pub tls_name: Option<ServerName<'static>>,
+}
+
+enum Idle {
+    H2(http2::SendRequest<UpBody>),
+    H1(Vec<(http1::SendRequest<UpBody>, Instant)>),
+}
+
+struct Inner {
+    tls: TlsConnector,
+    idle: Mutex<HashMap<UpstreamKey, Idle>>,
+    headers_timeout: Duration,
+}
+
+/// The upstream connection pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Upstreams {
+    inner: Arc<Inner>,
+}
+
+enum Conn {
+    H1(http1::SendRequest<UpBody>),
+    H2(http2::SendRequest<UpBody>),
+}
+
+impl Upstreams {
+    pub fn new(tls: Arc<ClientConfig>, headers_timeout: Duration) -> Self {
+        Upstreams {
+            inner: Arc::new(Inner {
+                tls: TlsConnector::from(tls),
+                idle: Mutex::default(),
+                headers_timeout,
+            }),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<UpstreamKey, Idle>> {
+        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn checkout(&self, key: &UpstreamKey) -> Option<Conn> {
+        let mut idle = self.idle();
+        match idle.get_mut(key)? {
+            Idle::H2(sender) if !sender.is_closed() => Some(Conn::H2(sender.clone())),
+            Idle::H2(_) => {
+                idle.remove(key);
+                None
+            }
+            Idle::H1(list) => {
+                while let Some((sender, since)) = list.pop() {
+                    if sender.is_ready() && since.elapsed() < IDLE_EXPIRY {
+                        return Some(Conn::H1(sender));
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn checkin_h1(&self, key: UpstreamKey, sender: http1::SendRequest<UpBody>) {
+        let mut idle = self.idle();
+        let entry = idle.entry(key).or_insert_with(|| Idle::H1(Vec::new()));
+        if let Idle::H1(list) = entry {
+            list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_EXPIRY);
+            if list.len() < MAX_IDLE_PER_KEY {
+                list.push((sender, Instant::now()));
+            }
+        }
+    }
+
+    /// Sends `req` upstream and waits (bounded) for the response headers.
+    pub async fn send(
+        &self,
+        key: &UpstreamKey,
+        req: Request<UpBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let (conn, fresh) = match self.checkout(key) {
+            Some(conn) => (conn, false),
+            None => (self.connect(key, false).await?, true),
+        };
+        match self.send_on(key, conn, req).await {
+            Ok(resp) => Ok(resp),
+            // A pooled connection the server had already closed: the
+            // request was not sent, so it is safe to try a new one.
+            Err(SendError::NotSent(req)) if !fresh => {
+                let conn = self.connect(key, false).await?;
+                self.send_on(key, conn, *req)
+                    .await
+                    .map_err(SendError::into_proxy)
+            }
+            Err(e) => Err(e.into_proxy()),
+        }
+    }
+
+    async fn send_on(
+        &self,
+        key: &UpstreamKey,
+        conn: Conn,
+        mut req: Request<UpBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let timeout = self.inner.headers_timeout;
+        match conn {
+            Conn::H2(mut sender) => {
+                prepare_h2(&mut req, key).map_err(SendError::Other)?;
+                let fut = sender.try_send_request(req);
+                wait_headers(timeout, fut).await
+            }
+            Conn::H1(mut sender) => {
+                prepare_h1(&mut req);
+                let fut = sender.try_send_request(req);
+                let result = wait_headers(timeout, fut).await;
+                if result.is_ok() {
+                    // Back to the pool once the response body is consumed.
+                    let pool = self.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        if sender.ready().await.is_ok() {
+                            pool.checkin_h1(key, sender);
+                        }
+                    });
+                }
+                result
+            }
+        }
+    }
+
+    /// Opens a new connection; with `upgrades`, an HTTP/1.1 connection that
+    /// may switch protocols (WebSocket), never pooled.
+    async fn connect(&self, key: &UpstreamKey, upgrades: bool) -> Result<Conn, ProxyError> {
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(key.addr))
+            .await
+            .map_err(|_| {
+                ProxyError::UpstreamTimeout(format!("connecting to {} timed out", key.addr))
+            })?
+            .map_err(|e| ProxyError::Upstream(format!("cannot connect to {}: {e}", key.addr)))?;
+        let _ = tcp.set_nodelay(true);
+        let Some(name) = &key.tls_name else {
+            return handshake_h1(TokioIo::new(tcp), upgrades).await;
+        };
+        let tls = tokio::time::timeout(TLS_TIMEOUT, self.inner.tls.connect(name.clone(), tcp))
+            .await
+            .map_err(|_| {
+                ProxyError::UpstreamTimeout(format!("TLS handshake with {} timed out", key.addr))
+            })?
+            .map_err(|e| {
+                ProxyError::Upstream(format!(
+                    "TLS with upstream {} ({}) failed: {e}",
+                    name.to_str(),
+                    key.addr
+                ))
+            })?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        let io = TokioIo::new(tls);
+        if h2 && !upgrades {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await
+                .map_err(|e| {
+                    ProxyError::Upstream(format!("HTTP/2 handshake with {} failed: {e}", key.addr))
+                })?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+                }
+            });
+            let mut idle = self.idle();
+            idle.insert(key.clone(), Idle::H2(sender.clone()));
+            return Ok(Conn::H2(sender));
+        }
+        handshake_h1(io, upgrades).await
+    }
+
+    /// Sends an upgrade request (WebSocket) on a fresh HTTP/1.1 connection.
+    pub async fn send_upgrade(
+        &self,
+        key: &UpstreamKey,
+        mut req: Request<UpBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let Conn::H1(mut sender) = self.connect(key, true).await? else {
+            return Err(ProxyError::Upstream("upgrade needs HTTP/1.1".into()));
+        };
+        prepare_h1(&mut req);
+        wait_headers(self.inner.headers_timeout, sender.try_send_request(req))
+            .await
+            .map_err(SendError::into_proxy)
+    }
+}
+
+async fn handshake_h1<T>(io: TokioIo<T>, upgrades: bool) -> Result<Conn, ProxyError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| ProxyError::Upstream(format!("HTTP/1.1 handshake failed: {e}")))?;
+    tokio::spawn(async move {
+        let result = if upgrades {
+            conn.with_upgrades().await
+        } else {
+            conn.await
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+        }
+    });
+    Ok(Conn::H1(sender))
+}
+
+enum SendError {
+    NotSent(Box<Request<UpBody>>),
+    Other(ProxyError),
+}
+
+impl SendError {
+    fn into_proxy(self) -> ProxyError {
+        match self {
+            SendError::NotSent(_) => ProxyError::Upstream("the upstream connection closed".into()),
+            SendError::Other(e) => e,
+        }
+    }
+}
+
+async fn wait_headers(
+    timeout: Duration,
+    fut: impl Future<
+        Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>>,
+    >,
+) -> Result<Response<Incoming>, SendError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(SendError::Other(ProxyError::UpstreamTimeout(format!(
+            "the upstream sent no response headers within {}s",
+            timeout.as_secs()
+        )))),
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(mut e)) => match e.take_message() {
+            Some(req) => Err(SendError::NotSent(Box::new(req))),
+            None => Err(SendError::Other(ProxyError::Upstream(format!(
+                "the upstream failed: {}",
+                e.error()
+            )))),
+        },
+    }
+}
+
+/// HTTP/1.1 wants the origin form (`/path?q`) and a Host header.
+fn prepare_h1(req: &mut Request<UpBody>) {
+    *req.version_mut() = Version::HTTP_11;
+    if let Some(pq) = req.uri().path_and_query().cloned() {
+        *req.uri_mut() = Uri::from(pq);
+    }
+}
+
+/// HTTP/2 wants the absolute form; the authority goes in `:authority`.
+fn prepare_h2(req: &mut Request<UpBody>, key: &UpstreamKey) -> Result<(), ProxyError> {
+    *req.version_mut() = Version::HTTP_2;
+    let authority = req
+        .headers_mut()
+        .remove(http::header::HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_owned))
+        .or_else(|| req.uri().authority().map(ToString::to_string))
+        .or_else(|| key.tls_name.as_ref().map(|n| n.to_str().into_owned()))
+        .ok_or_else(|| ProxyError::BadRequest("the request has no host".into()))?;
+    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    *req.uri_mut() = format!("https://{authority}{pq}")
+        .parse()
+        .map_err(|_| ProxyError::BadRequest("the request's host is not valid".into()))?;
+    Ok(())
+}

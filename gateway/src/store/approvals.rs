@@ -1,0 +1,167 @@
+//! Requests held for a person's approval.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::{CHANGES_CHANNEL, Store, StoreError};
+
+/// An approval request as stored and shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    pub id: i64,
+    pub agent: String,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub rule_id: Option<i64>,
+    /// pending, approved, denied or expired.
+    pub status: String,
+    pub requested_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// What it takes to hold a request.
+#[derive(Debug, Clone)]
+pub struct NewApproval<'a> {
+    pub agent: &'a str,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub rule_id: i64,
+}
+
+/// The notification payload announcing a decision: `approval:ID:STATUS`.
+pub fn decision_payload(id: i64, status: &str) -> String {
+    format!("approval:{id}:{status}")
+}
+
+/// Parses [`decision_payload`]'s output.
+pub fn parse_decision_payload(payload: &str) -> Option<(i64, &str)> {
+    let rest = payload.strip_prefix("approval:")?;
+    let (id, status) = rest.split_once(':')?;
+    Some((id.parse().ok()?, status))
+}
+
+fn approval_from_row(row: &PgRow) -> Result<ApprovalRecord, sqlx::Error> {
+    Ok(ApprovalRecord {
+        id: row.try_get("id")?,
+        agent: row.try_get("agent")?,
+        method: row.try_get("method")?,
+        host: row.try_get("host")?,
+        path: row.try_get("path")?,
+        rule_id: row.try_get("rule_id")?,
+        status: row.try_get("status")?,
+        requested_at: row.try_get("requested_at")?,
+        decided_at: row.try_get("decided_at")?,
+    })
+}
+
+const COLUMNS: &str = "id, agent, method, host, path, rule_id, status, requested_at, decided_at";
+
+impl Store {
+    pub async fn insert_approval(&self, new: NewApproval<'_>) -> Result<i64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO approvals (agent, method, host, path, rule_id)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(new.agent)
+        .bind(new.method)
+        .bind(new.host)
+        .bind(new.path)
+        .bind(new.rule_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        notify(&mut tx, &decision_payload(id, "pending")).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Moves a pending approval to `status`; `NotFound` if there is no such
+    /// pending approval (unknown, or already decided).
+    pub async fn decide_approval(
+        &self,
+        id: i64,
+        status: &str,
+    ) -> Result<ApprovalRecord, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE approvals SET status = $2, decided_at = now()
+             WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(status)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT status FROM approvals WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(StoreError::NotFound {
+                what: match current {
+                    Some(s) => format!("a pending approval {id} (it is already {s}) "),
+                    None => format!("approval {id}"),
+                },
+            });
+        };
+        notify(&mut tx, &decision_payload(id, status)).await?;
+        tx.commit().await?;
+        Ok(approval_from_row(&row)?)
+    }
+
+    pub async fn approval_status(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT status FROM approvals WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Pending approvals, oldest first; or with `all`, the latest 200 of any status.
+    pub async fn list_approvals(&self, all: bool) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let sql = if all {
+            format!(
+                "SELECT * FROM (SELECT {COLUMNS} FROM approvals ORDER BY id DESC LIMIT 200) a ORDER BY id"
+            )
+        } else {
+            format!("SELECT {COLUMNS} FROM approvals WHERE status = 'pending' ORDER BY id")
+        };
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(approval_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)
+    }
+}
+
+async fn notify(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    payload: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        assert_eq!(
+            parse_decision_payload(&decision_payload(42, "approved")),
+            Some((42, "approved"))
+        );
+        assert_eq!(parse_decision_payload("agents"), None);
+        assert_eq!(parse_decision_payload("approval:x:approved"), None);
+    }
+}
