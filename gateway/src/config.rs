@@ -52,6 +52,7 @@ pub struct Overrides {
     pub resolve: Option<String>,
     pub approval_timeout_secs: Option<u64>,
     pub upstream_ca: Option<PathBuf>,
+    pub upstream_timeout_secs: Option<u64>,
 }
 
 /// The optional TOML file. Unknown keys are an error, so a typo is caught
@@ -206,7 +207,7 @@ impl Settings {
             ),
             upstream_ca: o.upstream_ca.or(p.upstream_ca),
             upstream_headers_timeout: secs(
-                p.upstream_headers_timeout_secs,
+                o.upstream_timeout_secs.or(p.upstream_headers_timeout_secs),
                 DEFAULT_UPSTREAM_HEADERS_TIMEOUT_SECS,
             ),
             idle_timeout: secs(p.idle_timeout_secs, DEFAULT_IDLE_TIMEOUT_SECS),

@@ -128,14 +128,15 @@ async fn run(
 
     let ca = Arc::new(CertificateAuthority::load_or_create(data.root())?);
     tracing::info!(ca = %ca.cert_path().display(), "local CA ready");
-    let proxy_addr = settings.proxy.listen;
-    let proxy_listener =
-        TcpListener::bind(proxy_addr)
-            .await
-            .map_err(|source| DaemonError::ProxyListen {
-                addr: proxy_addr,
-                source,
-            })?;
+    let listen_error = |source| DaemonError::ProxyListen {
+        addr: settings.proxy.listen,
+        source,
+    };
+    let proxy_listener = TcpListener::bind(settings.proxy.listen)
+        .await
+        .map_err(listen_error)?;
+    // The bound address: with port 0 (tests) the kernel picked the port.
+    let proxy_addr = proxy_listener.local_addr().map_err(listen_error)?;
     let gateway = Arc::new(Gateway {
         snapshot: snapshot.clone(),
         vault: vault.clone(),
@@ -182,6 +183,7 @@ async fn run(
         postgres_pid: embedded.as_ref().map(EmbeddedPostgres::pid_cell),
         key_id: vault.key_id().to_owned(),
         ca_cert: ca.cert_path().display().to_string(),
+        proxy_addr: proxy_addr.to_string(),
     };
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,

@@ -19,6 +19,7 @@ pub struct StatusInfo {
     pub postgres_pid: Option<Arc<AtomicI32>>,
     pub key_id: String,
     pub ca_cert: String,
+    pub proxy_addr: String,
 }
 
 impl StatusInfo {
@@ -42,6 +43,7 @@ impl StatusInfo {
             },
             key_id: self.key_id.clone(),
             ca_cert: self.ca_cert.clone(),
+            proxy_addr: self.proxy_addr.clone(),
             snapshot: SnapshotStatus {
                 generation: snap.generation,
                 loaded_at: snap.loaded_at,

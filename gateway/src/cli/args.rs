@@ -101,6 +101,9 @@ pub struct ServeArgs {
     /// Extra CA certificates (PEM) trusted for upstream servers.
     #[arg(long, env = "AIRLOCK_UPSTREAM_CA", value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
+    /// Seconds an upstream may take to send response headers (default 300).
+    #[arg(long, env = "AIRLOCK_UPSTREAM_TIMEOUT", value_name = "SECS")]
+    pub upstream_timeout: Option<u64>,
 }
 
 /// The hidden `--value` flag exists only to refuse it with a clear reason.

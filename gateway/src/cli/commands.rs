@@ -45,6 +45,7 @@ fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
         resolve: args.resolve,
         approval_timeout_secs: args.approval_timeout,
         upstream_ca: args.upstream_ca,
+        upstream_timeout_secs: args.upstream_timeout,
         ..overrides
     })?;
     airlock::logging::init(settings.log_format);

@@ -42,6 +42,8 @@ pub enum ProxyError {
     DestinationRefused(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("the request's headers are larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     #[error("{0}")]
     Upstream(String),
     #[error("{0}")]
@@ -70,6 +72,7 @@ impl ProxyError {
             | ProxyError::DestinationRefused(_) => StatusCode::FORBIDDEN,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +91,7 @@ impl ProxyError {
             ProxyError::ApprovalTimedOut { .. } => "approval_timeout",
             ProxyError::DestinationRefused(_) => "destination_refused",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::HeadersTooLarge { .. } => "headers_too_large",
             ProxyError::Upstream(_) => "upstream_error",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
             ProxyError::Unavailable(_) => "unavailable",

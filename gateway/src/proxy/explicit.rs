@@ -102,6 +102,9 @@ async fn front(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Re
         &host,
         req.uri(),
     );
+    if let Err(e) = super::headers::check_size(req.headers(), MAX_HEADER_BYTES) {
+        return pipeline::refuse(e, audit);
+    }
     let agent = match authenticate(&gw, &req) {
         Ok(agent) => agent,
         Err(e) => return pipeline::refuse(e, audit),
@@ -146,7 +149,7 @@ fn tunnel(gw: Arc<Gateway>, session: Session, mut req: Request<Incoming>) -> Res
                 return;
             }
         };
-        let host = session.host.clone();
+        let host = super::record::display_host(&session.host, session.port);
         let agent = session.agent.clone();
         if let Err(e) = session::serve_tls(gw.clone(), session, TokioIo::new(upgraded)).await {
             tracing::info!(error = %e, %agent, %host, "intercepted connection refused");

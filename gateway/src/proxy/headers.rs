@@ -49,6 +49,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Refuses request heads over `limit` bytes (names and values), whatever
+/// the protocol's own framing limits let through.
+pub fn check_size(headers: &HeaderMap, limit: usize) -> Result<(), super::error::ProxyError> {
+    let size: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if size > limit {
+        Err(super::error::ProxyError::HeadersTooLarge { limit })
+    } else {
+        Ok(())
+    }
+}
+
 /// Is this an HTTP/1.1 protocol upgrade request (WebSocket)?
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)

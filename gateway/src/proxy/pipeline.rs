@@ -46,7 +46,7 @@ pub async fn serve_request(
         gw.audit.clone(),
         Some(session.agent.as_str()),
         req.method().as_str(),
-        &session.host,
+        &super::record::display_host(&session.host, session.port),
         req.uri(),
     );
     match run_phases(gw, session, req, &mut audit).await {
@@ -98,6 +98,7 @@ async fn run_phases(
     mut req: Request<Incoming>,
     audit: &mut AuditGuard,
 ) -> Result<Forwarded, ProxyError> {
+    super::headers::check_size(req.headers(), super::session::MAX_HEADER_BYTES)?;
     let snap = gw.snapshot.load();
     let agent = identify(&snap, session)?;
     check_destination(&req, session)?;

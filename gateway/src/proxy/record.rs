@@ -106,6 +106,16 @@ impl Drop for AuditGuard {
     }
 }
 
+/// `host` for port 443, else `host:port` (`[v6]:port`): how the audit
+/// names a destination.
+pub fn display_host(host: &str, port: u16) -> String {
+    match (port, host.contains(':')) {
+        (443, _) => host.to_owned(),
+        (_, true) => format!("[{host}]:{port}"),
+        (_, false) => format!("{host}:{port}"),
+    }
+}
+
 /// The path with the query's values removed: `/v1/x?key=&page=`. Query
 /// values may hold credentials or personal data; their names do not.
 pub fn redacted_target(uri: &Uri) -> String {

@@ -225,6 +225,8 @@ pub struct Status {
     pub key_id: String,
     /// The CA certificate agents must trust.
     pub ca_cert: String,
+    /// Where the explicit proxy listens (`HTTPS_PROXY`).
+    pub proxy_addr: String,
     pub snapshot: SnapshotStatus,
     pub audit_events: i64,
 }

@@ -78,8 +78,8 @@ impl fmt::Debug for CertificateAuthority {
 impl CertificateAuthority {
     /// Loads the CA from `dir`, creating it on first start (and `dir` with
     /// mode 0700 if it does not exist). A key readable by group or others is
-    /// refused; a missing, corrupt or expired certificate is re-issued from
-    /// the key; a loaded pair is checked by minting and verifying a leaf.
+    /// refused; a missing certificate is re-issued from the key; a loaded
+    /// pair must mint a leaf that verifies, and must be within its dates.
     pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
@@ -279,9 +279,7 @@ impl CertificateAuthority {
             }),
         }
     }
-}
 
-impl CertificateAuthority {
     /// rustls does not check a trust anchor's dates but agents do: refuse
     /// an expired CA, and warn a month ahead.
     fn check_dates(&self) -> Result<(), TlsError> {

@@ -1,0 +1,822 @@
+//! End-to-end tests of the gateway through the explicit proxy: the real
+//! daemon, real upstream servers on loopback (tests/support/upstream.rs)
+//! and real clients (curl, Python requests, Node's fetch, a Rust
+//! WebSocket client).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::upstream::{Upstream, UpstreamOpts};
+use support::{Daemon, Output, run, wait_until};
+
+const CURL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A daemon that trusts the test upstream's CA and may reach loopback,
+/// with one secret `up` for the upstream's host and one agent `bot`
+/// granted it.
+struct Gw {
+    daemon: Daemon,
+    up: Upstream,
+    token: String,
+    proxy: String,
+    ca: String,
+    value: String,
+}
+
+impl Gw {
+    fn start() -> Gw {
+        Gw::start_with(UpstreamOpts::default(), &[])
+    }
+
+    fn start_with(opts: UpstreamOpts, env: &[(&str, &str)]) -> Gw {
+        let up = Upstream::start(opts);
+        let mut builder = Daemon::builder()
+            .env(
+                "AIRLOCK_UPSTREAM_CA",
+                up.ca_pem_path().display().to_string(),
+            )
+            .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8,::1/128")
+            .env("AIRLOCK_RESOLVE", "api.test.local=127.0.0.1");
+        for (k, v) in env {
+            builder = builder.env(k, *v);
+        }
+        let daemon = builder.start();
+        let value = format!("sk-gw-{}", support::random_hex(12));
+        let host = format!("api.test.local:{}", up.port());
+        daemon
+            .cli_stdin(
+                &[
+                    "secret",
+                    "add",
+                    "up",
+                    "--host",
+                    &host,
+                    "--header",
+                    "Authorization",
+                ],
+                &value,
+            )
+            .ok();
+        let token = daemon
+            .cli_ok(&["agent", "add", "bot", "--grant", "up"])
+            .trim()
+            .to_owned();
+        let status = daemon.status_json();
+        Gw {
+            proxy: status["proxy_addr"]
+                .as_str()
+                .expect("proxy_addr")
+                .to_owned(),
+            ca: status["ca_cert"].as_str().expect("ca_cert").to_owned(),
+            daemon,
+            up,
+            token,
+            value,
+        }
+    }
+
+    fn proxy_url(&self) -> String {
+        format!("http://bot:{}@{}", self.token, self.proxy)
+    }
+
+    /// curl through the proxy as `bot`; `-w` appends the status code.
+    fn curl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--cacert", &self.ca, "-x", &self.proxy_url()])
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin");
+        run(&mut cmd, None, CURL_TIMEOUT)
+    }
+
+    /// The status code curl printed last.
+    fn code(out: &Output) -> u16 {
+        out.stdout
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The audit trail as JSON rows, waiting until `n` request rows exist.
+    fn requests(&self, n: usize) -> Vec<serde_json::Value> {
+        wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            let out = self.daemon.cli_ok(&["audit", "--json", "--limit", "1000"]);
+            let rows: Vec<serde_json::Value> = out
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|r: &serde_json::Value| r["kind"] == "request")
+                .collect();
+            (rows.len() >= n).then_some(rows)
+        })
+        .unwrap_or_else(|| panic!("fewer than {n} request audit rows"))
+    }
+}
+
+#[test]
+fn injects_the_header_over_http1_and_http2() {
+    let gw = Gw::start();
+    for version in ["--http1.1", "--http2"] {
+        let out = gw.curl(&[version, &gw.up.url("/echo/v1/chat")]);
+        assert_eq!(Gw::code(&out), 200, "{out:#?}");
+        let seen = gw.up.last_request().expect("upstream saw the request");
+        assert_eq!(
+            seen.header("authorization"),
+            Some(format!("Bearer {}", gw.value).as_str())
+        );
+        assert!(seen.header("proxy-authorization").is_none());
+        assert!(seen.header("via").is_none() && seen.header("x-forwarded-for").is_none());
+        assert!(!out.stdout.contains(&gw.value) || out.stdout.contains("\"authorization\""));
+    }
+    let rows = gw.requests(2);
+    assert!(
+        rows.iter()
+            .all(|r| r["agent"] == "bot" && r["status"] == 200),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["secrets"] == serde_json::json!(["up"]))
+    );
+}
+
+#[test]
+fn placeholders_resolve_only_where_the_secret_applies() {
+    let gw = Gw::start();
+    // The right host: both the configured header and another header resolve.
+    let out = gw.curl(&[
+        "-H",
+        "Authorization: Bearer airlock:up",
+        "-H",
+        "X-Api-Key: airlock:up",
+        &gw.up.url("/echo?key=airlock:up"),
+    ]);
+    assert_eq!(Gw::code(&out), 200, "{out:#?}");
+    let seen = gw.up.last_request().unwrap();
+    assert_eq!(seen.header("x-api-key"), Some(gw.value.as_str()));
+    assert!(seen.path.contains(&gw.value), "{}", seen.path);
+
+    // Another host (the same server under another name): refused, audited.
+    let other = gw.up.url("/echo").replace("api.test.local", "localhost");
+    gw.up.clear_requests();
+    let out = gw.curl(&["-H", "X-Api-Key: airlock:up", &other]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    assert!(out.stdout.contains("exfiltration"), "{out:#?}");
+    // A placeholder in the URL path, and a secret that does not exist.
+    let out = gw.curl(&[&gw.up.url("/echo/airlock:up")]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    let out = gw.curl(&["-H", "X-Api-Key: airlock:nosuch", &gw.up.url("/echo")]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    // Plain HTTP never gets a secret.
+    let plain = Upstream::start(UpstreamOpts::plain_http());
+    let out = gw.curl(&["-H", "X-Api-Key: airlock:up", &plain.ip_url("/echo")]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    let out = gw.curl(&[&plain.ip_url("/echo")]);
+    assert_eq!(Gw::code(&out), 200, "{out:#?}");
+    assert!(
+        plain
+            .last_request()
+            .unwrap()
+            .header("authorization")
+            .is_none()
+    );
+
+    // An agent that is not granted the secret.
+    let other_token = gw
+        .daemon
+        .cli_ok(&["agent", "add", "other"])
+        .trim()
+        .to_owned();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-w", "\n%{http_code}", "--cacert", &gw.ca])
+        .args(["-x", &format!("http://other:{other_token}@{}", gw.proxy)])
+        .args(["-H", "X-Api-Key: airlock:up", &gw.up.url("/echo")]);
+    let out = run(&mut cmd, None, CURL_TIMEOUT);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+
+    assert!(
+        gw.up.requests().is_empty(),
+        "a refused request reached the upstream"
+    );
+    assert!(!plain.saw("airlock:"));
+    let rows = gw.requests(7);
+    let exfil = rows
+        .iter()
+        .filter(|r| r["decision"] == "exfiltration")
+        .count();
+    assert_eq!(exfil, 5, "{rows:#?}");
+}
+
+#[test]
+fn path_globs_scope_a_secret() {
+    let gw = Gw::start();
+    let host = format!("api.test.local:{}", gw.up.port());
+    gw.daemon
+        .cli_stdin(
+            &[
+                "secret",
+                "add",
+                "qkey",
+                "--host",
+                &host,
+                "--path",
+                "/echo/v1/**",
+                "--query",
+                "api_key",
+            ],
+            "q-secret-1",
+        )
+        .ok();
+    gw.daemon.cli_ok(&["agent", "grant", "bot", "qkey"]);
+    let out = gw.curl(&[&gw.up.url("/echo/v1/items?api_key=mine&x=1&api_key=again")]);
+    assert_eq!(Gw::code(&out), 200, "{out:#?}");
+    let seen = gw.up.last_request().unwrap();
+    assert_eq!(seen.path, "/echo/v1/items?x=1&api_key=q-secret-1");
+    let out = gw.curl(&[&gw.up.url("/echo/v2/items")]);
+    assert_eq!(Gw::code(&out), 200);
+    assert!(!gw.up.last_request().unwrap().path.contains("api_key"));
+}
+
+#[test]
+fn signs_aws_requests_with_sigv4() {
+    let gw = Gw::start();
+    let host = format!("api.test.local:{}", gw.up.port());
+    gw.daemon
+        .cli_stdin(
+            &[
+                "secret",
+                "add",
+                "aws",
+                "--host",
+                &host,
+                "--path",
+                "/echo/s3/**",
+                "--aws-sigv4",
+                "us-east-1/s3",
+            ],
+            "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        )
+        .ok();
+    gw.daemon.cli_ok(&["agent", "grant", "bot", "aws"]);
+    let out = gw.curl(&[
+        "-H",
+        "Authorization: AWS4-HMAC-SHA256 Credential=dummy",
+        &gw.up.url("/echo/s3/bucket/key"),
+    ]);
+    assert_eq!(Gw::code(&out), 200, "{out:#?}");
+    let seen = gw.up.last_request().unwrap();
+    let auth = seen.header("authorization").unwrap().to_owned();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+        "{auth}"
+    );
+    // Recompute the signature as AWS would, from what the upstream received.
+    let amz_date = seen.header("x-amz-date").unwrap();
+    let signed: Vec<&str> = auth
+        .split("SignedHeaders=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .split(';')
+        .collect();
+    let headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|h| {
+            (
+                *h,
+                if *h == "host" {
+                    host.as_str()
+                } else {
+                    seen.header(h).unwrap()
+                },
+            )
+        })
+        .collect();
+    let expected = sigv4_reference(
+        "GET",
+        &format!("https://{host}{}", seen.path),
+        &headers,
+        amz_date,
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    );
+    assert!(
+        auth.ends_with(&format!("Signature={expected}")),
+        "{auth} vs {expected}"
+    );
+}
+
+/// AWS's signer, fed what the upstream saw: the same signature means the
+/// gateway signed exactly this request.
+fn sigv4_reference(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    amz_date: &str,
+    akid: &str,
+    secret: &str,
+) -> String {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let time = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
+        .unwrap()
+        .and_utc();
+    let identity = aws_credential_types::Credentials::new(akid, secret, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(time.into())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let unsigned: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(n, _)| *n != "x-amz-date" && *n != "x-amz-content-sha256")
+        .copied()
+        .collect();
+    let req =
+        SignableRequest::new(method, url, unsigned.into_iter(), SignableBody::Bytes(&[])).unwrap();
+    let (_, signature) = sign(req, &params).unwrap().into_parts();
+    signature
+}
+
+#[test]
+fn rules_block_and_rate_limit() {
+    let gw = Gw::start();
+    let host = format!("api.test.local:{}", gw.up.port());
+    gw.daemon.cli_ok(&[
+        "rule",
+        "add",
+        "--host",
+        &host,
+        "--path",
+        "/echo/admin/**",
+        "--block",
+    ]);
+    gw.daemon.cli_ok(&[
+        "rule",
+        "add",
+        "--host",
+        &host,
+        "--path",
+        "/echo/limited",
+        "--rate",
+        "2/min",
+    ]);
+    let out = gw.curl(&[&gw.up.url("/echo/admin/delete")]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    assert!(out.stdout.contains("\"rule\":1"), "{out:#?}");
+    let codes: Vec<u16> = (0..3)
+        .map(|_| Gw::code(&gw.curl(&[&gw.up.url("/echo/limited")])))
+        .collect();
+    assert_eq!(codes, [200, 200, 429]);
+    let out = gw.curl(&["-D", "-", &gw.up.url("/echo/limited")]);
+    assert!(
+        out.stdout.to_lowercase().contains("retry-after:"),
+        "{out:#?}"
+    );
+    assert_eq!(gw.up.requests_to("/echo/admin").len(), 0);
+    // A rule removed takes effect at once.
+    gw.daemon.cli_ok(&["rule", "rm", "1"]);
+    assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/echo/admin/delete")])), 200);
+}
+
+#[test]
+fn held_requests_wait_for_a_person() {
+    let gw = Gw::start();
+    let host = format!("api.test.local:{}", gw.up.port());
+    gw.daemon.cli_ok(&[
+        "rule",
+        "add",
+        "--host",
+        &host,
+        "--method",
+        "POST",
+        "--approve",
+    ]);
+    for (verb, expect) in [("approve", 200), ("deny", 403)] {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            &gw.ca,
+            "-x",
+            &gw.proxy_url(),
+        ])
+        .args(["-X", "POST", "-d", "{}", &gw.up.url("/echo/act")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        let id = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            let out = gw.daemon.cli_ok(&["approvals", "--json"]);
+            out.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|a| a["status"] == "pending")
+                .and_then(|a| a["id"].as_i64())
+        })
+        .expect("the request shows up as pending");
+        assert!(gw.up.requests_to("/echo/act").len() < if verb == "approve" { 1 } else { 2 });
+        gw.daemon.cli_ok(&[verb, &id.to_string()]);
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.trim_end().ends_with(&expect.to_string()),
+            "{verb}: {stdout}"
+        );
+    }
+    assert_eq!(gw.up.requests_to("/echo/act").len(), 1);
+    // A decided approval cannot be decided again.
+    gw.daemon.cli(&["approve", "1"]).fails_with(&["already"]);
+}
+
+#[test]
+fn approval_times_out() {
+    let gw = Gw::start_with(
+        UpstreamOpts::default(),
+        &[("AIRLOCK_APPROVAL_TIMEOUT", "1")],
+    );
+    let host = format!("api.test.local:{}", gw.up.port());
+    gw.daemon
+        .cli_ok(&["rule", "add", "--host", &host, "--approve"]);
+    let out = gw.curl(&[&gw.up.url("/echo")]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    assert!(out.stdout.contains("approval_timeout"), "{out:#?}");
+}
+
+#[test]
+fn server_sent_events_stream_one_by_one() {
+    let gw = Gw::start();
+    let mut child = Command::new("curl")
+        .args(["-sS", "-N", "--cacert", &gw.ca, "-x", &gw.proxy_url()])
+        .arg(gw.up.url("/sse?n=5&interval_ms=300"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut arrivals = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("data:") {
+            arrivals.push(start.elapsed());
+        }
+    }
+    let _ = child.wait();
+    assert_eq!(arrivals.len(), 5);
+    // The first event arrives long before the last was produced.
+    assert!(
+        arrivals[4] - arrivals[0] >= Duration::from_millis(900),
+        "{arrivals:?}"
+    );
+}
+
+#[test]
+fn large_uploads_stream_with_flat_memory() {
+    let gw = Gw::start();
+    let pid = gw.daemon.status_json()["pid"].as_i64().unwrap();
+    let rss = || -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = rss();
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let mut child = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &gw.ca,
+            "-x",
+            &gw.proxy_url(),
+            "-T",
+            "-",
+            "-H",
+            "Content-Type: application/octet-stream",
+        ])
+        .arg(gw.up.url("/echo/upload"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..(SIZE >> 20) {
+        stdin.write_all(&chunk).unwrap();
+    }
+    drop(stdin);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let body: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(body["body_len"], SIZE);
+    let grown_kib = rss().saturating_sub(before);
+    assert!(
+        grown_kib < 64 * 1024,
+        "the daemon's peak memory grew by {grown_kib} KiB for a {SIZE}-byte upload"
+    );
+    let rows = gw.requests(1);
+    assert_eq!(rows[0]["bytes_up"], SIZE, "{rows:#?}");
+}
+
+#[test]
+fn websocket_echo_through_the_proxy() {
+    let gw = Gw::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let tls = tunnel_tls(&gw, "api.test.local", vec![b"http/1.1".to_vec()])
+            .await
+            .unwrap();
+        let url = format!("wss://api.test.local:{}/ws", gw.up.port());
+        let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+        assert_eq!(resp.status(), 101);
+        ws.send(Message::Text("hello through airlock".into()))
+            .await
+            .unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), "hello through airlock");
+        ws.close(None).await.unwrap();
+    });
+    let seen = gw.up.requests_to("/ws");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {}", gw.value).as_str())
+    );
+}
+
+/// Opens a CONNECT tunnel as `bot` and TLS to `sni` inside it, trusting
+/// only the Airlock CA.
+async fn tunnel_tls(
+    gw: &Gw,
+    sni: &str,
+    alpn: Vec<Vec<u8>>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(&gw.proxy).await?;
+    let auth = base64_basic(&format!("bot:{}", gw.token));
+    let target = format!("api.test.local:{}", gw.up.port());
+    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await?;
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&gw.ca)?;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    connector.connect(name, tcp).await
+}
+
+use rustls_pki_types::pem::PemObject;
+
+fn base64_basic(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn a_tls_name_other_than_the_connect_host_is_refused() {
+    let gw = Gw::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(tunnel_tls(&gw, "localhost", vec![]));
+    assert!(
+        result.is_err(),
+        "TLS for another name than the CONNECT host must fail"
+    );
+    let rows = gw.requests(1);
+    assert!(
+        rows.iter().any(|r| r["decision"] == "exfiltration"),
+        "{rows:#?}"
+    );
+}
+
+#[test]
+fn python_and_node_clients() {
+    let gw = Gw::start();
+    let py = format!(
+        "import requests,sys\nr=requests.get('{}', proxies={{'https':'{}'}}, verify='{}')\nprint(r.status_code, r.json()['headers'].get('authorization',''))",
+        gw.up.url("/echo/py"),
+        gw.proxy_url(),
+        gw.ca
+    );
+    let out = run(
+        Command::new("python3").args(["-c", &py]),
+        None,
+        CURL_TIMEOUT,
+    );
+    assert!(out.stdout.starts_with("200 Bearer "), "{out:#?}");
+    assert!(!out.stdout.contains("airlock:"));
+    let node_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
+    let js = format!(
+        "const {{fetch, ProxyAgent}} = require('undici');\n\
+         const fs = require('fs');\n\
+         const agent = new ProxyAgent({{uri: 'http://{proxy}', token: 'Basic ' + Buffer.from('bot:{token}').toString('base64'), requestTls: {{ca: fs.readFileSync('{ca}')}}}});\n\
+         fetch('{url}', {{dispatcher: agent}}).then(async r => {{ const j = await r.json(); console.log(r.status, j.headers.authorization); }}).catch(e => {{ console.error(e); process.exit(1); }});",
+        proxy = gw.proxy,
+        token = gw.token,
+        ca = gw.ca,
+        url = gw.up.url("/echo/node"),
+    );
+    let out = run(
+        Command::new("node")
+            .args(["-e", &js])
+            .current_dir(&node_dir),
+        None,
+        CURL_TIMEOUT,
+    );
+    assert!(out.stdout.starts_with("200 Bearer "), "{out:#?}");
+    assert_eq!(gw.up.requests_to("/echo/").len(), 2);
+}
+
+#[test]
+fn bad_input_gets_the_right_status() {
+    let gw = Gw::start_with(
+        UpstreamOpts::default(),
+        &[("AIRLOCK_UPSTREAM_TIMEOUT", "2")],
+    );
+    // No token, a wrong token: 407.
+    for proxy in [
+        format!("http://{}", gw.proxy),
+        format!("http://bot:wrong@{}", gw.proxy),
+    ] {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect}",
+            "--cacert",
+            &gw.ca,
+            "-x",
+            &proxy,
+            &gw.up.url("/echo"),
+        ]);
+        let out = run(&mut cmd, None, CURL_TIMEOUT);
+        assert!(out.stdout.contains("407"), "{out:#?}");
+    }
+    // Raw requests to the proxy.
+    let raw = |req: &[u8]| -> String {
+        let mut s = TcpStream::connect(&gw.proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(req).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let auth = base64_basic(&format!("bot:{}", gw.token));
+    assert!(raw(b"CONNECT nonsense HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(raw(b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
+    let huge = format!(
+        "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    assert!(
+        raw(huge.as_bytes()).starts_with("HTTP/1.1 431"),
+        "oversized headers"
+    );
+    // Content-Length with Transfer-Encoding: hyper frames by the chunked
+    // encoding and drops Content-Length (RFC 9112 §6.3), and the request
+    // is re-framed on the way out, so the upstream cannot read it another
+    // way: exactly one request with an empty body arrives.
+    let plain = Upstream::start(UpstreamOpts::plain_http());
+    let conflicting = format!(
+        "POST {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nProxy-Authorization: Basic {auth}\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        plain.ip_url("/echo/framing"),
+        plain.port()
+    );
+    let answer = raw(conflicting.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = plain.requests();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0].body_len, 0);
+    // Loopback is refused unless allowed; the gateway's own port always.
+    let own = format!(
+        "CONNECT {} HTTP/1.1\r\nProxy-Authorization: Basic {auth}\r\n\r\n",
+        gw.proxy
+    );
+    assert!(raw(own.as_bytes()).starts_with("HTTP/1.1 403"));
+    // Upstream failures.
+    assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/reset")])), 502);
+    let out = gw.curl(&[&gw.up.url("/stall-headers")]);
+    assert_eq!(Gw::code(&out), 504, "{out:#?}");
+    // Still serving everyone else.
+    assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/echo")])), 200);
+}
+
+#[test]
+fn loopback_and_metadata_are_refused_by_default() {
+    let daemon = Daemon::start();
+    let token = daemon.cli_ok(&["agent", "add", "bot"]).trim().to_owned();
+    let proxy = daemon.status_json()["proxy_addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for target in [
+        "127.0.0.1:443",
+        "169.254.169.254:80",
+        "[::1]:443",
+        "localhost:443",
+    ] {
+        let mut s = TcpStream::connect(&proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let auth = base64_basic(&format!("bot:{token}"));
+        s.write_all(
+            format!("CONNECT {target} HTTP/1.1\r\nProxy-Authorization: Basic {auth}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 403"), "{target}: {answer}");
+    }
+}
+
+#[test]
+fn a_bad_upstream_certificate_is_a_502_never_a_bypass() {
+    let gw = Gw::start();
+    // An upstream whose CA the gateway does not trust.
+    let rogue = Upstream::start(UpstreamOpts::default());
+    let out = gw.curl(&[&rogue.url("/echo")]);
+    assert_eq!(Gw::code(&out), 502, "{out:#?}");
+    assert!(out.stdout.contains("upstream_error"), "{out:#?}");
+    assert!(rogue.requests().is_empty());
+}
+
+#[test]
+fn secrets_never_reach_logs_audit_or_database() {
+    let gw = Gw::start();
+    for _ in 0..3 {
+        assert_eq!(
+            Gw::code(&gw.curl(&[
+                "-H",
+                "Authorization: Bearer airlock:up",
+                &gw.up.url("/echo?token=airlock:up")
+            ])),
+            200
+        );
+    }
+    let _ = gw.curl(&[
+        "-H",
+        "X-Key: airlock:up",
+        &gw.up.url("/echo").replace("api.test.local", "localhost"),
+    ]);
+    gw.requests(4);
+    let dump = gw.daemon.db().pg_dump();
+    for (what, text) in [
+        ("daemon log", gw.daemon.log()),
+        ("postgres log", gw.daemon.postgres_log()),
+        ("pg_dump", dump),
+        ("cli output", gw.daemon.transcript()),
+    ] {
+        assert!(
+            !text.contains(&gw.value),
+            "the secret value leaked into the {what}"
+        );
+    }
+}

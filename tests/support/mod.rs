@@ -1,0 +1,46 @@
+//! Shared harness for the end-to-end tests: every test binary under `tests/`
+//! starts with `mod support;` and drives the real `airlock` binary.
+//!
+//! - [`process`]: run any program (the CLI, curl, python, node, psql) with a
+//!   time limit and collect its exit code and output; poll with a deadline.
+//! - [`daemon`]: [`Daemon`], a running `airlock serve` on a fresh data
+//!   directory, cleaned up (daemon *and* embedded PostgreSQL) however the
+//!   test ends.
+//! - [`db`]: psql and pg_dump against a daemon's database.
+//! - `upstream`: test upstream servers.
+//!
+//! Not every test binary uses every helper, hence the blanket `dead_code`.
+
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod db;
+pub mod process;
+#[allow(dead_code)]
+pub mod upstream;
+
+#[allow(unused_imports)]
+pub use daemon::{Daemon, airlock_bin, hermetic_command, serve_expect_exit, temp_data_dir};
+#[allow(unused_imports)]
+pub use db::Db;
+#[allow(unused_imports)]
+pub use process::{Output, run, wait_until};
+
+/// A random lowercase hex string of `bytes` random bytes, for distinctive
+/// names and values (`sk-leakcheck-<random>`).
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// A fresh master key as `SECRET_ENCRYPTION_KEY` takes it: base64 of 32
+/// random bytes.
+pub fn random_master_key() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
