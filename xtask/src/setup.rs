@@ -23,6 +23,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "curl",
     "ca-certificates",
     "postgresql",
+    "nodejs",
+    "npm",
 ];
 
 /// The bpf-linker release that builds against Debian's LLVM 22.
@@ -34,6 +36,48 @@ pub fn run() -> Result<()> {
     nightly_toolchain()?;
     rust_src()?;
     bpf_linker()?;
+    python_requests()?;
+    node_test_client()?;
+    Ok(())
+}
+
+/// The end-to-end tests drive the gateway with Python's `requests`.
+fn python_requests() -> Result<()> {
+    let step = "python requests";
+    begin(step);
+    let present = Command::new("python3")
+        .args(["-c", "import requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        done("ok (already installed)");
+        return Ok(());
+    }
+    install(
+        step,
+        Command::new("python3").args(["-m", "pip", "install", "--quiet", "requests"]),
+    )?;
+    println!("setup: {step} ... ok (installed)");
+    Ok(())
+}
+
+/// The end-to-end tests drive the gateway with Node's fetch (undici, for
+/// its proxy support), pinned in tests/node/package-lock.json.
+fn node_test_client() -> Result<()> {
+    let step = "node test client (undici)";
+    begin(step);
+    let dir = cmd::workspace_root()?.join("tests/node");
+    if dir.join("node_modules/undici/package.json").is_file() {
+        done("ok (already installed)");
+        return Ok(());
+    }
+    install(
+        step,
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir),
+    )?;
+    println!("setup: {step} ... ok (installed)");
     Ok(())
 }
 
@@ -71,6 +115,8 @@ fn debian_packages() -> Result<()> {
         .iter()
         .copied()
         .filter(|p| *p != "postgresql" || !postgres_server_present())
+        // Node may come from elsewhere than Debian (it does on some images).
+        .filter(|p| !matches!(*p, "nodejs" | "npm") || !cmd::on_path(p.trim_end_matches("js")))
         .collect();
     if !cmd::on_path("dpkg-query") || !cmd::on_path("apt-get") {
         done(&format!(
