@@ -79,6 +79,21 @@ impl Gw {
         }
     }
 
+    /// The upstream's host as secrets and rules name it.
+    fn host(&self) -> String {
+        format!("api.test.local:{}", self.up.port())
+    }
+
+    /// Adds secret `name` for the upstream's host (`args` say how it is
+    /// injected) and grants it to `bot`.
+    fn add_secret(&self, name: &str, args: &[&str], value: &str) {
+        let host = self.host();
+        let mut full = vec!["secret", "add", name, "--host", &host];
+        full.extend_from_slice(args);
+        self.daemon.cli_stdin(&full, value).ok();
+        self.daemon.cli_ok(&["agent", "grant", "bot", name]);
+    }
+
     fn proxy_url(&self) -> String {
         format!("http://bot:{}@{}", self.token, self.proxy)
     }
@@ -215,24 +230,11 @@ fn placeholders_resolve_only_where_the_secret_applies() {
 #[test]
 fn path_globs_scope_a_secret() {
     let gw = Gw::start();
-    let host = format!("api.test.local:{}", gw.up.port());
-    gw.daemon
-        .cli_stdin(
-            &[
-                "secret",
-                "add",
-                "qkey",
-                "--host",
-                &host,
-                "--path",
-                "/echo/v1/**",
-                "--query",
-                "api_key",
-            ],
-            "q-secret-1",
-        )
-        .ok();
-    gw.daemon.cli_ok(&["agent", "grant", "bot", "qkey"]);
+    gw.add_secret(
+        "qkey",
+        &["--path", "/echo/v1/**", "--query", "api_key"],
+        "q-secret-1",
+    );
     let out = gw.curl(&[&gw.up.url("/echo/v1/items?api_key=mine&x=1&api_key=again")]);
     assert_eq!(Gw::code(&out), 200, "{out:#?}");
     let seen = gw.up.last_request().unwrap();
@@ -245,24 +247,12 @@ fn path_globs_scope_a_secret() {
 #[test]
 fn signs_aws_requests_with_sigv4() {
     let gw = Gw::start();
-    let host = format!("api.test.local:{}", gw.up.port());
-    gw.daemon
-        .cli_stdin(
-            &[
-                "secret",
-                "add",
-                "aws",
-                "--host",
-                &host,
-                "--path",
-                "/echo/s3/**",
-                "--aws-sigv4",
-                "us-east-1/s3",
-            ],
-            "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-        )
-        .ok();
-    gw.daemon.cli_ok(&["agent", "grant", "bot", "aws"]);
+    let host = gw.host();
+    gw.add_secret(
+        "aws",
+        &["--path", "/echo/s3/**", "--aws-sigv4", "us-east-1/s3"],
+        "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    );
     let out = gw.curl(&[
         "-H",
         "Authorization: AWS4-HMAC-SHA256 Credential=dummy",

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+use crate::model::AgentName;
 use crate::store::agents::AgentRecord;
 use crate::store::rules::RuleRecord;
 use crate::store::secrets::SecretRecord;
@@ -29,6 +30,8 @@ pub struct Snapshot {
     pub rules: Vec<RuleRecord>,
     /// Index into `agents` by proxy-token hash.
     by_token: HashMap<TokenHash, usize>,
+    /// Index into `agents` by name.
+    by_name: HashMap<AgentName, usize>,
 }
 
 impl Snapshot {
@@ -43,6 +46,11 @@ impl Snapshot {
             .enumerate()
             .map(|(i, a)| (a.token_hash, i))
             .collect();
+        let by_name = agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.clone(), i))
+            .collect();
         Snapshot {
             generation,
             loaded_at: Some(Utc::now()),
@@ -50,12 +58,17 @@ impl Snapshot {
             secrets,
             rules,
             by_token,
+            by_name,
         }
     }
 
     /// The agent whose proxy token hashes to `hash`.
     pub fn agent_by_token(&self, hash: &TokenHash) -> Option<&AgentRecord> {
         self.by_token.get(hash).map(|&i| &self.agents[i])
+    }
+
+    pub fn agent_by_name(&self, name: &AgentName) -> Option<&AgentRecord> {
+        self.by_name.get(name).map(|&i| &self.agents[i])
     }
 }
 

@@ -144,12 +144,9 @@ async fn run_phases(
 
 /// Phase 1: the session's agent, as the current snapshot knows it.
 fn identify<'s>(snap: &'s Snapshot, session: &Session) -> Result<&'s AgentRecord, ProxyError> {
-    snap.agents
-        .iter()
-        .find(|a| a.name == session.agent)
-        .ok_or_else(|| {
-            ProxyError::UnknownAgent(format!("agent {} no longer exists", session.agent))
-        })
+    snap.agent_by_name(&session.agent).ok_or_else(|| {
+        ProxyError::UnknownAgent(format!("agent {} no longer exists", session.agent))
+    })
 }
 
 /// Phase 2: the Host (or `:authority`) names the connection's server.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{CHANGES_CHANNEL, Store, StoreError};
+use super::{Store, StoreError, notify_change};
 
 /// An approval request as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ impl Store {
         .bind(new.rule_id)
         .fetch_one(&mut *tx)
         .await?;
-        notify(&mut tx, &decision_payload(id, "pending")).await?;
+        notify_change(&mut tx, &decision_payload(id, "pending")).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -108,7 +108,7 @@ impl Store {
                 },
             });
         };
-        notify(&mut tx, &decision_payload(id, status)).await?;
+        notify_change(&mut tx, &decision_payload(id, status)).await?;
         tx.commit().await?;
         Ok(approval_from_row(&row)?)
     }
@@ -137,18 +137,6 @@ impl Store {
             .collect::<Result<_, _>>()
             .map_err(StoreError::from)
     }
-}
-
-async fn notify(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    payload: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANGES_CHANNEL)
-        .bind(payload)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]

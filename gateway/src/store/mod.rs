@@ -155,7 +155,7 @@ impl Store {
 }
 
 /// Announces a configuration change inside the writing transaction.
-async fn notify_change(
+pub(super) async fn notify_change(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     what: &str,
 ) -> Result<(), StoreError> {
