@@ -91,8 +91,9 @@ pub fn hermetic_command(data_dir: &Path) -> Command {
 
 /// Runs `airlock serve` in the foreground on `data_dir` with `env`,
 /// expecting it to refuse to start: returns its exit code and output once
-/// it exits (within [`REFUSE_TIMEOUT`], else the test fails). Any embedded
-/// PostgreSQL it left in `data_dir` is stopped.
+/// it exits (within [`REFUSE_TIMEOUT`], else the test fails). It must not
+/// leave an embedded PostgreSQL running in `data_dir` (the test fails if it
+/// does, after stopping that server).
 #[track_caller]
 pub fn serve_expect_exit(data_dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = hermetic_command(data_dir);
