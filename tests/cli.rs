@@ -882,10 +882,17 @@ fn audit_and_status() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     let times: Vec<&str> = events.iter().map(|e| e["at"].as_str().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // A change about an agent names it; others name none.
     for e in &events {
         assert_eq!(e["kind"], "admin");
-        assert!(e["agent"].is_null(), "{e}");
+        let about_agent = e["decision"].as_str().unwrap().starts_with("agent.");
+        if about_agent {
+            assert_eq!(e["agent"], "bot", "{e}");
+        } else if e["decision"] != "rule.add" {
+            assert!(e["agent"].is_null(), "{e}");
+        }
     }
+    let about_bot = events.iter().filter(|e| e["agent"] == "bot").count();
     assert!(!human.contains("sk-audit"));
 
     // Filters.
@@ -897,8 +904,9 @@ fn audit_and_status() {
     assert_eq!(count(&["--since", "1h"]), expected.len());
     assert_eq!(count(&["--since", "2999-01-01T00:00:00Z"]), 0);
     assert_eq!(count(&["--since", "2000-01-01T00:00:00Z"]), expected.len());
-    // --agent selects the agent that made a request; admin events have none.
-    assert_eq!(count(&["--agent", "bot"]), 0);
+    // --agent selects the agent's requests and the changes about it.
+    assert_eq!(count(&["--agent", "bot"]), about_bot);
+    assert!(about_bot >= 3);
     let last3: Vec<String> = d
         .cli_ok(&["audit", "--json", "--limit", "3"])
         .lines()

@@ -810,3 +810,25 @@ fn secrets_never_reach_logs_audit_or_database() {
         );
     }
 }
+
+#[test]
+fn a_corrupt_rule_fails_the_gateway_closed() {
+    let gw = Gw::start();
+    gw.daemon
+        .cli_ok(&["rule", "add", "--host", "*.blocked.test", "--block"]);
+    assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/echo")])), 200);
+    // The rule can no longer be read: it might have been the one that
+    // blocks this request, so nothing goes through until it is fixed.
+    gw.daemon
+        .db()
+        .psql("UPDATE rules SET host_pattern = 'not a host!'");
+    gw.daemon.cli_ok(&["agent", "add", "trigger-reload"]);
+    let out = gw.curl(&[&gw.up.url("/echo")]);
+    assert_eq!(Gw::code(&out), 503, "{out:#?}");
+    assert!(gw.daemon.cli_ok(&["status"]).contains("NOT IN EFFECT"));
+    gw.daemon
+        .db()
+        .psql("UPDATE rules SET host_pattern = '*.blocked.test'");
+    gw.daemon.cli_ok(&["agent", "rm", "trigger-reload"]);
+    assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/echo")])), 200);
+}

@@ -576,11 +576,9 @@ fn a_corrupt_row_is_reported_clearly() {
     assert!(d.cli_ok(&["secret", "list"]).contains("key-a"));
 }
 
-/// Daemon bug (reported): one corrupt row makes every snapshot reload fail,
-/// so later changes are accepted (exit 0) but never reach the snapshot the
-/// gateway enforces; a new block rule is not applied.
+/// One corrupt row must not freeze the configuration: later changes still
+/// reach the snapshot the gateway enforces.
 #[test]
-#[ignore = "daemon bug: a corrupt row freezes the in-memory configuration"]
 fn a_corrupt_row_does_not_freeze_the_configuration() {
     let d = Daemon::start();
     seed(&d, "a");
@@ -601,10 +599,9 @@ fn a_corrupt_row_does_not_freeze_the_configuration() {
     }
 }
 
-/// Daemon bug (reported): a start refused for a missing key still writes a
-/// new `master.key`, which the next start without the variable then uses.
+/// A start refused for a missing key writes no `master.key` (which the next
+/// start without the variable would then use).
 #[test]
-#[ignore = "daemon bug: a refused start writes a new master.key"]
 fn a_start_refused_for_a_missing_key_writes_no_key_file() {
     let mut d = Daemon::builder()
         .env("SECRET_ENCRYPTION_KEY", random_master_key())

@@ -7,42 +7,165 @@
 //! crate is the single place those are defined. It is `no_std` and has no
 //! dependencies on the kernel side; with the `user` feature it also implements
 //! [`aya::Pod`] so the daemon can read and write these types through aya maps.
+//!
+//! # The transparent path, in one paragraph
+//!
+//! An agent's `connect()` to an intercepted port ([`MAP_PORTS`]) runs
+//! [`PROG_CONNECT4`] / [`PROG_CONNECT6`] (attached to the agents' parent
+//! cgroup): they record an [`OrigInfo`] under the socket cookie
+//! ([`MAP_BY_COOKIE`]) and rewrite the destination to the transparent
+//! listener ([`Config::listen_port`] on `127.0.0.1`, or `[::1]` for native
+//! IPv6). When the connection is established, [`PROG_SOCK_OPS`] moves the
+//! record to [`MAP_BY_TUPLE`], keyed by the connection's [`TupleKey`]. The
+//! gateway accepts and calls `getsockopt`: [`PROG_GETSOCKOPT`] (attached to
+//! the gateway's own cgroup) answers `SO_ORIGINAL_DST` and
+//! [`SO_AIRLOCK_ORIG_INFO`] from that map. UDP to an intercepted port is
+//! refused ([`PROG_SENDMSG4`], [`PROG_SENDMSG6`] and the connect programs),
+//! so QUIC clients fall back to TCP.
+//!
+//! Every integer below is in host byte order unless its doc says otherwise;
+//! IP addresses are 16 octets in network order (IPv4 as `::ffff:a.b.c.d`),
+//! exactly `Ipv6Addr::octets()`.
 #![no_std]
 #![deny(unsafe_code)]
 
-/// Name of the `cgroup/connect4` program that records and redirects agent
-/// connections.
-pub const PROG_CONNECT4: &str = "airlock_connect4";
+/// `cgroup/connect4`: records and redirects agents' TCP connects; refuses UDP.
+pub const PROG_CONNECT4: &str = "airlock_conn4";
+/// `cgroup/connect6`: the same for IPv6 sockets (native and IPv4-mapped).
+pub const PROG_CONNECT6: &str = "airlock_conn6";
+/// `cgroup/sendmsg4`: refuses unconnected UDP sends to intercepted ports.
+pub const PROG_SENDMSG4: &str = "airlock_send4";
+/// `cgroup/sendmsg6`: the same for IPv6 sockets.
+pub const PROG_SENDMSG6: &str = "airlock_send6";
+/// `sock_ops`: re-keys the record by 4-tuple once the connection is up.
+pub const PROG_SOCK_OPS: &str = "airlock_estab";
+/// `cgroup/getsockopt` on the gateway's cgroup: answers `SO_ORIGINAL_DST`.
+pub const PROG_GETSOCKOPT: &str = "airlock_getopt";
 
-/// Name of the map from socket cookie to the agent's original destination.
-pub const MAP_ORIG_DST: &str = "ORIG_DST";
+/// The programs attached to the agents' parent cgroup (and pinned).
+pub const AGENT_PROGRAMS: [&str; 5] = [
+    PROG_CONNECT4,
+    PROG_CONNECT6,
+    PROG_SENDMSG4,
+    PROG_SENDMSG6,
+    PROG_SOCK_OPS,
+];
 
-/// The destination an agent asked to connect to, before the transparent path
-/// redirected it to the gateway, and who asked.
+/// `Array<Config>` with one entry (index 0).
+pub const MAP_CONFIG: &str = "AIRLOCK_CONFIG";
+/// `HashMap<u16, u8>`: the intercepted destination ports (value 1).
+pub const MAP_PORTS: &str = "AIRLOCK_PORTS";
+/// `LruHashMap<u64, OrigInfo>`: socket cookie → original destination.
+pub const MAP_BY_COOKIE: &str = "AIRLOCK_COOKIE";
+/// `LruHashMap<TupleKey, OrigInfo>`: 4-tuple → original destination.
+pub const MAP_BY_TUPLE: &str = "AIRLOCK_TUPLE";
+
+/// Every map, all pinned under the daemon's pin directory.
+pub const MAPS: [&str; 4] = [MAP_CONFIG, MAP_PORTS, MAP_BY_COOKIE, MAP_BY_TUPLE];
+
+/// Capacity of [`MAP_PORTS`].
+pub const MAX_PORTS: u32 = 64;
+/// Capacity of the two LRU maps: connections in flight between `connect()`
+/// and the gateway's `getsockopt`.
+pub const MAX_CONNECTIONS: u32 = 65_536;
+
+/// `SOL_IP`.
+pub const SOL_IP: i32 = 0;
+/// `SOL_IPV6`.
+pub const SOL_IPV6: i32 = 41;
+/// `SO_ORIGINAL_DST` (level `SOL_IP`), answered with a `sockaddr_in`.
+pub const SO_ORIGINAL_DST: i32 = 80;
+/// `IP6T_SO_ORIGINAL_DST` (level `SOL_IPV6`), answered with a `sockaddr_in6`.
+pub const IP6T_SO_ORIGINAL_DST: i32 = 80;
+/// Airlock's own option (level `SOL_IP`, "AI" = 0x4149): answered with the
+/// whole [`OrigInfo`] (40 bytes), so the gateway learns the agent's cgroup
+/// in the same call. The entry is removed once read.
+pub const SO_AIRLOCK_ORIG_INFO: i32 = 0x4149;
+
+/// `AF_INET`.
+pub const AF_INET: u16 = 2;
+/// `AF_INET6`.
+pub const AF_INET6: u16 = 10;
+
+/// The daemon's settings for the programs (map [`MAP_CONFIG`], index 0).
 ///
-/// Layout: 24 bytes, 8-byte aligned, no implicit padding.
+/// Layout: 16 bytes, 4-byte aligned, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OrigDst {
-    /// IPv4 address, host byte order.
-    pub ip: u32,
-    /// TCP port, host byte order.
-    pub port: u16,
+pub struct Config {
+    /// The transparent listener's port on `127.0.0.1` and `[::1]`. Zero
+    /// means "not configured": intercepted connects are then refused.
+    pub listen_port: u16,
     /// Explicit padding; always zero.
-    pub _pad: u16,
-    /// cgroup v2 id of the connecting socket's cgroup.
+    pub _pad0: u16,
+    /// The cgroup v2 level of agent cgroups (the agents' parent's level
+    /// plus one): the record names the ancestor at this level, so
+    /// sub-cgroups an agent creates still map to it.
+    pub agent_level: u32,
+    /// Reserved; always zero.
+    pub flags: u32,
+    /// Explicit padding; always zero.
+    pub _pad1: u32,
+}
+
+/// The destination an agent asked to connect to, before the transparent
+/// path redirected it to the gateway, and who asked.
+///
+/// Layout: 40 bytes, 8-byte aligned, no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrigInfo {
+    /// cgroup v2 id of the agent cgroup: the connecting task's ancestor at
+    /// [`Config::agent_level`], or its own cgroup when it has none there.
     pub cgroup_id: u64,
+    /// The original address, 16 octets in network order; IPv4 as
+    /// `::ffff:a.b.c.d` (then `family` is [`AF_INET`]).
+    pub addr: [u8; 16],
     /// Thread-group id (userspace pid) of the connecting process.
     pub pid: u32,
     /// Real uid of the connecting process.
     pub uid: u32,
+    /// The original TCP port.
+    pub port: u16,
+    /// [`AF_INET`] or [`AF_INET6`]: the family of the original address.
+    pub family: u16,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+
+/// A TCP connection as both ends see it, the agent being the client.
+///
+/// Layout: 40 bytes, 4-byte aligned, no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TupleKey {
+    /// The agent's address (16 octets, IPv4 mapped).
+    pub client_addr: [u8; 16],
+    /// The transparent listener's address (16 octets, IPv4 mapped).
+    pub server_addr: [u8; 16],
+    pub client_port: u16,
+    pub server_port: u16,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+
+/// `addr` as 16 octets: IPv4 (network-order octets) mapped into IPv6.
+pub const fn mapped_v4(octets: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2], octets[3],
+    ]
 }
 
 #[cfg(feature = "user")]
 #[allow(unsafe_code)]
-// SAFETY: `OrigDst` is `#[repr(C)]`, `Copy`, made only of integers, and has
-// explicit padding so it has no uninitialised bytes; any bit pattern is valid.
-unsafe impl aya::Pod for OrigDst {}
+mod pod {
+    // SAFETY (all three): `#[repr(C)]`, `Copy`, made only of integers and
+    // byte arrays, with explicit padding so there are no uninitialised
+    // bytes; any bit pattern is a valid value.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::OrigInfo {}
+    unsafe impl aya::Pod for super::TupleKey {}
+}
 
 #[cfg(test)]
 mod tests {
@@ -50,26 +173,40 @@ mod tests {
     use core::mem::{align_of, offset_of, size_of};
 
     #[test]
-    fn orig_dst_layout_has_no_implicit_padding() {
-        assert_eq!(size_of::<OrigDst>(), 24);
-        assert_eq!(align_of::<OrigDst>(), 8);
-        assert_eq!(offset_of!(OrigDst, ip), 0);
-        assert_eq!(offset_of!(OrigDst, port), 4);
-        assert_eq!(offset_of!(OrigDst, _pad), 6);
-        assert_eq!(offset_of!(OrigDst, cgroup_id), 8);
-        assert_eq!(offset_of!(OrigDst, pid), 16);
-        assert_eq!(offset_of!(OrigDst, uid), 20);
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<Config>(), 16);
+        assert_eq!(offset_of!(Config, agent_level), 4);
+        assert_eq!(offset_of!(Config, flags), 8);
+        assert_eq!(size_of::<OrigInfo>(), 40);
+        assert_eq!(align_of::<OrigInfo>(), 8);
+        assert_eq!(offset_of!(OrigInfo, addr), 8);
+        assert_eq!(offset_of!(OrigInfo, pid), 24);
+        assert_eq!(offset_of!(OrigInfo, uid), 28);
+        assert_eq!(offset_of!(OrigInfo, port), 32);
+        assert_eq!(offset_of!(OrigInfo, family), 34);
+        assert_eq!(offset_of!(OrigInfo, _pad), 36);
+        assert_eq!(size_of::<TupleKey>(), 40);
+        assert_eq!(offset_of!(TupleKey, server_addr), 16);
+        assert_eq!(offset_of!(TupleKey, client_port), 32);
+        assert_eq!(offset_of!(TupleKey, server_port), 34);
     }
 
     #[test]
-    fn names_are_symbol_names() {
-        // They are ELF symbol names (Rust item names on the kernel side), which
-        // is what aya looks programs and maps up by. The kernel itself keeps
-        // only the first 15 bytes (what bpftool shows).
-        for name in [PROG_CONNECT4, MAP_ORIG_DST] {
-            assert!(!name.is_empty());
+    fn names_are_kernel_object_names() {
+        // ELF symbol names (what aya looks them up by) that also survive the
+        // kernel's 15-byte object names intact, so listings tell them apart.
+        for name in AGENT_PROGRAMS.iter().chain(&[PROG_GETSOCKOPT]).chain(&MAPS) {
+            assert!(!name.is_empty() && name.len() <= 15, "{name}");
             assert!(!name.as_bytes()[0].is_ascii_digit());
             assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         }
+    }
+
+    #[test]
+    fn mapped_addresses() {
+        assert_eq!(
+            mapped_v4([127, 0, 0, 1]),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]
+        );
     }
 }

@@ -1,34 +1,463 @@
 //! Airlock's eBPF programs, loaded and attached by the daemon (`gateway`,
-//! module `intercept`). Names shared with userspace live in `gateway-common`.
+//! module `intercept`). Names, map layouts and the whole flow are described
+//! in `gateway-common`, the one place both sides take them from.
 //!
-//! For now there is one program: a `cgroup/connect4` hook that allows every
-//! connect. The transparent-interception logic comes later.
+//! Byte orders differ field by field in the kernel's contexts (see
+//! `/work/shared/EBPF.md`): `bpf_sock_addr.user_port` is a big-endian u16 in
+//! a u32; in `bpf_sock_ops` `local_port` is host order and `remote_port`
+//! network order shifted; in `bpf_sock` `src_port` is host order and
+//! `dst_port` big-endian. IP words are network order everywhere, so their
+//! native bytes are the address octets. Context fields are read and written
+//! one at a time with volatile accesses: the verifier refuses the merged or
+//! widened accesses LLVM otherwise makes of neighbouring fields.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
-/// Allow the connect to proceed (the cgroup sock_addr verdict).
+use aya_ebpf::bindings::{bpf_sock, bpf_sock_addr, bpf_sockopt};
+use aya_ebpf::helpers::{
+    bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+    bpf_get_current_uid_gid, bpf_get_socket_cookie,
+};
+use aya_ebpf::macros::{cgroup_sock_addr, cgroup_sockopt, map, sock_ops};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap};
+use aya_ebpf::programs::{SockAddrContext, SockOpsContext, SockoptContext};
+use gateway_common::{
+    AF_INET, AF_INET6, Config, IP6T_SO_ORIGINAL_DST, MAX_CONNECTIONS, MAX_PORTS, OrigInfo,
+    SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP, SOL_IPV6, TupleKey, mapped_v4,
+};
+
+/// The cgroup sock_addr / sockopt verdict that lets the call proceed.
 const ALLOW: i32 = 1;
+/// The verdict that fails the call with EPERM.
+const REFUSE: i32 = 0;
 
-// The function name is the program name the daemon looks up; it must equal
-// `gateway_common::PROG_CONNECT4` (checked at compile time below).
-const _: () = assert!(const_str_eq(
-    gateway_common::PROG_CONNECT4,
-    "airlock_connect4"
-));
+const SOCK_STREAM: u32 = 1;
+const SOCK_DGRAM: u32 = 2;
+const BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: u32 = 4;
+
+/// `127.0.0.1` as the kernel stores it (network order).
+const LOOPBACK4: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
+/// The last word of `::1`.
+const LOOPBACK6_LAST: u32 = u32::from_ne_bytes([0, 0, 0, 1]);
+/// The third word of an IPv4-mapped IPv6 address (`::ffff:0:0/96`).
+const MAPPED_PREFIX: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// The four words of an IPv6 address field of a context, each read on its
+/// own at a constant offset (the verifier refuses reads through a
+/// context pointer that was moved, as a loop over the index produces).
+macro_rules! ip6_words {
+    ($ptr:expr, $field:ident) => {
+        [
+            read_volatile(addr_of!((*$ptr).$field[0])),
+            read_volatile(addr_of!((*$ptr).$field[1])),
+            read_volatile(addr_of!((*$ptr).$field[2])),
+            read_volatile(addr_of!((*$ptr).$field[3])),
+        ]
+    };
+}
+
+// Map statics are named exactly as `gateway_common::MAP_*` (checked below).
+#[map]
+static AIRLOCK_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+#[map]
+static AIRLOCK_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
+#[map]
+static AIRLOCK_COOKIE: LruHashMap<u64, OrigInfo> = LruHashMap::with_max_entries(MAX_CONNECTIONS, 0);
+#[map]
+static AIRLOCK_TUPLE: LruHashMap<TupleKey, OrigInfo> =
+    LruHashMap::with_max_entries(MAX_CONNECTIONS, 0);
+
+const _: () = {
+    assert!(const_str_eq(gateway_common::MAP_CONFIG, "AIRLOCK_CONFIG"));
+    assert!(const_str_eq(gateway_common::MAP_PORTS, "AIRLOCK_PORTS"));
+    assert!(const_str_eq(
+        gateway_common::MAP_BY_COOKIE,
+        "AIRLOCK_COOKIE"
+    ));
+    assert!(const_str_eq(gateway_common::MAP_BY_TUPLE, "AIRLOCK_TUPLE"));
+    assert!(const_str_eq(gateway_common::PROG_CONNECT4, "airlock_conn4"));
+    assert!(const_str_eq(gateway_common::PROG_CONNECT6, "airlock_conn6"));
+    assert!(const_str_eq(gateway_common::PROG_SENDMSG4, "airlock_send4"));
+    assert!(const_str_eq(gateway_common::PROG_SENDMSG6, "airlock_send6"));
+    assert!(const_str_eq(gateway_common::PROG_SOCK_OPS, "airlock_estab"));
+    assert!(const_str_eq(
+        gateway_common::PROG_GETSOCKOPT,
+        "airlock_getopt"
+    ));
+};
+
+// ---------------------------------------------------------------- entries
 
 #[cgroup_sock_addr(connect4)]
-pub fn airlock_connect4(ctx: SockAddrContext) -> i32 {
-    match try_airlock_connect4(&ctx) {
-        Ok(verdict) => verdict,
-        // Never break an agent's networking on an internal error.
-        Err(_) => ALLOW,
+pub fn airlock_conn4(ctx: SockAddrContext) -> i32 {
+    verdict(try_connect(&ctx, false))
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn airlock_conn6(ctx: SockAddrContext) -> i32 {
+    verdict(try_connect(&ctx, true))
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn airlock_send4(ctx: SockAddrContext) -> i32 {
+    try_sendmsg(&ctx)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn airlock_send6(ctx: SockAddrContext) -> i32 {
+    try_sendmsg(&ctx)
+}
+
+#[sock_ops]
+pub fn airlock_estab(ctx: SockOpsContext) -> u32 {
+    try_established(&ctx);
+    1
+}
+
+#[cgroup_sockopt(getsockopt)]
+pub fn airlock_getopt(ctx: SockoptContext) -> i32 {
+    try_getsockopt(&ctx);
+    // Always let the call complete: with our answer written into the
+    // context, or untouched (the kernel's own answer) for other sockets.
+    ALLOW
+}
+
+// ---------------------------------------------------------------- connect
+
+/// Only `ALLOW` allows; anything else (an error included) refuses. Spelled
+/// out so the verifier sees a return value in [0, 1].
+#[inline(always)]
+fn verdict(r: Result<i32, ()>) -> i32 {
+    match r {
+        Ok(ALLOW) => ALLOW,
+        _ => REFUSE,
     }
 }
 
-fn try_airlock_connect4(_ctx: &SockAddrContext) -> Result<i32, i64> {
+#[inline(always)]
+fn is_intercepted(port: u16) -> bool {
+    // SAFETY: a map lookup; the value is only tested for presence.
+    unsafe { AIRLOCK_PORTS.get(port).is_some() }
+}
+
+/// The destination port of a sock_addr call, host order.
+#[inline(always)]
+fn user_port(sa: *mut bpf_sock_addr) -> u16 {
+    // SAFETY: `sa` is the context pointer the kernel passed in.
+    let raw = unsafe { read_volatile(addr_of!((*sa).user_port)) };
+    u16::from_be(raw as u16)
+}
+
+/// Records and redirects a TCP connect to an intercepted port; refuses UDP.
+/// `Err` (no configuration, no room to record) refuses: a connection is
+/// never let out unrecorded.
+#[inline(always)]
+fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, ()> {
+    let sa = ctx.sock_addr;
+    let port = user_port(sa);
+    if !is_intercepted(port) {
+        return Ok(ALLOW);
+    }
+    // SAFETY: context reads.
+    let sock_type = unsafe { read_volatile(addr_of!((*sa).type_)) };
+    if sock_type == SOCK_DGRAM {
+        return Ok(REFUSE);
+    }
+    if sock_type != SOCK_STREAM {
+        return Ok(ALLOW);
+    }
+    let config = AIRLOCK_CONFIG.get(0).ok_or(())?;
+    let listen_port = config.listen_port;
+    if listen_port == 0 {
+        return Err(());
+    }
+
+    let (addr, family, mapped) = if v6 {
+        // SAFETY: 4-byte context reads of user_ip6[0..4].
+        let words = unsafe { ip6_words!(sa, user_ip6) };
+        let mapped = words[0] == 0 && words[1] == 0 && words[2] == MAPPED_PREFIX;
+        let family = if mapped { AF_INET } else { AF_INET6 };
+        (words_to_octets(words), family, mapped)
+    } else {
+        // SAFETY: context read.
+        let ip = unsafe { read_volatile(addr_of!((*sa).user_ip4)) };
+        (mapped_v4(ip.to_ne_bytes()), AF_INET, false)
+    };
+
+    let info = OrigInfo {
+        cgroup_id: agent_cgroup_id(config.agent_level),
+        addr,
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        uid: bpf_get_current_uid_gid() as u32,
+        port,
+        family,
+        _pad: 0,
+    };
+    // SAFETY: the helper takes the context pointer.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    AIRLOCK_COOKIE.insert(cookie, info, 0).map_err(|_| ())?;
+
+    // SAFETY: writes of the destination fields the connect hooks may change.
+    unsafe {
+        if !v6 {
+            write_volatile(addr_of_mut!((*sa).user_ip4), LOOPBACK4);
+        } else if mapped {
+            // ::ffff:127.0.0.1: the IPv4 listener.
+            write_volatile(addr_of_mut!((*sa).user_ip6[3]), LOOPBACK4);
+        } else {
+            write_volatile(addr_of_mut!((*sa).user_ip6[0]), 0);
+            write_volatile(addr_of_mut!((*sa).user_ip6[1]), 0);
+            write_volatile(addr_of_mut!((*sa).user_ip6[2]), 0);
+            write_volatile(addr_of_mut!((*sa).user_ip6[3]), LOOPBACK6_LAST);
+        }
+        write_volatile(
+            addr_of_mut!((*sa).user_port),
+            u32::from(listen_port.to_be()),
+        );
+    }
     Ok(ALLOW)
+}
+
+/// The agent cgroup of the current task: its ancestor at `level`, or its
+/// own cgroup when it is not that deep (the gateway then finds no agent
+/// and refuses the connection).
+#[inline(always)]
+fn agent_cgroup_id(level: u32) -> u64 {
+    // SAFETY: helpers without pointer arguments.
+    let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+    if id != 0 {
+        id
+    } else {
+        // SAFETY: as above.
+        unsafe { bpf_get_current_cgroup_id() }
+    }
+}
+
+/// Unconnected UDP (`sendto`) to an intercepted port: refused (QUIC).
+#[inline(always)]
+fn try_sendmsg(ctx: &SockAddrContext) -> i32 {
+    if is_intercepted(user_port(ctx.sock_addr)) {
+        REFUSE
+    } else {
+        ALLOW
+    }
+}
+
+// ---------------------------------------------------------------- sock_ops
+
+/// On an agent's connection being established, moves its record from the
+/// cookie map to the 4-tuple map, where the gateway's getsockopt finds it.
+#[inline(always)]
+fn try_established(ctx: &SockOpsContext) {
+    let ops = ctx.ops;
+    // SAFETY: context reads.
+    let op = unsafe { read_volatile(addr_of!((*ops).op)) };
+    if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+        return;
+    }
+    // SAFETY: the helper takes the context pointer.
+    let cookie = unsafe { bpf_get_socket_cookie(ops.cast()) };
+    // SAFETY: the value is copied out at once.
+    let Some(info) = (unsafe { AIRLOCK_COOKIE.get(cookie) }).copied() else {
+        return;
+    };
+    // SAFETY: context reads, 4 bytes each, all of them before any branch
+    // (LLVM otherwise merges loads at different offsets into one through
+    // a computed pointer, which the verifier refuses).
+    let (family, local4, remote4, local6, remote6, local_port, remote_port) = unsafe {
+        (
+            read_volatile(addr_of!((*ops).family)),
+            read_volatile(addr_of!((*ops).local_ip4)),
+            read_volatile(addr_of!((*ops).remote_ip4)),
+            ip6_words!(ops, local_ip6),
+            ip6_words!(ops, remote_ip6),
+            read_volatile(addr_of!((*ops).local_port)),
+            read_volatile(addr_of!((*ops).remote_port)),
+        )
+    };
+    let (client_addr, server_addr) = if family == u32::from(AF_INET6) {
+        (words_to_octets(local6), words_to_octets(remote6))
+    } else {
+        (
+            mapped_v4(local4.to_ne_bytes()),
+            mapped_v4(remote4.to_ne_bytes()),
+        )
+    };
+    let key = TupleKey {
+        client_addr,
+        server_addr,
+        client_port: local_port as u16,
+        server_port: u32::from_be(remote_port) as u16,
+        _pad: 0,
+    };
+    // If this fails the gateway finds no record and refuses the connection.
+    let _ = AIRLOCK_TUPLE.insert(key, info, 0);
+    let _ = AIRLOCK_COOKIE.remove(cookie);
+}
+
+// ---------------------------------------------------------------- getsockopt
+
+/// `struct sockaddr_in`.
+#[repr(C)]
+struct SockaddrIn {
+    family: u16,
+    port_be: u16,
+    addr: [u8; 4],
+    zero: [u8; 8],
+}
+
+/// `struct sockaddr_in6`.
+#[repr(C)]
+struct SockaddrIn6 {
+    family: u16,
+    port_be: u16,
+    flowinfo: u32,
+    addr: [u8; 16],
+    scope_id: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    OrigDst4,
+    OrigDst6,
+    Info,
+}
+
+/// Answers the gateway's getsockopt for an accepted, redirected connection
+/// from the 4-tuple map. Anything else is left as the kernel answered it.
+#[inline(always)]
+fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
+    let so: *mut bpf_sockopt = ctx.sockopt;
+    // SAFETY: context reads.
+    let (level, optname) = unsafe {
+        (
+            read_volatile(addr_of!((*so).level)),
+            read_volatile(addr_of!((*so).optname)),
+        )
+    };
+    let ask = match (level, optname) {
+        (SOL_IP, SO_ORIGINAL_DST) => Ask::OrigDst4,
+        (SOL_IPV6, IP6T_SO_ORIGINAL_DST) => Ask::OrigDst6,
+        (SOL_IP, SO_AIRLOCK_ORIG_INFO) => Ask::Info,
+        _ => return None,
+    };
+    // SAFETY: context read of the socket pointer.
+    let sk: *mut bpf_sock = unsafe { read_volatile(addr_of!((*so).__bindgen_anon_1.sk)) };
+    if sk.is_null() {
+        return None;
+    }
+    let key = accepted_key(sk);
+    // SAFETY: the value is copied out at once.
+    let info = unsafe { AIRLOCK_TUPLE.get(key) }.copied()?;
+    // SAFETY: context reads of the option buffer bounds.
+    let (optval, optval_end) = unsafe {
+        (
+            read_volatile(addr_of!((*so).__bindgen_anon_2.optval)) as *mut u8,
+            read_volatile(addr_of!((*so).__bindgen_anon_3.optval_end)) as *mut u8,
+        )
+    };
+    let len = match ask {
+        Ask::OrigDst4 => {
+            if info.family != AF_INET {
+                return None;
+            }
+            let v = SockaddrIn {
+                family: AF_INET,
+                port_be: info.port.to_be(),
+                addr: [info.addr[12], info.addr[13], info.addr[14], info.addr[15]],
+                zero: [0; 8],
+            };
+            write_opt(optval, optval_end, &v)?
+        }
+        Ask::OrigDst6 => {
+            if info.family != AF_INET6 {
+                return None;
+            }
+            let v = SockaddrIn6 {
+                family: AF_INET6,
+                port_be: info.port.to_be(),
+                flowinfo: 0,
+                addr: info.addr,
+                scope_id: 0,
+            };
+            write_opt(optval, optval_end, &v)?
+        }
+        Ask::Info => write_opt(optval, optval_end, &info)?,
+    };
+    // SAFETY: context writes, one field at a time (never merged).
+    unsafe {
+        write_volatile(addr_of_mut!((*so).optlen), len as i32);
+        write_volatile(addr_of_mut!((*so).retval), 0);
+    }
+    if ask == Ask::Info {
+        let _ = AIRLOCK_TUPLE.remove(key);
+    }
+    Some(())
+}
+
+/// The 4-tuple of an accepted socket, as the agent's side recorded it.
+#[inline(always)]
+fn accepted_key(sk: *mut bpf_sock) -> TupleKey {
+    // SAFETY: reads of the kernel's `bpf_sock` fields, 4 bytes each
+    // (dst_port 2), all before any branch (see `try_established`).
+    let (family, src4, dst4, src6, dst6, src_port, dst_port) = unsafe {
+        (
+            read_volatile(addr_of!((*sk).family)),
+            read_volatile(addr_of!((*sk).src_ip4)),
+            read_volatile(addr_of!((*sk).dst_ip4)),
+            ip6_words!(sk, src_ip6),
+            ip6_words!(sk, dst_ip6),
+            read_volatile(addr_of!((*sk).src_port)),
+            read_volatile(addr_of!((*sk).dst_port)),
+        )
+    };
+    let (server_addr, client_addr) = if family == u32::from(AF_INET6) {
+        (words_to_octets(src6), words_to_octets(dst6))
+    } else {
+        (mapped_v4(src4.to_ne_bytes()), mapped_v4(dst4.to_ne_bytes()))
+    };
+    TupleKey {
+        client_addr,
+        server_addr,
+        client_port: u16::from_be(dst_port),
+        server_port: src_port as u16,
+        _pad: 0,
+    }
+}
+
+/// Copies `value` into the option buffer if it fits; its length if so.
+#[inline(always)]
+fn write_opt<T>(optval: *mut u8, optval_end: *mut u8, value: &T) -> Option<usize> {
+    let len = core::mem::size_of::<T>();
+    // The verifier needs this very comparison (pointer + constant against
+    // the end pointer) before any write through `optval`.
+    if optval.is_null() || optval.wrapping_add(len) > optval_end {
+        return None;
+    }
+    let src = (value as *const T).cast::<u8>();
+    for i in 0..len {
+        // SAFETY: `optval..optval + len` is inside the buffer (checked
+        // above); `src` points at `len` bytes of `value`.
+        unsafe { write_volatile(optval.add(i), *src.add(i)) };
+    }
+    Some(len)
+}
+
+#[inline(always)]
+fn words_to_octets(words: [u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        out[i * 4] = b[0];
+        out[i * 4 + 1] = b[1];
+        out[i * 4 + 2] = b[2];
+        out[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    out
 }
 
 const fn const_str_eq(a: &str, b: &str) -> bool {

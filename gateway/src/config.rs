@@ -20,6 +20,7 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/airlock";
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/airlock/airlock.toml";
 pub const DEFAULT_PG_USER: &str = "airlock";
 pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:10255";
+pub const DEFAULT_DASHBOARD_LISTEN: &str = "127.0.0.1:10254";
 pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 300;
 pub const DEFAULT_UPSTREAM_HEADERS_TIMEOUT_SECS: u64 = 300;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
@@ -53,6 +54,11 @@ pub struct Overrides {
     pub approval_timeout_secs: Option<u64>,
     pub upstream_ca: Option<PathBuf>,
     pub upstream_timeout_secs: Option<u64>,
+    /// Transparent interception (`airlock serve` flags and environment).
+    pub intercept: crate::intercept::InterceptArgs,
+    pub dashboard_listen: Option<SocketAddr>,
+    /// Allow the dashboard on a non-loopback address (no TLS).
+    pub insecure_public: bool,
 }
 
 /// The optional TOML file. Unknown keys are an error, so a typo is caught
@@ -67,6 +73,25 @@ struct FileConfig {
     postgres: FilePostgres,
     #[serde(default)]
     proxy: FileProxy,
+    #[serde(default)]
+    intercept: crate::intercept::FileIntercept,
+    #[serde(default)]
+    dashboard: FileDashboard,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDashboard {
+    listen: Option<SocketAddr>,
+    insecure_public: Option<bool>,
+}
+
+/// The dashboard's listener.
+#[derive(Debug, Clone)]
+pub struct DashboardSettings {
+    pub listen: SocketAddr,
+    /// The operator accepts serving it, without TLS, beyond loopback.
+    pub insecure_public: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,10 +156,14 @@ pub struct Settings {
     pub database: Database,
     pub log_format: LogFormat,
     pub proxy: ProxySettings,
+    pub intercept: crate::intercept::InterceptSettings,
+    pub dashboard: DashboardSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{0}")]
+    Intercept(String),
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("config file {path} is invalid: {message}")]
@@ -212,11 +241,25 @@ impl Settings {
             ),
             idle_timeout: secs(p.idle_timeout_secs, DEFAULT_IDLE_TIMEOUT_SECS),
         };
+        let dashboard = DashboardSettings {
+            listen: o
+                .dashboard_listen
+                .or(file.dashboard.listen)
+                .unwrap_or_else(|| {
+                    DEFAULT_DASHBOARD_LISTEN
+                        .parse()
+                        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 10254)))
+                }),
+            insecure_public: o.insecure_public || file.dashboard.insecure_public.unwrap_or(false),
+        };
         Ok(Settings {
             data_dir,
+            dashboard,
             database,
             log_format: o.log_format.or(file.log_format).unwrap_or_default(),
             proxy,
+            intercept: crate::intercept::InterceptSettings::resolve(o.intercept, file.intercept)
+                .map_err(ConfigError::Intercept)?,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! snapshot and change listener → admin socket → `READY=1` to systemd.
 //! Any failure stops start-up with one clear error and exit status 1.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -26,7 +27,7 @@ use crate::store::listen::follow_changes;
 use crate::store::vault_keys::KeyCheckError;
 use crate::store::{Store, StoreError, Target};
 use crate::tls::{CertificateAuthority, LeafCache, TlsError, upstream_client_config};
-use crate::vault::{self, KeyError, Vault};
+use crate::vault::{self, KeyError, KeySource, MasterKey, Vault};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,10 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Intercept(#[from] crate::intercept::InterceptError),
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardError),
     #[error(
         "cannot listen on {addr} for the explicit proxy: {source} (is another airlock running? \
          choose another address with --proxy-listen or AIRLOCK_PROXY_LISTEN)"
@@ -69,21 +74,23 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     let (key, key_source) = vault::load_master_key(key_env.as_deref(), data.root())?;
     drop(key_env);
     let vault = Arc::new(Vault::new(&key));
-    drop(key);
     tracing::info!(key_id = vault.key_id(), source = %key_source, "master key loaded");
+    // A generated key is written only once the database is known to hold
+    // nothing sealed under another key.
+    let new_key = match key_source {
+        KeySource::Generated(path) => Some((key, path)),
+        KeySource::Environment | KeySource::File(_) => None,
+    };
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-
+    let mut stop = StopSignals::install()?;
     let (embedded, target) = open_database(&settings, &data).await?;
     let result = run(
         &settings,
         &data,
-        vault,
+        (vault, new_key),
         &target,
         &embedded,
-        &mut sigterm,
-        &mut sigint,
+        &mut stop,
     )
     .await;
     if let Some(pg) = embedded {
@@ -98,13 +105,18 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
 async fn run(
     settings: &Settings,
     data: &DataDir,
-    vault: Arc<Vault>,
+    (vault, new_key): (Arc<Vault>, Option<(MasterKey, PathBuf)>),
     target: &Target,
     embedded: &Option<EmbeddedPostgres>,
-    sigterm: &mut tokio::signal::unix::Signal,
-    sigint: &mut tokio::signal::unix::Signal,
+    stop: &mut StopSignals,
 ) -> Result<(), DaemonError> {
     let store = Store::open(target).await?;
+    if let Some((key, path)) = new_key {
+        if let Some(theirs) = store.vault_key_ids().await?.into_iter().next() {
+            return Err(KeyCheckError::NoKeyGiven { theirs }.into());
+        }
+        vault::persist_new_key(&key, &path)?;
+    }
     store.check_master_key(&vault).await?;
     tracing::info!(database = store.target(), "database ready");
 
@@ -137,6 +149,19 @@ async fn run(
         .map_err(listen_error)?;
     // The bound address: with port 0 (tests) the kernel picked the port.
     let proxy_addr = proxy_listener.local_addr().map_err(listen_error)?;
+    let dashboard_listener = crate::dashboard::bind(&settings.dashboard).await?;
+    let dashboard_addr = dashboard_listener.local_addr().map_err(|source| {
+        crate::dashboard::DashboardError::Listen {
+            addr: settings.dashboard.listen,
+            source,
+        }
+    })?;
+    // Moves the daemon into its own cgroup before binding the transparent
+    // listener (see `intercept`).
+    let intercept =
+        crate::intercept::start(&settings.intercept, data.root(), snapshot.clone()).await?;
+    let mut own_ports = vec![proxy_addr.port(), dashboard_addr.port()];
+    own_ports.extend(intercept.transparent.as_ref().map(|t| t.port));
     let gateway = Arc::new(Gateway {
         snapshot: snapshot.clone(),
         vault: vault.clone(),
@@ -152,9 +177,14 @@ async fn run(
         egress: Egress {
             allow: settings.proxy.allow_upstreams.clone(),
             resolve: settings.proxy.resolve.clone(),
-            own_ports: vec![proxy_addr.port()],
+            own_ports,
         },
         idle_timeout: settings.proxy.idle_timeout,
+    });
+    let mut listeners = vec![format!("explicit proxy on {proxy_addr}")];
+    let transparent_task = intercept.transparent.map(|t| {
+        listeners.extend(t.describe());
+        t.serve(gateway.clone(), shutdown.clone())
     });
     let proxy_task = tokio::spawn(proxy::explicit::run(
         gateway,
@@ -171,11 +201,14 @@ async fn run(
     let status = StatusInfo {
         started_at: Utc::now(),
         data_dir: data.root().display().to_string(),
-        mode: transparent_mode(),
-        listeners: vec![
-            format!("explicit proxy on {proxy_addr}"),
-            format!("admin API on {}", socket_path.display()),
-        ],
+        mode: intercept.mode,
+        listeners: listeners
+            .into_iter()
+            .chain([
+                format!("dashboard on http://{dashboard_addr}/"),
+                format!("admin API on {}", socket_path.display()),
+            ])
+            .collect(),
         database_kind: match settings.database {
             Database::Embedded { .. } => "embedded",
             Database::External { .. } => "external",
@@ -184,7 +217,14 @@ async fn run(
         key_id: vault.key_id().to_owned(),
         ca_cert: ca.cert_path().display().to_string(),
         proxy_addr: proxy_addr.to_string(),
+        dashboard_addr: Some(dashboard_addr.to_string()),
     };
+    crate::dashboard::announce_first_password(&service, dashboard_addr).await?;
+    let dashboard_task = tokio::spawn(crate::dashboard::serve(
+        dashboard_listener,
+        crate::dashboard::router(service.clone(), status.clone()),
+        shutdown.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         socket_path.clone(),
@@ -195,14 +235,15 @@ async fn run(
     tracing::info!(admin = %socket_path.display(), "airlock is ready");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    tokio::select! {
-        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    stop.wait().await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     trigger.fire();
     let _ = proxy_task.await;
+    if let Some(task) = transparent_task {
+        let _ = task.await;
+    }
     let _ = admin_task.await;
+    let _ = dashboard_task.await;
     let _ = listener_task.await;
     let _ = audit_task.await;
     store.close().await;
@@ -224,15 +265,25 @@ async fn open_database(
     }
 }
 
-/// What `airlock status` says about the transparent path in this build.
-fn transparent_mode() -> String {
-    match crate::ebpf::object() {
-        Some(obj) => format!(
-            "explicit proxy only: transparent interception is not enabled yet (eBPF object embedded, {} bytes)",
-            obj.len()
-        ),
-        None => "explicit proxy only: this build has no eBPF object (run `cargo xtask build-ebpf`)"
-            .into(),
+/// SIGTERM (systemd) and SIGINT (Ctrl-C): both stop the daemon in order.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, DaemonError> {
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).map_err(DaemonError::Signals)?,
+            int: signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
     }
 }
 

@@ -25,16 +25,22 @@
 //!   the admin API and the dashboard both call it.
 //! - [`audit`]: the batched writer of the audit trail.
 //! - [`admin`]: the JSON API on the root-only Unix socket, and its client.
+//! - [`dashboard`]: the operator's web pages and the same JSON API over TCP,
+//!   behind a password (pages) or an API token (scripts).
 //! - [`daemon`]: `airlock serve`: start-up, supervision and shutdown;
 //!   [`shutdown`] is the signal every task watches.
 //! - [`ebpf`]: the eBPF object embedded in the binary.
+//! - [`intercept`]: transparent interception: cgroups, loading and pinning
+//!   the eBPF programs, cgroup id → agent, `airlock run`.
 
 pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod datadir;
 pub mod ebpf;
+pub mod intercept;
 pub mod logging;
 pub mod model;
 pub mod policy;

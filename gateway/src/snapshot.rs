@@ -16,7 +16,7 @@ use crate::model::AgentName;
 use crate::store::agents::AgentRecord;
 use crate::store::rules::RuleRecord;
 use crate::store::secrets::SecretRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{Loaded, Store, StoreError};
 use crate::token::TokenHash;
 
 /// One consistent view of the configuration.
@@ -28,6 +28,12 @@ pub struct Snapshot {
     pub agents: Vec<AgentRecord>,
     pub secrets: Vec<SecretRecord>,
     pub rules: Vec<RuleRecord>,
+    /// Rows that could not be read, described. A corrupt agent or secret
+    /// is left out (it cannot authenticate or be injected: safe); a corrupt
+    /// rule might be a block rule, so its presence fails the gateway closed
+    /// (see [`Snapshot::policy_intact`]).
+    pub corrupt: Vec<String>,
+    corrupt_rules: bool,
     /// Index into `agents` by proxy-token hash.
     by_token: HashMap<TokenHash, usize>,
     /// Index into `agents` by name.
@@ -37,10 +43,19 @@ pub struct Snapshot {
 impl Snapshot {
     fn build(
         generation: u64,
-        agents: Vec<AgentRecord>,
-        secrets: Vec<SecretRecord>,
-        rules: Vec<RuleRecord>,
+        agents: Loaded<AgentRecord>,
+        secrets: Loaded<SecretRecord>,
+        rules: Loaded<RuleRecord>,
     ) -> Self {
+        let corrupt_rules = !rules.corrupt.is_empty();
+        let corrupt: Vec<String> = agents
+            .corrupt
+            .iter()
+            .chain(&secrets.corrupt)
+            .chain(&rules.corrupt)
+            .map(ToString::to_string)
+            .collect();
+        let (agents, secrets, rules) = (agents.items, secrets.items, rules.items);
         let by_token = agents
             .iter()
             .enumerate()
@@ -57,6 +72,8 @@ impl Snapshot {
             agents,
             secrets,
             rules,
+            corrupt,
+            corrupt_rules,
             by_token,
             by_name,
         }
@@ -65,6 +82,12 @@ impl Snapshot {
     /// The agent whose proxy token hashes to `hash`.
     pub fn agent_by_token(&self, hash: &TokenHash) -> Option<&AgentRecord> {
         self.by_token.get(hash).map(|&i| &self.agents[i])
+    }
+
+    /// False when a rule row could not be read: the gateway must then
+    /// refuse requests rather than enforce a policy with a rule missing.
+    pub fn policy_intact(&self) -> bool {
+        !self.corrupt_rules
     }
 
     pub fn agent_by_name(&self, name: &AgentName) -> Option<&AgentRecord> {
@@ -92,10 +115,18 @@ impl SnapshotHandle {
     pub async fn reload(&self, store: &Store) -> Result<u64, StoreError> {
         let _serial = self.reload_lock.lock().await;
         let (agents, secrets, rules) = tokio::try_join!(
-            store.list_agents(),
-            store.list_secrets(),
-            store.list_rules()
+            store.load_agents(),
+            store.load_secrets(),
+            store.load_rules()
         )?;
+        for problem in agents
+            .corrupt
+            .iter()
+            .chain(&secrets.corrupt)
+            .chain(&rules.corrupt)
+        {
+            tracing::error!(error = %problem, "a configuration row cannot be read; fix or remove it");
+        }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.current.store(Arc::new(Snapshot::build(
             generation, agents, secrets, rules,

@@ -85,6 +85,10 @@ pub fn hermetic_command(data_dir: &Path) -> Command {
         // Every daemon of a test run gets its own proxy port; the test
         // reads the bound one from `airlock status --json` (.proxy_addr).
         .env("AIRLOCK_PROXY_LISTEN", "127.0.0.1:0")
+        // Transparent interception is host-wide (cgroups, pins): only the
+        // tests about it turn it on, each with its own cgroups and pins.
+        .env("AIRLOCK_TRANSPARENT", "off")
+        .env("AIRLOCK_DASHBOARD_LISTEN", "127.0.0.1:0")
         .current_dir("/");
     cmd
 }

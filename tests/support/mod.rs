@@ -8,11 +8,14 @@
 //!   test ends.
 //! - [`db`]: psql and pg_dump against a daemon's database.
 //! - `upstream`: test upstream servers.
+//! - `browser`: headless Chromium through chromedriver (dashboard tests).
 //!
 //! Not every test binary uses every helper, hence the blanket `dead_code`.
 
 #![allow(dead_code)]
 
+#[allow(dead_code)]
+pub mod browser;
 pub mod daemon;
 pub mod db;
 pub mod process;

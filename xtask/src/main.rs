@@ -5,7 +5,9 @@
 //! - `build-ebpf`: build `gateway-ebpf` with nightly and copy the object to
 //!   `target/ebpf/airlock.bpf.o`, where `gateway/build.rs` embeds it.
 //! - `build`, `run`, `test`: the above, then the host build of the daemon.
+//! - `bench`: keep-alive HTTPS through the gateway against direct (BENCHMARKS.md).
 
+mod bench;
 mod cmd;
 mod ebpf;
 mod host;
@@ -56,6 +58,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmark the explicit proxy against direct requests to a local nginx.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +93,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             timed("build-ebpf", || ebpf::build(false))?;
             return timed("cargo test", || host::test(&args));
         }
+        Command::Bench(args) => bench::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,8 @@ use anyhow::{Result, bail};
 use crate::cmd;
 
 /// Debian packages: LLVM 22 for building bpf-linker, clang, tools for
-/// rustup, and PostgreSQL for the embedded store.
+/// rustup, PostgreSQL for the embedded store, and headless Chromium with
+/// its WebDriver for the dashboard's browser tests.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -25,6 +26,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "postgresql",
     "nodejs",
     "npm",
+    "chromium",
+    "chromium-driver",
 ];
 
 /// The bpf-linker release that builds against Debian's LLVM 22.

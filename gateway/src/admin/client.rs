@@ -63,6 +63,14 @@ impl AdminClient {
         self.call(Method::PUT, path, None::<&()>).await
     }
 
+    pub async fn put_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.call(Method::DELETE, path, None::<&()>).await
     }

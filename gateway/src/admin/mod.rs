@@ -14,11 +14,24 @@
 //! DELETE /api/v1/rules/{id}
 //! GET    /api/v1/audit?agent=&since=&after_id=&limit=
 //! GET    /api/v1/approvals?all=          POST /api/v1/approvals/{id}/approve|deny
+//! GET    /api/v1/overview                GET /api/v1/audit/search?agent=&host=&decision=&status=&from=&to=&page=&per_page=
+//! POST   /api/v1/rules/{id}/move         POST /api/v1/rules/test
 //! ```
+//!
+//! Only on the admin socket (never over TCP), because they mint credentials:
+//!
+//! ```text
+//! PUT    /api/v1/admin/password          GET|POST /api/v1/admin/tokens
+//! DELETE /api/v1/admin/tokens/{name}
+//! ```
+//!
+//! The dashboard serves the rest over TCP with [`tcp_router`] behind its
+//! own authentication.
 //!
 //! Errors are `{"error": "...", "field": "..."}` with 400, 404, 409, 503 or 500.
 
 pub mod client;
+mod credentials;
 mod routes;
 mod status;
 
@@ -29,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 
-pub use routes::router;
+pub use routes::{router, tcp_router};
 pub use status::StatusInfo;
 
 use crate::shutdown::Shutdown;

@@ -8,19 +8,44 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 
 use super::StatusInfo;
+use crate::service::audit_search::{AuditPage, AuditSearch};
+use crate::service::insights::Overview;
+use crate::service::probe::{ProbeRequest, ProbeResult};
+use crate::service::rule_order::Direction;
 use crate::service::types::*;
 use crate::service::{Service, ServiceError};
 
 #[derive(Clone)]
-struct AppState {
-    service: Service,
+pub(super) struct AppState {
+    pub(super) service: Service,
     status: StatusInfo,
 }
 
-/// The `/api/v1` router over `service`.
+/// The `/api/v1` router over `service`, as the admin socket serves it: the
+/// shared routes plus the credential routes only root may reach.
 pub fn router(service: Service, status: StatusInfo) -> Router {
+    super::credentials::socket_only(shared())
+        .fallback(not_found)
+        .with_state(AppState { service, status })
+}
+
+/// The `/api/v1` router as the dashboard serves it over TCP (behind its
+/// own authentication): everything but the credential routes, so a leaked
+/// API token cannot mint tokens or change the password.
+///
+/// Unknown `/api/v1/...` paths answer JSON 404 through a catch-all route
+/// rather than a fallback, so the dashboard can merge this router beside
+/// its pages (a router has one fallback: the pages' HTML 404).
+pub fn tcp_router(service: Service, status: StatusInfo) -> Router {
+    shared()
+        .route("/api/v1/{*rest}", axum::routing::any(not_found))
+        .with_state(AppState { service, status })
+}
+
+fn shared() -> Router<AppState> {
     Router::new()
         .route("/api/v1/status", get(status_handler))
+        .route("/api/v1/overview", get(overview))
         .route("/api/v1/secrets", get(list_secrets).post(add_secret))
         .route("/api/v1/secrets/{name}", delete(delete_secret))
         .route("/api/v1/secrets/{name}/rotate", post(rotate_secret))
@@ -31,17 +56,18 @@ pub fn router(service: Service, status: StatusInfo) -> Router {
             put(grant).delete(revoke),
         )
         .route("/api/v1/rules", get(list_rules).post(add_rule))
+        .route("/api/v1/rules/test", post(test_rule))
         .route("/api/v1/rules/{id}", delete(delete_rule))
+        .route("/api/v1/rules/{id}/move", post(move_rule))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/audit/search", get(search_audit))
         .route("/api/v1/approvals", get(list_approvals))
         .route("/api/v1/approvals/{id}/approve", post(approve))
         .route("/api/v1/approvals/{id}/deny", post(deny))
-        .fallback(not_found)
-        .with_state(AppState { service, status })
 }
 
 /// An error answer: a status and `{error, field}`.
-struct Failure(StatusCode, ApiError);
+pub(super) struct Failure(StatusCode, ApiError);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -83,7 +109,7 @@ fn bad_request(message: String) -> Failure {
 
 /// The body, or a 400 that says what is wrong with it (serde's message
 /// names the field and never echoes values).
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, Failure> {
+pub(super) fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, Failure> {
     json.map(|Json(v)| v)
         .map_err(|e| bad_request(format!("invalid request body: {}", e.body_text())))
 }
@@ -93,7 +119,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Failure> {
         .map_err(|e| bad_request(format!("invalid query: {}", e.body_text())))
 }
 
-type ApiResult<T> = Result<T, Failure>;
+pub(super) type ApiResult<T> = Result<T, Failure>;
 
 async fn not_found() -> Failure {
     Failure(
@@ -184,12 +210,48 @@ async fn add_rule(
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
+fn rule_id(id: &str) -> Result<i64, Failure> {
+    id.parse()
+        .map_err(|_| bad_request(format!("rule id {id:?} is not a number")))
+}
+
 async fn delete_rule(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| bad_request(format!("rule id {id:?} is not a number")))?;
-    s.service.delete_rule(id).await?;
+    s.service.delete_rule(rule_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRule {
+    direction: Direction,
+}
+
+async fn move_rule(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Result<Json<MoveRule>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let id = rule_id(&id)?;
+    s.service.move_rule(id, body(req)?.direction).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn test_rule(
+    State(s): State<AppState>,
+    req: Result<Json<ProbeRequest>, JsonRejection>,
+) -> ApiResult<Json<ProbeResult>> {
+    Ok(Json(s.service.probe(&body(req)?).await?))
+}
+
+async fn overview(State(s): State<AppState>) -> ApiResult<Json<Overview>> {
+    Ok(Json(s.service.overview().await?))
+}
+
+async fn search_audit(
+    State(s): State<AppState>,
+    q: Result<Query<AuditSearch>, QueryRejection>,
+) -> ApiResult<Json<AuditPage>> {
+    Ok(Json(s.service.search_audit(&query(q)?).await?))
 }
 
 async fn audit(

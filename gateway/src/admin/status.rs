@@ -20,6 +20,8 @@ pub struct StatusInfo {
     pub key_id: String,
     pub ca_cert: String,
     pub proxy_addr: String,
+    /// The dashboard's bound address (with port 0 the kernel picks it).
+    pub dashboard_addr: Option<String>,
 }
 
 impl StatusInfo {
@@ -44,12 +46,14 @@ impl StatusInfo {
             key_id: self.key_id.clone(),
             ca_cert: self.ca_cert.clone(),
             proxy_addr: self.proxy_addr.clone(),
+            dashboard_addr: self.dashboard_addr.clone(),
             snapshot: SnapshotStatus {
                 generation: snap.generation,
                 loaded_at: snap.loaded_at,
                 agents: snap.agents.len(),
                 secrets: snap.secrets.len(),
                 rules: snap.rules.len(),
+                corrupt: snap.corrupt.clone(),
             },
             audit_events: service.store().count_audit_events().await?,
         })

@@ -63,6 +63,54 @@ pub enum Command {
     /// The local CA that agents must trust.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Run a command as an agent: in its cgroup (transparent interception),
+    /// as the invoking user, trusting Airlock's CA.
+    Run(RunArgs),
+    /// The dashboard's credentials: its password and API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Stop the daemon; with --release also remove transparent interception.
+    Stop {
+        /// Also detach and unpin the eBPF programs: agents' connections then
+        /// go out directly instead of failing while the daemon is down.
+        #[arg(long)]
+        release: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent to run as.
+    #[arg(long, value_name = "NAME")]
+    pub agent: String,
+    /// Run as this user (name or uid); default: the invoking user (SUDO_UID), else unchanged.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// The command and its arguments (after --).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Set the dashboard password, read from standard input (or prompted for).
+    SetPassword,
+    /// API tokens for scripts calling the dashboard's /api/v1 over TCP.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create { name: String },
+    /// List tokens (names and when they were last used).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a token: scripts using it get 401 at once.
+    Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +152,15 @@ pub struct ServeArgs {
     /// Seconds an upstream may take to send response headers (default 300).
     #[arg(long, env = "AIRLOCK_UPSTREAM_TIMEOUT", value_name = "SECS")]
     pub upstream_timeout: Option<u64>,
+    #[command(flatten)]
+    pub intercept: airlock::intercept::InterceptArgs,
+    /// Address of the dashboard (default 127.0.0.1:10254).
+    #[arg(long, env = "AIRLOCK_DASHBOARD_LISTEN", value_name = "ADDR")]
+    pub dashboard_listen: Option<std::net::SocketAddr>,
+    /// Serve the dashboard on a non-loopback address although it has no TLS
+    /// (put it behind a TLS-terminating proxy).
+    #[arg(long, env = "AIRLOCK_INSECURE_PUBLIC")]
+    pub insecure_public: bool,
 }
 
 /// The hidden `--value` flag exists only to refuse it with a clear reason.

@@ -46,6 +46,9 @@ fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
         approval_timeout_secs: args.approval_timeout,
         upstream_ca: args.upstream_ca,
         upstream_timeout_secs: args.upstream_timeout,
+        intercept: args.intercept,
+        dashboard_listen: args.dashboard_listen,
+        insecure_public: args.insecure_public,
         ..overrides
     })?;
     airlock::logging::init(settings.log_format);
@@ -68,12 +71,74 @@ async fn manage(client: &AdminClient, command: Command) -> Result<()> {
         Command::Approvals { follow, all, json } => approvals(client, follow, all, json).await,
         Command::Approve { id } => decide(client, &id, true).await,
         Command::Deny { id } => decide(client, &id, false).await,
+        Command::Run(args) => run_agent(client, args).await,
+        Command::Stop { release } => stop(client, release).await,
+        Command::Admin(cmd) => admin(client, cmd).await,
         Command::Ca(CaCommand::Path) => {
             let s: Status = client.get("/api/v1/status").await?;
             println!("{}", s.ca_cert);
             Ok(())
         }
     }
+}
+
+/// `airlock admin ...`: the dashboard's credentials, over the admin socket
+/// only (see `airlock::admin`).
+async fn admin(client: &AdminClient, cmd: AdminCommand) -> Result<()> {
+    use airlock::service::credentials::{
+        ApiTokenCreated, ApiTokenView, CreateApiToken, SetPassword,
+    };
+    match cmd {
+        AdminCommand::SetPassword => {
+            let input = ValueInput {
+                value: None,
+                value_stdin: false,
+            };
+            let password = value::read(&input, "the dashboard password")?;
+            let _: () = client
+                .put_json("/api/v1/admin/password", &SetPassword { password })
+                .await?;
+            eprintln!("dashboard password set");
+        }
+        AdminCommand::Token(TokenCommand::Create { name }) => {
+            let created: ApiTokenCreated = client
+                .post("/api/v1/admin/tokens", &CreateApiToken { name })
+                .await?;
+            eprintln!(
+                "API token {} created; it is shown only now. Send it as \
+                 `Authorization: Bearer TOKEN` to the dashboard's /api/v1.",
+                created.token.name
+            );
+            println!("{}", created.secret.expose());
+        }
+        AdminCommand::Token(TokenCommand::List { json }) => {
+            let tokens: Vec<ApiTokenView> = client.get("/api/v1/admin/tokens").await?;
+            if json {
+                return output::json(&tokens);
+            }
+            let rows = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        t.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        output::or_dash(
+                            t.last_used_at
+                                .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                        ),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            output::table(&["NAME", "CREATED", "LAST USED"], &rows);
+        }
+        AdminCommand::Token(TokenCommand::Rm { name }) => {
+            client
+                .delete(&format!("/api/v1/admin/tokens/{}", segment(&name)))
+                .await?;
+            eprintln!("API token {name} removed");
+        }
+    }
+    Ok(())
 }
 
 async fn status(client: &AdminClient, json: bool) -> Result<()> {
@@ -102,11 +167,17 @@ async fn status(client: &AdminClient, json: bool) -> Result<()> {
     );
     println!("  master key  {}", s.key_id);
     println!("  CA          {}", s.ca_cert);
+    if let Some(addr) = &s.dashboard_addr {
+        println!("  dashboard   http://{addr}/");
+    }
     println!(
         "  config      {} agents, {} secrets, {} rules (generation {})",
         s.snapshot.agents, s.snapshot.secrets, s.snapshot.rules, s.snapshot.generation
     );
     println!("  audit       {} events", s.audit_events);
+    for problem in &s.snapshot.corrupt {
+        println!("  NOT IN EFFECT: {problem}");
+    }
     Ok(())
 }
 
@@ -494,4 +565,78 @@ async fn decide(client: &AdminClient, id: &str, approve: bool) -> Result<()> {
         a.status, a.id, a.method, a.host, a.path, a.agent
     );
     Ok(())
+}
+
+/// `airlock run`: look the agent up, then become its command.
+async fn run_agent(client: &AdminClient, args: RunArgs) -> Result<()> {
+    let agents: Vec<AgentView> = client.get("/api/v1/agents").await?;
+    let Some(agent) = agents.iter().find(|a| a.name == args.agent) else {
+        bail!(
+            "there is no agent {:?} (add it with: airlock agent add {})",
+            args.agent,
+            args.agent
+        );
+    };
+    let status: Status = client.get("/api/v1/status").await?;
+    let spec = airlock::intercept::run::RunSpec {
+        agent: &agent.name,
+        cgroup: &agent.cgroup,
+        ca_cert: std::path::Path::new(&status.ca_cert),
+        data_dir: std::path::Path::new(&status.data_dir),
+        user: args.user.as_deref(),
+        command: &args.command,
+    };
+    // Returns only on failure.
+    bail!(airlock::intercept::run::exec(&spec))
+}
+
+/// `airlock stop [--release]`.
+async fn stop(client: &AdminClient, release: bool) -> Result<()> {
+    let data_dir = client
+        .socket()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    match client.get::<Status>("/api/v1/status").await {
+        Ok(s) => {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(s.pid).context("pid")?);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+                .with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while process_alive(pid.as_raw()) {
+                if std::time::Instant::now() > deadline {
+                    bail!("the daemon (pid {pid}) did not exit within 60 s of SIGTERM");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            println!("stopped the daemon (pid {pid})");
+        }
+        Err(e) if !release => return Err(e.into()),
+        Err(_) => println!("the daemon is not running"),
+    }
+    if release {
+        let removed = airlock::intercept::release(&data_dir)
+            .context("cannot remove transparent interception")?;
+        if removed.is_empty() {
+            println!("no transparent interception was pinned");
+        } else {
+            println!(
+                "released transparent interception (removed {} pinned objects): agents now \
+                 connect directly",
+                removed.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `pid` runs (a zombie waiting for its parent does not).
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_owned())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
 }

@@ -29,8 +29,36 @@ pub fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("airlock: error: {e:#}");
+            eprintln!("airlock: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message already carries (many of our errors quote their cause).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn causes_are_not_repeated() {
+        let io = std::io::Error::other("disk full");
+        let e = anyhow::Error::new(io).context("writing x: disk full (free some space)");
+        assert_eq!(one_line(&e), "writing x: disk full (free some space)");
+        let e = anyhow::Error::new(std::io::Error::other("boom")).context("reading y");
+        assert_eq!(one_line(&e), "reading y: boom");
     }
 }

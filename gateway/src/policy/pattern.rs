@@ -24,6 +24,10 @@ pub enum PatternError {
     EmptyHost,
     #[error("host pattern {0:?} is not a host name, *.suffix, * or an IP address")]
     BadHost(String),
+    #[error(
+        "host pattern {0:?} looks like a URL: give only the host (and port), e.g. api.example.com; put paths in --path"
+    )]
+    UrlNotHost(String),
     #[error("host pattern {0:?} has a port that is not a number from 1 to 65535")]
     BadPort(String),
     #[error("path glob {0:?} must start with '/'")]
@@ -54,6 +58,9 @@ impl HostPattern {
         let text = text.trim();
         if text.is_empty() {
             return Err(PatternError::EmptyHost);
+        }
+        if text.contains("://") || text.contains('/') {
+            return Err(PatternError::UrlNotHost(text.to_owned()));
         }
         let (host, port) = split_port(text)?;
         let host = parse_host(host).ok_or_else(|| PatternError::BadHost(text.to_owned()))?;

@@ -5,7 +5,9 @@
 //!
 //! - [`explicit`]: the `HTTPS_PROXY` listener: `CONNECT` with the agent's
 //!   token ([`auth`]), the destination checked ([`egress`]), then TLS.
-//!   (The transparent listener, fed by eBPF, joins at the same point.)
+//! - [`transparent`]: the transparent listener, fed by eBPF: the original
+//!   destination and the agent's cgroup from `getsockopt`, the host from
+//!   the ClientHello's SNI, then the same TLS session.
 //! - [`session`]: TLS termination with a leaf for the server name from the
 //!   local CA ([`crate::tls`]), then HTTP/1.1 or HTTP/2 to the agent.
 //! - [`pipeline`]: the request path, phase by phase: identify → check the
@@ -30,6 +32,7 @@ pub mod placeholder;
 pub mod record;
 pub mod session;
 pub mod sigv4;
+pub mod transparent;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -100,6 +100,13 @@ async fn run_phases(
 ) -> Result<Forwarded, ProxyError> {
     super::headers::check_size(req.headers(), super::session::MAX_HEADER_BYTES)?;
     let snap = gw.snapshot.load();
+    if !snap.policy_intact() {
+        return Err(ProxyError::Unavailable(
+            "a rule in the database cannot be read, so no request is allowed until an operator \
+             fixes or removes it (see `airlock status`)"
+                .into(),
+        ));
+    }
     let agent = identify(&snap, session)?;
     check_destination(&req, session)?;
 

@@ -285,9 +285,18 @@ async fn wait_headers(
     }
 }
 
-/// HTTP/1.1 wants the origin form (`/path?q`) and a Host header.
+/// HTTP/1.1 wants the origin form (`/path?q`) and a Host header; an agent
+/// speaking HTTP/2 sent the host as `:authority`, which becomes Host.
 fn prepare_h1(req: &mut Request<UpBody>) {
     *req.version_mut() = Version::HTTP_11;
+    if !req.headers().contains_key(http::header::HOST)
+        && let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(http::header::HOST, host);
+    }
     if let Some(pq) = req.uri().path_and_query().cloned() {
         *req.uri_mut() = Uri::from(pq);
     }

@@ -5,6 +5,11 @@
 //! After each write the local snapshot is reloaded at once; other daemons
 //! on the same database follow through `LISTEN/NOTIFY`.
 
+pub mod audit_search;
+pub mod credentials;
+pub mod insights;
+pub mod probe;
+pub mod rule_order;
 pub mod types;
 
 use std::sync::Arc;

@@ -210,6 +210,9 @@ pub struct SnapshotStatus {
     pub agents: usize,
     pub secrets: usize,
     pub rules: usize,
+    /// Rows that cannot be read (and so are not in effect).
+    #[serde(default)]
+    pub corrupt: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,6 +230,9 @@ pub struct Status {
     pub ca_cert: String,
     /// Where the explicit proxy listens (`HTTPS_PROXY`).
     pub proxy_addr: String,
+    /// Where the dashboard listens (`http://` + this); absent from older daemons.
+    #[serde(default)]
+    pub dashboard_addr: Option<String>,
     pub snapshot: SnapshotStatus,
     pub audit_events: i64,
 }

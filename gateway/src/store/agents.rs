@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::{Store, StoreError, audit, notify_change};
+use super::{Loaded, Store, StoreError, audit, notify_change};
 use crate::model::{AgentName, SecretName};
 use crate::token::TokenHash;
 
@@ -66,13 +66,14 @@ fn agent_from_row(row: &PgRow) -> Result<AgentRecord, StoreError> {
 
 impl Store {
     pub async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.load_agents().await?.strict()
+    }
+
+    /// Every row that can be read, and the errors of those that cannot.
+    pub async fn load_agents(&self) -> Result<Loaded<AgentRecord>, StoreError> {
         let sql = format!("{SELECT_AGENTS} GROUP BY a.id ORDER BY a.name");
-        sqlx::query(&sql)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(agent_from_row)
-            .collect()
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        Loaded::collect(rows.iter().map(agent_from_row))
     }
 
     pub async fn get_agent(&self, name: &AgentName) -> Result<AgentRecord, StoreError> {
@@ -106,6 +107,7 @@ impl Store {
         let grants: Vec<&str> = new.grants.iter().map(SecretName::as_str).collect();
         audit::record_admin(
             &mut tx,
+            Some(new.name.as_str()),
             "agent.add",
             &format!(
                 "agent={} cgroup={} grants=[{}]",
@@ -132,7 +134,13 @@ impl Store {
                 what: format!("agent {name}"),
             });
         }
-        audit::record_admin(&mut tx, "agent.rm", &format!("agent={name}")).await?;
+        audit::record_admin(
+            &mut tx,
+            Some(name.as_str()),
+            "agent.rm",
+            &format!("agent={name}"),
+        )
+        .await?;
         notify_change(&mut tx, "agents").await?;
         tx.commit().await?;
         Ok(())
@@ -146,6 +154,7 @@ impl Store {
         if added {
             audit::record_admin(
                 &mut tx,
+                Some(agent.as_str()),
                 "agent.grant",
                 &format!("agent={agent} secret={secret}"),
             )
@@ -173,6 +182,7 @@ impl Store {
         }
         audit::record_admin(
             &mut tx,
+            Some(agent.as_str()),
             "agent.revoke",
             &format!("agent={agent} secret={secret}"),
         )

@@ -147,15 +147,21 @@ impl Store {
 
 /// Records a configuration change in the transaction that makes it, so the
 /// trail and the change commit or fail together.
+/// `agent` names the agent the change is about, so `airlock audit --agent`
+/// shows it beside that agent's requests.
 pub(super) async fn record_admin(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    agent: Option<&str>,
     action: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO audit_events (kind, decision, detail) VALUES ('admin', $1, $2)")
-        .bind(action)
-        .bind(detail)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit_events (kind, agent, decision, detail) VALUES ('admin', $1, $2, $3)",
+    )
+    .bind(agent)
+    .bind(action)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

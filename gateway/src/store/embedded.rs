@@ -303,11 +303,19 @@ fn resolve_user(name: &str) -> Result<RunAs, EmbeddedError> {
     let user = match lookup()? {
         Some(user) => user,
         None => {
-            create_system_user(name)?;
-            lookup()?.ok_or_else(|| EmbeddedError::User {
-                user: name.to_owned(),
-                reason: "useradd succeeded but the user is not visible".into(),
-            })?
+            // Two daemons starting at once may both try; the loser's
+            // useradd fails but the user then exists, which is all we need.
+            let created = create_system_user(name);
+            match (lookup()?, created) {
+                (Some(user), _) => user,
+                (None, Err(e)) => return Err(e),
+                (None, Ok(())) => {
+                    return Err(EmbeddedError::User {
+                        user: name.to_owned(),
+                        reason: "useradd succeeded but the user is not visible".into(),
+                    });
+                }
+            }
         }
     };
     if user.uid.is_root() {

@@ -71,6 +71,42 @@ impl StoreError {
     }
 }
 
+/// Rows read leniently: the good ones, and why the others could not be
+/// read. The snapshot uses this so that one corrupt row does not freeze the
+/// whole configuration; listings use [`Loaded::strict`].
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub items: Vec<T>,
+    pub corrupt: Vec<StoreError>,
+}
+
+impl<T> Loaded<T> {
+    /// Sorts parsed rows into good ones and corrupt ones; any other error
+    /// (the database failed) fails the whole read.
+    fn collect(rows: impl Iterator<Item = Result<T, StoreError>>) -> Result<Self, StoreError> {
+        let mut loaded = Loaded {
+            items: Vec::new(),
+            corrupt: Vec::new(),
+        };
+        for row in rows {
+            match row {
+                Ok(item) => loaded.items.push(item),
+                Err(e @ StoreError::Corrupt { .. }) => loaded.corrupt.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Every row, or the first corrupt one's error.
+    pub fn strict(self) -> Result<Vec<T>, StoreError> {
+        match self.corrupt.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(self.items),
+        }
+    }
+}
+
 /// Where to connect, for messages: never the password.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -112,6 +148,15 @@ pub struct Store {
 impl Store {
     /// Connects (failing fast with a clear error) and applies migrations.
     pub async fn open(target: &Target) -> Result<Store, StoreError> {
+        // One direct connection first: the pool would report only "timed
+        // out", hiding the real cause (refused, no such socket, auth).
+        let probe = sqlx::ConnectOptions::connect(&target.options)
+            .await
+            .map_err(|e| StoreError::Unreachable {
+                target: target.display.clone(),
+                reason: e.to_string(),
+            })?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))

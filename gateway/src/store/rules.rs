@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{Store, StoreError, agents, audit, notify_change};
+use super::{Loaded, Store, StoreError, agents, audit, notify_change};
 use crate::model::AgentName;
 use crate::policy::{HostPattern, Method, PathGlob, Rate, RuleAction};
 
@@ -76,17 +76,20 @@ fn rule_from_row(row: &PgRow) -> Result<RuleRecord, StoreError> {
 
 impl Store {
     pub async fn list_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
-        sqlx::query(
+        self.load_rules().await?.strict()
+    }
+
+    /// Every row that can be read, and the errors of those that cannot.
+    pub async fn load_rules(&self) -> Result<Loaded<RuleRecord>, StoreError> {
+        let rows = sqlx::query(
             "SELECT r.id, r.position, r.host_pattern, r.path_glob, r.method, a.name AS agent,
                     r.action, r.rate_count, r.rate_period_secs, r.created_at
              FROM rules r LEFT JOIN agents a ON a.id = r.agent_id
              ORDER BY r.position, r.id",
         )
         .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(rule_from_row)
-        .collect()
+        .await?;
+        Loaded::collect(rows.iter().map(rule_from_row))
     }
 
     /// Appends a rule; returns its id.
@@ -126,6 +129,7 @@ impl Store {
         let method = new.method.map_or("*", Method::as_str);
         audit::record_admin(
             &mut tx,
+            new.agent.map(AgentName::as_str),
             "rule.add",
             &format!(
                 "rule={id} host={} path={} method={method} agent={agent} action={}",
@@ -150,7 +154,7 @@ impl Store {
                 what: format!("rule {id}"),
             });
         }
-        audit::record_admin(&mut tx, "rule.rm", &format!("rule={id}")).await?;
+        audit::record_admin(&mut tx, None, "rule.rm", &format!("rule={id}")).await?;
         notify_change(&mut tx, "rules").await?;
         tx.commit().await?;
         Ok(())

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::{Store, StoreError, audit, notify_change};
+use super::{Loaded, Store, StoreError, audit, notify_change};
 use crate::model::{Injection, SecretName};
 use crate::policy::{HostPattern, PathGlob};
 use crate::vault::Sealed;
@@ -116,13 +116,14 @@ fn secret_from_row(row: &PgRow) -> Result<SecretRecord, StoreError> {
 
 impl Store {
     pub async fn list_secrets(&self) -> Result<Vec<SecretRecord>, StoreError> {
+        self.load_secrets().await?.strict()
+    }
+
+    /// Every row that can be read, and the errors of those that cannot.
+    pub async fn load_secrets(&self) -> Result<Loaded<SecretRecord>, StoreError> {
         let sql = format!("{SELECT_SECRETS} ORDER BY name");
-        sqlx::query(&sql)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(secret_from_row)
-            .collect()
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        Loaded::collect(rows.iter().map(secret_from_row))
     }
 
     pub async fn get_secret(&self, name: &SecretName) -> Result<SecretRecord, StoreError> {
@@ -160,6 +161,7 @@ impl Store {
         .map_err(|e| StoreError::conflict_as(e, || format!("secret {}", new.name)))?;
         audit::record_admin(
             &mut tx,
+            None,
             "secret.add",
             &format!(
                 "secret={} host={} path={} inject={}",
@@ -207,6 +209,7 @@ impl Store {
         .map_err(StoreError::from)?;
         audit::record_admin(
             &mut tx,
+            None,
             "secret.rotate",
             &format!("secret={name} version={version}"),
         )
@@ -228,7 +231,7 @@ impl Store {
                 what: format!("secret {name}"),
             });
         }
-        audit::record_admin(&mut tx, "secret.rm", &format!("secret={name}")).await?;
+        audit::record_admin(&mut tx, None, "secret.rm", &format!("secret={name}")).await?;
         notify_change(&mut tx, "secrets").await?;
         tx.commit().await?;
         Ok(())

@@ -20,11 +20,25 @@ pub enum KeyCheckError {
          or the key file was altered"
     )]
     CheckFailed(String),
+    #[error(
+        "this database holds secrets sealed with master key {theirs}, but no key was given: \
+         set SECRET_ENCRYPTION_KEY to it, or restore <data dir>/master.key"
+    )]
+    NoKeyGiven { theirs: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl Store {
+    /// The key ids that have sealed data in this database (none when fresh).
+    pub async fn vault_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT key_id FROM vault_keys ORDER BY key_id")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
     /// Records the key on a fresh database, or verifies it on an existing one.
     pub async fn check_master_key(&self, vault: &Vault) -> Result<(), KeyCheckError> {
         let check = vault

@@ -130,24 +130,29 @@ pub fn load_master_key(
                 .map_err(|_| KeyError::FileCorrupt { path: path.clone() })?;
             Ok((key, KeySource::File(path)))
         }
+        // Not written yet: the caller first checks that the database holds
+        // no secrets sealed under another key, then calls `persist_new_key`.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let key = generate_key_file(&path)?;
-            Ok((key, KeySource::Generated(path)))
+            Ok((new_key(), KeySource::Generated(path)))
         }
         Err(source) => Err(KeyError::FileRead { path, source }),
     }
 }
 
-/// Writes a new random key to a temporary file (0600, fsynced) and renames
-/// it into place, so a crash never leaves a half-written key.
-fn generate_key_file(path: &Path) -> Result<MasterKey, KeyError> {
+fn new_key() -> MasterKey {
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    rand::rng().fill_bytes(bytes.as_mut_slice());
+    MasterKey::from_bytes(*bytes)
+}
+
+/// Writes a newly generated key to `path` through a temporary file (0600,
+/// fsynced) renamed into place, so a crash never leaves half a key.
+pub fn persist_new_key(key: &MasterKey, path: &Path) -> Result<(), KeyError> {
     let create = |source| KeyError::FileCreate {
         path: path.to_owned(),
         source,
     };
-    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-    rand::rng().fill_bytes(bytes.as_mut_slice());
-    let text = Zeroizing::new(STANDARD.encode(bytes.as_slice()));
+    let text = Zeroizing::new(STANDARD.encode(key.0.as_slice()));
     let tmp = path.with_extension("key.tmp");
     let _ = fs::remove_file(&tmp);
     let mut file = OpenOptions::new()
@@ -160,8 +165,7 @@ fn generate_key_file(path: &Path) -> Result<MasterKey, KeyError> {
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
         .map_err(create)?;
-    fs::rename(&tmp, path).map_err(create)?;
-    Ok(MasterKey::from_bytes(*bytes))
+    fs::rename(&tmp, path).map_err(create)
 }
 
 #[cfg(test)]
@@ -188,8 +192,11 @@ mod tests {
     fn key_file_is_generated_once_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let (first, source) = load_master_key(None, dir.path()).unwrap();
-        assert!(matches!(source, KeySource::Generated(_)));
-        let path = dir.path().join("master.key");
+        let KeySource::Generated(path) = source else {
+            panic!("expected a generated key")
+        };
+        assert!(!path.exists(), "nothing is written before persist_new_key");
+        persist_new_key(&first, &path).unwrap();
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600

@@ -1,0 +1,156 @@
+//! Approvals: the requests held for a person, refreshed every two seconds
+//! (`/approvals/queue`, polled by `app.js`), each approved or denied with
+//! one click while the agent waits; and the latest decisions.
+
+use askama::Template;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::dashboard::DashState;
+use crate::dashboard::render::{Chrome, ago, html, service_error_page, when};
+use crate::dashboard::session::SessionCtx;
+use crate::service::ServiceError;
+use crate::service::types::{ApprovalQuery, ApprovalView};
+
+/// How many decided approvals the page lists.
+const RECENT: usize = 20;
+
+pub struct ApprovalRow {
+    pub id: i64,
+    pub agent: String,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub status: String,
+    pub tone: &'static str,
+    pub requested: String,
+    pub waiting: String,
+    pub rule: String,
+}
+
+impl From<&ApprovalView> for ApprovalRow {
+    fn from(a: &ApprovalView) -> Self {
+        ApprovalRow {
+            id: a.id,
+            agent: a.agent.clone(),
+            method: a.method.clone(),
+            host: a.host.clone(),
+            path: a.path.clone(),
+            tone: match a.status.as_str() {
+                "approved" => "ok",
+                "pending" => "warn",
+                _ => "bad",
+            },
+            status: a.status.clone(),
+            requested: when(&a.requested_at),
+            waiting: ago(&a.requested_at),
+            rule: a.rule_id.map(|r| format!("#{r}")).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "approvals.html")]
+struct ApprovalsPage {
+    chrome: Chrome,
+    pending: Vec<ApprovalRow>,
+    recent: Vec<ApprovalRow>,
+}
+
+#[derive(Template)]
+#[template(path = "approvals_queue.html")]
+struct QueueFragment {
+    csrf: String,
+    pending: Vec<ApprovalRow>,
+}
+
+async fn pending(state: &DashState) -> Result<Vec<ApprovalRow>, ServiceError> {
+    Ok(state
+        .service
+        .list_approvals(ApprovalQuery { all: false })
+        .await?
+        .iter()
+        .map(ApprovalRow::from)
+        .collect())
+}
+
+pub async fn page(
+    State(state): State<DashState>,
+    Extension(session): Extension<SessionCtx>,
+) -> Response {
+    let (pending, all) = match (
+        pending(&state).await,
+        state
+            .service
+            .list_approvals(ApprovalQuery { all: true })
+            .await,
+    ) {
+        (Ok(p), Ok(a)) => (p, a),
+        (Err(e), _) | (_, Err(e)) => return service_error_page(&e),
+    };
+    let recent = all
+        .iter()
+        .rev()
+        .filter(|a| a.status != "pending")
+        .take(RECENT)
+        .map(ApprovalRow::from)
+        .collect();
+    html(
+        StatusCode::OK,
+        &ApprovalsPage {
+            chrome: Chrome::new(&state, &session, "approvals"),
+            pending,
+            recent,
+        },
+    )
+}
+
+pub async fn queue(
+    State(state): State<DashState>,
+    Extension(session): Extension<SessionCtx>,
+) -> Response {
+    match pending(&state).await {
+        Ok(pending) => html(
+            StatusCode::OK,
+            &QueueFragment {
+                csrf: session.csrf.clone(),
+                pending,
+            },
+        ),
+        Err(e) => service_error_page(&e),
+    }
+}
+
+pub async fn decide(
+    State(state): State<DashState>,
+    Extension(session): Extension<SessionCtx>,
+    Path((id, verdict)): Path<(String, String)>,
+) -> Response {
+    let approve = match verdict.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return crate::dashboard::pages::not_found().await,
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return service_error_page(&ServiceError::Invalid {
+            field: "id",
+            message: format!("approval id {id:?} is not a number"),
+        });
+    };
+    let (ok, text) = match state.service.decide_approval(id, approve).await {
+        Ok(a) => (
+            true,
+            format!(
+                "Request {id} ({} {}{}) {}.",
+                a.method,
+                a.host,
+                a.path,
+                if approve { "approved" } else { "denied" }
+            ),
+        ),
+        Err(e) => (false, format!("Request {id}: {e}")),
+    };
+    state.sessions.set_flash(&session, ok, text);
+    Redirect::to("/approvals").into_response()
+}

@@ -1,0 +1,54 @@
+//! One module per page. [`public`] is reachable without a session (the
+//! login page); everything in [`protected`] runs behind
+//! [`super::guard::require_session`].
+
+mod agents;
+mod approvals;
+mod audit;
+mod login;
+mod overview;
+mod rules;
+mod secrets;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use super::DashState;
+use super::render::error_page;
+
+pub fn public() -> Router<DashState> {
+    Router::new().route("/login", get(login::form).post(login::submit))
+}
+
+pub fn protected() -> Router<DashState> {
+    Router::new()
+        .route("/", get(overview::page))
+        .route("/overview/stats", get(overview::stats))
+        .route("/logout", post(login::logout))
+        .route("/agents", get(agents::page).post(agents::add))
+        .route("/agents/{name}/delete", post(agents::delete))
+        .route("/agents/{name}/grant", post(agents::grant))
+        .route("/agents/{name}/revoke/{secret}", post(agents::revoke))
+        .route("/secrets", get(secrets::page).post(secrets::add))
+        .route("/secrets/{name}/rotate", post(secrets::rotate))
+        .route("/secrets/{name}/delete", post(secrets::delete))
+        .route("/rules", get(rules::page).post(rules::add))
+        .route("/rules/test", post(rules::test))
+        .route("/rules/{id}/move", post(rules::move_rule))
+        .route("/rules/{id}/delete", post(rules::delete))
+        .route("/approvals", get(approvals::page))
+        .route("/approvals/queue", get(approvals::queue))
+        .route("/approvals/{id}/{verdict}", post(approvals::decide))
+        .route("/audit", get(audit::page))
+        .route("/audit/export.csv", get(audit::export_csv))
+        .route("/audit/export.json", get(audit::export_json))
+}
+
+pub async fn not_found() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "There is no such page in the dashboard.",
+    )
+}

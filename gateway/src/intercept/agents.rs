@@ -1,0 +1,142 @@
+//! cgroup id → agent, kept current with the configuration snapshot.
+//!
+//! The eBPF record names the connecting task's agent cgroup by id (the
+//! inode number of its directory). This map is rebuilt whenever the
+//! snapshot's generation changes (polled every 200 ms, and on a lookup
+//! miss), and creates the cgroups of agents whose path lies under the
+//! agents' parent, so `airlock agent add` is enough to make one usable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::cgroup::{self, Cgroup2};
+use crate::model::AgentName;
+use crate::shutdown::Shutdown;
+use crate::snapshot::SnapshotHandle;
+
+const POLL: Duration = Duration::from_millis(200);
+/// A lookup miss rebuilds the map at most this often.
+const MISS_REBUILD: Duration = Duration::from_millis(100);
+
+#[derive(Default)]
+struct Table {
+    generation: Option<u64>,
+    by_id: HashMap<u64, AgentName>,
+}
+
+/// The current cgroup id → agent table.
+pub struct AgentMap {
+    cg: Cgroup2,
+    parent: String,
+    snapshot: Arc<SnapshotHandle>,
+    table: RwLock<Table>,
+    last_rebuild: Mutex<Option<Instant>>,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl AgentMap {
+    /// `parent` is the agents' parent cgroup, relative to the mount.
+    pub fn new(cg: Cgroup2, parent: &str, snapshot: Arc<SnapshotHandle>) -> Arc<AgentMap> {
+        let map = Arc::new(AgentMap {
+            cg,
+            parent: cgroup::normalize(parent),
+            snapshot,
+            table: RwLock::default(),
+            last_rebuild: Mutex::default(),
+            warned: Mutex::default(),
+        });
+        map.rebuild();
+        map
+    }
+
+    /// The agent whose cgroup has this id, if any.
+    pub fn lookup(&self, cgroup_id: u64) -> Option<AgentName> {
+        if self.current_generation() != self.snapshot.load().generation {
+            self.rebuild();
+        }
+        if let Some(a) = self.read().by_id.get(&cgroup_id) {
+            return Some(a.clone());
+        }
+        // A cgroup recreated since the last rebuild has a new id.
+        let due = {
+            let mut last = self.last_rebuild.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= MISS_REBUILD);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.rebuild();
+            return self.read().by_id.get(&cgroup_id).cloned();
+        }
+        None
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn current_generation(&self) -> u64 {
+        self.read().generation.unwrap_or(u64::MAX)
+    }
+
+    /// Recomputes the table from the current snapshot, creating agent
+    /// cgroups under the parent that are missing.
+    pub fn rebuild(&self) {
+        let snap = self.snapshot.load();
+        let mut by_id = HashMap::new();
+        for agent in &snap.agents {
+            let rel = cgroup::normalize(&agent.cgroup);
+            let dir = self.cg.path(&rel);
+            if cgroup::is_under(&rel, &self.parent) {
+                if let Err(e) = cgroup::ensure(&dir) {
+                    self.warn_once(&rel, || {
+                        tracing::warn!(agent = %agent.name, cgroup = %dir.display(), error = %e,
+                            "cannot create the agent's cgroup")
+                    });
+                    continue;
+                }
+            } else {
+                self.warn_once(&rel, || {
+                    tracing::warn!(agent = %agent.name, cgroup = %rel, parent = %self.parent,
+                        "the agent's cgroup is not under the agents' parent cgroup: \
+                         its connections are not intercepted")
+                });
+            }
+            match cgroup::id(&dir) {
+                Ok(id) => {
+                    by_id.insert(id, agent.name.clone());
+                }
+                Err(e) => self.warn_once(&rel, || {
+                    tracing::warn!(agent = %agent.name, cgroup = %dir.display(), error = %e,
+                        "the agent's cgroup does not exist (yet)")
+                }),
+            }
+        }
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        table.generation = Some(snap.generation);
+        table.by_id = by_id;
+    }
+
+    fn warn_once(&self, key: &str, log: impl FnOnce()) {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.insert(key.to_owned()) {
+            log();
+        }
+    }
+
+    /// Rebuilds on every configuration change until shutdown.
+    pub async fn follow(self: Arc<Self>, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = shutdown.wait() => return,
+            }
+            if self.current_generation() != self.snapshot.load().generation {
+                self.rebuild();
+            }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Loading, attaching, pinning and adopting the eBPF programs (aya).
+//!
+//! Layout under the pin directory (default `/sys/fs/bpf/airlock`):
+//! one pin per map (`AIRLOCK_CONFIG`, `AIRLOCK_PORTS`, `AIRLOCK_COOKIE`,
+//! `AIRLOCK_TUPLE`) and one per agent-side link (`link_airlock_conn4`, ...).
+//! Pinned links keep the programs attached to the agents' parent cgroup
+//! when the daemon exits or crashes, so agents' connections to intercepted
+//! ports then fail (nothing listens on the transparent port) instead of
+//! going out directly: fail closed. A daemon that finds a complete pinned
+//! set adopts it (no second attachment); only [`release`] removes it.
+//!
+//! The `cgroup/getsockopt` link on the gateway's own cgroup is not pinned
+//! (aya 0.14 cannot convert it to an `FdLink`); it is only needed while the
+//! gateway runs and is attached afresh at each start.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use aya::maps::{Array, HashMap as BpfHashMap};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, CgroupSockopt, SockOps, loaded_programs};
+use aya::{Ebpf, EbpfLoader};
+use gateway_common::{
+    AGENT_PROGRAMS, Config, MAP_CONFIG, MAP_PORTS, MAPS, PROG_GETSOCKOPT, PROG_SOCK_OPS,
+};
+
+/// The kernel's `bpf_attach_type` values this module attaches with.
+pub mod attach_type {
+    pub const SOCK_OPS: u32 = 3;
+    pub const INET4_CONNECT: u32 = 10;
+    pub const INET6_CONNECT: u32 = 11;
+    pub const UDP4_SENDMSG: u32 = 14;
+    pub const UDP6_SENDMSG: u32 = 15;
+    pub const GETSOCKOPT: u32 = 21;
+}
+
+/// The attach points on the agents' parent cgroup.
+pub const AGENT_ATTACH_TYPES: [(u32, &str); 5] = [
+    (attach_type::INET4_CONNECT, "connect4"),
+    (attach_type::INET6_CONNECT, "connect6"),
+    (attach_type::UDP4_SENDMSG, "sendmsg4"),
+    (attach_type::UDP6_SENDMSG, "sendmsg6"),
+    (attach_type::SOCK_OPS, "sock_ops"),
+];
+
+/// The loaded programs. Dropping this detaches only the getsockopt link;
+/// the pinned agent-side links stay.
+pub struct Loaded {
+    _ebpf: Ebpf,
+    _links: Vec<PinnedLink>,
+    /// Whether the agent-side programs were adopted from pins (a restart)
+    /// rather than attached now.
+    pub adopted: bool,
+}
+
+/// Where the link of program `prog` is pinned.
+pub fn link_pin(pin_dir: &Path, prog: &str) -> PathBuf {
+    pin_dir.join(format!("link_{prog}"))
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+/// Loads the object with its maps pinned under `pin_dir`, writes the
+/// configuration, and adopts or attaches the agent-side programs on
+/// `parent` and the getsockopt program on `gateway`.
+pub fn load(
+    object: &[u8],
+    pin_dir: &Path,
+    parent: &Path,
+    gateway: &Path,
+    config: Config,
+    ports: &[u16],
+) -> Result<Loaded, String> {
+    let links_present = AGENT_PROGRAMS
+        .iter()
+        .filter(|p| link_pin(pin_dir, p).exists())
+        .count();
+    let maps_present = MAPS.iter().filter(|m| pin_dir.join(m).exists()).count();
+    let adopt = links_present == AGENT_PROGRAMS.len() && maps_present == MAPS.len();
+    if !adopt && links_present + maps_present > 0 {
+        tracing::warn!(
+            pin_dir = %pin_dir.display(),
+            links_present,
+            maps_present,
+            "an incomplete set of pinned eBPF objects was found: replacing it"
+        );
+        release(pin_dir).map_err(|e| err("cannot remove the incomplete pinned set", e))?;
+        fs::create_dir_all(pin_dir).map_err(|e| err("cannot create the pin directory", e))?;
+    }
+
+    let mut loader = EbpfLoader::new();
+    for m in MAPS {
+        loader.map_pin_path(m, pin_dir.join(m));
+    }
+    let mut ebpf = loader
+        .load(object)
+        .map_err(|e| err("cannot load the eBPF object", e))?;
+    configure(&mut ebpf, config, ports)?;
+
+    let links = if adopt {
+        let mut links = Vec::new();
+        for prog in AGENT_PROGRAMS {
+            let path = link_pin(pin_dir, prog);
+            links.push(
+                PinnedLink::from_pin(&path)
+                    .map_err(|e| err(&format!("cannot adopt {}", path.display()), e))?,
+            );
+        }
+        links
+    } else {
+        match attach_agent_programs(&mut ebpf, pin_dir, parent) {
+            Ok(links) => links,
+            Err(e) => {
+                // Nothing half-attached stays behind.
+                let _ = release(pin_dir);
+                return Err(e);
+            }
+        }
+    };
+
+    let gw_cgroup =
+        File::open(gateway).map_err(|e| err(&format!("cannot open {}", gateway.display()), e))?;
+    let prog: &mut CgroupSockopt = ebpf
+        .program_mut(PROG_GETSOCKOPT)
+        .ok_or_else(|| format!("the eBPF object has no program {PROG_GETSOCKOPT}"))?
+        .try_into()
+        .map_err(|e| err(PROG_GETSOCKOPT, e))?;
+    prog.load()
+        .map_err(|e| err(&format!("the kernel refused {PROG_GETSOCKOPT}"), e))?;
+    prog.attach(&gw_cgroup, CgroupAttachMode::Single)
+        .map_err(|e| err(&format!("cannot attach {PROG_GETSOCKOPT}"), e))?;
+    Ok(Loaded {
+        _ebpf: ebpf,
+        _links: links,
+        adopted: adopt,
+    })
+}
+
+/// Writes the listener port, the agent level and the intercepted ports
+/// into the (pinned, shared) maps.
+fn configure(ebpf: &mut Ebpf, config: Config, ports: &[u16]) -> Result<(), String> {
+    let mut cfg: Array<_, Config> = Array::try_from(
+        ebpf.map_mut(MAP_CONFIG)
+            .ok_or_else(|| format!("no map {MAP_CONFIG}"))?,
+    )
+    .map_err(|e| err(MAP_CONFIG, e))?;
+    cfg.set(0, config, 0).map_err(|e| err(MAP_CONFIG, e))?;
+    let mut map: BpfHashMap<_, u16, u8> = BpfHashMap::try_from(
+        ebpf.map_mut(MAP_PORTS)
+            .ok_or_else(|| format!("no map {MAP_PORTS}"))?,
+    )
+    .map_err(|e| err(MAP_PORTS, e))?;
+    let stale: Vec<u16> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|p| !ports.contains(p))
+        .collect();
+    for p in stale {
+        map.remove(&p).map_err(|e| err(MAP_PORTS, e))?;
+    }
+    for &p in ports {
+        map.insert(p, 1, 0).map_err(|e| err(MAP_PORTS, e))?;
+    }
+    Ok(())
+}
+
+fn attach_agent_programs(
+    ebpf: &mut Ebpf,
+    pin_dir: &Path,
+    parent: &Path,
+) -> Result<Vec<PinnedLink>, String> {
+    let cgroup =
+        File::open(parent).map_err(|e| err(&format!("cannot open {}", parent.display()), e))?;
+    let mut links = Vec::new();
+    for name in AGENT_PROGRAMS {
+        let program = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("the eBPF object has no program {name}"))?;
+        let refused =
+            |e: aya::programs::ProgramError| err(&format!("the kernel refused {name}"), e);
+        let link: FdLink = if name == PROG_SOCK_OPS {
+            let prog: &mut SockOps = program.try_into().map_err(|e| err(name, e))?;
+            prog.load().map_err(refused)?;
+            let id = prog
+                .attach(&cgroup, CgroupAttachMode::Single)
+                .map_err(refused)?;
+            prog.take_link(id)
+                .map_err(refused)?
+                .try_into()
+                .map_err(|e| err(name, e))?
+        } else {
+            let prog: &mut CgroupSockAddr = program.try_into().map_err(|e| err(name, e))?;
+            prog.load().map_err(refused)?;
+            let id = prog
+                .attach(&cgroup, CgroupAttachMode::Single)
+                .map_err(refused)?;
+            prog.take_link(id)
+                .map_err(refused)?
+                .try_into()
+                .map_err(|e| err(name, e))?
+        };
+        let path = link_pin(pin_dir, name);
+        links.push(
+            link.pin(&path)
+                .map_err(|e| err(&format!("cannot pin {}", path.display()), e))?,
+        );
+    }
+    Ok(links)
+}
+
+/// Removes every pinned link and map under `pin_dir`, and the directory:
+/// the agent-side programs detach and interception ends. Returns the
+/// paths removed. Missing pins are not an error.
+pub fn release(pin_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let paths = AGENT_PROGRAMS
+        .iter()
+        .map(|p| link_pin(pin_dir, p))
+        .chain(MAPS.iter().map(|m| pin_dir.join(m)));
+    for path in paths {
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+    }
+    match fs::remove_dir(pin_dir) {
+        Ok(()) => removed.push(pin_dir.to_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", pin_dir.display()),
+            ));
+        }
+    }
+    Ok(removed)
+}
+
+/// The ids of the programs attached to the cgroup at `dir` for
+/// `attach_type` (the kernel's `BPF_PROG_QUERY`, what `bpftool cgroup
+/// show` prints).
+pub fn attached_program_ids(dir: &Path, attach_type: u32) -> io::Result<Vec<u32>> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct QueryAttr {
+        target_fd: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+        _pad: u32,
+        prog_attach_flags: u64,
+        link_ids: u64,
+        link_attach_flags: u64,
+        revision: u64,
+    }
+    const BPF_PROG_QUERY: nix::libc::c_long = 16;
+    let cgroup = File::open(dir)?;
+    let mut ids = [0u32; 64];
+    let mut attr = QueryAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..QueryAttr::default()
+    };
+    // SAFETY: `attr` is a valid, fully initialised `bpf_attr` prefix for
+    // BPF_PROG_QUERY (64 bytes, through `revision`); `prog_ids` points at
+    // `prog_cnt` writable u32s that outlive the call; `cgroup` stays open.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &mut attr as *mut QueryAttr,
+            std::mem::size_of::<QueryAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = (attr.prog_cnt as usize).min(ids.len());
+    Ok(ids[..n].to_vec())
+}
+
+/// The kernel's name of each program id (15 bytes at most).
+pub fn program_names(ids: &[u32]) -> Vec<String> {
+    let mut names: Vec<(u32, String)> = loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| ids.contains(&p.id()))
+        .map(|p| (p.id(), p.name_as_str().unwrap_or("?").to_owned()))
+        .collect();
+    names.sort_by_key(|(id, _)| ids.iter().position(|i| i == id));
+    names.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Every program attached to the agents' parent cgroup, as
+/// `(attach point, program name)`: one of each of Airlock's when all is well.
+pub fn list_agent_side(parent: &Path) -> io::Result<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    for (ty, label) in AGENT_ATTACH_TYPES {
+        for name in program_names(&attached_program_ids(parent, ty)?) {
+            out.push((label, name));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,229 @@
+//! cgroup v2 and the BPF filesystem: where they are mounted (from
+//! `/proc/self/mountinfo`, never assumed), cgroup paths, ids and levels,
+//! and moving processes.
+//!
+//! Agents' cgroup paths (the `cgroup` column of an agent) are relative to
+//! the cgroup2 mount, with or without a leading `/`:
+//! `airlock.slice/agent-NAME` is `<mount>/airlock.slice/agent-NAME`.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Where BPF objects are pinned when no bpffs is mounted: mounted there.
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
+
+/// The cgroup v2 hierarchy as this process sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup2 {
+    /// Where it is mounted, e.g. `/sys/fs/cgroup` or `/sys/fs/cgroup/unified`.
+    pub mount: PathBuf,
+    /// How deep the mount's root is in the whole hierarchy (0 unless the
+    /// mount shows a sub-tree, e.g. inside a cgroup namespace).
+    pub root_depth: u32,
+}
+
+/// One line of `/proc/self/mountinfo`, the fields used here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountLine {
+    root: String,
+    mount_point: PathBuf,
+    fs_type: String,
+}
+
+/// Undoes the kernel's octal escapes in mount fields (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mountinfo(text: &str) -> Vec<MountLine> {
+    text.lines()
+        .filter_map(|line| {
+            // id parent major:minor root mount-point options [optional...] - type source super
+            let (left, right) = line.split_once(" - ")?;
+            let mut l = left.split(' ');
+            let root = unescape(l.nth(3)?);
+            let mount_point = PathBuf::from(unescape(l.next()?));
+            let fs_type = right.split(' ').next()?.to_owned();
+            Some(MountLine {
+                root,
+                mount_point,
+                fs_type,
+            })
+        })
+        .collect()
+}
+
+fn mounts() -> io::Result<Vec<MountLine>> {
+    Ok(parse_mountinfo(&fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
+}
+
+fn depth(path: &str) -> u32 {
+    path.split('/').filter(|c| !c.is_empty()).count() as u32
+}
+
+impl Cgroup2 {
+    /// The first cgroup2 mount.
+    pub fn find() -> io::Result<Cgroup2> {
+        Self::from_mountinfo(&mounts()?).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no cgroup v2 file system is mounted (see /proc/self/mountinfo): transparent \
+                 interception needs cgroup v2",
+            )
+        })
+    }
+
+    fn from_mountinfo(lines: &[MountLine]) -> Option<Cgroup2> {
+        lines
+            .iter()
+            .find(|m| m.fs_type == "cgroup2")
+            .map(|m| Cgroup2 {
+                mount: m.mount_point.clone(),
+                root_depth: depth(&m.root),
+            })
+    }
+
+    /// The directory of the cgroup at `rel` (relative to the mount).
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mount.join(normalize(rel))
+    }
+
+    /// The cgroup's level in the hierarchy (the root is 0), as
+    /// `bpf_get_current_ancestor_cgroup_id` counts.
+    pub fn level(&self, rel: &str) -> u32 {
+        self.root_depth + depth(&normalize(rel))
+    }
+
+    /// The cgroup containing process `pid`, relative to the mount, if it
+    /// is in this hierarchy's visible part.
+    pub fn of_pid(&self, pid: u32) -> io::Result<String> {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(normalize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup v2 line"))
+    }
+}
+
+/// `rel` without leading or trailing slashes.
+pub fn normalize(rel: &str) -> String {
+    rel.trim_matches('/').to_owned()
+}
+
+/// Whether `rel` is `parent` itself or below it (both relative paths).
+pub fn is_under(rel: &str, parent: &str) -> bool {
+    let (rel, parent) = (normalize(rel), normalize(parent));
+    rel.len() > parent.len() && rel.starts_with(&parent) && rel.as_bytes()[parent.len()] == b'/'
+}
+
+/// A cgroup's id: the inode number of its directory (what the kernel's
+/// `bpf_get_current_cgroup_id` returns).
+pub fn id(dir: &Path) -> io::Result<u64> {
+    Ok(fs::metadata(dir)?.ino())
+}
+
+/// Creates the cgroup directory (and its parents) if missing.
+pub fn ensure(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)
+}
+
+/// Moves process `pid` (all its threads) into the cgroup at `dir`.
+pub fn move_pid(dir: &Path, pid: u32) -> io::Result<()> {
+    fs::write(dir.join("cgroup.procs"), pid.to_string())
+}
+
+/// Makes sure a BPF file system holds `pin_dir`: finds the bpffs mount
+/// that contains it, or mounts one at [`DEFAULT_BPFFS`] when none is
+/// mounted there and `pin_dir` is below it. Then creates `pin_dir`.
+pub fn ensure_bpffs(pin_dir: &Path) -> io::Result<()> {
+    let lines = mounts()?;
+    let covered = lines
+        .iter()
+        .any(|m| m.fs_type == "bpf" && pin_dir.starts_with(&m.mount_point));
+    if !covered {
+        let default = Path::new(DEFAULT_BPFFS);
+        if !pin_dir.starts_with(default) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no BPF file system is mounted above {} (mount one: mount -t bpf bpf DIR)",
+                    pin_dir.display()
+                ),
+            ));
+        }
+        fs::create_dir_all(default)?;
+        nix::mount::mount(
+            Some("bpf"),
+            default,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| {
+            io::Error::other(format!(
+                "cannot mount the BPF file system at {DEFAULT_BPFFS}: {e}"
+            ))
+        })?;
+        tracing::info!(at = DEFAULT_BPFFS, "mounted the BPF file system");
+    }
+    fs::create_dir_all(pin_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+50 22 0:40 / /sys/fs/bpf rw,relatime - bpf bpf rw
+60 22 0:41 /sub/tree /mnt/cg\\040x rw - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_the_cgroup2_mount_and_levels() {
+        let lines = parse_mountinfo(SAMPLE);
+        assert_eq!(lines.len(), 4);
+        let cg = Cgroup2::from_mountinfo(&lines).unwrap();
+        assert_eq!(cg.mount, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(cg.root_depth, 0);
+        assert_eq!(
+            cg.path("/airlock.slice/agent-a"),
+            PathBuf::from("/sys/fs/cgroup/unified/airlock.slice/agent-a")
+        );
+        assert_eq!(cg.level("airlock.slice"), 1);
+        assert_eq!(cg.level("airlock.slice/agent-a/"), 2);
+        assert_eq!(lines[3].mount_point, PathBuf::from("/mnt/cg x"));
+        assert_eq!(depth(&lines[3].root), 2);
+    }
+
+    #[test]
+    fn parents() {
+        assert!(is_under("airlock.slice/agent-a", "airlock.slice"));
+        assert!(is_under("/airlock.slice/agent-a", "airlock.slice/"));
+        assert!(!is_under("airlock.slice", "airlock.slice"));
+        assert!(!is_under("airlock.slicex/agent-a", "airlock.slice"));
+    }
+}

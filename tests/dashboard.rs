@@ -1,0 +1,732 @@
+//! End-to-end tests of the dashboard: the real daemon, its pages and its
+//! `/api/v1` over TCP (driven with curl), and a real browser (headless
+//! Chromium through chromedriver) doing what an operator does.
+//!
+//! Screenshots of every page go to `target/dashboard-screenshots/`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::Locator;
+use support::browser::{self, Browser};
+use support::upstream::{Upstream, UpstreamOpts};
+use support::{Daemon, run, wait_until};
+
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "correct horse battery staple";
+
+fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots")
+}
+
+/// The dashboard of one daemon, spoken to with curl and a cookie jar.
+struct Web {
+    base: String,
+    jar: tempfile::TempDir,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+struct Answer {
+    code: u16,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.code, self.body))
+    }
+}
+
+impl Web {
+    fn of(daemon: &Daemon) -> Web {
+        let addr = daemon.status_json()["dashboard_addr"]
+            .as_str()
+            .expect("status reports dashboard_addr")
+            .to_owned();
+        Web {
+            base: format!("http://{addr}"),
+            jar: tempfile::tempdir().expect("cookie jar dir"),
+        }
+    }
+
+    /// curl with this client's cookies; never follows redirects.
+    fn curl(&self, args: &[&str]) -> Answer {
+        let jar = self.jar.path().join("cookies");
+        let jar = jar.to_str().expect("utf-8 path");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-b", jar, "-c", jar, "-w", "\n%{http_code}"])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin");
+        let out = run(&mut cmd, None, HTTP_TIMEOUT);
+        let (body, code) = out
+            .stdout
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("curl {args:?}: {out:#?}"));
+        Answer {
+            code: code.trim().parse().unwrap_or(0),
+            body: body.to_owned(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.curl(&[&format!("{}{path}", self.base)])
+    }
+
+    /// A form POST with these fields (URL-encoded by curl).
+    fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut args = vec![];
+        let encoded: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for f in &encoded {
+            args.push("--data-urlencode");
+            args.push(f.as_str());
+        }
+        let url = format!("{}{path}", self.base);
+        args.push(&url);
+        self.curl(&args)
+    }
+
+    /// An API call with a bearer token (or none).
+    fn api(&self, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Answer {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+        let mut args = vec!["-X", method, "-H", "Content-Type: application/json"];
+        if let Some(a) = &auth {
+            args.extend(["-H", a.as_str()]);
+        }
+        if let Some(b) = body {
+            args.extend(["--data-binary", b]);
+        }
+        args.push(&url);
+        Web {
+            base: self.base.clone(),
+            jar: tempfile::tempdir().expect("jar"),
+        }
+        .curl(&args)
+    }
+
+    /// The value of the first hidden `csrf` field in a page.
+    fn csrf_in(html: &str) -> String {
+        let start = html
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf field in: {html}"))
+            + "name=\"csrf\" value=\"".len();
+        let end = html[start..].find('"').expect("closing quote") + start;
+        html[start..end].to_owned()
+    }
+
+    /// Logs in; returns the session's CSRF token.
+    fn login(&self, password: &str) -> Answer {
+        let form = self.get("/login");
+        assert_eq!(form.code, 200, "{form:?}");
+        let csrf = Web::csrf_in(&form.body);
+        self.post_form("/login", &[("csrf", &csrf), ("password", password)])
+    }
+
+    fn login_ok(&self, password: &str) -> String {
+        let answer = self.login(password);
+        assert_eq!(answer.code, 303, "login: {answer:?}");
+        let home = self.get("/");
+        assert_eq!(home.code, 200, "{home:?}");
+        Web::csrf_in(&home.body)
+    }
+}
+
+/// The password the daemon printed at first start.
+fn first_password(daemon: &Daemon) -> String {
+    let log = daemon.log();
+    let marker = "generated the admin password ";
+    let at = log
+        .find(marker)
+        .unwrap_or_else(|| panic!("no password in the log: {log}"))
+        + marker.len();
+    log[at..]
+        .split_whitespace()
+        .next()
+        .expect("the password")
+        .to_owned()
+}
+
+fn set_password(daemon: &Daemon, password: &str) {
+    let out = daemon.cli_stdin(&["admin", "set-password"], password);
+    assert!(out.success(), "{out:#?}");
+}
+
+fn api_token(daemon: &Daemon, name: &str) -> String {
+    daemon
+        .cli_ok(&["admin", "token", "create", name])
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn first_start_password_login_and_rate_limit() {
+    let daemon = Daemon::start();
+    let web = Web::of(&daemon);
+    assert!(
+        daemon
+            .cli_ok(&["status"])
+            .contains("dashboard   http://127.0.0.1:"),
+        "status names the dashboard"
+    );
+    // Pages need a session.
+    let home = web.get("/");
+    assert_eq!(home.code, 303, "{home:?}");
+    // The generated password works once printed; it is printed only once.
+    let generated = first_password(&daemon);
+    web.login_ok(&generated);
+    assert_eq!(
+        daemon.log().matches("generated the admin password").count(),
+        1
+    );
+    // set-password replaces it; the old one stops working.
+    daemon
+        .cli_stdin(&["admin", "set-password"], "short")
+        .fails_with(&["10"]);
+    set_password(&daemon, PASSWORD);
+    let other = Web::of(&daemon);
+    assert_eq!(other.login(&generated).code, 401);
+    other.login_ok(PASSWORD);
+    // The login form's CSRF cookie must match its field.
+    let fresh = Web::of(&daemon);
+    fresh.get("/login");
+    let forged = fresh.post_form("/login", &[("csrf", "forged"), ("password", PASSWORD)]);
+    assert_eq!(forged.code, 403, "{forged:?}");
+    // Five failures a minute per address, then 429 even for the right one.
+    // (One failure from 127.0.0.1 is already counted: the old password.)
+    let limited = Web::of(&daemon);
+    for _ in 0..3 {
+        assert_eq!(limited.login("wrong password").code, 401);
+    }
+    let last = limited.login("wrong password");
+    assert_eq!(last.code, 401);
+    let blocked = limited.login(PASSWORD);
+    assert_eq!(blocked.code, 429, "{blocked:?}");
+    assert!(blocked.body.contains("Too many failed logins"));
+    // Logging out ends the session.
+    let csrf = Web::csrf_in(&web.get("/").body);
+    assert_eq!(web.post_form("/logout", &[("csrf", &csrf)]).code, 303);
+    assert_eq!(web.get("/").code, 303);
+    assert!(
+        !daemon.log().contains(PASSWORD),
+        "the password is never logged"
+    );
+}
+
+#[test]
+fn non_loopback_needs_insecure_public() {
+    let dir = support::temp_data_dir();
+    let out = support::serve_expect_exit(dir.path(), &[("AIRLOCK_DASHBOARD_LISTEN", "0.0.0.0:0")]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("--insecure-public"), "{out:#?}");
+}
+
+#[test]
+fn api_over_tcp_needs_a_token_and_serves_every_endpoint() {
+    let daemon = Daemon::start();
+    let web = Web::of(&daemon);
+    let token = api_token(&daemon, "ci");
+    let t = Some(token.as_str());
+    let value = format!("sk-api-{}", support::random_hex(12));
+
+    // Authentication.
+    for (who, tok) in [("no token", None), ("wrong token", Some("alk_nope"))] {
+        let a = web.api("GET", "/api/v1/secrets", None, tok);
+        assert_eq!(a.code, 401, "{who}: {a:?}");
+        assert!(
+            a.json()["error"].as_str().unwrap().contains("token"),
+            "{a:?}"
+        );
+    }
+    // Credential routes exist only on the admin socket.
+    assert_eq!(web.api("GET", "/api/v1/admin/tokens", None, t).code, 404);
+    assert_eq!(
+        web.api(
+            "PUT",
+            "/api/v1/admin/password",
+            Some(r#"{"password":"0123456789ab"}"#),
+            t
+        )
+        .code,
+        404
+    );
+
+    // Every endpoint, in the order an operator would use them.
+    let status = web.api("GET", "/api/v1/status", None, t);
+    assert_eq!(status.code, 200);
+    assert!(status.json()["dashboard_addr"].is_string());
+    assert_eq!(web.api("GET", "/api/v1/overview", None, t).code, 200);
+    let secret = format!(
+        r#"{{"name":"up","host":"api.test.local","path":"/v1/**","injection":{{"kind":"header","name":"authorization","template":"Bearer {{value}}"}},"value":"{value}"}}"#
+    );
+    let added = web.api("POST", "/api/v1/secrets", Some(&secret), t);
+    assert_eq!(added.code, 201, "{added:?}");
+    let dup = web.api("POST", "/api/v1/secrets", Some(&secret), t);
+    assert_eq!(dup.code, 409, "{dup:?}");
+    let bad = secret.replace("api.test.local", "bad host!");
+    let bad = web.api("POST", "/api/v1/secrets", Some(&bad), t);
+    assert_eq!(bad.code, 400, "{bad:?}");
+    assert_eq!(bad.json()["field"], "host");
+    let rotated = web.api(
+        "POST",
+        "/api/v1/secrets/up/rotate",
+        Some(&format!(r#"{{"value":"{value}-2"}}"#)),
+        t,
+    );
+    assert_eq!(rotated.code, 200, "{rotated:?}");
+    assert_eq!(rotated.json()["version"], 2);
+    assert_eq!(web.api("GET", "/api/v1/secrets", None, t).code, 200);
+
+    let agent = web.api("POST", "/api/v1/agents", Some(r#"{"name":"bot"}"#), t);
+    assert_eq!(agent.code, 201, "{agent:?}");
+    assert!(agent.json()["token"].as_str().unwrap().starts_with("alk_"));
+    let bad = web.api("POST", "/api/v1/agents", Some(r#"{"name":"Bad Name"}"#), t);
+    assert_eq!(
+        (bad.code, bad.json()["field"].clone()),
+        (400, "name".into())
+    );
+    assert_eq!(
+        web.api("PUT", "/api/v1/agents/bot/grants/up", None, t).code,
+        200
+    );
+    assert_eq!(web.api("GET", "/api/v1/agents", None, t).code, 200);
+
+    let rule = |body: &str| web.api("POST", "/api/v1/rules", Some(body), t);
+    let first = rule(r#"{"host":"api.test.local","path":"/admin/**","action":"block"}"#);
+    assert_eq!(first.code, 201, "{first:?}");
+    let second = rule(r#"{"host":"*","method":"POST","action":"approve"}"#);
+    assert_eq!(second.code, 201, "{second:?}");
+    let bad = rule(r#"{"host":"api.test.local","action":"rate","count":0,"period_secs":1}"#);
+    assert_eq!(
+        (bad.code, bad.json()["field"].clone()),
+        (400, "rate".into())
+    );
+    let (a, b) = (
+        first.json()["id"].as_i64().unwrap(),
+        second.json()["id"].as_i64().unwrap(),
+    );
+    let moved = web.api(
+        "POST",
+        &format!("/api/v1/rules/{b}/move"),
+        Some(r#"{"direction":"up"}"#),
+        t,
+    );
+    assert_eq!(moved.code, 204, "{moved:?}");
+    let rules = web.api("GET", "/api/v1/rules", None, t).json();
+    assert_eq!(rules[0]["id"].as_i64(), Some(b), "{rules}");
+    assert_eq!(rules[1]["id"].as_i64(), Some(a));
+
+    let probe = |body: &str| web.api("POST", "/api/v1/rules/test", Some(body), t);
+    let p = probe(r#"{"agent":"bot","method":"GET","url":"https://api.test.local/v1/chat"}"#);
+    assert_eq!(p.code, 200, "{p:?}");
+    assert_eq!(p.json()["decision"], "allow");
+    assert_eq!(p.json()["secrets"], serde_json::json!(["up"]));
+    let p = probe(r#"{"agent":"bot","method":"GET","url":"https://api.test.local/admin/x"}"#);
+    assert_eq!(p.json()["decision"], "block");
+    assert_eq!(p.json()["secrets"], serde_json::json!([]));
+    let p = probe(r#"{"agent":"bot","method":"POST","url":"https://api.test.local/v1/x"}"#);
+    assert_eq!(p.json()["decision"], "approve");
+    let p = probe(r#"{"agent":"bot","method":"GET","url":"not a url"}"#);
+    assert_eq!((p.code, p.json()["field"].clone()), (400, "url".into()));
+
+    assert_eq!(web.api("GET", "/api/v1/audit?limit=5", None, t).code, 200);
+    let search = web.api(
+        "GET",
+        "/api/v1/audit/search?decision=rule.add&per_page=1",
+        None,
+        t,
+    );
+    assert_eq!(search.code, 200, "{search:?}");
+    assert_eq!(search.json()["total"], 2);
+    assert_eq!(search.json()["events"].as_array().unwrap().len(), 1);
+    let bad = web.api("GET", "/api/v1/audit/search?status=abc", None, t);
+    assert_eq!(
+        (bad.code, bad.json()["field"].clone()),
+        (400, "status".into())
+    );
+    assert_eq!(
+        web.api("GET", "/api/v1/approvals?all=true", None, t).code,
+        200
+    );
+    assert_eq!(
+        web.api("POST", "/api/v1/approvals/999/approve", None, t)
+            .code,
+        404
+    );
+    assert_eq!(
+        web.api("POST", "/api/v1/approvals/x/deny", None, t).code,
+        400
+    );
+
+    assert_eq!(
+        web.api("DELETE", &format!("/api/v1/rules/{a}"), None, t)
+            .code,
+        204
+    );
+    assert_eq!(
+        web.api("DELETE", "/api/v1/agents/bot/grants/up", None, t)
+            .code,
+        204
+    );
+    assert_eq!(web.api("DELETE", "/api/v1/agents/bot", None, t).code, 204);
+    assert_eq!(web.api("DELETE", "/api/v1/secrets/up", None, t).code, 204);
+    assert_eq!(web.api("DELETE", "/api/v1/secrets/up", None, t).code, 404);
+    assert_eq!(web.api("GET", "/api/v1/nope", None, t).code, 404);
+
+    // A removed token stops working at once.
+    daemon.cli_ok(&["admin", "token", "rm", "ci"]);
+    assert_eq!(web.api("GET", "/api/v1/status", None, t).code, 401);
+    assert!(!daemon.log().contains(&value), "the value is never logged");
+    assert!(
+        !daemon.log().contains(&token),
+        "the API token is never logged"
+    );
+}
+
+#[test]
+fn forms_need_csrf_and_bad_input_rerenders() {
+    let daemon = Daemon::start();
+    set_password(&daemon, PASSWORD);
+    let web = Web::of(&daemon);
+    let csrf = web.login_ok(PASSWORD);
+    let value = format!("sk-form-{}", support::random_hex(12));
+    let fields = |csrf: &'static str| {
+        move |host: &str| -> Vec<(String, String)> {
+            let mut f = vec![
+                ("name", "typed-name"),
+                ("host", host),
+                ("kind", "header"),
+                ("target", "authorization"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<Vec<_>>();
+            if !csrf.is_empty() {
+                f.push(("csrf".into(), csrf.into()));
+            }
+            f
+        }
+    };
+    let post = |mut f: Vec<(String, String)>, csrf: Option<&str>| {
+        f.push(("value".into(), value.clone()));
+        if let Some(c) = csrf {
+            f.push(("csrf".into(), c.into()));
+        }
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        web.post_form("/secrets", &refs)
+    };
+    let before = daemon.state();
+    // No CSRF token, or a wrong one: 403, nothing changes.
+    let missing = post(fields("")("api.test.local"), None);
+    assert_eq!(missing.code, 403, "{missing:?}");
+    let wrong = post(fields("")("api.test.local"), Some("not-the-token"));
+    assert_eq!(wrong.code, 403);
+    // The API with a session cookie wants the token in a header.
+    let jar = web.jar.path().join("cookies");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-b"])
+        .arg(&jar)
+        .args(["-X", "DELETE", &format!("{}/api/v1/secrets/x", web.base)]);
+    assert_eq!(run(&mut cmd, None, HTTP_TIMEOUT).stdout, "403");
+    assert_eq!(daemon.state(), before);
+
+    // Bad input: the page comes back with the error beside the field and
+    // what was typed, except the value.
+    let bad = post(fields("")("not a host!"), Some(&csrf));
+    assert_eq!(bad.code, 400, "{bad:?}");
+    assert!(bad.body.contains("field-error"), "{}", bad.body);
+    assert!(bad.body.contains("value=\"typed-name\""));
+    assert!(bad.body.contains("value=\"not a host!\""));
+    assert!(!bad.body.contains(&value), "the value is never sent back");
+    assert_eq!(daemon.state(), before);
+
+    // Escaping: a hostile name is text, never markup.
+    let hostile = web.post_form(
+        "/agents",
+        &[("csrf", &csrf), ("name", "<script>alert(1)</script>")],
+    );
+    assert_eq!(hostile.code, 400);
+    assert!(!hostile.body.contains("<script>alert"), "{}", hostile.body);
+    assert!(hostile.body.contains("&#60;script&#62;") || hostile.body.contains("&lt;script&gt;"));
+
+    // Good input: added, and the value is nowhere on the page.
+    let good = post(fields("")("api.test.local"), Some(&csrf));
+    assert_eq!(good.code, 303, "{good:?}");
+    let page = web.get("/secrets");
+    assert!(page.body.contains("typed-name") && page.body.contains("added"));
+    assert!(!page.body.contains(&value));
+}
+
+/// A daemon that trusts the test upstream and may reach loopback.
+fn daemon_with_upstream(up: &Upstream) -> Daemon {
+    Daemon::builder()
+        .env(
+            "AIRLOCK_UPSTREAM_CA",
+            up.ca_pem_path().display().to_string(),
+        )
+        .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8")
+        .env("AIRLOCK_RESOLVE", "api.test.local=127.0.0.1")
+        .start()
+}
+
+/// curl through the explicit proxy as `agent`.
+fn proxy_curl(daemon: &Daemon, agent: &str, token: &str) -> Command {
+    let status = daemon.status_json();
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+        status["ca_cert"].as_str().expect("ca_cert"),
+        "-x",
+        &format!(
+            "http://{agent}:{token}@{}",
+            status["proxy_addr"].as_str().expect("proxy")
+        ),
+    ])
+    .env_clear()
+    .env("PATH", "/usr/bin:/bin");
+    cmd
+}
+
+#[test]
+fn audit_paths_render_as_text_and_export() {
+    let up = Upstream::start(UpstreamOpts::default());
+    let daemon = daemon_with_upstream(&up);
+    set_password(&daemon, PASSWORD);
+    let token = daemon.cli_ok(&["agent", "add", "bot"]).trim().to_owned();
+    let mut cmd = proxy_curl(&daemon, "bot", &token);
+    cmd.arg(up.url("/echo/v1/items"));
+    let out = run(&mut cmd, None, HTTP_TIMEOUT);
+    assert!(out.stdout.ends_with("200"), "{out:#?}");
+    // The gateway refuses a raw `<` in a request path (400), so a hostile
+    // path is put in the trail directly, as a peer gateway could have.
+    daemon.db().psql(
+        "INSERT INTO audit_events (kind, agent, method, host, path, decision, status) \
+         VALUES ('request', 'evil', 'GET', 'x.test', '/<script>alert(1)</script>', 'blocked', 403)",
+    );
+    let web = Web::of(&daemon);
+    web.login_ok(PASSWORD);
+    let page = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        let p = web.get("/audit");
+        p.body.contains("/echo/v1/items").then_some(p)
+    })
+    .expect("the request shows up in the audit page");
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        page.body
+    );
+    let filtered = web.get("/audit?host=api.test&decision=allowed&status=200&from=1h");
+    assert!(filtered.body.contains("/echo/v1/items") && !filtered.body.contains("x.test"));
+    let csv = web.get("/audit/export.csv?agent=bot");
+    assert_eq!(csv.code, 200);
+    assert!(csv.body.starts_with("id,at,kind,agent"), "{}", csv.body);
+    assert!(csv.body.contains("/echo/v1/items"), "{}", csv.body);
+    let json = web.get("/audit/export.json?agent=bot");
+    let rows: serde_json::Value = serde_json::from_str(&json.body).expect("JSON export");
+    // The request and the agent.add change (admin rows name the agent too).
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
+    let bad = web.get("/audit?status=9999");
+    assert_eq!(bad.code, 400);
+    assert!(bad.body.contains("100-599"));
+}
+
+/// The whole operator flow in a real browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_flow_in_a_real_browser() {
+    if !browser::available() {
+        panic!(
+            "chromium and chromium-driver are not installed: run `cargo xtask setup` \
+             (or apt-get install chromium chromium-driver)"
+        );
+    }
+    let up = Upstream::start(UpstreamOpts::default());
+    let daemon = tokio::task::block_in_place(|| daemon_with_upstream(&up));
+    tokio::task::block_in_place(|| set_password(&daemon, PASSWORD));
+    let base = format!(
+        "http://{}",
+        tokio::task::block_in_place(|| daemon.status_json())["dashboard_addr"]
+            .as_str()
+            .expect("dashboard_addr")
+    );
+    let value = format!("sk-browser-{}", support::random_hex(12));
+    let shots = screenshot_dir();
+    let b = Browser::start().await;
+    let c = &b.client;
+    let mut pages_seen = Vec::new();
+
+    // Log in.
+    c.goto(&format!("{base}/login")).await.expect("login page");
+    b.screenshot(&shots, "01-login").await;
+    c.find(Locator::Id("password"))
+        .await
+        .expect("field")
+        .send_keys(PASSWORD)
+        .await
+        .expect("typing");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("nav a.active"))
+        .await
+        .expect("the overview");
+    pages_seen.push(c.source().await.expect("html"));
+
+    // Add a secret.
+    let host = format!("api.test.local:{}", up.port());
+    c.goto(&format!("{base}/secrets")).await.expect("secrets");
+    let form = c.form(Locator::Id("add-secret")).await.expect("form");
+    form.set_by_name("name", "up").await.expect("name");
+    form.set_by_name("host", &host).await.expect("host");
+    form.set_by_name("value", &value).await.expect("value");
+    form.submit_with(Locator::Css("#add-secret button[type=submit]"))
+        .await
+        .expect("submit");
+    c.wait()
+        .for_element(Locator::Css(".flash.ok"))
+        .await
+        .expect("added");
+    b.screenshot(&shots, "03-secrets").await;
+    pages_seen.push(c.source().await.expect("html"));
+
+    // Add an agent with that secret; its token is shown once.
+    c.goto(&format!("{base}/agents")).await.expect("agents");
+    c.find(Locator::Id("agent-name"))
+        .await
+        .expect("name")
+        .send_keys("bot")
+        .await
+        .expect("type");
+    c.find(Locator::Css("input[name=grants][value=up]"))
+        .await
+        .expect("box")
+        .click()
+        .await
+        .expect("tick");
+    c.find(Locator::Css("#add-agent button[type=submit]"))
+        .await
+        .expect("btn")
+        .click()
+        .await
+        .expect("click");
+    let token_field = c
+        .wait()
+        .for_element(Locator::Id("token"))
+        .await
+        .expect("the token");
+    let token = token_field
+        .prop("value")
+        .await
+        .expect("value")
+        .expect("a token");
+    assert!(token.starts_with("alk_"), "{token}");
+    b.screenshot(&shots, "04-agents").await;
+    pages_seen.push(c.source().await.expect("html"));
+
+    // A real client through the proxy appears in the audit page.
+    let mut cmd = proxy_curl(&daemon, "bot", &token);
+    cmd.arg(up.url("/echo/v1/chat"));
+    let out = tokio::task::block_in_place(|| run(&mut cmd, None, HTTP_TIMEOUT));
+    assert!(out.stdout.ends_with("200"), "{out:#?}");
+    assert!(
+        out.stdout.contains(&value),
+        "the upstream got the real key: {out:#?}"
+    );
+    let mut found = false;
+    for _ in 0..50 {
+        c.goto(&format!("{base}/audit")).await.expect("audit");
+        if c.source().await.expect("html").contains("/echo/v1/chat") {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(found, "the request never appeared in the audit page");
+    b.screenshot(&shots, "07-audit").await;
+    pages_seen.push(c.source().await.expect("html"));
+
+    // A rule that holds POSTs, and "test this request".
+    c.goto(&format!("{base}/rules")).await.expect("rules");
+    let form = c.form(Locator::Id("add-rule")).await.expect("form");
+    form.set_by_name("host", &host).await.expect("host");
+    form.set_by_name("method", "POST").await.expect("method");
+    form.set_by_name("action", "approve").await.expect("action");
+    form.submit_with(Locator::Css("#add-rule button[type=submit]"))
+        .await
+        .expect("submit");
+    c.wait()
+        .for_element(Locator::Css(".flash.ok"))
+        .await
+        .expect("rule added");
+    let test = c.form(Locator::Id("test-form")).await.expect("test form");
+    test.set_by_name("method", "POST").await.expect("method");
+    test.set_by_name("url", &up.url("/echo/act"))
+        .await
+        .expect("url");
+    test.submit_with(Locator::Css("#test-form button[type=submit]"))
+        .await
+        .expect("submit");
+    let result = c
+        .wait()
+        .for_element(Locator::Id("test-result"))
+        .await
+        .expect("result");
+    let text = result.text().await.expect("text");
+    assert!(text.contains("approve") && text.contains("up"), "{text}");
+    b.screenshot(&shots, "05-rules").await;
+    pages_seen.push(c.source().await.expect("html"));
+
+    // A held request waits for a click in the approvals page.
+    c.goto(&format!("{base}/approvals"))
+        .await
+        .expect("approvals");
+    let mut held = proxy_curl(&daemon, "bot", &token);
+    held.args(["-X", "POST", "-d", "{}", &up.url("/echo/act")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = held.spawn().expect("curl");
+    let approve = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#queue button.approve"))
+        .await
+        .expect("the held request appears live");
+    assert!(up.requests_to("/echo/act").is_empty(), "held, not sent");
+    b.screenshot(&shots, "06-approvals").await;
+    pages_seen.push(c.source().await.expect("html"));
+    approve.click().await.expect("approve");
+    let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("curl finished");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.trim_end().ends_with("200"),
+        "curl after approval: {stdout}"
+    );
+    c.wait()
+        .for_element(Locator::Css(".flash.ok"))
+        .await
+        .expect("decided");
+    pages_seen.push(c.source().await.expect("html"));
+
+    // The overview, now with traffic.
+    c.goto(&format!("{base}/")).await.expect("overview");
+    b.screenshot(&shots, "02-overview").await;
+    pages_seen.push(c.source().await.expect("html"));
+
+    for (i, html) in pages_seen.iter().enumerate() {
+        assert!(!html.contains(&value), "page {i} contains the secret value");
+    }
+    let _ = b.client.clone().close().await;
+}

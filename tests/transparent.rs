@@ -1,0 +1,578 @@
+//! Transparent interception end to end, for real (root, eBPF): the daemon
+//! attaches its programs to a test-only agents' parent cgroup, and real
+//! clients started with `airlock run --agent NAME -- CMD` — with no proxy
+//! variables at all — reach a loopback HTTPS upstream through the gateway,
+//! with the credential injected and the agent identified by its cgroup.
+//!
+//! Every test uses its own cgroups (`airlock-test-<random>.slice`, the
+//! gateway's `airlock-test-<random>-gw`), its own pin directory
+//! (`/sys/fs/bpf/airlock-test-<random>`) and intercepts only its own
+//! upstream's ports, so it neither sees nor disturbs anything else on the
+//! machine. [`Isolation`] removes all of it (pins, links, cgroups and the
+//! processes in them) however the test ends.
+//!
+//! Without root or without an eBPF object in the build, the tests say so
+//! and pass without checking anything.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use airlock::intercept::bpf;
+use airlock::intercept::cgroup::Cgroup2;
+use support::upstream::{Upstream, UpstreamOpts};
+use support::{Daemon, Output, run};
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the eBPF tests cannot run here, if they cannot.
+fn skip_reason() -> Option<&'static str> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root");
+    }
+    if airlock::ebpf::object().is_none() {
+        return Some("this build has no eBPF object (cargo xtask build-ebpf)");
+    }
+    if Cgroup2::find().is_err() {
+        return Some("no cgroup v2");
+    }
+    None
+}
+
+macro_rules! require_ebpf {
+    () => {
+        if let Some(why) = skip_reason() {
+            eprintln!("SKIPPED: transparent interception tests need root and eBPF: {why}");
+            return;
+        }
+    };
+}
+
+/// The test's own cgroups and pin directory, removed on drop: pins first
+/// (detaching the programs), then every process left in the cgroups,
+/// then the cgroups, deepest first.
+struct Isolation {
+    cg: Cgroup2,
+    parent: String,
+    gateway: String,
+    pin_dir: PathBuf,
+}
+
+impl Isolation {
+    fn new() -> Isolation {
+        let id = support::random_hex(4);
+        Isolation {
+            cg: Cgroup2::find().expect("cgroup v2"),
+            parent: format!("airlock-test-{id}.slice"),
+            gateway: format!("airlock-test-{id}-gw"),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/airlock-test-{id}")),
+        }
+    }
+
+    fn parent_dir(&self) -> PathBuf {
+        self.cg.path(&self.parent)
+    }
+
+    fn gateway_dir(&self) -> PathBuf {
+        self.cg.path(&self.gateway)
+    }
+
+    /// An agent cgroup path (relative, as `airlock agent add --cgroup` takes it).
+    fn agent_cgroup(&self, name: &str) -> String {
+        format!("{}/agent-{name}", self.parent)
+    }
+
+    /// The daemon's environment for this isolation.
+    fn env(&self, ports: &[u16]) -> Vec<(&'static str, String)> {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        vec![
+            ("AIRLOCK_TRANSPARENT", "ebpf".into()),
+            ("AIRLOCK_TRANSPARENT_PORT", "0".into()),
+            ("AIRLOCK_INTERCEPT_PORTS", ports.join(",")),
+            ("AIRLOCK_AGENTS_CGROUP", self.parent.clone()),
+            ("AIRLOCK_GATEWAY_CGROUP", self.gateway.clone()),
+            ("AIRLOCK_BPF_PIN_DIR", self.pin_dir.display().to_string()),
+        ]
+    }
+
+    /// The programs attached to the agents' parent cgroup.
+    fn attached(&self) -> Vec<(&'static str, String)> {
+        bpf::list_agent_side(&self.parent_dir()).expect("listing the parent's programs")
+    }
+
+    fn getsockopt_programs(&self) -> Vec<String> {
+        bpf::program_names(
+            &bpf::attached_program_ids(&self.gateway_dir(), bpf::attach_type::GETSOCKOPT)
+                .expect("listing the gateway cgroup's programs"),
+        )
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    // Kills whatever is left inside (cgroup.kill, Linux 5.14+), then waits
+    // for the cgroup to empty before removing it.
+    let _ = fs::write(dir.join("cgroup.kill"), "1");
+    for _ in 0..100 {
+        if fs::remove_dir(dir).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("warning: could not remove cgroup {}", dir.display());
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        if let Err(e) = bpf::release(&self.pin_dir) {
+            eprintln!("warning: releasing {}: {e}", self.pin_dir.display());
+        }
+        remove_cgroup_tree(&self.parent_dir());
+        remove_cgroup_tree(&self.gateway_dir());
+    }
+}
+
+/// A daemon intercepting for `iso` on `up`'s ports, with secret `up`
+/// (value `value`) for `host:port` granted to agent `bot`.
+fn start_daemon(iso: &Isolation, up: &Upstream, extra_ports: &[u16]) -> Daemon {
+    let mut ports = vec![up.port()];
+    ports.extend(up.addr_v6().map(|a| a.port()));
+    ports.extend_from_slice(extra_ports);
+    let mut builder = Daemon::builder()
+        .env(
+            "AIRLOCK_UPSTREAM_CA",
+            up.ca_pem_path().display().to_string(),
+        )
+        .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8,::1/128");
+    for (k, v) in iso.env(&ports) {
+        builder = builder.env(k, v);
+    }
+    builder.start()
+}
+
+fn add_agent(daemon: &Daemon, iso: &Isolation, name: &str) {
+    daemon.cli_ok(&["agent", "add", name, "--cgroup", &iso.agent_cgroup(name)]);
+}
+
+fn add_secret(daemon: &Daemon, name: &str, host: &str, value: &str, agent: &str) {
+    daemon
+        .cli_stdin(
+            &[
+                "secret",
+                "add",
+                name,
+                "--host",
+                host,
+                "--header",
+                "Authorization",
+            ],
+            value,
+        )
+        .ok();
+    daemon.cli_ok(&["agent", "grant", agent, name]);
+}
+
+/// `airlock run --agent AGENT -- ARGS...` against `daemon`.
+fn agent_run(daemon: &Daemon, agent: &str, args: &[&str]) -> Output {
+    let mut cmd = daemon.command();
+    cmd.args(["run", "--agent", agent, "--"]).args(args);
+    run(&mut cmd, None, CLIENT_TIMEOUT)
+}
+
+/// curl with no proxy and the name resolved to `ip`.
+fn curl_args(up_host: &str, port: u16, ip: &str, path: &str) -> Vec<String> {
+    vec![
+        "curl".into(),
+        "-sS".into(),
+        "--noproxy".into(),
+        "*".into(),
+        "-m".into(),
+        "20".into(),
+        "--resolve".into(),
+        format!("{up_host}:{port}:{ip}"),
+        format!("https://{up_host}:{port}{path}"),
+    ]
+}
+
+fn audit_json(daemon: &Daemon) -> Vec<serde_json::Value> {
+    daemon
+        .cli_ok(&["audit", "--json", "--limit", "1000"])
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits (bounded) for an audit record matching `pred`.
+fn wait_audit(daemon: &Daemon, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..50 {
+        if let Some(e) = audit_json(daemon).into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "no matching audit record; audit:\n{}",
+        daemon.cli_ok(&["audit", "--json", "--limit", "1000"])
+    );
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn agents_are_intercepted_by_cgroup_with_no_proxy_settings() {
+    require_ebpf!();
+    let iso = Isolation::new();
+    let up = Upstream::start(UpstreamOpts::https().with_ipv6());
+    // 443 too, for the UDP check (only this test's cgroups are affected).
+    let mut daemon = start_daemon(&iso, &up, &[443]);
+    let status = daemon.status_json();
+    let mode = status["mode"].as_str().unwrap_or_default().to_owned();
+    assert!(mode.starts_with("transparent (eBPF"), "{status:#}");
+
+    add_agent(&daemon, &iso, "bot");
+    let value = format!("sk-transparent-{}", support::random_hex(12));
+    let host = up.host().to_owned();
+    add_secret(
+        &daemon,
+        "up",
+        &format!("{host}:{}", up.port()),
+        &value,
+        "bot",
+    );
+    let v6_port = up.addr_v6().expect("ipv6 upstream").port();
+    add_secret(&daemon, "up6", &format!("{host}:{v6_port}"), &value, "bot");
+
+    // 1. curl inside the agent's cgroup, no proxy variables: intercepted,
+    //    credential injected, identity from the cgroup.
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &as_strs(&curl_args(&host, up.port(), "127.0.0.1", "/echo/v4")),
+    );
+    assert!(out.success(), "{out:#?}\n{}", daemon.log());
+    let seen = up.requests_to("/echo/v4");
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {value}").as_str())
+    );
+    let rec = wait_audit(&daemon, |e| e["path"] == "/echo/v4");
+    assert_eq!(rec["agent"], "bot", "{rec:#}");
+    assert_eq!(rec["secrets"][0], "up", "{rec:#}");
+
+    // 1b. As an unprivileged user (--user): privileges dropped, the CA
+    //     bundle readable, still intercepted.
+    let mut args = vec!["--user", "nobody", "--"];
+    let curl = curl_args(&host, up.port(), "127.0.0.1", "/echo/nobody");
+    args.extend(as_strs(&curl));
+    let mut cmd = daemon.command();
+    cmd.args(["run", "--agent", "bot"]).args(&args);
+    let out = run(&mut cmd, None, CLIENT_TIMEOUT);
+    assert!(out.success(), "{out:#?}");
+    assert_eq!(up.requests_to("/echo/nobody").len(), 1);
+    let out = agent_run(&daemon, "bot", &["id", "-u"]);
+    assert_eq!(out.stdout.trim(), "0", "no SUDO_UID: unchanged");
+    let mut cmd = daemon.command();
+    cmd.args([
+        "run", "--agent", "bot", "--user", "nobody", "--", "id", "-u",
+    ]);
+    let out = run(&mut cmd, None, CLIENT_TIMEOUT);
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    assert_eq!(out.stdout.trim(), nobody.to_string(), "{out:#?}");
+    let out = agent_run(&daemon, "bot", &["sh", "-c", "exit 7"]);
+    assert_eq!(out.code, 7, "the exit status passes through");
+
+    // 2. The same upstream from outside any agent cgroup: direct, untouched.
+    let direct = run(
+        Command::new("curl").args(
+            curl_args(&host, up.port(), "127.0.0.1", "/echo/direct")
+                .iter()
+                .skip(1)
+                .chain(&[
+                    "--cacert".to_owned(),
+                    up.ca_pem_path().display().to_string(),
+                ]),
+        ),
+        None,
+        CLIENT_TIMEOUT,
+    );
+    assert!(direct.success(), "{direct:#?}");
+    let seen = up.requests_to("/echo/direct");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("authorization"), None, "{seen:#?}");
+
+    // 3. A child process, in a sub-cgroup the agent made itself: still the agent.
+    let sub = iso.cg.path(&iso.agent_cgroup("bot")).join("worker");
+    let script = format!(
+        "mkdir -p {sub} && echo $$ > {sub}/cgroup.procs && exec {curl}",
+        sub = sub.display(),
+        curl = curl_args(&host, up.port(), "127.0.0.1", "/echo/child")
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = agent_run(&daemon, "bot", &["bash", "-c", &script]);
+    assert!(out.success(), "{out:#?}");
+    let seen = up.requests_to("/echo/child");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {value}").as_str())
+    );
+    let rec = wait_audit(&daemon, |e| e["path"] == "/echo/child");
+    assert_eq!(rec["agent"], "bot");
+
+    // 4. IPv6: ::1.
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &as_strs(&curl_args(&host, v6_port, "[::1]", "/echo/v6")),
+    );
+    assert!(out.success(), "{out:#?}\n{}", daemon.log());
+    let seen = up.requests_to("/echo/v6");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].peer.is_ipv6(), "{seen:#?}");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {value}").as_str())
+    );
+
+    // 4b. An IPv6 socket to an IPv4-mapped address (what Happy-Eyeballs
+    //     clients do) is no way around: intercepted like IPv4.
+    let py = format!(
+        "import os, socket, ssl\n\
+         ctx = ssl.create_default_context(cafile=os.environ['SSL_CERT_FILE'])\n\
+         s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n\
+         s.connect(('::ffff:127.0.0.1', {port}))\n\
+         t = ctx.wrap_socket(s, server_hostname='{host}')\n\
+         t.sendall(b'GET /echo/mapped HTTP/1.1\\r\\nHost: {host}:{port}\\r\\nConnection: close\\r\\n\\r\\n')\n\
+         print(t.recv(100).split(b' ')[1].decode())",
+        port = up.port(),
+    );
+    let out = agent_run(&daemon, "bot", &["python3", "-c", &py]);
+    assert!(out.success() && out.stdout.trim() == "200", "{out:#?}");
+    let seen = up.requests_to("/echo/mapped");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {value}").as_str())
+    );
+
+    // 5. UDP to an intercepted port (QUIC) is refused, inside the cgroup only.
+    let udp = |port: u16| {
+        format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.sendto(b'x',('127.0.0.1',{port}))\nprint('sent')"
+        )
+    };
+    let out = agent_run(&daemon, "bot", &["python3", "-c", &udp(443)]);
+    assert!(!out.success(), "{out:#?}");
+    assert!(out.stderr.contains("Operation not permitted"), "{out:#?}");
+    let out = run(
+        Command::new("python3").args(["-c", &udp(443)]),
+        None,
+        CLIENT_TIMEOUT,
+    );
+    assert!(out.success(), "outside the cgroup UDP/443 works: {out:#?}");
+
+    // 6. Python requests and Node's fetch, trusting the bundle `airlock
+    //    run` sets up; `localhost` (also in the upstream certificate),
+    //    IPv4 forced.
+    add_secret(
+        &daemon,
+        "loc",
+        &format!("localhost:{}", up.port()),
+        &value,
+        "bot",
+    );
+    let py = format!(
+        "import socket, requests, urllib3.util.connection as c\n\
+         c.allowed_gai_family = lambda: socket.AF_INET\n\
+         r = requests.get('https://localhost:{}/echo/python', timeout=20)\n\
+         print(r.status_code)",
+        up.port()
+    );
+    let out = agent_run(&daemon, "bot", &["python3", "-c", &py]);
+    assert!(out.success() && out.stdout.trim() == "200", "{out:#?}");
+    let js = format!(
+        "fetch('https://localhost:{}/echo/node').then(r => console.log(r.status)).catch(e => {{ console.error(e); process.exit(1) }})",
+        up.port()
+    );
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &["node", "--dns-result-order=ipv4first", "-e", &js],
+    );
+    assert!(out.success() && out.stdout.trim() == "200", "{out:#?}");
+    for path in ["/echo/python", "/echo/node"] {
+        let seen = up.requests_to(path);
+        assert_eq!(seen.len(), 1, "{path}");
+        assert_eq!(
+            seen[0].header("authorization"),
+            Some(format!("Bearer {value}").as_str()),
+            "{path}"
+        );
+    }
+
+    // 7. One program per attach point; one getsockopt on the gateway.
+    let attached = iso.attached();
+    assert_eq!(attached.len(), 5, "{attached:?}");
+    assert_eq!(iso.getsockopt_programs(), vec!["airlock_getopt"]);
+
+    // 8. kill -9: the agent's next connection fails (no bypass); restart:
+    //    works again, the pinned programs adopted, not duplicated.
+    daemon.kill9();
+    let before = up.requests().len();
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &as_strs(&curl_args(&host, up.port(), "127.0.0.1", "/echo/down")),
+    );
+    // `airlock run` itself needs the daemon (admin API); go around it.
+    assert!(!out.success());
+    let agent_dir = iso.cg.path(&iso.agent_cgroup("bot"));
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec {}",
+        agent_dir.display(),
+        curl_args(&host, up.port(), "127.0.0.1", "/echo/down")
+            .iter()
+            .chain(&["-k".to_owned()])
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = run(
+        Command::new("bash").args(["-c", &script]),
+        None,
+        CLIENT_TIMEOUT,
+    );
+    assert!(
+        !out.success(),
+        "went out while the daemon was down: {out:#?}"
+    );
+    assert!(out.stderr.contains("Couldn't connect"), "{out:#?}");
+    assert_eq!(
+        up.requests().len(),
+        before,
+        "the upstream was reached directly"
+    );
+    assert_eq!(iso.attached().len(), 5, "the pinned programs stayed");
+
+    daemon.restart();
+    let mode = daemon.status_json()["mode"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(mode.contains("adopted"), "{mode}");
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &as_strs(&curl_args(&host, up.port(), "127.0.0.1", "/echo/again")),
+    );
+    assert!(out.success(), "{out:#?}\n{}", daemon.log());
+    assert_eq!(up.requests_to("/echo/again").len(), 1);
+    let attached = iso.attached();
+    assert_eq!(attached.len(), 5, "duplicated after restart: {attached:?}");
+    assert_eq!(iso.getsockopt_programs(), vec!["airlock_getopt"]);
+
+    // 9. `airlock stop --release` removes interception: agents then go
+    //    out directly (no credential).
+    let out = daemon.cli(&["stop", "--release"]);
+    assert!(out.success(), "{out:#?}");
+    assert!(iso.attached().is_empty());
+    assert!(!iso.pin_dir.exists());
+    let out = run(
+        Command::new("bash").args(["-c", &script]),
+        None,
+        CLIENT_TIMEOUT,
+    );
+    assert!(out.success(), "{out:#?}");
+    let seen = up.requests_to("/echo/down");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("authorization"), None);
+}
+
+#[test]
+fn unknown_cgroups_under_the_parent_are_refused_and_audited() {
+    require_ebpf!();
+    let iso = Isolation::new();
+    let up = Upstream::start(UpstreamOpts::https());
+    let daemon = start_daemon(&iso, &up, &[]);
+    let stranger = iso.parent_dir().join("stranger");
+    fs::create_dir_all(&stranger).unwrap();
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec {} --cacert {}",
+        stranger.display(),
+        curl_args(up.host(), up.port(), "127.0.0.1", "/echo/stranger")
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        up.ca_pem_path().display()
+    );
+    let out = run(
+        Command::new("bash").args(["-c", &script]),
+        None,
+        CLIENT_TIMEOUT,
+    );
+    assert!(!out.success(), "{out:#?}");
+    assert!(up.requests_to("/echo/stranger").is_empty());
+    let rec = wait_audit(&daemon, |e| e["decision"] == "unknown_agent");
+    assert!(rec["agent"].is_null(), "{rec:#}");
+    assert!(
+        rec["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not an agent's cgroup")),
+        "{rec:#}"
+    );
+}
+
+#[test]
+fn without_ebpf_auto_falls_back_and_ebpf_mode_refuses_to_start() {
+    require_ebpf!();
+    // A pin directory on no BPF file system: eBPF cannot be set up.
+    let not_bpffs = format!("/tmp/airlock-test-not-bpffs-{}", support::random_hex(4));
+    let dir = support::temp_data_dir();
+    let out = support::serve_expect_exit(
+        dir.path(),
+        &[
+            ("AIRLOCK_TRANSPARENT", "ebpf"),
+            ("AIRLOCK_BPF_PIN_DIR", &not_bpffs),
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("transparent interception is required")
+            && out.stderr.contains("no BPF file system"),
+        "{out:#?}"
+    );
+
+    let daemon = Daemon::builder()
+        .env("AIRLOCK_TRANSPARENT", "auto")
+        .env("AIRLOCK_BPF_PIN_DIR", &not_bpffs)
+        .start();
+    let status = daemon.status_json();
+    let mode = status["mode"].as_str().unwrap_or_default();
+    assert!(
+        mode.starts_with("explicit proxy only: eBPF interception could not start")
+            && mode.contains("no BPF file system"),
+        "{status:#}"
+    );
+    assert!(daemon.log().contains("eBPF interception could not start"));
+    assert!(!Path::new(&not_bpffs).exists());
+}

@@ -1,0 +1,40 @@
+// Airlock dashboard: the only script. No framework and no build step.
+// 1. Elements with data-refresh="/url" are re-fetched every data-every ms
+//    (server-rendered, escaped HTML fragments) so counts and the approval
+//    queue stay live. A session that ended sends the page to the login.
+// 2. Forms with data-confirm ask before they submit (deletes).
+"use strict";
+
+function refresh(el) {
+  const url = el.dataset.refresh;
+  const every = Number(el.dataset.every) || 3000;
+  let busy = false;
+  setInterval(async () => {
+    if (busy || document.hidden) return;
+    busy = true;
+    try {
+      const r = await fetch(url, { credentials: "same-origin", redirect: "follow" });
+      if (r.redirected || r.url.endsWith("/login")) {
+        window.location.assign("/login");
+        return;
+      }
+      if (r.ok) el.innerHTML = await r.text();
+    } catch (_) {
+      // The daemon restarted or the network blinked; try again next tick.
+    } finally {
+      busy = false;
+    }
+  }, every);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-refresh]").forEach(refresh);
+  document.querySelectorAll("input.copy").forEach((input) => {
+    input.addEventListener("focus", () => input.select());
+  });
+});
+
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset && event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});

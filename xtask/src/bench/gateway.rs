@@ -1,0 +1,237 @@
+//! The gateway under test: `target/release/airlock serve` on a fresh data
+//! directory, one secret injected as `Authorization`, one agent.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::procs;
+use super::upstream::{self, HOST};
+use crate::cmd;
+
+pub struct Gateway {
+    pub binary: PathBuf,
+    pub data_dir: PathBuf,
+    pub pid: u32,
+    pub postgres_pid: Option<u32>,
+    pub proxy_addr: String,
+    pub ca_cert: PathBuf,
+    pub token: String,
+}
+
+impl Gateway {
+    /// `airlock status --json`.
+    pub fn status(&self) -> Result<Value> {
+        status(&self.binary, &self.data_dir)
+    }
+
+    /// The `Proxy-Authorization` header value for the bench agent.
+    pub fn proxy_authorization(&self) -> String {
+        format!("Basic {}", base64(format!("bot:{}", self.token).as_bytes()))
+    }
+}
+
+fn cli(binary: &Path, data_dir: &Path) -> Command {
+    let mut c = Command::new(binary);
+    c.env("AIRLOCK_DATA_DIR", data_dir);
+    c
+}
+
+fn status(binary: &Path, data_dir: &Path) -> Result<Value> {
+    let mut c = cli(binary, data_dir);
+    c.args(["status", "--json"]);
+    let out = c.stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            cmd::display(&c),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("`airlock status --json` printed no JSON")
+}
+
+fn run_quiet(c: &mut Command, stdin: Option<&str>) -> Result<String> {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", cmd::display(c)))?;
+    if let Some(input) = stdin
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        pipe.write_all(input.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            cmd::display(c),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Starts the daemon with a data directory under `dir`; configures the
+/// secret for `upstream_port` and the agent.
+pub fn start(binary: &Path, dir: &Path, upstream_ca: &Path, upstream_port: u16) -> Result<Gateway> {
+    let data_dir = dir.join("airlock-data");
+    fs::create_dir_all(&data_dir)?;
+    let proxy_port = upstream::free_port()?;
+    let log_path = dir.join("airlock.log");
+    let log = fs::File::create(&log_path)?;
+    let mut command = cli(binary, &data_dir);
+    command
+        .arg("serve")
+        .env("AIRLOCK_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
+        .env("AIRLOCK_UPSTREAM_CA", upstream_ca)
+        .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8")
+        .env("AIRLOCK_RESOLVE", format!("{HOST}=127.0.0.1"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own process group: Ctrl-C reaches it only through our cleanup.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+    let pid = child.id();
+    procs::track("airlock", pid, libc::SIGTERM, procs::ORDER_GATEWAY);
+
+    // Wait for the admin API and the proxy listener.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let postgres = postmaster_pid(&data_dir);
+        if let Some(pg) = postgres {
+            procs::track("postgres", pg, libc::SIGINT, procs::ORDER_POSTGRES);
+        }
+        if let Ok(s) = status(binary, &data_dir)
+            && s["proxy_addr"].as_str().is_some_and(|a| !a.is_empty())
+        {
+            break s;
+        }
+        if !Path::new(&format!("/proc/{pid}")).exists() || Instant::now() > deadline {
+            bail!(
+                "airlock did not come up; its log: {}\n{}",
+                log_path.display(),
+                tail(&log_path, 20)
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let postgres_pid = status["database"]["postgres_pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .or_else(|| postmaster_pid(&data_dir));
+    if let Some(pg) = postgres_pid {
+        procs::track("postgres", pg, libc::SIGINT, procs::ORDER_POSTGRES);
+    }
+    let proxy_addr = status["proxy_addr"].as_str().unwrap_or_default().to_owned();
+    let ca_cert = PathBuf::from(status["ca_cert"].as_str().unwrap_or_default());
+    if !ca_cert.is_file() {
+        bail!("airlock status names no CA certificate file: {status}");
+    }
+    upstream::wait_listening(
+        proxy_addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(proxy_port),
+        Duration::from_secs(10),
+    )?;
+
+    run_quiet(
+        cli(binary, &data_dir).args([
+            "secret",
+            "add",
+            "bench",
+            "--host",
+            &format!("{HOST}:{upstream_port}"),
+            "--header",
+            "Authorization",
+        ]),
+        Some(upstream::SECRET),
+    )?;
+    let token = run_quiet(
+        cli(binary, &data_dir).args(["agent", "add", "bot", "--grant", "bench"]),
+        None,
+    )?
+    .trim()
+    .to_owned();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        bail!("`airlock agent add` printed no single token: {token:?}");
+    }
+
+    let gateway = Gateway {
+        binary: binary.to_owned(),
+        data_dir,
+        pid,
+        postgres_pid,
+        proxy_addr,
+        ca_cert,
+        token,
+    };
+    Ok(gateway)
+}
+
+/// The embedded PostgreSQL's PID: the first line of `postmaster.pid`.
+pub fn postmaster_pid(data_dir: &Path) -> Option<u32> {
+    let text = fs::read_to_string(data_dir.join("postgres/data/postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Standard base64 with padding (RFC 4648), for `Proxy-Authorization`.
+pub fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+}

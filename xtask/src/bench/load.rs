@@ -1,0 +1,203 @@
+//! Load generation with `oha` (JSON output), one bounded run at a time.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::cmd;
+
+/// How a run reaches the upstream.
+pub enum Route {
+    /// Straight to nginx, sending the key itself; `connect_to` is oha's
+    /// `HOST:PORT:IP:PORT` override (the name is not in DNS).
+    Direct {
+        authorization: String,
+        connect_to: String,
+    },
+    /// Through the gateway's explicit proxy; the gateway adds the key.
+    Proxy {
+        addr: String,
+        proxy_authorization: String,
+    },
+}
+
+pub struct Run<'a> {
+    pub oha: &'a PathBuf,
+    pub url: &'a str,
+    pub cacert: &'a PathBuf,
+    pub route: &'a Route,
+    pub connections: u32,
+    pub duration: Duration,
+}
+
+/// What one `oha` run measured.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Requests answered 200 (the upstream checks the key, so each proves
+    /// the injection).
+    pub ok: u64,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+}
+
+impl Run<'_> {
+    fn command(&self) -> Command {
+        let mut c = Command::new(self.oha);
+        c.args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--http-version",
+            "1.1",
+        ])
+        .arg("-c")
+        .arg(self.connections.to_string())
+        .arg("-z")
+        .arg(format!("{}ms", self.duration.as_millis()))
+        .arg("--cacert")
+        .arg(self.cacert);
+        match self.route {
+            Route::Direct {
+                authorization,
+                connect_to,
+            } => {
+                c.arg("-H")
+                    .arg(format!("Authorization: {authorization}"))
+                    .arg("--connect-to")
+                    .arg(connect_to);
+            }
+            Route::Proxy {
+                addr,
+                proxy_authorization,
+            } => {
+                // oha resolves the target's name up front unless told not
+                // to; only the gateway can resolve it.
+                c.arg("--no-pre-lookup")
+                    .arg("-x")
+                    .arg(format!("http://{addr}"))
+                    .arg("--proxy-header")
+                    .arg(format!("Proxy-Authorization: {proxy_authorization}"));
+            }
+        }
+        c.arg(self.url);
+        c
+    }
+
+    pub fn go(&self) -> Result<Measured> {
+        let mut c = self.command();
+        let out = c
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot start `{}`", cmd::display(&c)))?;
+        if !out.status.success() {
+            bail!(
+                "`{}` failed ({}): {}",
+                cmd::display(&c),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let json: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "`{}` printed no JSON: {}",
+                cmd::display(&c),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+        parse(&json).with_context(|| format!("in the results of `{}`", cmd::display(&c)))
+    }
+}
+
+/// Errors oha reports for requests cut off by `-z`: not failures.
+fn is_deadline_error(message: &str) -> bool {
+    message.contains("deadline")
+}
+
+pub fn parse(json: &Value) -> Result<Measured> {
+    let statuses = json["statusCodeDistribution"]
+        .as_object()
+        .context("no statusCodeDistribution")?;
+    let mut ok = 0;
+    let mut other = Vec::new();
+    for (code, count) in statuses {
+        let count = count.as_u64().unwrap_or(0);
+        if code == "200" {
+            ok += count;
+        } else {
+            other.push(format!("{count}× {code}"));
+        }
+    }
+    let errors: Vec<String> = json["errorDistribution"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !is_deadline_error(k))
+                .map(|(k, v)| format!("{v}× {k}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !other.is_empty() || !errors.is_empty() {
+        bail!(
+            "requests failed: statuses [{}], errors [{}] (a 401 means the key was not injected)",
+            other.join(", "),
+            errors.join(", ")
+        );
+    }
+    if ok == 0 {
+        bail!("no request succeeded");
+    }
+    let wall_s = json["summary"]["total"]
+        .as_f64()
+        .context("no summary.total")?;
+    let pct = |key: &str| -> Result<f64> {
+        json["latencyPercentiles"][key]
+            .as_f64()
+            .map(|s| s * 1e6)
+            .with_context(|| format!("no latencyPercentiles.{key}"))
+    };
+    Ok(Measured {
+        ok,
+        rps: ok as f64 / wall_s,
+        p50_us: pct("p50")?,
+        p99_us: pct("p99")?,
+        p999_us: pct("p99.9")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_oha_json_and_ignores_deadline_aborts() {
+        let json: Value = serde_json::from_str(
+            r#"{"summary":{"total":2.0},
+                "latencyPercentiles":{"p50":0.0001,"p99":0.0005,"p99.9":0.001},
+                "statusCodeDistribution":{"200":1000},
+                "errorDistribution":{"aborted due to deadline":3}}"#,
+        )
+        .unwrap();
+        let m = parse(&json).unwrap();
+        assert_eq!(m.ok, 1000);
+        assert!((m.rps - 500.0).abs() < 1e-9);
+        assert!((m.p50_us - 100.0).abs() < 1e-6);
+        assert!((m.p999_us - 1000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_401_fails_the_run() {
+        let json: Value = serde_json::from_str(
+            r#"{"summary":{"total":1.0},
+                "latencyPercentiles":{"p50":0.0001,"p99":0.0005,"p99.9":0.001},
+                "statusCodeDistribution":{"200":10,"401":1},
+                "errorDistribution":{}}"#,
+        )
+        .unwrap();
+        assert!(parse(&json).unwrap_err().to_string().contains("401"));
+    }
+}

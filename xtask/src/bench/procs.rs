@@ -1,0 +1,233 @@
+//! The processes the benchmark starts (nginx, airlock, the embedded
+//! PostgreSQL), stopped by PID however the run ends: success, error, panic
+//! or Ctrl-C. Also CPU-time sampling from `/proc`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// A process to stop at the end.
+#[derive(Debug, Clone)]
+struct Tracked {
+    name: &'static str,
+    pid: i32,
+    /// The process's start time (field 22 of `/proc/PID/stat`, unchanged by
+    /// exec): guards against PID reuse.
+    started: Option<u64>,
+    /// Signal asking for a fast, clean stop.
+    signal: i32,
+    /// Lower stops first.
+    order: u8,
+}
+
+static TRACKED: Mutex<Vec<Tracked>> = Mutex::new(Vec::new());
+
+/// Stop order: the gateway first (it shuts its PostgreSQL down itself), then
+/// whatever PostgreSQL is left, then the upstream.
+pub const ORDER_GATEWAY: u8 = 0;
+pub const ORDER_POSTGRES: u8 = 1;
+pub const ORDER_UPSTREAM: u8 = 2;
+
+fn lock() -> std::sync::MutexGuard<'static, Vec<Tracked>> {
+    TRACKED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Remembers `pid` to be stopped with `signal` at cleanup.
+pub fn track(name: &'static str, pid: u32, signal: i32, order: u8) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    let started = start_time(pid);
+    let mut tracked = lock();
+    if tracked.iter().any(|t| t.pid == pid) {
+        return;
+    }
+    tracked.push(Tracked {
+        name,
+        pid,
+        started,
+        signal,
+        order,
+    });
+}
+
+/// Installs the Ctrl-C / SIGTERM handler: stop everything, then exit.
+pub fn install_signal_handler() -> Result<()> {
+    ctrlc::set_handler(|| {
+        eprintln!("\nbench: interrupted; stopping what it started");
+        cleanup();
+        std::process::exit(130);
+    })
+    .context("cannot install the Ctrl-C handler")
+}
+
+/// Stops every tracked process (idempotent). Safe to call from the signal
+/// handler thread and from the main thread's guard.
+pub fn cleanup() {
+    let mut tracked: Vec<Tracked> = std::mem::take(&mut *lock());
+    tracked.sort_by_key(|t| t.order);
+    for t in tracked {
+        stop(&t);
+    }
+}
+
+/// Calls [`cleanup`] when dropped (also on panic unwinding).
+pub struct CleanupGuard;
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        cleanup();
+    }
+}
+
+/// Fields of `/proc/PID/stat` after the command name (which is in
+/// parentheses and may hold spaces): index 0 is field 3 (state).
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = text.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the process we registered. Reaps it if it is our
+/// child and has exited.
+fn alive(t: &Tracked) -> bool {
+    // SAFETY: waitpid with WNOHANG on a pid only reaps it if it is our own
+    // exited child; it never blocks.
+    let reaped = unsafe { libc::waitpid(t.pid, std::ptr::null_mut(), libc::WNOHANG) };
+    if reaped == t.pid {
+        return false;
+    }
+    // A zombie that is not ours (reparented and not yet reaped) counts as
+    // gone; so does another process that got the same PID.
+    match stat_fields(t.pid) {
+        None => false,
+        Some(f) if f.first().is_some_and(|s| s == "Z") => false,
+        Some(f) => t.started.is_none() || f.get(19).and_then(|s| s.parse().ok()) == t.started,
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) with a positive pid we started (checked by `alive`).
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn wait_gone(t: &Tracked, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !alive(t) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    !alive(t)
+}
+
+fn stop(t: &Tracked) {
+    if !alive(t) {
+        return;
+    }
+    signal(t.pid, t.signal);
+    if wait_gone(t, Duration::from_secs(20)) {
+        eprintln!("bench: stopped {} (pid {})", t.name, t.pid);
+        return;
+    }
+    eprintln!(
+        "bench: {} (pid {}) did not stop in 20s; killing it",
+        t.name, t.pid
+    );
+    signal(t.pid, libc::SIGKILL);
+    wait_gone(t, Duration::from_secs(5));
+}
+
+/// Clock ticks per second for `/proc/PID/stat` times.
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// (ppid, utime + stime in ticks) of every process, from `/proc/*/stat`.
+fn all_stats() -> HashMap<i32, (i32, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(stat) = stat_of(pid) {
+            out.insert(pid, stat);
+        }
+    }
+    out
+}
+
+fn stat_of(pid: i32) -> Option<(i32, u64)> {
+    // ppid (field 4) is index 1, utime (14) is 11 and stime (15) is 12.
+    let fields = stat_fields(pid)?;
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((ppid, utime + stime))
+}
+
+/// CPU ticks used so far by `pid` alone.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    i32::try_from(pid)
+        .ok()
+        .and_then(stat_of)
+        .map_or(0, |(_, t)| t)
+}
+
+/// CPU ticks used so far by `pid` and its direct children (nginx workers,
+/// PostgreSQL backends).
+pub fn tree_ticks(pid: u32) -> u64 {
+    let Ok(pid) = i32::try_from(pid) else {
+        return 0;
+    };
+    all_stats()
+        .iter()
+        .filter(|(p, (ppid, _))| **p == pid || *ppid == pid)
+        .map(|(_, (_, t))| t)
+        .sum()
+}
+
+/// User+system CPU seconds of our waited-for children so far (oha).
+pub fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_stat() {
+        let me = std::process::id();
+        assert!(stat_of(i32::try_from(me).unwrap()).is_some());
+        assert!(clock_ticks() > 0.0);
+        assert!(start_time(i32::try_from(me).unwrap()).is_some());
+        // Our own tree holds at least ourselves.
+        let _ = tree_ticks(me);
+    }
+}

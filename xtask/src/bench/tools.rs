@@ -1,0 +1,149 @@
+//! What the benchmark needs installed, and what it reports about the
+//! machine and the versions measured.
+
+use std::collections::BTreeMap;
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use super::report::Machine;
+use super::upstream;
+use crate::cmd;
+
+/// The oha release whose flags and JSON this harness uses.
+const OHA_VERSION: &str = "1.16.0";
+
+/// `oha` on PATH or in `~/.cargo/bin`; installed with cargo if missing.
+pub fn ensure_oha() -> Result<PathBuf> {
+    if let Some(found) = find_oha() {
+        return Ok(found);
+    }
+    eprintln!("bench: installing oha {OHA_VERSION} (a few minutes, once)");
+    let mut install = cmd::host_cargo();
+    install.args(["install", "oha", "--version", OHA_VERSION, "--locked"]);
+    cmd::run(&mut install)?;
+    match find_oha() {
+        Some(found) => Ok(found),
+        None => bail!("`cargo install oha` succeeded but no oha is on PATH or in ~/.cargo/bin"),
+    }
+}
+
+fn find_oha() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = cmd::cargo_bin_dir()
+        .map(|d| d.join("oha"))
+        .into_iter()
+        .collect();
+    if let Some(path) = env::var_os("PATH") {
+        candidates.extend(env::split_paths(&path).map(|d| d.join("oha")));
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.is_file() && cmd::probe(Command::new(c).arg("--version")).is_some())
+}
+
+/// Debian's `nginx-light`, if no nginx is there.
+pub fn ensure_nginx() -> Result<()> {
+    if cmd::probe(Command::new(upstream::nginx_binary()).arg("-v")).is_some() {
+        return Ok(());
+    }
+    if !cmd::on_path("apt-get") {
+        bail!("nginx is missing and there is no apt-get: install nginx (with ssl and http2)");
+    }
+    let install = || {
+        let mut c = Command::new("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive").args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "nginx-light",
+        ]);
+        c
+    };
+    if cmd::run(&mut install()).is_err() {
+        // A fresh machine may have no package lists yet.
+        cmd::run(Command::new("apt-get").arg("update"))?;
+        cmd::run(&mut install())?;
+    }
+    // The package starts the system nginx on port 80; we run our own.
+    Ok(())
+}
+
+/// The host target directory: `$CARGO_TARGET_DIR` if set, else
+/// `<workspace>/target`.
+pub fn target_dir() -> Result<PathBuf> {
+    let root = cmd::workspace_root()?;
+    Ok(
+        match env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => root.join(dir),
+            None => root.join("target"),
+        },
+    )
+}
+
+fn first_line(out: Option<String>) -> String {
+    out.and_then(|s| s.lines().next().map(|l| l.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+pub fn git_describe(root: &Path) -> String {
+    first_line(cmd::probe(
+        Command::new("git")
+            .current_dir(root)
+            .args(["describe", "--always", "--dirty"]),
+    ))
+}
+
+pub fn machine(loadavg: String) -> Machine {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model,
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        loadavg_at_start: loadavg,
+    }
+}
+
+pub fn versions(oha: &Path, airlock: &Path) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert(
+        "oha".into(),
+        first_line(cmd::probe(Command::new(oha).arg("--version"))),
+    );
+    v.insert(
+        "airlock".into(),
+        first_line(cmd::probe(Command::new(airlock).arg("--version"))),
+    );
+    v.insert(
+        "rustc".into(),
+        first_line(cmd::probe(Command::new("rustc").arg("--version"))),
+    );
+    v.insert(
+        "openssl".into(),
+        first_line(cmd::probe(Command::new("openssl").arg("version"))),
+    );
+    // nginx prints its version on stderr.
+    let nginx = Command::new(upstream::nginx_binary())
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
+        .unwrap_or_default();
+    v.insert(
+        "nginx".into(),
+        nginx
+            .strip_prefix("nginx version: ")
+            .unwrap_or(&nginx)
+            .to_owned(),
+    );
+    v
+}
