@@ -5,6 +5,9 @@ use std::fs;
 use std::path::PathBuf;
 
 fn main() {
+    // sqlx::migrate! embeds migrations/ at compile time; a new migration
+    // alone must trigger a rebuild.
+    println!("cargo::rerun-if-changed=../migrations");
     println!("cargo::rustc-check-cfg=cfg(airlock_ebpf)");
     let manifest =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

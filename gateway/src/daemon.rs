@@ -197,7 +197,13 @@ async fn run(
         path: socket_path.clone(),
         source,
     })?;
-    let service = Service::new(store.clone(), vault.clone(), snapshot, approvals);
+    let service = Service::new(
+        store.clone(),
+        vault.clone(),
+        snapshot,
+        approvals,
+        &settings.intercept.agents_cgroup,
+    );
     let status = StatusInfo {
         started_at: Utc::now(),
         data_dir: data.root().display().to_string(),

@@ -94,6 +94,8 @@ pub struct Service {
     vault: Arc<Vault>,
     snapshot: Arc<SnapshotHandle>,
     approvals: Arc<Approvals>,
+    /// The agents' parent cgroup: a new agent's cgroup is `PARENT/agent-NAME`.
+    agents_cgroup: Arc<str>,
 }
 
 impl Service {
@@ -102,12 +104,14 @@ impl Service {
         vault: Arc<Vault>,
         snapshot: Arc<SnapshotHandle>,
         approvals: Arc<Approvals>,
+        agents_cgroup: &str,
     ) -> Self {
         Service {
             store,
             vault,
             snapshot,
             approvals,
+            agents_cgroup: agents_cgroup.trim_matches('/').into(),
         }
     }
 
@@ -222,7 +226,7 @@ impl Service {
             .map_err(|e| ServiceError::invalid("grants", e))?;
         let cgroup = match req.cgroup {
             Some(path) => validate_cgroup(&path)?,
-            None => format!("airlock.slice/agent-{name}"),
+            None => format!("{}/agent-{name}", self.agents_cgroup),
         };
         let token = Token::generate();
         self.store

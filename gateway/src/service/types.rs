@@ -100,7 +100,8 @@ pub struct AddAgent {
     pub name: String,
     #[serde(default)]
     pub grants: Vec<String>,
-    /// Defaults to `airlock.slice/agent-NAME` under the agents' parent cgroup.
+    /// Defaults to `agent-NAME` under the agents' parent cgroup
+    /// (`airlock.slice/agent-NAME` unless configured otherwise).
     #[serde(default)]
     pub cgroup: Option<String>,
 }
