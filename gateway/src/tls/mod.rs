@@ -10,6 +10,7 @@
 //!   per name, minted once per name off the async runtime.
 //! - [`upstream`]: [`upstream_client_config`], the OS roots plus the bundle
 //!   in `AIRLOCK_UPSTREAM_CA`.
+//! - [`trust_store`]: `airlock ca install|uninstall`, the OS trust store.
 //! - [`sni`]: [`parse_client_hello_sni`], a pure, never-panicking reader of
 //!   the SNI in the first bytes of a connection.
 //!
@@ -23,6 +24,7 @@ mod der;
 pub mod leaf;
 pub mod name;
 pub mod sni;
+pub mod trust_store;
 pub mod upstream;
 
 #[cfg(test)]
