@@ -117,6 +117,10 @@ pub enum TokenCommand {
 pub enum CaCommand {
     /// Print the path of the CA certificate (PEM).
     Path,
+    /// Add the CA to the operating system's trust store (Debian, Fedora).
+    Install,
+    /// Remove the CA from the operating system's trust store.
+    Uninstall,
 }
 
 #[derive(Debug, Args)]

@@ -79,6 +79,8 @@ async fn manage(client: &AdminClient, command: Command) -> Result<()> {
             println!("{}", s.ca_cert);
             Ok(())
         }
+        // The trust store needs no daemon: the CA is a file in the data dir.
+        Command::Ca(cmd) => trust_store(client, cmd),
     }
 }
 
@@ -639,4 +641,30 @@ fn process_alive(pid: i32) -> bool {
                 .map(|(_, rest)| rest.trim_start().to_owned())
         })
         .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+fn trust_store(client: &AdminClient, cmd: CaCommand) -> Result<()> {
+    use airlock::tls::trust_store;
+    let data_dir = client
+        .socket()
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
+    match cmd {
+        CaCommand::Install => {
+            let at = trust_store::install(&data_dir.join(airlock::tls::CA_CERT_FILE))?;
+            println!(
+                "installed the Airlock CA in the system trust store ({})",
+                at.display()
+            );
+        }
+        CaCommand::Uninstall => match trust_store::uninstall()? {
+            Some(at) => println!(
+                "removed the Airlock CA from the system trust store ({})",
+                at.display()
+            ),
+            None => println!("the Airlock CA was not in the system trust store"),
+        },
+        CaCommand::Path => {}
+    }
+    Ok(())
 }
