@@ -1301,9 +1301,17 @@ fn ca_install_and_uninstall_change_the_system_trust_store() {
     let _guard = Uninstall(&d);
     let out = d.cli_ok(&["ca", "install"]);
     assert!(out.contains("installed"), "{out}");
-    assert!(std::fs::read_to_string(BUNDLE).unwrap().contains(&body_line));
+    assert!(
+        std::fs::read_to_string(BUNDLE)
+            .unwrap()
+            .contains(&body_line)
+    );
     let out = d.cli_ok(&["ca", "uninstall"]);
     assert!(out.contains("removed"), "{out}");
-    assert!(!std::fs::read_to_string(BUNDLE).unwrap().contains(&body_line));
+    assert!(
+        !std::fs::read_to_string(BUNDLE)
+            .unwrap()
+            .contains(&body_line)
+    );
     assert!(d.cli_ok(&["ca", "uninstall"]).contains("was not in"));
 }

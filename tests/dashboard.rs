@@ -321,6 +321,63 @@ fn api_over_tcp_needs_a_token_and_serves_every_endpoint() {
     assert_eq!(rules[0]["id"].as_i64(), Some(b), "{rules}");
     assert_eq!(rules[1]["id"].as_i64(), Some(a));
 
+    // Editing in place: validated like an add, position kept, audited.
+    let edit = |id: i64, body: &str| web.api("PUT", &format!("/api/v1/rules/{id}"), Some(body), t);
+    let bad = edit(a, r#"{"host":"bad host!","action":"block"}"#);
+    assert_eq!(
+        (bad.code, bad.json()["field"].clone()),
+        (400, "host".into())
+    );
+    let bad = edit(
+        a,
+        r#"{"host":"api.test.local","agent":"nobody","action":"block"}"#,
+    );
+    assert_eq!(bad.code, 404, "{bad:?}");
+    assert_eq!(
+        edit(999_999, r#"{"host":"x.test","action":"block"}"#).code,
+        404
+    );
+    assert_eq!(edit(a, "not json").code, 400);
+    let edited = edit(
+        a,
+        r#"{"host":"api.test.local","path":"/v1/**","method":"GET","agent":"bot","action":"rate","count":5,"period_secs":60}"#,
+    );
+    assert_eq!(edited.code, 200, "{edited:?}");
+    let e = edited.json();
+    assert_eq!(
+        (e["id"].as_i64(), e["path"].as_str()),
+        (Some(a), Some("/v1/**"))
+    );
+    assert_eq!(
+        (e["method"].as_str(), e["agent"].as_str()),
+        (Some("GET"), Some("bot"))
+    );
+    assert_eq!(
+        (e["action"].as_str(), e["count"].as_i64()),
+        (Some("rate"), Some(5))
+    );
+    let rules = web.api("GET", "/api/v1/rules", None, t).json();
+    assert_eq!(
+        rules[1]["id"].as_i64(),
+        Some(a),
+        "the position stays: {rules}"
+    );
+    let trail = web
+        .api("GET", "/api/v1/audit/search?decision=rule.edit", None, t)
+        .json();
+    assert_eq!(trail["total"], 1, "{trail}");
+    let detail = trail["events"][0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("rule={a}")) && detail.contains("action=rate 5/"),
+        "{detail}"
+    );
+    // Back to what the probes below expect.
+    let restored = edit(
+        a,
+        r#"{"host":"api.test.local","path":"/admin/**","action":"block"}"#,
+    );
+    assert_eq!(restored.code, 200, "{restored:?}");
+
     let probe = |body: &str| web.api("POST", "/api/v1/rules/test", Some(body), t);
     let p = probe(r#"{"agent":"bot","method":"GET","url":"https://api.test.local/v1/chat"}"#);
     assert_eq!(p.code, 200, "{p:?}");
@@ -385,6 +442,63 @@ fn api_over_tcp_needs_a_token_and_serves_every_endpoint() {
     assert!(
         !daemon.log().contains(&token),
         "the API token is never logged"
+    );
+}
+
+#[test]
+fn openapi_document_describes_every_route() {
+    let daemon = Daemon::start();
+    let web = Web::of(&daemon);
+    let token = api_token(&daemon, "docs");
+    // Behind the same authentication as the rest of /api/v1.
+    assert_eq!(
+        web.api("GET", airlock::admin::OPENAPI_PATH, None, None)
+            .code,
+        401
+    );
+    let doc = web.api("GET", airlock::admin::OPENAPI_PATH, None, Some(&token));
+    assert_eq!(doc.code, 200, "{doc:?}");
+    let doc = doc.json();
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3."), "not OpenAPI 3: {version:?}");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    // The routes come from the router's own declaration, so a route added
+    // there without a #[utoipa::path] fails here.
+    let mut expected: Vec<(String, String)> = airlock::admin::API_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    expected.push(("get".into(), airlock::admin::OPENAPI_PATH.into()));
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
+            if let Some(op) = item.get(method) {
+                assert!(
+                    op["responses"].is_object(),
+                    "{method} {path} has no responses"
+                );
+                documented.push((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    expected.sort();
+    documented.sort();
+    assert_eq!(
+        documented, expected,
+        "documented operations differ from the routes"
+    );
+    // Every schema a body refers to is defined.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for piece in text.split("\"#/components/schemas/").skip(1) {
+        let name = piece.split('"').next().unwrap_or_default();
+        assert!(schemas.contains_key(name), "undefined schema {name}");
+    }
+    // A secret value is write-only in the document too.
+    assert_eq!(
+        doc["components"]["schemas"]["AddSecret"]["properties"]["value"]["writeOnly"],
+        true
     );
 }
 
@@ -460,6 +574,80 @@ fn forms_need_csrf_and_bad_input_rerenders() {
     let page = web.get("/secrets");
     assert!(page.body.contains("typed-name") && page.body.contains("added"));
     assert!(!page.body.contains(&value));
+
+    // The approvals page streams its queue (server-sent events) and keeps a
+    // plain refresh link for browsers without JavaScript.
+    let approvals = web.get("/approvals");
+    assert!(
+        approvals.body.contains("data-live=\"/approvals/events\"")
+            && approvals.body.contains("href=\"/approvals\""),
+        "{}",
+        approvals.body
+    );
+    let events = format!("{}/approvals/events", web.base);
+    let stream = web.curl(&["-N", "--max-time", "2", &events]);
+    assert_eq!(stream.code, 200, "{stream:?}");
+    assert!(
+        stream.body.contains("event: queue") && stream.body.contains("Nothing is waiting"),
+        "{stream:?}"
+    );
+    assert_eq!(Web::of(&daemon).get("/approvals/events").code, 303);
+
+    // A rule edited in place from the rules page.
+    let added = web.post_form(
+        "/rules",
+        &[("csrf", &csrf), ("host", "edit.test"), ("action", "block")],
+    );
+    assert_eq!(added.code, 303, "{added:?}");
+    let rules = web.get("/rules").body;
+    let id: String = rules
+        .split("/rules/")
+        .filter_map(|s| s.split_once("/edit").map(|(id, _)| id))
+        .find(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .expect("an edit link")
+        .to_owned();
+    let form = web.get(&format!("/rules/{id}/edit"));
+    assert_eq!(form.code, 200, "{form:?}");
+    assert!(
+        form.body.contains(&format!("Edit rule {id}")) && form.body.contains("value=\"edit.test\"")
+    );
+    let bad = web.post_form(
+        &format!("/rules/{id}/edit"),
+        &[
+            ("csrf", &csrf),
+            ("host", "bad host!"),
+            ("path", "/typed/**"),
+            ("action", "block"),
+        ],
+    );
+    assert_eq!(bad.code, 400, "{bad:?}");
+    assert!(bad.body.contains("field-error") && bad.body.contains("value=\"/typed/**\""));
+    assert!(
+        bad.body.contains(&format!("action=\"/rules/{id}/edit\"")),
+        "still the edit form"
+    );
+    let saved = web.post_form(
+        &format!("/rules/{id}/edit"),
+        &[
+            ("csrf", &csrf),
+            ("host", "edit.test"),
+            ("path", "/v2/**"),
+            ("method", "DELETE"),
+            ("action", "rate"),
+            ("rate", "10/min"),
+        ],
+    );
+    assert_eq!(saved.code, 303, "{saved:?}");
+    let page = web.get("/rules").body;
+    assert!(
+        page.contains(&format!("Rule {id} saved.")) && page.contains("/v2/**"),
+        "{page}"
+    );
+    assert!(
+        page.contains("rate 10/min") && page.contains("DELETE"),
+        "{page}"
+    );
+    assert_eq!(web.get("/rules/999999/edit").code, 404);
 }
 
 /// A daemon that trusts the test upstream and may reach loopback.
@@ -693,6 +881,13 @@ async fn operator_flow_in_a_real_browser() {
     c.goto(&format!("{base}/approvals"))
         .await
         .expect("approvals");
+    // The queue is pushed by server-sent events, not polled: the held
+    // request below must appear without any navigation.
+    let queue = c.find(Locator::Id("queue")).await.expect("the queue");
+    assert_eq!(
+        queue.attr("data-live").await.expect("attr").as_deref(),
+        Some("/approvals/events")
+    );
     let mut held = proxy_curl(&daemon, "bot", &token);
     held.args(["-X", "POST", "-d", "{}", &up.url("/echo/act")])
         .stdout(Stdio::piped())

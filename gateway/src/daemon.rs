@@ -228,7 +228,7 @@ async fn run(
     crate::dashboard::announce_first_password(&service, dashboard_addr).await?;
     let dashboard_task = tokio::spawn(crate::dashboard::serve(
         dashboard_listener,
-        crate::dashboard::router(service.clone(), status.clone()),
+        crate::dashboard::router(service.clone(), status.clone(), shutdown.clone()),
         shutdown.clone(),
     ));
     let admin_task = tokio::spawn(admin::serve(

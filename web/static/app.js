@@ -1,8 +1,11 @@
 // Airlock dashboard: the only script. No framework and no build step.
 // 1. Elements with data-refresh="/url" are re-fetched every data-every ms
-//    (server-rendered, escaped HTML fragments) so counts and the approval
-//    queue stay live. A session that ended sends the page to the login.
-// 2. Forms with data-confirm ask before they submit (deletes).
+//    (server-rendered, escaped HTML fragments) so the overview's counts
+//    stay live. A session that ended sends the page to the login.
+// 2. Elements with data-live="/url" show what that event stream sends
+//    (server-sent events, event "queue"): the approval queue changes the
+//    moment a request is held or decided, with no polling.
+// 3. Forms with data-confirm ask before they submit (deletes).
 "use strict";
 
 function refresh(el) {
@@ -27,8 +30,24 @@ function refresh(el) {
   }, every);
 }
 
+function live(el) {
+  const source = new EventSource(el.dataset.live);
+  source.addEventListener("queue", (event) => {
+    el.innerHTML = event.data;
+  });
+  source.onerror = () => {
+    // The browser retries a dropped stream by itself. CLOSED means the
+    // retry got something else (the login page: the session ended), so
+    // reload and let the server decide what to show.
+    if (source.readyState === EventSource.CLOSED) {
+      setTimeout(() => window.location.reload(), 2000);
+    }
+  };
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-refresh]").forEach(refresh);
+  document.querySelectorAll("[data-live]").forEach(live);
   document.querySelectorAll("input.copy").forEach((input) => {
     input.addEventListener("focus", () => input.select());
   });

@@ -16,6 +16,7 @@
 //! GET    /api/v1/approvals?all=          POST /api/v1/approvals/{id}/approve|deny
 //! GET    /api/v1/overview                GET /api/v1/audit/search?agent=&host=&decision=&status=&from=&to=&page=&per_page=
 //! POST   /api/v1/rules/{id}/move         POST /api/v1/rules/test
+//! PUT    /api/v1/rules/{id}
 //! ```
 //!
 //! Only on the admin socket (never over TCP), because they mint credentials:
@@ -26,12 +27,13 @@
 //! ```
 //!
 //! The dashboard serves the rest over TCP with [`tcp_router`] behind its
-//! own authentication.
+//! own authentication, plus the OpenAPI document ([`OPENAPI_PATH`]).
 //!
 //! Errors are `{"error": "...", "field": "..."}` with 400, 404, 409, 503 or 500.
 
 pub mod client;
 mod credentials;
+mod openapi;
 mod routes;
 mod status;
 
@@ -42,7 +44,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 
-pub use routes::{router, tcp_router};
+pub use openapi::{ApiDoc, OPENAPI_PATH};
+pub use routes::{API_ROUTES, router, tcp_router};
 pub use status::StatusInfo;
 
 use crate::shutdown::Shutdown;

@@ -70,6 +70,9 @@ pub struct DashState {
     pub status: StatusInfo,
     pub sessions: Arc<Sessions>,
     pub logins: Arc<LoginLimiter>,
+    /// Ends long-lived responses (the approvals' event stream), which
+    /// graceful shutdown would otherwise wait for forever.
+    pub shutdown: Shutdown,
 }
 
 /// Binds the dashboard's listener, refusing a non-loopback address unless
@@ -104,12 +107,13 @@ pub async fn announce_first_password(
 }
 
 /// The whole dashboard: login, pages, static files and `/api/v1`.
-pub fn router(service: Service, status: StatusInfo) -> Router {
+pub fn router(service: Service, status: StatusInfo, shutdown: Shutdown) -> Router {
     let state = DashState {
         service: service.clone(),
         status: status.clone(),
         sessions: Arc::new(Sessions::default()),
         logins: Arc::new(LoginLimiter::default()),
+        shutdown,
     };
     let api = tcp_router(service, status).layer(from_fn_with_state(state.clone(), guard::api_auth));
     let protected =

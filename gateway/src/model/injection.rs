@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a secret goes in a request that it applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Injection {
     /// Set a header, replacing any value the agent sent. `template` holds

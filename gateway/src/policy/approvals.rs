@@ -6,12 +6,17 @@
 //! daemon's change listener calls [`Approvals::resolve`], and the one that
 //! holds the request wakes it. No answer within the timeout: the row is
 //! marked expired and the request refused.
+//!
+//! Every change to the pending set that this daemon learns of (a hold, a
+//! decision, an expiry, or another daemon's notification) bumps a counter
+//! in a `watch` channel, so the dashboard's live queue is pushed to the
+//! browser at once instead of being polled ([`Approvals::subscribe`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::store::approvals::NewApproval;
 use crate::store::{Store, StoreError};
@@ -28,6 +33,9 @@ pub enum ApprovalOutcome {
 pub struct Approvals {
     waiting: Mutex<HashMap<i64, oneshot::Sender<bool>>>,
     timeout: Duration,
+    /// Bumped on every change to the pending set; only "something changed"
+    /// matters, so a watch (which keeps the latest value) is enough.
+    changes: watch::Sender<u64>,
 }
 
 impl Approvals {
@@ -35,6 +43,7 @@ impl Approvals {
         Approvals {
             waiting: Mutex::default(),
             timeout,
+            changes: watch::Sender::new(0),
         }
     }
 
@@ -52,6 +61,7 @@ impl Approvals {
         let id = store.insert_approval(new).await?;
         let (tx, rx) = oneshot::channel();
         self.waiting().insert(id, tx);
+        self.announce();
         // A decision may have landed between the insert and the register.
         match store.approval_status(id).await?.as_deref() {
             Some("approved") => self.resolve(id, true),
@@ -77,14 +87,29 @@ impl Approvals {
                 }
             }
         };
+        // A timeout expired the row here; a decision announced already,
+        // but one more wake-up is harmless.
+        self.announce();
         Ok((id, outcome))
     }
 
-    /// Wakes the request waiting on `id`, if this daemon holds it.
+    /// Wakes the request waiting on `id`, if this daemon holds it. The
+    /// pending set changed either way.
     pub fn resolve(&self, id: i64, approved: bool) {
         if let Some(tx) = self.waiting().remove(&id) {
             let _ = tx.send(approved);
         }
+        self.announce();
+    }
+
+    /// Tells subscribers that the pending set may have changed.
+    pub fn announce(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that wakes whenever the pending set may have changed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn timeout(&self) -> Duration {

@@ -56,7 +56,7 @@ impl From<Method> for String {
 /// A rate: `count` requests per `period`, enforced as a token bucket of
 /// `count` tokens refilled evenly over the period (no double burst at a
 /// window edge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rate {
     pub count: u32,
     pub period_secs: u32,
@@ -116,7 +116,7 @@ impl fmt::Display for Rate {
 
 /// What a matching rule does. Precedence when several rules match one
 /// request: block, then approve, then rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum RuleAction {
     Block,

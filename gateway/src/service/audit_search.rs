@@ -20,7 +20,8 @@ const MAX_FILTER_LEN: usize = 255;
 
 /// The filter as typed (query parameters of the audit page, the export and
 /// `GET /api/v1/audit/search`). Empty strings mean "any".
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSearch {
     #[serde(default)]
@@ -45,7 +46,7 @@ pub struct AuditSearch {
 }
 
 /// One page of matches.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     /// How many rows match in all.

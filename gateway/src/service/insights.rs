@@ -24,14 +24,14 @@ pub const REFUSED_DECISIONS: &[&str] = &[
 /// How many top hosts the overview lists.
 const TOP_HOSTS: i64 = 8;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostCount {
     pub host: String,
     pub requests: i64,
 }
 
 /// The overview's figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Overview {
     /// Requests in the last 60 seconds.
     pub requests_last_minute: i64,

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod insights;
 pub mod probe;
 pub mod rule_order;
+mod rules;
 pub mod types;
 
 use std::sync::Arc;
@@ -19,11 +20,10 @@ use uuid::Uuid;
 
 use crate::model::{AgentName, Injection, SecretName};
 use crate::policy::approvals::Approvals;
-use crate::policy::{HostPattern, Method, PathGlob, RuleAction};
+use crate::policy::{HostPattern, PathGlob};
 use crate::snapshot::SnapshotHandle;
 use crate::store::agents::NewAgent;
 use crate::store::audit::AuditFilter;
-use crate::store::rules::NewRule;
 use crate::store::secrets::{NewSecret, SecretRecord};
 use crate::store::{Store, StoreError};
 use crate::token::Token;
@@ -121,6 +121,11 @@ impl Service {
 
     pub fn snapshot(&self) -> &Arc<SnapshotHandle> {
         &self.snapshot
+    }
+
+    /// Wakes whenever the set of pending approvals may have changed.
+    pub fn approval_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.approvals.subscribe()
     }
 
     /// Applies a committed change locally without waiting for the
@@ -278,48 +283,6 @@ impl Service {
             .iter()
             .map(RuleView::from)
             .collect())
-    }
-
-    pub async fn add_rule(&self, req: AddRule) -> Result<RuleView, ServiceError> {
-        let host = HostPattern::parse(&req.host).map_err(|e| ServiceError::invalid("host", e))?;
-        let path = PathGlob::parse(req.path.as_deref().unwrap_or(PathGlob::ANY))
-            .map_err(|e| ServiceError::invalid("path", e))?;
-        let method = req
-            .method
-            .as_deref()
-            .map(Method::parse)
-            .transpose()
-            .map_err(|e| ServiceError::invalid("method", e))?;
-        let agent = req
-            .agent
-            .as_deref()
-            .map(AgentName::parse)
-            .transpose()
-            .map_err(|e| ServiceError::invalid("agent", e))?;
-        if let RuleAction::Rate(rate) = req.action {
-            // Re-parse through the one validator so the API cannot store
-            // what the CLI would refuse.
-            crate::policy::Rate::parse(&rate.to_string())
-                .map_err(|e| ServiceError::invalid("rate", e))?;
-        }
-        let id = self
-            .store
-            .insert_rule(NewRule {
-                host: &host,
-                path: &path,
-                method: method.as_ref(),
-                agent: agent.as_ref(),
-                action: req.action,
-            })
-            .await?;
-        self.refresh().await;
-        self.store
-            .list_rules()
-            .await?
-            .iter()
-            .find(|r| r.id == id)
-            .map(RuleView::from)
-            .ok_or_else(|| ServiceError::NotFound(format!("rule {id} vanished after creation")))
     }
 
     pub async fn delete_rule(&self, id: i64) -> Result<(), ServiceError> {

@@ -12,7 +12,7 @@ use crate::policy::Method;
 use crate::policy::engine::{RequestFacts, Verdict, evaluate};
 use crate::proxy::inject::{Destination, applicable};
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeRequest {
     pub agent: String,
@@ -21,7 +21,7 @@ pub struct ProbeRequest {
     pub url: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProbeResult {
     /// allow, block, approve or rate.
     pub decision: String,

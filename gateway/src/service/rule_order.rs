@@ -9,7 +9,7 @@ use super::credentials::record_admin;
 use super::{Service, ServiceError};
 use crate::store::{CHANGES_CHANNEL, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Up,

@@ -6,6 +6,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
 use crate::model::Injection;
@@ -49,7 +50,7 @@ impl<'de> Deserialize<'de> for SecretValue {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddSecret {
     pub name: String,
@@ -57,17 +58,21 @@ pub struct AddSecret {
     #[serde(default)]
     pub path: Option<String>,
     pub injection: Injection,
+    /// Write-only: no response ever contains it.
+    #[schema(value_type = String, write_only)]
     pub value: SecretValue,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
+    /// Write-only: no response ever contains it.
+    #[schema(value_type = String, write_only)]
     pub value: SecretValue,
 }
 
 /// A secret as the API shows it: everything but the value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SecretView {
     pub name: String,
     pub host: String,
@@ -94,7 +99,7 @@ impl From<&SecretRecord> for SecretView {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddAgent {
     pub name: String,
@@ -106,7 +111,7 @@ pub struct AddAgent {
     pub cgroup: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AgentView {
     pub name: String,
     pub cgroup: String,
@@ -126,20 +131,22 @@ impl From<&AgentRecord> for AgentView {
 }
 
 /// The answer to creating an agent: the only time its token is shown.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AgentCreated {
     pub agent: AgentView,
+    /// The agent's token, shown only in this answer.
+    #[schema(value_type = String)]
     pub token: SecretValue,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GrantResult {
     /// False when the agent already had the secret.
     pub added: bool,
 }
 
 // No deny_unknown_fields: serde does not support it beside `flatten`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AddRule {
     pub host: String,
     #[serde(default)]
@@ -152,7 +159,7 @@ pub struct AddRule {
     pub action: RuleAction,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RuleView {
     pub id: i64,
     pub position: i32,
@@ -181,7 +188,8 @@ impl From<&RuleRecord> for RuleView {
 }
 
 /// Query parameters of `GET /api/v1/audit`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default)]
@@ -195,7 +203,7 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseStatus {
     /// `embedded` or `external`.
     pub kind: String,
@@ -204,7 +212,7 @@ pub struct DatabaseStatus {
     pub postgres_pid: Option<i32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SnapshotStatus {
     pub generation: u64,
     pub loaded_at: Option<DateTime<Utc>>,
@@ -216,7 +224,7 @@ pub struct SnapshotStatus {
     pub corrupt: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Status {
     pub version: String,
     pub pid: u32,
@@ -241,7 +249,8 @@ pub struct Status {
 pub use crate::store::approvals::ApprovalRecord as ApprovalView;
 
 /// Query parameters of `GET /api/v1/approvals`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalQuery {
     /// Also decided ones (the latest 200), not only pending.
@@ -251,7 +260,7 @@ pub struct ApprovalQuery {
 
 /// The body of every API error: what went wrong and, for bad input, which
 /// field.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ApiError {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 use super::{Store, StoreError, notify_change};
 
 /// An approval request as stored and shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     pub id: i64,
     pub agent: String,

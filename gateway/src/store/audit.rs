@@ -10,7 +10,7 @@ use sqlx::postgres::PgRow;
 use super::{Store, StoreError};
 
 /// One audit row as read back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
     pub at: DateTime<Utc>,

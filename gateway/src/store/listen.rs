@@ -71,7 +71,9 @@ fn dispatch(payload: &str, approvals: &Approvals) -> bool {
     match parse_decision_payload(payload) {
         Some((id, "approved")) => approvals.resolve(id, true),
         Some((id, "denied")) => approvals.resolve(id, false),
-        Some(_) => {}
+        // Held or expired, possibly by another daemon: the live queue
+        // must hear of it.
+        Some(_) => approvals.announce(),
         None => {
             tracing::debug!(what = payload, "configuration changed");
             return true;

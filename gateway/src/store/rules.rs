@@ -74,6 +74,27 @@ fn rule_from_row(row: &PgRow) -> Result<RuleRecord, StoreError> {
     })
 }
 
+/// The `rate_count` and `rate_period_secs` columns of an action.
+fn rate_columns(action: RuleAction) -> (Option<i32>, Option<i32>) {
+    match action {
+        RuleAction::Rate(rate) => (
+            Some(i32::try_from(rate.count).unwrap_or(i32::MAX)),
+            Some(i32::try_from(rate.period_secs).unwrap_or(i32::MAX)),
+        ),
+        RuleAction::Block | RuleAction::Approve => (None, None),
+    }
+}
+
+/// A rule in an audit event's detail.
+fn describe(id: i64, rule: &NewRule<'_>) -> String {
+    let agent = rule.agent.map_or("*", AgentName::as_str);
+    let method = rule.method.map_or("*", Method::as_str);
+    format!(
+        "rule={id} host={} path={} method={method} agent={agent} action={}",
+        rule.host, rule.path, rule.action
+    )
+}
+
 impl Store {
     pub async fn list_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
         self.load_rules().await?.strict()
@@ -99,13 +120,7 @@ impl Store {
             Some(name) => Some(agents::agent_id(&mut tx, name).await?),
             None => None,
         };
-        let (count, period) = match new.action {
-            RuleAction::Rate(rate) => (
-                Some(i32::try_from(rate.count).unwrap_or(i32::MAX)),
-                Some(i32::try_from(rate.period_secs).unwrap_or(i32::MAX)),
-            ),
-            RuleAction::Block | RuleAction::Approve => (None, None),
-        };
+        let (count, period) = rate_columns(new.action);
         // Serialises concurrent appends so positions stay distinct.
         sqlx::query("LOCK TABLE rules IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
@@ -125,21 +140,57 @@ impl Store {
         .bind(period)
         .fetch_one(&mut *tx)
         .await?;
-        let agent = new.agent.map_or("*", AgentName::as_str);
-        let method = new.method.map_or("*", Method::as_str);
         audit::record_admin(
             &mut tx,
             new.agent.map(AgentName::as_str),
             "rule.add",
-            &format!(
-                "rule={id} host={} path={} method={method} agent={agent} action={}",
-                new.host, new.path, new.action
-            ),
+            &describe(id, &new),
         )
         .await?;
         notify_change(&mut tx, "rules").await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Changes rule `id` in place: same id, same position.
+    pub async fn update_rule(&self, id: i64, new: NewRule<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let agent_id = match new.agent {
+            Some(name) => Some(agents::agent_id(&mut tx, name).await?),
+            None => None,
+        };
+        let (count, period) = rate_columns(new.action);
+        let updated = sqlx::query(
+            "UPDATE rules SET host_pattern = $2, path_glob = $3, method = $4, agent_id = $5,
+                              action = $6, rate_count = $7, rate_period_secs = $8
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(new.host.to_string())
+        .bind(new.path.as_str())
+        .bind(new.method.map(Method::as_str))
+        .bind(agent_id)
+        .bind(new.action.kind())
+        .bind(count)
+        .bind(period)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("rule {id}"),
+            });
+        }
+        audit::record_admin(
+            &mut tx,
+            new.agent.map(AgentName::as_str),
+            "rule.edit",
+            &describe(id, &new),
+        )
+        .await?;
+        notify_change(&mut tx, "rules").await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn delete_rule(&self, id: i64) -> Result<(), StoreError> {

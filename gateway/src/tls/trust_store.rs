@@ -39,7 +39,9 @@ pub enum TrustStoreError {
          add {0} to it by hand"
     )]
     Unsupported(PathBuf),
-    #[error("there is no CA certificate at {0} yet: start the daemon once (`airlock serve`) to create it")]
+    #[error(
+        "there is no CA certificate at {0} yet: start the daemon once (`airlock serve`) to create it"
+    )]
     NoCa(PathBuf),
     #[error("cannot write {path}: {cause} (run as root)")]
     Write { path: PathBuf, cause: io::Error },
@@ -48,9 +50,10 @@ pub enum TrustStoreError {
 }
 
 fn family() -> Option<Family> {
-    FAMILIES.iter().copied().find(|f| {
-        Path::new(f.anchor_dir).is_dir() && which(f.refresh[0]).is_some()
-    })
+    FAMILIES
+        .iter()
+        .copied()
+        .find(|f| Path::new(f.anchor_dir).is_dir() && which(f.refresh[0]).is_some())
 }
 
 fn which(program: &str) -> Option<PathBuf> {

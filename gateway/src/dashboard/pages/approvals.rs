@@ -1,6 +1,7 @@
-//! Approvals: the requests held for a person, refreshed every two seconds
-//! (`/approvals/queue`, polled by `app.js`), each approved or denied with
-//! one click while the agent waits; and the latest decisions.
+//! Approvals: the requests held for a person, pushed to the browser as
+//! they change ([`super::approvals_live`]), each approved or denied with
+//! one click while the agent waits; and the latest decisions. Without
+//! JavaScript the page still works: a refresh link reloads it.
 
 use askama::Template;
 use axum::extract::{Extension, Path, State};
@@ -106,20 +107,15 @@ pub async fn page(
     )
 }
 
-pub async fn queue(
-    State(state): State<DashState>,
-    Extension(session): Extension<SessionCtx>,
-) -> Response {
-    match pending(&state).await {
-        Ok(pending) => html(
-            StatusCode::OK,
-            &QueueFragment {
-                csrf: session.csrf.clone(),
-                pending,
-            },
-        ),
-        Err(e) => service_error_page(&e),
+/// The queue's HTML fragment, as the live stream sends it.
+pub(super) async fn queue_html(state: &DashState, csrf: &str) -> Result<String, String> {
+    let pending = pending(state).await.map_err(|e| e.to_string())?;
+    QueueFragment {
+        csrf: csrf.to_owned(),
+        pending,
     }
+    .render()
+    .map_err(|e| e.to_string())
 }
 
 pub async fn decide(

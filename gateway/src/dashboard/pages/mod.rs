@@ -4,6 +4,7 @@
 
 mod agents;
 mod approvals;
+mod approvals_live;
 mod audit;
 mod login;
 mod overview;
@@ -36,10 +37,11 @@ pub fn protected() -> Router<DashState> {
         .route("/secrets/{name}/delete", post(secrets::delete))
         .route("/rules", get(rules::page).post(rules::add))
         .route("/rules/test", post(rules::test))
+        .route("/rules/{id}/edit", get(rules::edit_form).post(rules::edit))
         .route("/rules/{id}/move", post(rules::move_rule))
         .route("/rules/{id}/delete", post(rules::delete))
         .route("/approvals", get(approvals::page))
-        .route("/approvals/queue", get(approvals::queue))
+        .route("/approvals/events", get(approvals_live::events))
         .route("/approvals/{id}/{verdict}", post(approvals::decide))
         .route("/audit", get(audit::page))
         .route("/audit/export.csv", get(audit::export_csv))

@@ -1,4 +1,4 @@
-//! Rules: add, delete, move up or down (order decides among rules of the
+//! Rules: add, edit in place, delete, move up or down (order decides among rules of the
 //! same action), and "test this request": which rule and which secrets a
 //! given agent, method and URL would meet.
 
@@ -61,6 +61,8 @@ struct RulesPage {
     test: ProbeRequest,
     test_errors: FormErrors,
     result: Option<ProbeResult>,
+    /// The rule the side form edits; `None`: it adds one.
+    editing: Option<i64>,
 }
 
 fn rows(rules: Vec<RuleView>) -> Vec<RuleRow> {
@@ -93,6 +95,7 @@ struct View {
     test: ProbeRequest,
     test_errors: FormErrors,
     result: Option<ProbeResult>,
+    editing: Option<i64>,
 }
 
 impl Default for View {
@@ -110,6 +113,7 @@ impl Default for View {
             },
             test_errors: FormErrors::none(TEST_FIELDS),
             result: None,
+            editing: None,
         }
     }
 }
@@ -138,6 +142,7 @@ async fn render(state: &DashState, session: &SessionCtx, v: View) -> Response {
             test: v.test,
             test_errors: v.test_errors,
             result: v.result,
+            editing: v.editing,
         },
     )
 }
@@ -170,22 +175,24 @@ fn optional(text: &str) -> Option<String> {
     Some(text.trim().to_owned()).filter(|t| !t.is_empty() && t != "*")
 }
 
+/// The form as the service's request (the service validates the rest).
+fn request(form: &RuleForm) -> Result<AddRule, ServiceError> {
+    Ok(AddRule {
+        host: form.host.trim().to_owned(),
+        path: optional(&form.path),
+        method: optional(&form.method),
+        agent: optional(&form.agent),
+        action: action(form)?,
+    })
+}
+
 pub async fn add(
     State(state): State<DashState>,
     Extension(session): Extension<SessionCtx>,
     Form(form): Form<RuleForm>,
 ) -> Response {
-    let result = match action(&form) {
-        Ok(action) => {
-            let req = AddRule {
-                host: form.host.trim().to_owned(),
-                path: optional(&form.path),
-                method: optional(&form.method),
-                agent: optional(&form.agent),
-                action,
-            };
-            state.service.add_rule(req).await
-        }
+    let result = match request(&form) {
+        Ok(req) => state.service.add_rule(req).await,
         Err(e) => Err(e),
     };
     match result {
@@ -289,5 +296,82 @@ pub async fn delete(
             Redirect::to("/rules").into_response()
         }
         Err(e) => service_error_page(&e),
+    }
+}
+
+/// The side form filled with rule `id`, to change it in place.
+pub async fn edit_form(
+    State(state): State<DashState>,
+    Extension(session): Extension<SessionCtx>,
+    Path(id): Path<String>,
+) -> Response {
+    let rule = match rule_id(&id) {
+        Ok(id) => state.service.list_rules().await.and_then(|rules| {
+            rules
+                .into_iter()
+                .find(|r| r.id == id)
+                .ok_or_else(|| ServiceError::NotFound(format!("rule {id} does not exist")))
+        }),
+        Err(e) => Err(e),
+    };
+    let rule = match rule {
+        Ok(rule) => rule,
+        Err(e) => return service_error_page(&e),
+    };
+    let (action, rate) = match rule.action {
+        RuleAction::Rate(rate) => ("rate".to_owned(), rate.to_string()),
+        other => (other.kind().to_owned(), String::new()),
+    };
+    let form = RuleForm {
+        host: rule.host,
+        path: rule.path,
+        method: rule.method.unwrap_or_default(),
+        agent: rule.agent.unwrap_or_default(),
+        action,
+        rate,
+    };
+    let v = View {
+        form,
+        editing: Some(rule.id),
+        ..View::default()
+    };
+    render(&state, &session, v).await
+}
+
+/// Saves the edit form: the same validation as adding, in the service.
+pub async fn edit(
+    State(state): State<DashState>,
+    Extension(session): Extension<SessionCtx>,
+    Path(id): Path<String>,
+    Form(form): Form<RuleForm>,
+) -> Response {
+    let id = match rule_id(&id) {
+        Ok(id) => id,
+        Err(e) => return service_error_page(&e),
+    };
+    let result = match request(&form) {
+        Ok(req) => state.service.update_rule(id, req).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => {
+            state
+                .sessions
+                .set_flash(&session, true, format!("Rule {id} saved."));
+            Redirect::to("/rules").into_response()
+        }
+        Err(ServiceError::NotFound(m)) if m.starts_with("rule ") => {
+            service_error_page(&ServiceError::NotFound(m))
+        }
+        Err(e) => {
+            let v = View {
+                status: status_of(&e),
+                errors: FormErrors::from_service(&e, FIELDS),
+                form,
+                editing: Some(id),
+                ..View::default()
+            };
+            render(&state, &session, v).await
+        }
     }
 }
