@@ -136,10 +136,12 @@ impl Gw {
 #[test]
 fn injects_the_header_over_http1_and_http2() {
     let gw = Gw::start();
-    for version in ["--http1.1", "--http2"] {
+    // The upstream is spoken to in the agent's protocol (it offers both).
+    for (version, upstream_version) in [("--http1.1", "HTTP/1.1"), ("--http2", "HTTP/2.0")] {
         let out = gw.curl(&[version, &gw.up.url("/echo/v1/chat")]);
         assert_eq!(Gw::code(&out), 200, "{out:#?}");
         let seen = gw.up.last_request().expect("upstream saw the request");
+        assert_eq!(seen.version, upstream_version);
         assert_eq!(
             seen.header("authorization"),
             Some(format!("Bearer {}", gw.value).as_str())

@@ -28,7 +28,7 @@ use super::error::ProxyError;
 use super::headers::{strip_hop_by_hop, wants_upgrade};
 use super::inject::{self, Destination};
 use super::record::AuditGuard;
-use super::upstream::UpstreamKey;
+use super::upstream::{Protocols, UpstreamKey};
 use super::{Gateway, Session};
 use crate::policy::approvals::ApprovalOutcome;
 use crate::policy::engine::{self, RateOutcome, RequestFacts, Verdict};
@@ -278,6 +278,11 @@ async fn forward(
     let key = UpstreamKey {
         addr: session.addr,
         tls_name: session.tls_name.clone(),
+        protocols: if req.version() == Version::HTTP_2 {
+            Protocols::Http2OrHttp1
+        } else {
+            Protocols::Http1
+        },
     };
     let req = req.map(|body| Counted::new(body, audit.up_counter()));
     let mut resp = match &upgrade {
