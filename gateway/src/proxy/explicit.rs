@@ -22,8 +22,9 @@ use tokio::net::TcpListener;
 
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::headers::MAX_HEADER_BYTES;
 use super::record::AuditGuard;
-use super::session::{self, MAX_HEADER_BYTES};
+use super::session;
 use super::{Gateway, Session, auth, pipeline, tls_name_for};
 use crate::model::AgentName;
 use crate::shutdown::Shutdown;

@@ -5,6 +5,9 @@
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
+/// Request heads larger than this get 431, whichever protocol carried them.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 const HOP_BY_HOP: &[HeaderName] = &[
     header::CONNECTION,
     header::PROXY_AUTHORIZATION,

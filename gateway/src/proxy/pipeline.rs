@@ -98,7 +98,7 @@ async fn run_phases(
     mut req: Request<Incoming>,
     audit: &mut AuditGuard,
 ) -> Result<Forwarded, ProxyError> {
-    super::headers::check_size(req.headers(), super::session::MAX_HEADER_BYTES)?;
+    super::headers::check_size(req.headers(), super::headers::MAX_HEADER_BYTES)?;
     let snap = gw.snapshot.load();
     if !snap.policy_intact() {
         return Err(ProxyError::Unavailable(

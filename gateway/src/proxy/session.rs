@@ -11,12 +11,11 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 
+use super::headers::MAX_HEADER_BYTES;
 use super::{Gateway, Session, pipeline};
 use crate::tls::LeafName;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Request heads larger than this get 431.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// Why a connection ended before HTTP.

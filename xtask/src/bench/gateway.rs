@@ -93,6 +93,10 @@ pub fn start(binary: &Path, dir: &Path, upstream_ca: &Path, upstream_port: u16) 
     command
         .arg("serve")
         .env("AIRLOCK_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
+        // The explicit proxy is what is measured: no host-wide eBPF state,
+        // and no dashboard on the default port.
+        .env("AIRLOCK_TRANSPARENT", "off")
+        .env("AIRLOCK_DASHBOARD_LISTEN", "127.0.0.1:0")
         .env("AIRLOCK_UPSTREAM_CA", upstream_ca)
         .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8")
         .env("AIRLOCK_RESOLVE", format!("{HOST}=127.0.0.1"))
