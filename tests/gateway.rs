@@ -834,3 +834,49 @@ fn a_corrupt_rule_fails_the_gateway_closed() {
     gw.daemon.cli_ok(&["agent", "rm", "trigger-reload"]);
     assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/echo")])), 200);
 }
+
+#[test]
+fn grpc_over_http2_keeps_its_trailers() {
+    let gw = Gw::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, body, trailers) = rt.block_on(async {
+        use http_body_util::BodyExt;
+        let tls = tunnel_tls(&gw, "api.test.local", vec![b"h2".to_vec()])
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post(format!("https://api.test.local:{}/grpc", gw.up.port()))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"\x00\x00\x00\x00\x02hi",
+            )))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        let collected = resp.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        (status, collected.to_bytes(), trailers)
+    });
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"\x00\x00\x00\x00\x05hello");
+    let trailers = trailers.expect("the upstream's trailers reached the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    let seen = gw.up.last_request().unwrap();
+    assert_eq!(seen.version, "HTTP/2.0");
+    assert_eq!(seen.header("te"), Some("trailers"));
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {}", gw.value).as_str())
+    );
+}

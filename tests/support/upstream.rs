@@ -1045,6 +1045,7 @@ async fn handle(
         "/chunked" => chunked(&query).unwrap_or_else(bad_request),
         "/bytes" => bytes_endpoint(&query).unwrap_or_else(bad_request),
         "/redirect" => redirect(&query),
+        "/grpc" => grpc(),
         p if p.starts_with("/status/") => status(&p["/status/".len()..], &parts.method),
         _ => text(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     };
@@ -1112,6 +1113,26 @@ fn sse(q: &Query) -> Result<Response<RespBody>, String> {
         .header(header::CACHE_CONTROL, "no-cache")
         .body(body)
         .expect("response"))
+}
+
+/// A gRPC-shaped answer: one length-prefixed message, then trailers
+/// (`grpc-status: 0`), which only survive a proxy that passes HTTP/2
+/// trailers through.
+fn grpc() -> Response<RespBody> {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    trailers.insert("grpc-message", http::HeaderValue::from_static("echo-ok"));
+    let frames = vec![
+        Ok::<_, io::Error>(Frame::data(Bytes::from_static(
+            b"\x00\x00\x00\x00\x05hello",
+        ))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(body)
+        .expect("response")
 }
 
 fn chunked(q: &Query) -> Result<Response<RespBody>, String> {
