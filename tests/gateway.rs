@@ -489,7 +489,7 @@ fn large_uploads_stream_with_flat_memory() {
             .unwrap()
     };
     let before = rss();
-    const SIZE: u64 = 256 * 1024 * 1024;
+    const SIZE: u64 = 1024 * 1024 * 1024;
     let mut child = Command::new("curl")
         .args([
             "-sS",
