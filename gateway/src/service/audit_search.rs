@@ -187,26 +187,6 @@ fn bind_filter<'q>(
         .bind(f.to)
 }
 
-fn event(row: &sqlx::postgres::PgRow) -> Result<AuditEvent, sqlx::Error> {
-    Ok(AuditEvent {
-        id: row.try_get("id")?,
-        at: row.try_get("at")?,
-        kind: row.try_get("kind")?,
-        agent: row.try_get("agent")?,
-        method: row.try_get("method")?,
-        host: row.try_get("host")?,
-        path: row.try_get("path")?,
-        decision: row.try_get("decision")?,
-        rule_id: row.try_get("rule_id")?,
-        secrets: row.try_get("secrets")?,
-        status: row.try_get("status")?,
-        bytes_up: row.try_get("bytes_up")?,
-        bytes_down: row.try_get("bytes_down")?,
-        duration_us: row.try_get("duration_us")?,
-        detail: row.try_get("detail")?,
-    })
-}
-
 impl Service {
     /// One page of matching audit rows, newest first.
     pub async fn search_audit(&self, q: &AuditSearch) -> Result<AuditPage, ServiceError> {
@@ -259,7 +239,7 @@ impl Service {
             .await
             .map_err(StoreError::from)?;
         rows.iter()
-            .map(event)
+            .map(crate::store::audit::event_from_row)
             .collect::<Result<_, _>>()
             .map_err(|e| StoreError::from(e).into())
     }

@@ -57,7 +57,8 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-fn event_from_row(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
+/// One audit row as read back; shared by every query over the table.
+pub(crate) fn event_from_row(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
     Ok(AuditEvent {
         id: row.try_get("id")?,
         at: row.try_get("at")?,
