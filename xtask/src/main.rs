@@ -91,7 +91,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Test { args } => {
             timed("setup", setup::run)?;
             timed("build-ebpf", || ebpf::build(false))?;
-            return timed("cargo test", || host::test(&args));
+            let (code, totals) = timed("cargo test", || host::test(&args))?;
+            // The whole suite's count, last, in the plain form any reader knows.
+            println!(
+                "tests: {} passed, {} failed, {} skipped",
+                totals.passed, totals.failed, totals.ignored
+            );
+            return Ok(code);
         }
         Command::Bench(args) => bench::run(&args)?,
     }
