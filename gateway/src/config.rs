@@ -59,7 +59,20 @@ pub struct Overrides {
     pub dashboard_listen: Option<SocketAddr>,
     /// Allow the dashboard on a non-loopback address (no TLS).
     pub insecure_public: bool,
+    /// OpenID Connect login (flags/environment; the secret only from the
+    /// environment, see [`OIDC_CLIENT_SECRET_ENV`]).
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<String>,
+    pub oidc_redirect_url: Option<String>,
+    /// Comma-separated e-mail addresses.
+    pub oidc_allowed_emails: Option<String>,
+    pub oidc_allowed_domain: Option<String>,
 }
+
+/// The only place besides the TOML file the OIDC client secret is read
+/// from, so it never shows in a process list.
+pub const OIDC_CLIENT_SECRET_ENV: &str = "AIRLOCK_OIDC_CLIENT_SECRET";
 
 /// The optional TOML file. Unknown keys are an error, so a typo is caught
 /// instead of silently ignored.
@@ -84,6 +97,19 @@ struct FileConfig {
 struct FileDashboard {
     listen: Option<SocketAddr>,
     insecure_public: Option<bool>,
+    #[serde(default)]
+    oidc: FileOidc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOidc {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    redirect_url: Option<String>,
+    allowed_emails: Option<Vec<String>>,
+    allowed_domain: Option<String>,
 }
 
 /// The dashboard's listener.
@@ -92,6 +118,40 @@ pub struct DashboardSettings {
     pub listen: SocketAddr,
     /// The operator accepts serving it, without TLS, beyond loopback.
     pub insecure_public: bool,
+    /// OpenID Connect login, when an issuer is configured.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// OpenID Connect login for the dashboard.
+#[derive(Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// `None`: `http://<dashboard address>/login/oidc/callback`, filled in
+    /// once the listener is bound (its port may be chosen by the kernel).
+    pub redirect_url: Option<String>,
+    /// Lower-cased.
+    pub allowed_emails: Vec<String>,
+    /// Lower-cased, without a leading `@`.
+    pub allowed_domain: Option<String>,
+}
+
+// Hand-written so the client secret never lands in a log line.
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("redirect_url", &self.redirect_url)
+            .field("allowed_emails", &self.allowed_emails)
+            .field("allowed_domain", &self.allowed_domain)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,11 +236,24 @@ pub enum ConfigError {
     BadCidr(String),
     #[error("resolve entry {0:?} must be HOST=IP, e.g. api.example.com=10.0.0.5")]
     BadResolve(String),
+    #[error(
+        "OpenID Connect login needs a client id (AIRLOCK_OIDC_CLIENT_ID or \
+         [dashboard.oidc] client_id)"
+    )]
+    OidcNoClientId,
+    #[error(
+        "OpenID Connect login needs allowed e-mails or an allowed domain \
+         (AIRLOCK_OIDC_ALLOWED_EMAILS / AIRLOCK_OIDC_ALLOWED_DOMAIN or [dashboard.oidc]), \
+         otherwise anyone with an account at the issuer could log in"
+    )]
+    OidcNoAllowList,
 }
 
 impl Settings {
     pub fn resolve(o: Overrides) -> Result<Settings, ConfigError> {
         let file = load_file(o.config_file.as_deref())?;
+        // First, while `o` is still whole.
+        let oidc = resolve_oidc(&o, file.dashboard.oidc)?;
         let data_dir = o
             .data_dir
             .or(file.data_dir)
@@ -251,6 +324,7 @@ impl Settings {
                         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 10254)))
                 }),
             insecure_public: o.insecure_public || file.dashboard.insecure_public.unwrap_or(false),
+            oidc,
         };
         Ok(Settings {
             data_dir,
@@ -262,6 +336,38 @@ impl Settings {
                 .map_err(ConfigError::Intercept)?,
         })
     }
+}
+
+/// OIDC is on when an issuer is named; then a client id and an allow list
+/// are required.
+fn resolve_oidc(o: &Overrides, f: FileOidc) -> Result<Option<OidcSettings>, ConfigError> {
+    let nonempty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let Some(issuer) = nonempty(o.oidc_issuer.clone().or(f.issuer)) else {
+        return Ok(None);
+    };
+    let client_id =
+        nonempty(o.oidc_client_id.clone().or(f.client_id)).ok_or(ConfigError::OidcNoClientId)?;
+    let allowed_emails: Vec<String> = match &o.oidc_allowed_emails {
+        Some(list) => list.split(',').map(str::to_owned).collect(),
+        None => f.allowed_emails.unwrap_or_default(),
+    }
+    .iter()
+    .map(|e| e.trim().to_lowercase())
+    .filter(|e| !e.is_empty())
+    .collect();
+    let allowed_domain = nonempty(o.oidc_allowed_domain.clone().or(f.allowed_domain))
+        .map(|d| d.trim_start_matches('@').to_lowercase());
+    if allowed_emails.is_empty() && allowed_domain.is_none() {
+        return Err(ConfigError::OidcNoAllowList);
+    }
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret: nonempty(o.oidc_client_secret.clone().or(f.client_secret)),
+        redirect_url: nonempty(o.oidc_redirect_url.clone().or(f.redirect_url)),
+        allowed_emails,
+        allowed_domain,
+    }))
 }
 
 fn parse_list<T>(
@@ -321,6 +427,46 @@ mod tests {
         let path = dir.path().join("airlock.toml");
         fs::write(&path, text).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn oidc_from_the_file_and_environment() {
+        let (_dir, path) = with_file(
+            "[dashboard.oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"airlock\"\n\
+             client_secret = \"from-file\"\nallowed_domain = \"@Example.COM\"\n",
+        );
+        let s = Settings::resolve(Overrides {
+            config_file: Some(path.clone()),
+            oidc_allowed_emails: Some(" Ops@Other.org ,".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let o = s.dashboard.oidc.unwrap();
+        assert_eq!(o.allowed_emails, ["ops@other.org"]);
+        assert_eq!(o.allowed_domain.as_deref(), Some("example.com"));
+        assert_eq!(o.client_secret.as_deref(), Some("from-file"));
+        assert!(!format!("{o:?}").contains("from-file"), "never in logs");
+        // No allow list: anyone at the issuer could log in, so refused.
+        let (_dir, path) = with_file(
+            "[dashboard.oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"airlock\"\n",
+        );
+        let err = Settings::resolve(Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::OidcNoAllowList), "{err}");
+        // Off without an issuer.
+        assert!(
+            Settings::resolve(Overrides {
+                config_file: Some(PathBuf::from("/dev/null")),
+                ..Default::default()
+            })
+            .unwrap()
+            .dashboard
+            .oidc
+            .is_none()
+        );
     }
 
     #[test]

@@ -226,9 +226,16 @@ async fn run(
         dashboard_addr: Some(dashboard_addr.to_string()),
     };
     crate::dashboard::announce_first_password(&service, dashboard_addr).await?;
+    let dashboard_app = crate::dashboard::router(
+        service.clone(),
+        status.clone(),
+        shutdown.clone(),
+        &settings.dashboard,
+        dashboard_addr,
+    )?;
     let dashboard_task = tokio::spawn(crate::dashboard::serve(
         dashboard_listener,
-        crate::dashboard::router(service.clone(), status.clone(), shutdown.clone()),
+        dashboard_app,
         shutdown.clone(),
     ));
     let admin_task = tokio::spawn(admin::serve(

@@ -29,6 +29,7 @@
 //!   behind a password (pages) or an API token (scripts).
 //! - [`daemon`]: `airlock serve`: start-up, supervision and shutdown;
 //!   [`shutdown`] is the signal every task watches.
+//! - [`install`]: `airlock install-service`: the binary and systemd units.
 //! - [`ebpf`]: the eBPF object embedded in the binary.
 //! - [`intercept`]: transparent interception: cgroups, loading and pinning
 //!   the eBPF programs, cgroup id → agent, `airlock run`.
@@ -40,6 +41,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod datadir;
 pub mod ebpf;
+pub mod install;
 pub mod intercept;
 pub mod logging;
 pub mod model;

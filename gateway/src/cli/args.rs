@@ -28,7 +28,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: the admin API, the store and (later) the gateway.
-    Serve(ServeArgs),
+    // Boxed: its many flags would make every other variant as large.
+    Serve(Box<ServeArgs>),
     /// Is the daemon running, on which database, with what configuration.
     Status {
         #[arg(long)]
@@ -63,6 +64,18 @@ pub enum Command {
     /// The local CA that agents must trust.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Install the binary and the systemd units (airlock.service, airlock-agents.slice).
+    InstallService {
+        /// Where the units go.
+        #[arg(long, default_value = "/etc/systemd/system", value_name = "DIR")]
+        unit_dir: PathBuf,
+        /// Where the binary goes.
+        #[arg(long, default_value = "/usr/local/bin", value_name = "DIR")]
+        bin_dir: PathBuf,
+        /// Do not run `systemctl daemon-reload`.
+        #[arg(long)]
+        no_reload: bool,
+    },
     /// Run a command as an agent: in its cgroup (transparent interception),
     /// as the invoking user, trusting Airlock's CA.
     Run(RunArgs),
@@ -165,6 +178,24 @@ pub struct ServeArgs {
     /// (put it behind a TLS-terminating proxy).
     #[arg(long, env = "AIRLOCK_INSECURE_PUBLIC")]
     pub insecure_public: bool,
+    /// OpenID Connect issuer URL: turns on "Sign in with ..." on the
+    /// dashboard. The client secret is read from AIRLOCK_OIDC_CLIENT_SECRET
+    /// or the config file only.
+    #[arg(long, env = "AIRLOCK_OIDC_ISSUER", value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// The dashboard's client id at the OpenID Connect issuer.
+    #[arg(long, env = "AIRLOCK_OIDC_CLIENT_ID", value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+    /// Where the issuer sends the browser back (default
+    /// http://<dashboard address>/login/oidc/callback).
+    #[arg(long, env = "AIRLOCK_OIDC_REDIRECT_URL", value_name = "URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// Comma-separated e-mail addresses allowed to log in with OpenID Connect.
+    #[arg(long, env = "AIRLOCK_OIDC_ALLOWED_EMAILS", value_name = "EMAILS")]
+    pub oidc_allowed_emails: Option<String>,
+    /// An e-mail domain whose verified addresses may log in with OpenID Connect.
+    #[arg(long, env = "AIRLOCK_OIDC_ALLOWED_DOMAIN", value_name = "DOMAIN")]
+    pub oidc_allowed_domain: Option<String>,
 }
 
 /// The hidden `--value` flag exists only to refuse it with a clear reason.

@@ -21,7 +21,12 @@ pub fn run(cli: Cli) -> Result<()> {
         ..Overrides::default()
     };
     match cli.command {
-        Command::Serve(args) => serve(overrides, args),
+        Command::Serve(args) => serve(overrides, *args),
+        Command::InstallService {
+            unit_dir,
+            bin_dir,
+            no_reload,
+        } => install_service(unit_dir, bin_dir, no_reload),
         other => {
             let settings = Settings::resolve(overrides)?;
             let client = AdminClient::new(DataDir::new(&settings.data_dir).admin_socket());
@@ -49,6 +54,13 @@ fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
         intercept: args.intercept,
         dashboard_listen: args.dashboard_listen,
         insecure_public: args.insecure_public,
+        oidc_issuer: args.oidc_issuer,
+        oidc_client_id: args.oidc_client_id,
+        // From the environment only: a flag would show it in `ps`.
+        oidc_client_secret: std::env::var(airlock::config::OIDC_CLIENT_SECRET_ENV).ok(),
+        oidc_redirect_url: args.oidc_redirect_url,
+        oidc_allowed_emails: args.oidc_allowed_emails,
+        oidc_allowed_domain: args.oidc_allowed_domain,
         ..overrides
     })?;
     airlock::logging::init(settings.log_format);
@@ -62,7 +74,7 @@ fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
 
 async fn manage(client: &AdminClient, command: Command) -> Result<()> {
     match command {
-        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Serve(_) | Command::InstallService { .. } => unreachable!("handled by run"),
         Command::Status { json } => status(client, json).await,
         Command::Secret(cmd) => secret(client, cmd).await,
         Command::Agent(cmd) => agent(client, cmd).await,
@@ -665,6 +677,28 @@ fn trust_store(client: &AdminClient, cmd: CaCommand) -> Result<()> {
             None => println!("the Airlock CA was not in the system trust store"),
         },
         CaCommand::Path => {}
+    }
+    Ok(())
+}
+
+fn install_service(
+    unit_dir: std::path::PathBuf,
+    bin_dir: std::path::PathBuf,
+    no_reload: bool,
+) -> Result<()> {
+    let done = airlock::install::install(&airlock::install::Targets {
+        unit_dir,
+        bin_dir,
+        reload: !no_reload,
+    })?;
+    println!("installed {}", done.binary.display());
+    for unit in &done.units {
+        println!("installed {}", unit.display());
+    }
+    if done.reloaded {
+        println!("systemd reloaded; start it with: systemctl enable --now airlock");
+    } else {
+        println!("then: systemctl daemon-reload && systemctl enable --now airlock");
     }
     Ok(())
 }

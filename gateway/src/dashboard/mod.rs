@@ -7,6 +7,7 @@
 //! - [`session`]: who is logged in (in memory), the session and CSRF
 //!   tokens, and the cookies that carry them.
 //! - [`login_limit`]: failed logins per client address.
+//! - [`oidc`]: the optional OpenID Connect login.
 //! - [`guard`]: the middleware: security headers, "logged in?" and CSRF
 //!   for pages, bearer token (or session + CSRF header) for `/api/v1`.
 //! - [`render`]: the page frame every template shares, and error pages.
@@ -15,13 +16,14 @@
 //!
 //! Auth: one administrator. The password is set with `airlock admin
 //! set-password` or generated and logged once at first start
-//! ([`announce_first_password`]); it is kept as an argon2id hash. No
-//! OpenID Connect login yet. No TLS: the dashboard refuses a non-loopback
+//! ([`announce_first_password`]); it is kept as an argon2id hash.
+//! Optionally also OpenID Connect, for allowed e-mails or a domain. No TLS: the dashboard refuses a non-loopback
 //! address unless told `--insecure-public` (for use behind a TLS proxy).
 
 pub mod assets;
 pub mod guard;
 pub mod login_limit;
+pub mod oidc;
 pub mod pages;
 pub mod render;
 pub mod session;
@@ -39,6 +41,7 @@ use crate::config::DashboardSettings;
 use crate::service::{Service, ServiceError};
 use crate::shutdown::Shutdown;
 use login_limit::LoginLimiter;
+use oidc::Oidc;
 use session::Sessions;
 
 /// Why the dashboard could not start.
@@ -61,6 +64,8 @@ pub enum DashboardError {
     },
     #[error("cannot set up the dashboard password: {0}")]
     Password(#[from] ServiceError),
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
 }
 
 /// What every handler shares.
@@ -70,6 +75,8 @@ pub struct DashState {
     pub status: StatusInfo,
     pub sessions: Arc<Sessions>,
     pub logins: Arc<LoginLimiter>,
+    /// OpenID Connect login, when configured.
+    pub oidc: Option<Arc<Oidc>>,
     /// Ends long-lived responses (the approvals' event stream), which
     /// graceful shutdown would otherwise wait for forever.
     pub shutdown: Shutdown,
@@ -107,8 +114,20 @@ pub async fn announce_first_password(
 }
 
 /// The whole dashboard: login, pages, static files and `/api/v1`.
-pub fn router(service: Service, status: StatusInfo, shutdown: Shutdown) -> Router {
+/// `addr` is the bound address, for OIDC's default redirect URL.
+pub fn router(
+    service: Service,
+    status: StatusInfo,
+    shutdown: Shutdown,
+    settings: &DashboardSettings,
+    addr: SocketAddr,
+) -> Result<Router, DashboardError> {
+    let oidc = match &settings.oidc {
+        Some(o) => Some(Arc::new(Oidc::new(o.clone(), &addr.to_string())?)),
+        None => None,
+    };
     let state = DashState {
+        oidc,
         service: service.clone(),
         status: status.clone(),
         sessions: Arc::new(Sessions::default()),
@@ -118,14 +137,14 @@ pub fn router(service: Service, status: StatusInfo, shutdown: Shutdown) -> Route
     let api = tcp_router(service, status).layer(from_fn_with_state(state.clone(), guard::api_auth));
     let protected =
         pages::protected().route_layer(from_fn_with_state(state.clone(), guard::require_session));
-    Router::new()
+    Ok(Router::new()
         .merge(pages::public())
         .merge(protected)
         .route("/static/{file}", get(assets::serve))
         .fallback(pages::not_found)
         .with_state(state)
         .merge(api)
-        .layer(axum::middleware::from_fn(guard::security_headers))
+        .layer(axum::middleware::from_fn(guard::security_headers)))
 }
 
 /// Serves until shutdown. Client addresses are kept for the login limiter.

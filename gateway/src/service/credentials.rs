@@ -243,6 +243,15 @@ impl Service {
         Ok(())
     }
 
+    /// An `admin` audit row for a dashboard login attempt (OpenID Connect),
+    /// which changes nothing else in the database.
+    pub async fn audit_login(&self, action: &str, detail: &str) -> Result<(), ServiceError> {
+        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        record_admin(&mut tx, action, detail).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
     /// The name of the API token `presented`, if it is one. Marks it used.
     pub async fn verify_api_token(&self, presented: &str) -> Result<Option<String>, ServiceError> {
         let hash = TokenHash::of(presented);

@@ -20,7 +20,10 @@ use super::DashState;
 use super::render::error_page;
 
 pub fn public() -> Router<DashState> {
-    Router::new().route("/login", get(login::form).post(login::submit))
+    Router::new()
+        .route("/login", get(login::form).post(login::submit))
+        .route("/login/oidc", get(login::oidc_start))
+        .route("/login/oidc/callback", get(login::oidc_callback))
 }
 
 pub fn protected() -> Router<DashState> {
