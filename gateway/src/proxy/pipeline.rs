@@ -117,9 +117,16 @@ async fn run_phases(
         port: session.port,
         path: req.uri().path(),
     };
-    let snap = decide(gw, &snap, &facts, audit).await?;
-    // Approval may have taken minutes: use the agent as it is now.
-    let agent = identify(&snap, session)?;
+    let decided = decide(gw, &snap, &facts, audit).await?;
+    // Only a wait for approval brings a newer snapshot (it may have taken
+    // minutes): then look the agent up again, as it is now.
+    let fresh;
+    let (snap, agent) = if Arc::ptr_eq(&decided, &snap) {
+        (&snap, agent)
+    } else {
+        fresh = decided;
+        (&fresh, identify(&fresh, session)?)
+    };
 
     let upgrade = (req.version() == Version::HTTP_11 && wants_upgrade(req.headers()))
         .then(|| hyper::upgrade::on(&mut req));
@@ -131,7 +138,7 @@ async fn run_phases(
         tls: session.tls,
     };
     let injected =
-        inject::inject(&mut parts, &dest, agent, &snap, &gw.vault).map_err(|e| match e {
+        inject::inject(&mut parts, &dest, agent, snap, &gw.vault).map_err(|e| match e {
             inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
                 reason: e.to_string(),
             },
