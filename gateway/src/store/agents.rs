@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::{Loaded, Store, StoreError, audit, notify_change};
+use super::{Change, Loaded, Store, StoreError, audit, commit_change, notify_change};
 use crate::model::{AgentName, SecretName};
 use crate::token::TokenHash;
 
@@ -105,20 +105,21 @@ impl Store {
             insert_grant(&mut tx, id, secret).await?;
         }
         let grants: Vec<&str> = new.grants.iter().map(SecretName::as_str).collect();
-        audit::record_admin(
-            &mut tx,
-            Some(new.name.as_str()),
-            "agent.add",
-            &format!(
-                "agent={} cgroup={} grants=[{}]",
-                new.name,
-                new.cgroup,
-                grants.join(",")
-            ),
+        commit_change(
+            tx,
+            Change {
+                agent: Some(new.name.as_str()),
+                action: "agent.add",
+                detail: &format!(
+                    "agent={} cgroup={} grants=[{}]",
+                    new.name,
+                    new.cgroup,
+                    grants.join(",")
+                ),
+                what: "agents",
+            },
         )
         .await?;
-        notify_change(&mut tx, "agents").await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -134,15 +135,16 @@ impl Store {
                 what: format!("agent {name}"),
             });
         }
-        audit::record_admin(
-            &mut tx,
-            Some(name.as_str()),
-            "agent.rm",
-            &format!("agent={name}"),
+        commit_change(
+            tx,
+            Change {
+                agent: Some(name.as_str()),
+                action: "agent.rm",
+                detail: &format!("agent={name}"),
+                what: "agents",
+            },
         )
         .await?;
-        notify_change(&mut tx, "agents").await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -180,15 +182,16 @@ impl Store {
                 what: format!("a grant of secret {secret} to agent {agent}"),
             });
         }
-        audit::record_admin(
-            &mut tx,
-            Some(agent.as_str()),
-            "agent.revoke",
-            &format!("agent={agent} secret={secret}"),
+        commit_change(
+            tx,
+            Change {
+                agent: Some(agent.as_str()),
+                action: "agent.revoke",
+                detail: &format!("agent={agent} secret={secret}"),
+                what: "grants",
+            },
         )
         .await?;
-        notify_change(&mut tx, "grants").await?;
-        tx.commit().await?;
         Ok(())
     }
 }

@@ -199,6 +199,29 @@ impl Store {
     }
 }
 
+/// One configuration change, as the audit trail and the other daemons
+/// learn of it.
+pub(super) struct Change<'a> {
+    /// The agent the change is about, if any.
+    pub agent: Option<&'a str>,
+    pub action: &'a str,
+    pub detail: &'a str,
+    /// Which part of the configuration changed (the notification payload).
+    pub what: &'a str,
+}
+
+/// Audits, announces and commits a change: the three always go together,
+/// so the trail, the other daemons and the data can never disagree.
+pub(super) async fn commit_change(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    change: Change<'_>,
+) -> Result<(), StoreError> {
+    audit::record_admin(&mut tx, change.agent, change.action, change.detail).await?;
+    notify_change(&mut tx, change.what).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Announces a configuration change inside the writing transaction.
 pub(super) async fn notify_change(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{Loaded, Store, StoreError, agents, audit, notify_change};
+use super::{Change, Loaded, Store, StoreError, agents, commit_change};
 use crate::model::AgentName;
 use crate::policy::{HostPattern, Method, PathGlob, Rate, RuleAction};
 
@@ -116,10 +116,7 @@ impl Store {
     /// Appends a rule; returns its id.
     pub async fn insert_rule(&self, new: NewRule<'_>) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let agent_id = match new.agent {
-            Some(name) => Some(agents::agent_id(&mut tx, name).await?),
-            None => None,
-        };
+        let agent_id = rule_agent_id(&mut tx, &new).await?;
         let (count, period) = rate_columns(new.action);
         // Serialises concurrent appends so positions stay distinct.
         sqlx::query("LOCK TABLE rules IN SHARE ROW EXCLUSIVE MODE")
@@ -140,25 +137,23 @@ impl Store {
         .bind(period)
         .fetch_one(&mut *tx)
         .await?;
-        audit::record_admin(
-            &mut tx,
-            new.agent.map(AgentName::as_str),
-            "rule.add",
-            &describe(id, &new),
+        commit_change(
+            tx,
+            Change {
+                agent: new.agent.map(AgentName::as_str),
+                action: "rule.add",
+                detail: &describe(id, &new),
+                what: "rules",
+            },
         )
         .await?;
-        notify_change(&mut tx, "rules").await?;
-        tx.commit().await?;
         Ok(id)
     }
 
     /// Changes rule `id` in place: same id, same position.
     pub async fn update_rule(&self, id: i64, new: NewRule<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        let agent_id = match new.agent {
-            Some(name) => Some(agents::agent_id(&mut tx, name).await?),
-            None => None,
-        };
+        let agent_id = rule_agent_id(&mut tx, &new).await?;
         let (count, period) = rate_columns(new.action);
         let updated = sqlx::query(
             "UPDATE rules SET host_pattern = $2, path_glob = $3, method = $4, agent_id = $5,
@@ -181,15 +176,16 @@ impl Store {
                 what: format!("rule {id}"),
             });
         }
-        audit::record_admin(
-            &mut tx,
-            new.agent.map(AgentName::as_str),
-            "rule.edit",
-            &describe(id, &new),
+        commit_change(
+            tx,
+            Change {
+                agent: new.agent.map(AgentName::as_str),
+                action: "rule.edit",
+                detail: &describe(id, &new),
+                what: "rules",
+            },
         )
         .await?;
-        notify_change(&mut tx, "rules").await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -205,9 +201,27 @@ impl Store {
                 what: format!("rule {id}"),
             });
         }
-        audit::record_admin(&mut tx, None, "rule.rm", &format!("rule={id}")).await?;
-        notify_change(&mut tx, "rules").await?;
-        tx.commit().await?;
+        commit_change(
+            tx,
+            Change {
+                agent: None,
+                action: "rule.rm",
+                detail: &format!("rule={id}"),
+                what: "rules",
+            },
+        )
+        .await?;
         Ok(())
+    }
+}
+
+/// The id of the agent a rule is for; `None` for every agent.
+async fn rule_agent_id(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    new: &NewRule<'_>,
+) -> Result<Option<uuid::Uuid>, StoreError> {
+    match new.agent {
+        Some(name) => Ok(Some(agents::agent_id(tx, name).await?)),
+        None => Ok(None),
     }
 }

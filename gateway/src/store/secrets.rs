@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::{Loaded, Store, StoreError, audit, notify_change};
+use super::{Change, Loaded, Store, StoreError, commit_change};
 use crate::model::{Injection, SecretName};
 use crate::policy::{HostPattern, PathGlob};
 use crate::vault::Sealed;
@@ -159,21 +159,22 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_as(e, || format!("secret {}", new.name)))?;
-        audit::record_admin(
-            &mut tx,
-            None,
-            "secret.add",
-            &format!(
-                "secret={} host={} path={} inject={}",
-                new.name,
-                new.host,
-                new.path,
-                new.injection.describe()
-            ),
+        commit_change(
+            tx,
+            Change {
+                agent: None,
+                action: "secret.add",
+                detail: &format!(
+                    "secret={} host={} path={} inject={}",
+                    new.name,
+                    new.host,
+                    new.path,
+                    new.injection.describe()
+                ),
+                what: "secrets",
+            },
         )
         .await?;
-        notify_change(&mut tx, "secrets").await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -207,15 +208,16 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(StoreError::from)?;
-        audit::record_admin(
-            &mut tx,
-            None,
-            "secret.rotate",
-            &format!("secret={name} version={version}"),
+        commit_change(
+            tx,
+            Change {
+                agent: None,
+                action: "secret.rotate",
+                detail: &format!("secret={name} version={version}"),
+                what: "secrets",
+            },
         )
         .await?;
-        notify_change(&mut tx, "secrets").await?;
-        tx.commit().await.map_err(StoreError::from)?;
         Ok(version)
     }
 
@@ -231,9 +233,16 @@ impl Store {
                 what: format!("secret {name}"),
             });
         }
-        audit::record_admin(&mut tx, None, "secret.rm", &format!("secret={name}")).await?;
-        notify_change(&mut tx, "secrets").await?;
-        tx.commit().await?;
+        commit_change(
+            tx,
+            Change {
+                agent: None,
+                action: "secret.rm",
+                detail: &format!("secret={name}"),
+                what: "secrets",
+            },
+        )
+        .await?;
         Ok(())
     }
 }
