@@ -229,6 +229,72 @@ fn placeholders_resolve_only_where_the_secret_applies() {
     assert_eq!(exfil, 5, "{rows:#?}");
 }
 
+/// Issue #8, exfiltration matrix: the secret's host answers with a redirect
+/// to another host. The gateway passes the 3xx to the agent untouched, never
+/// follows it itself, and the other host never sees the credential — not
+/// when the agent follows the redirect, not when its client re-sends the
+/// placeholder (`--location-trusted`). (A real host that echoes the key
+/// into its `Location` is the upstream itself, out of scope: SECURITY.md.)
+#[test]
+fn a_redirect_to_another_host_never_carries_the_credential() {
+    let gw = Gw::start();
+    let other = Upstream::start(UpstreamOpts::https().with_ca(gw.up.ca().clone()));
+    let target = other.ip_url("/echo/landed");
+    let redirect = gw.up.url(&format!("/redirect?to={target}"));
+
+    // Without -L: the 302 as the real host sent it; nobody follows it.
+    let out = gw.curl(&["-i", &redirect]);
+    assert_eq!(Gw::code(&out), 302, "{out:#?}");
+    let lower = out.stdout.to_ascii_lowercase();
+    assert!(
+        lower.contains(&format!("location: {target}\r\n")),
+        "{out:#?}"
+    );
+    assert!(out.stdout.contains(&format!("redirecting to {target}\n")));
+    assert!(!out.stdout.contains(&gw.value), "{out:#?}");
+    let seen = gw.up.requests();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {}", gw.value).as_str())
+    );
+    assert!(
+        other.requests().is_empty(),
+        "the gateway followed the redirect"
+    );
+
+    // With -L: the agent follows it through the proxy; nothing is injected
+    // at the other host.
+    let out = gw.curl(&["-L", &redirect]);
+    assert_eq!(Gw::code(&out), 200, "{out:#?}");
+    let landed = other.requests();
+    assert_eq!(landed.len(), 1, "{landed:#?}");
+    assert_eq!(landed[0].path, "/echo/landed");
+    assert!(landed[0].header("authorization").is_none(), "{landed:#?}");
+
+    // The agent's client re-sends its placeholder to the new host.
+    let out = gw.curl(&[
+        "-L",
+        "--location-trusted",
+        "-H",
+        "Authorization: Bearer airlock:up",
+        &redirect,
+    ]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    assert!(out.stdout.contains("exfiltration"), "{out:#?}");
+
+    assert_eq!(other.requests().len(), 1, "{:#?}", other.requests());
+    assert!(!other.saw(&gw.value) && !other.saw("airlock:"));
+    assert_eq!(gw.up.requests().len(), 3);
+    let rows = gw.requests(5);
+    let exfil = rows
+        .iter()
+        .filter(|r| r["decision"] == "exfiltration")
+        .count();
+    assert_eq!(exfil, 1, "{rows:#?}");
+    assert!(rows.iter().any(|r| r["status"] == 302), "{rows:#?}");
+}
+
 #[test]
 fn path_globs_scope_a_secret() {
     let gw = Gw::start();
