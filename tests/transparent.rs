@@ -576,3 +576,62 @@ fn without_ebpf_auto_falls_back_and_ebpf_mode_refuses_to_start() {
     assert!(daemon.log().contains("eBPF interception could not start"));
     assert!(!Path::new(&not_bpffs).exists());
 }
+
+#[test]
+fn agent_rm_removes_the_cgroup_airlock_created_but_not_a_given_one() {
+    require_ebpf!();
+    let iso = Isolation::new();
+    let up = Upstream::start(UpstreamOpts::https());
+    let daemon = start_daemon(&iso, &up, &[]);
+    // Created by Airlock: the default `PARENT/agent-NAME`.
+    daemon.cli_ok(&["agent", "add", "made"]);
+    let made = iso.cg.path(&iso.agent_cgroup("made"));
+    // Given with --cgroup: managed by someone else.
+    let given_rel = format!("{}/managed-given", iso.parent);
+    let given = iso.cg.path(&given_rel);
+    fs::create_dir_all(&given).unwrap();
+    daemon.cli_ok(&["agent", "add", "given", "--cgroup", &given_rel]);
+    let wait = |p: &Path, exists: bool| {
+        for _ in 0..50 {
+            if p.exists() == exists {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(wait(&made, true), "{} was not created", made.display());
+
+    daemon.cli_ok(&["agent", "rm", "made"]);
+    daemon.cli_ok(&["agent", "rm", "given"]);
+    assert!(!made.exists(), "{} survived agent rm", made.display());
+    assert!(
+        given.exists(),
+        "the --cgroup {} was removed",
+        given.display()
+    );
+    assert!(daemon.log().contains("removed the agent's cgroup"));
+
+    // A cgroup with a process still in it is kept, and the log says so.
+    daemon.cli_ok(&["agent", "add", "busy"]);
+    let busy = iso.cg.path(&iso.agent_cgroup("busy"));
+    assert!(wait(&busy, true));
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    struct Reap<'a>(&'a mut std::process::Child);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = sleeper.id();
+    let _reap = Reap(&mut sleeper);
+    fs::write(busy.join("cgroup.procs"), pid.to_string()).unwrap();
+    daemon.cli_ok(&["agent", "rm", "busy"]);
+    assert!(busy.exists());
+    assert!(
+        daemon.log().contains("processes are still in it"),
+        "{}",
+        daemon.log()
+    );
+}

@@ -149,6 +149,60 @@ pub fn ensure(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 
+/// Removes the agent cgroup Airlock created at `rel` once the agent is
+/// gone, logging the outcome. A missing cgroup (interception never ran)
+/// is fine; one with processes or child cgroups left is kept and said so.
+pub fn remove_owned(agent: &impl std::fmt::Display, rel: &str) {
+    let dir = match Cgroup2::find() {
+        Ok(cg) => cg.path(rel),
+        Err(_) => return,
+    };
+    match remove_if_empty(&dir) {
+        Ok(Removed::Gone) => {
+            tracing::info!(%agent, cgroup = %dir.display(), "removed the agent's cgroup")
+        }
+        Ok(Removed::Absent) => {}
+        Ok(Removed::Busy(n)) => tracing::warn!(%agent, cgroup = %dir.display(), processes = n,
+            "kept the removed agent's cgroup: processes are still in it (they are no longer \
+             identified as the agent; remove it with rmdir once they exit)"),
+        Err(e) => tracing::warn!(%agent, cgroup = %dir.display(), error = %e,
+            "cannot remove the removed agent's cgroup"),
+    }
+}
+
+/// What [`remove_if_empty`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    Gone,
+    Absent,
+    /// Kept: this many processes are still in it.
+    Busy(usize),
+}
+
+/// Removes the cgroup at `dir` unless processes are in it.
+pub fn remove_if_empty(dir: &Path) -> io::Result<Removed> {
+    let procs = match fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(p) => p,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Absent),
+        Err(e) => return Err(e),
+    };
+    let n = procs.lines().filter(|l| !l.trim().is_empty()).count();
+    if n > 0 {
+        return Ok(Removed::Busy(n));
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(Removed::Gone),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removed::Absent),
+        // A process joined in between, or a child cgroup exists.
+        Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => Ok(Removed::Busy(
+            fs::read_to_string(dir.join("cgroup.procs"))
+                .map(|p| p.lines().count())
+                .unwrap_or(0),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// Moves process `pid` (all its threads) into the cgroup at `dir`.
 pub fn move_pid(dir: &Path, pid: u32) -> io::Result<()> {
     fs::write(dir.join("cgroup.procs"), pid.to_string())

@@ -250,10 +250,20 @@ impl Service {
         })
     }
 
+    /// Deletes the agent, then its cgroup if Airlock created it (the
+    /// default `PARENT/agent-NAME`; a `--cgroup` one belongs to systemd or
+    /// a container runtime and is left alone). A cgroup that still holds
+    /// processes is kept, with a warning in the log: removing the agent
+    /// must not kill or move its processes.
     pub async fn delete_agent(&self, name: &str) -> Result<(), ServiceError> {
         let name = AgentName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
+        let cgroup = self.store.get_agent(&name).await?.cgroup;
         self.store.delete_agent(&name).await?;
+        // After the refresh no rebuild of the agent map recreates it.
         self.refresh().await;
+        if cgroup.trim_matches('/') == format!("{}/agent-{name}", self.agents_cgroup) {
+            crate::intercept::cgroup::remove_owned(&name, &cgroup);
+        }
         Ok(())
     }
 
