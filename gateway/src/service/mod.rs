@@ -221,6 +221,11 @@ impl Service {
             .collect())
     }
 
+    /// The cgroup Airlock creates and owns for an agent given no `--cgroup`.
+    fn default_cgroup(&self, name: &AgentName) -> String {
+        format!("{}/agent-{name}", self.agents_cgroup)
+    }
+
     pub async fn add_agent(&self, req: AddAgent) -> Result<AgentCreated, ServiceError> {
         let name = AgentName::parse(&req.name).map_err(|e| ServiceError::invalid("name", e))?;
         let grants = req
@@ -231,7 +236,7 @@ impl Service {
             .map_err(|e| ServiceError::invalid("grants", e))?;
         let cgroup = match req.cgroup {
             Some(path) => validate_cgroup(&path)?,
-            None => format!("{}/agent-{name}", self.agents_cgroup),
+            None => self.default_cgroup(&name),
         };
         let token = Token::generate();
         self.store
@@ -261,7 +266,7 @@ impl Service {
         self.store.delete_agent(&name).await?;
         // After the refresh no rebuild of the agent map recreates it.
         self.refresh().await;
-        if cgroup.trim_matches('/') == format!("{}/agent-{name}", self.agents_cgroup) {
+        if cgroup.trim_matches('/') == self.default_cgroup(&name) {
             crate::intercept::cgroup::remove_owned(&name, &cgroup);
         }
         Ok(())
