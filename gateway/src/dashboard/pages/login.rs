@@ -82,14 +82,7 @@ pub async fn submit(
         );
     }
     if let Err(wait) = state.logins.check(peer.ip()) {
-        return login_page(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(format!(
-                "Too many failed logins from your address. Try again in {} seconds.",
-                wait.as_secs().max(1)
-            )),
-        );
+        return too_many_logins(&state, wait);
     }
     match state.service.verify_admin_password(form.password).await {
         Ok(true) => {}
@@ -165,14 +158,7 @@ pub async fn oidc_callback(
         return pages_not_found();
     };
     if let Err(wait) = state.logins.check(peer.ip()) {
-        return login_page(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(format!(
-                "Too many failed logins from your address. Try again in {} seconds.",
-                wait.as_secs().max(1)
-            )),
-        );
+        return too_many_logins(&state, wait);
     }
     let result = match (&q.code, &q.error) {
         (Some(code), None) => {
@@ -265,4 +251,17 @@ pub async fn logout(
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// The answer to an address that failed too many logins, for the password
+/// form and the OpenID Connect callback alike.
+fn too_many_logins(state: &DashState, wait: std::time::Duration) -> Response {
+    login_page(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(format!(
+            "Too many failed logins from your address. Try again in {} seconds.",
+            wait.as_secs().max(1)
+        )),
+    )
 }
