@@ -1,18 +1,24 @@
-//! Transparent interception end to end, for real (root, eBPF): the daemon
-//! attaches its programs to a test-only agents' parent cgroup, and real
-//! clients started with `airlock run --agent NAME -- CMD` — with no proxy
-//! variables at all — reach a loopback HTTPS upstream through the gateway,
-//! with the credential injected and the agent identified by its cgroup.
+//! Transparent interception end to end, for real (root, eBPF or
+//! nftables): the daemon attaches its programs to (or installs its nft
+//! table for) a test-only agents' parent cgroup, and real clients started
+//! with `airlock run --agent NAME -- CMD` — with no proxy variables at all
+//! — reach a loopback HTTPS upstream through the gateway, with the
+//! credential injected and the agent identified by its cgroup: curl,
+//! Python requests, Node's fetch, `git ls-remote`. Each scenario runs in
+//! both modes (the nftables fallback forced with `--transparent
+//! nftables`).
 //!
 //! Every test uses its own cgroups (`airlock-test-<random>.slice`, the
 //! gateway's `airlock-test-<random>-gw`), its own pin directory
-//! (`/sys/fs/bpf/airlock-test-<random>`) and intercepts only its own
-//! upstream's ports, so it neither sees nor disturbs anything else on the
-//! machine. [`Isolation`] removes all of it (pins, links, cgroups and the
-//! processes in them) however the test ends.
+//! (`/sys/fs/bpf/airlock-test-<random>`), its own nft table
+//! (`inet airlock_test_<random>`) and intercepts only its own upstream's
+//! ports, so it neither sees nor disturbs anything else on the machine.
+//! [`Isolation`] removes all of it (pins, links, the table, cgroups and
+//! the processes in them) however the test ends.
 //!
-//! Without root or without an eBPF object in the build, the tests say so
-//! and pass without checking anything.
+//! Without root, without an eBPF object in the build (eBPF tests) or
+//! without `nft` (nftables tests), the tests say so and pass without
+//! checking anything.
 
 mod support;
 
@@ -23,29 +29,63 @@ use std::time::Duration;
 
 use airlock::intercept::bpf;
 use airlock::intercept::cgroup::Cgroup2;
+use support::git_http::GitServer;
 use support::upstream::{Upstream, UpstreamOpts};
 use support::{Daemon, Output, run};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why the eBPF tests cannot run here, if they cannot.
-fn skip_reason() -> Option<&'static str> {
+/// The redirect mechanism a test forces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ebpf,
+    Nftables,
+}
+
+impl Mode {
+    /// `--transparent` / `AIRLOCK_TRANSPARENT`.
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Ebpf => "ebpf",
+            Mode::Nftables => "nftables",
+        }
+    }
+
+    /// How `airlock status` names the running mode.
+    fn status_prefix(self) -> &'static str {
+        match self {
+            Mode::Ebpf => "transparent (eBPF",
+            Mode::Nftables => "transparent (nftables",
+        }
+    }
+}
+
+/// Why the tests of `mode` cannot run here, if they cannot.
+fn skip_reason(mode: Mode) -> Option<&'static str> {
     if !nix::unistd::geteuid().is_root() {
         return Some("not root");
-    }
-    if airlock::ebpf::object().is_none() {
-        return Some("this build has no eBPF object (cargo xtask build-ebpf)");
     }
     if Cgroup2::find().is_err() {
         return Some("no cgroup v2");
     }
-    None
+    match mode {
+        Mode::Ebpf if airlock::ebpf::object().is_none() => {
+            Some("this build has no eBPF object (cargo xtask build-ebpf)")
+        }
+        Mode::Nftables if Command::new("nft").arg("--version").output().is_err() => {
+            Some("no nft command (cargo xtask setup installs nftables)")
+        }
+        _ => None,
+    }
 }
 
-macro_rules! require_ebpf {
-    () => {
-        if let Some(why) = skip_reason() {
-            eprintln!("SKIPPED: transparent interception tests need root and eBPF: {why}");
+macro_rules! require {
+    ($mode:expr) => {
+        if let Some(why) = skip_reason($mode) {
+            eprintln!(
+                "SKIPPED: transparent interception tests ({}) need root and it: {why}",
+                $mode.name()
+            );
             return;
         }
     };
@@ -55,20 +95,24 @@ macro_rules! require_ebpf {
 /// (detaching the programs), then every process left in the cgroups,
 /// then the cgroups, deepest first.
 struct Isolation {
+    mode: Mode,
     cg: Cgroup2,
     parent: String,
     gateway: String,
     pin_dir: PathBuf,
+    nft_table: String,
 }
 
 impl Isolation {
-    fn new() -> Isolation {
+    fn new(mode: Mode) -> Isolation {
         let id = support::random_hex(4);
         Isolation {
+            mode,
             cg: Cgroup2::find().expect("cgroup v2"),
             parent: format!("airlock-test-{id}.slice"),
             gateway: format!("airlock-test-{id}-gw"),
             pin_dir: PathBuf::from(format!("/sys/fs/bpf/airlock-test-{id}")),
+            nft_table: format!("airlock_test_{id}"),
         }
     }
 
@@ -89,13 +133,61 @@ impl Isolation {
     fn env(&self, ports: &[u16]) -> Vec<(&'static str, String)> {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         vec![
-            ("AIRLOCK_TRANSPARENT", "ebpf".into()),
+            ("AIRLOCK_TRANSPARENT", self.mode.name().into()),
             ("AIRLOCK_TRANSPARENT_PORT", "0".into()),
             ("AIRLOCK_INTERCEPT_PORTS", ports.join(",")),
             ("AIRLOCK_AGENTS_CGROUP", self.parent.clone()),
             ("AIRLOCK_GATEWAY_CGROUP", self.gateway.clone()),
             ("AIRLOCK_BPF_PIN_DIR", self.pin_dir.display().to_string()),
+            ("AIRLOCK_NFT_TABLE", self.nft_table.clone()),
         ]
+    }
+
+    /// How many nft tables have this test's name (0 or 1; never more).
+    fn nft_tables(&self) -> usize {
+        let out = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .expect("nft list tables");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.trim() == format!("table inet {}", self.nft_table))
+            .count()
+    }
+
+    /// The test's nft table as `nft list table` prints it.
+    fn nft_ruleset(&self) -> String {
+        let out = Command::new("nft")
+            .args(["list", "table", "inet", &self.nft_table])
+            .output()
+            .expect("nft list table");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whatever redirects this test's agents is in place, exactly once,
+    /// and nothing of the other mode.
+    fn assert_installed(&self) {
+        match self.mode {
+            Mode::Ebpf => {
+                let attached = self.attached();
+                assert_eq!(attached.len(), 5, "{attached:?}");
+                assert_eq!(self.nft_tables(), 0);
+            }
+            Mode::Nftables => {
+                assert_eq!(self.nft_tables(), 1);
+                let rules = self.nft_ruleset();
+                assert_eq!(rules.matches("redirect to").count(), 1, "{rules}");
+                assert_eq!(rules.matches(" drop").count(), 1, "{rules}");
+                assert!(self.attached().is_empty());
+            }
+        }
+    }
+
+    /// Nothing of this test redirects anything any more.
+    fn assert_released(&self) {
+        assert!(self.attached().is_empty());
+        assert!(!self.pin_dir.exists());
+        assert_eq!(self.nft_tables(), 0);
     }
 
     /// The programs attached to the agents' parent cgroup.
@@ -139,24 +231,28 @@ impl Drop for Isolation {
         if let Err(e) = bpf::release(&self.pin_dir) {
             eprintln!("warning: releasing {}: {e}", self.pin_dir.display());
         }
+        if let Err(e) = airlock::intercept::nft::remove(&self.nft_table) {
+            eprintln!("warning: removing nft table {}: {e}", self.nft_table);
+        }
         remove_cgroup_tree(&self.parent_dir());
         remove_cgroup_tree(&self.gateway_dir());
     }
 }
 
-/// A daemon intercepting for `iso` on `up`'s ports, with secret `up`
-/// (value `value`) for `host:port` granted to agent `bot`.
+/// A daemon intercepting for `iso` on `up`'s ports.
 fn start_daemon(iso: &Isolation, up: &Upstream, extra_ports: &[u16]) -> Daemon {
     let mut ports = vec![up.port()];
     ports.extend(up.addr_v6().map(|a| a.port()));
     ports.extend_from_slice(extra_ports);
+    start_daemon_for(iso, up.ca_pem_path(), &ports)
+}
+
+/// A daemon intercepting for `iso` on `ports`, trusting `upstream_ca`.
+fn start_daemon_for(iso: &Isolation, upstream_ca: &Path, ports: &[u16]) -> Daemon {
     let mut builder = Daemon::builder()
-        .env(
-            "AIRLOCK_UPSTREAM_CA",
-            up.ca_pem_path().display().to_string(),
-        )
+        .env("AIRLOCK_UPSTREAM_CA", upstream_ca.display().to_string())
         .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8,::1/128");
-    for (k, v) in iso.env(&ports) {
+    for (k, v) in iso.env(ports) {
         builder = builder.env(k, v);
     }
     builder.start()
@@ -233,15 +329,28 @@ fn as_strs(v: &[String]) -> Vec<&str> {
 }
 
 #[test]
-fn agents_are_intercepted_by_cgroup_with_no_proxy_settings() {
-    require_ebpf!();
-    let iso = Isolation::new();
+fn ebpf_agents_are_intercepted_by_cgroup_with_no_proxy_settings() {
+    clients_are_intercepted_by_cgroup(Mode::Ebpf);
+}
+
+#[test]
+fn nftables_agents_are_intercepted_by_cgroup_with_no_proxy_settings() {
+    clients_are_intercepted_by_cgroup(Mode::Nftables);
+}
+
+fn clients_are_intercepted_by_cgroup(mode: Mode) {
+    require!(mode);
+    let iso = Isolation::new(mode);
     let up = Upstream::start(UpstreamOpts::https().with_ipv6());
     // 443 too, for the UDP check (only this test's cgroups are affected).
     let mut daemon = start_daemon(&iso, &up, &[443]);
     let status = daemon.status_json();
-    let mode = status["mode"].as_str().unwrap_or_default().to_owned();
-    assert!(mode.starts_with("transparent (eBPF"), "{status:#}");
+    let status_mode = status["mode"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        status_mode.starts_with(mode.status_prefix()),
+        "{status:#}"
+    );
+    assert!(daemon.log().contains(mode.status_prefix()));
 
     add_agent(&daemon, &iso, "bot");
     let value = format!("sk-transparent-{}", support::random_hex(12));
@@ -429,10 +538,12 @@ fn agents_are_intercepted_by_cgroup_with_no_proxy_settings() {
         );
     }
 
-    // 7. One program per attach point; one getsockopt on the gateway.
-    let attached = iso.attached();
-    assert_eq!(attached.len(), 5, "{attached:?}");
-    assert_eq!(iso.getsockopt_programs(), vec!["airlock_getopt"]);
+    // 7. One program per attach point and one getsockopt on the gateway,
+    //    or one table with one redirect and one drop.
+    iso.assert_installed();
+    if mode == Mode::Ebpf {
+        assert_eq!(iso.getsockopt_programs(), vec!["airlock_getopt"]);
+    }
 
     // 8. kill -9: the agent's next connection fails (no bypass); restart:
     //    works again, the pinned programs adopted, not duplicated.
@@ -471,14 +582,18 @@ fn agents_are_intercepted_by_cgroup_with_no_proxy_settings() {
         before,
         "the upstream was reached directly"
     );
-    assert_eq!(iso.attached().len(), 5, "the pinned programs stayed");
+    // The pinned programs or the table stayed.
+    iso.assert_installed();
 
     daemon.restart();
-    let mode = daemon.status_json()["mode"]
+    let status_mode = daemon.status_json()["mode"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(mode.contains("adopted"), "{mode}");
+    assert!(status_mode.starts_with(mode.status_prefix()), "{status_mode}");
+    if mode == Mode::Ebpf {
+        assert!(status_mode.contains("adopted"), "{status_mode}");
+    }
     let out = agent_run(
         &daemon,
         "bot",
@@ -486,16 +601,18 @@ fn agents_are_intercepted_by_cgroup_with_no_proxy_settings() {
     );
     assert!(out.success(), "{out:#?}\n{}", daemon.log());
     assert_eq!(up.requests_to("/echo/again").len(), 1);
-    let attached = iso.attached();
-    assert_eq!(attached.len(), 5, "duplicated after restart: {attached:?}");
-    assert_eq!(iso.getsockopt_programs(), vec!["airlock_getopt"]);
+    // Not duplicated by the restart.
+    iso.assert_installed();
+    if mode == Mode::Ebpf {
+        assert_eq!(iso.getsockopt_programs(), vec!["airlock_getopt"]);
+    }
 
     // 9. `airlock stop --release` removes interception: agents then go
     //    out directly (no credential).
     let out = daemon.cli(&["stop", "--release"]);
     assert!(out.success(), "{out:#?}");
-    assert!(iso.attached().is_empty());
-    assert!(!iso.pin_dir.exists());
+    assert!(out.stdout.contains("released transparent interception"), "{out:#?}");
+    iso.assert_released();
     let out = run(
         Command::new("bash").args(["-c", &script]),
         None,
@@ -508,9 +625,18 @@ fn agents_are_intercepted_by_cgroup_with_no_proxy_settings() {
 }
 
 #[test]
-fn unknown_cgroups_under_the_parent_are_refused_and_audited() {
-    require_ebpf!();
-    let iso = Isolation::new();
+fn ebpf_unknown_cgroups_under_the_parent_are_refused_and_audited() {
+    unknown_cgroups_are_refused(Mode::Ebpf);
+}
+
+#[test]
+fn nftables_unknown_cgroups_under_the_parent_are_refused_and_audited() {
+    unknown_cgroups_are_refused(Mode::Nftables);
+}
+
+fn unknown_cgroups_are_refused(mode: Mode) {
+    require!(mode);
+    let iso = Isolation::new(mode);
     let up = Upstream::start(UpstreamOpts::https());
     let daemon = start_daemon(&iso, &up, &[]);
     let stranger = iso.parent_dir().join("stranger");
@@ -543,44 +669,153 @@ fn unknown_cgroups_under_the_parent_are_refused_and_audited() {
 }
 
 #[test]
-fn without_ebpf_auto_falls_back_and_ebpf_mode_refuses_to_start() {
-    require_ebpf!();
+fn without_ebpf_auto_falls_back_to_nftables_and_ebpf_mode_refuses_to_start() {
+    require!(Mode::Ebpf);
+    require!(Mode::Nftables);
+    let iso = Isolation::new(Mode::Nftables);
+    let up = Upstream::start(UpstreamOpts::https());
     // A pin directory on no BPF file system: eBPF cannot be set up.
     let not_bpffs = format!("/tmp/airlock-test-not-bpffs-{}", support::random_hex(4));
+    let mut env: Vec<(&str, String)> = iso.env(&[up.port()]);
+    env.retain(|(k, _)| !matches!(*k, "AIRLOCK_TRANSPARENT" | "AIRLOCK_BPF_PIN_DIR"));
+    env.push(("AIRLOCK_BPF_PIN_DIR", not_bpffs.clone()));
     let dir = support::temp_data_dir();
-    let out = support::serve_expect_exit(
-        dir.path(),
-        &[
-            ("AIRLOCK_TRANSPARENT", "ebpf"),
-            ("AIRLOCK_BPF_PIN_DIR", &not_bpffs),
-        ],
-    );
+    let mut refused: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    refused.push(("AIRLOCK_TRANSPARENT", "ebpf"));
+    let out = support::serve_expect_exit(dir.path(), &refused);
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(
         out.stderr.contains("transparent interception is required")
             && out.stderr.contains("no BPF file system"),
         "{out:#?}"
     );
+    assert_eq!(iso.nft_tables(), 0, "ebpf mode must not fall back");
 
-    let daemon = Daemon::builder()
+    let mut builder = Daemon::builder()
         .env("AIRLOCK_TRANSPARENT", "auto")
-        .env("AIRLOCK_BPF_PIN_DIR", &not_bpffs)
-        .start();
+        .env(
+            "AIRLOCK_UPSTREAM_CA",
+            up.ca_pem_path().display().to_string(),
+        )
+        .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8");
+    for (k, v) in &env {
+        builder = builder.env(k, v.clone());
+    }
+    let daemon = builder.start();
     let status = daemon.status_json();
     let mode = status["mode"].as_str().unwrap_or_default();
     assert!(
-        mode.starts_with("explicit proxy only: eBPF interception could not start")
+        mode.starts_with(&format!("transparent (nftables, table inet {}", iso.nft_table))
+            && mode.contains("because eBPF interception could not start")
             && mode.contains("no BPF file system"),
         "{status:#}"
     );
-    assert!(daemon.log().contains("eBPF interception could not start"));
+    assert!(daemon.log().contains("falling back to nftables"));
     assert!(!Path::new(&not_bpffs).exists());
+    iso.assert_installed();
+
+    // The fallback intercepts for real.
+    add_agent(&daemon, &iso, "bot");
+    let value = format!("sk-fallback-{}", support::random_hex(12));
+    add_secret(
+        &daemon,
+        "up",
+        &format!("{}:{}", up.host(), up.port()),
+        &value,
+        "bot",
+    );
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &as_strs(&curl_args(up.host(), up.port(), "127.0.0.1", "/echo/fallback")),
+    );
+    assert!(out.success(), "{out:#?}\n{}", daemon.log());
+    let seen = up.requests_to("/echo/fallback");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {value}").as_str())
+    );
+}
+
+#[test]
+fn ebpf_git_ls_remote_gets_the_refs_with_the_injected_token() {
+    git_ls_remote(Mode::Ebpf);
+}
+
+#[test]
+fn nftables_git_ls_remote_gets_the_refs_with_the_injected_token() {
+    git_ls_remote(Mode::Nftables);
+}
+
+/// `git ls-remote https://...` inside the agent's cgroup, no proxy and no
+/// credential configured, against a smart-HTTP server that answers 401
+/// without the token: the gateway injects it and the refs come back.
+fn git_ls_remote(mode: Mode) {
+    require!(mode);
+    let iso = Isolation::new(mode);
+    let token = format!("ghp-test-{}", support::random_hex(12));
+    let server = GitServer::start(&token);
+    let daemon = start_daemon_for(&iso, server.ca_pem_path(), &[server.port()]);
+    add_agent(&daemon, &iso, "coder");
+    let host = "api.test.local";
+    add_secret(
+        &daemon,
+        "git",
+        &format!("{host}:{}", server.port()),
+        &token,
+        "coder",
+    );
+    let url = format!("https://{host}:{}/repo.git", server.port());
+    let resolve = format!("http.curloptResolve={host}:{}:127.0.0.1", server.port());
+    let git = |agent_args: &[&str]| {
+        let mut cmd = daemon.command();
+        cmd.args(["run", "--agent", "coder", "--"])
+            .args(agent_args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        run(&mut cmd, None, CLIENT_TIMEOUT)
+    };
+    let out = git(&["git", "-c", &resolve, "ls-remote", &url]);
+    assert!(out.success(), "{out:#?}\n{}", daemon.log());
+    assert!(
+        out.stdout
+            .contains(&format!("{}\trefs/heads/main", server.head())),
+        "{out:#?}"
+    );
+    let seen = server.requests();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|r| r.authorized), "{seen:#?}");
+    let rec = wait_audit(&daemon, |e| {
+        e["path"].as_str().is_some_and(|p| p.starts_with("/repo.git/"))
+    });
+    assert_eq!(rec["agent"], "coder", "{rec:#}");
+    assert_eq!(rec["secrets"][0], "git", "{rec:#}");
+
+    // The same client outside any agent cgroup, trusting the server's CA:
+    // no credential, so the server refuses it.
+    let direct = run(
+        Command::new("git")
+            .args(["-c", &resolve, "ls-remote", &url])
+            .env("GIT_SSL_CAINFO", server.ca_pem_path())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null"),
+        None,
+        CLIENT_TIMEOUT,
+    );
+    assert!(!direct.success(), "{direct:#?}");
+    assert!(
+        server.requests().iter().any(|r| !r.authorized),
+        "the direct request did not reach the server"
+    );
 }
 
 #[test]
 fn agent_rm_removes_the_cgroup_airlock_created_but_not_a_given_one() {
-    require_ebpf!();
-    let iso = Isolation::new();
+    require!(Mode::Ebpf);
+    let iso = Isolation::new(Mode::Ebpf);
     let up = Upstream::start(UpstreamOpts::https());
     let daemon = start_daemon(&iso, &up, &[]);
     // Created by Airlock: the default `PARENT/agent-NAME`.

@@ -9,6 +9,7 @@
 //! - [`db`]: psql and pg_dump against a daemon's database.
 //! - `upstream`: test upstream servers.
 //! - `browser`: headless Chromium through chromedriver (dashboard tests).
+//! - `git_http`: a git smart-HTTP server behind a bearer token.
 //!
 //! Not every test binary uses every helper, hence the blanket `dead_code`.
 
@@ -18,6 +19,8 @@
 pub mod browser;
 pub mod daemon;
 pub mod db;
+#[allow(dead_code)]
+pub mod git_http;
 pub mod process;
 #[allow(dead_code)]
 pub mod upstream;

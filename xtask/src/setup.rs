@@ -14,7 +14,8 @@ use crate::cmd;
 
 /// Debian packages: LLVM 22 for building bpf-linker, clang, tools for
 /// rustup, PostgreSQL for the embedded store, and headless Chromium with
-/// its WebDriver for the dashboard's browser tests.
+/// its WebDriver for the dashboard's browser tests; nftables for the
+/// transparent fallback, git for its smart-HTTP client test.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,6 +29,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "npm",
     "chromium",
     "chromium-driver",
+    "nftables",
+    "git",
 ];
 
 /// The bpf-linker release that builds against Debian's LLVM 22.

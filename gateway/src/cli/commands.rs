@@ -629,15 +629,19 @@ async fn stop(client: &AdminClient, release: bool) -> Result<()> {
         Err(_) => println!("the daemon is not running"),
     }
     if release {
-        let removed = airlock::intercept::release(&data_dir)
+        let released = airlock::intercept::release(&data_dir)
             .context("cannot remove transparent interception")?;
-        if removed.is_empty() {
-            println!("no transparent interception was pinned");
+        if released.is_empty() {
+            println!("no transparent interception was left in place");
         } else {
+            let table = released
+                .nft_table
+                .map(|t| format!(", the nftables table inet {t}"))
+                .unwrap_or_default();
             println!(
-                "released transparent interception (removed {} pinned objects): agents now \
-                 connect directly",
-                removed.len()
+                "released transparent interception (removed {} pinned objects{table}): agents \
+                 now connect directly",
+                released.pins.len()
             );
         }
     }

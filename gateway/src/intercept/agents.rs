@@ -5,6 +5,13 @@
 //! snapshot's generation changes (polled every 200 ms, and on a lookup
 //! miss), and creates the cgroups of agents whose path lies under the
 //! agents' parent, so `airlock agent add` is enough to make one usable.
+//!
+//! The eBPF programs report the agent-level ancestor of the connecting
+//! task's cgroup; the nftables fallback reports the socket's own cgroup,
+//! which may be a sub-cgroup an agent made (`agent-NAME/worker`). An id
+//! not in the table is therefore named by the kernel
+//! ([`Cgroup2::rel_path_of_id`]) and its path walked up to the nearest
+//! agent's cgroup; the answer is cached until the next rebuild.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,11 +25,17 @@ use crate::snapshot::SnapshotHandle;
 const POLL: Duration = Duration::from_millis(200);
 /// A lookup miss rebuilds the map at most this often.
 const MISS_REBUILD: Duration = Duration::from_millis(100);
+/// Sub-cgroup ids remembered between rebuilds (then forgotten at once).
+const MAX_DESCENDANTS: usize = 4096;
 
 #[derive(Default)]
 struct Table {
     generation: Option<u64>,
     by_id: HashMap<u64, AgentName>,
+    /// Agents' cgroups, relative to the mount.
+    by_path: HashMap<String, AgentName>,
+    /// Sub-cgroups of agents' cgroups met since the last rebuild.
+    descendants: HashMap<u64, AgentName>,
 }
 
 /// The current cgroup id → agent table.
@@ -55,8 +68,18 @@ impl AgentMap {
         if self.current_generation() != self.snapshot.load().generation {
             self.rebuild();
         }
-        if let Some(a) = self.read().by_id.get(&cgroup_id) {
-            return Some(a.clone());
+        {
+            let table = self.read();
+            if let Some(a) = table
+                .by_id
+                .get(&cgroup_id)
+                .or_else(|| table.descendants.get(&cgroup_id))
+            {
+                return Some(a.clone());
+            }
+        }
+        if let Some(a) = self.by_ancestry(cgroup_id) {
+            return Some(a);
         }
         // A cgroup recreated since the last rebuild has a new id.
         let due = {
@@ -74,6 +97,31 @@ impl AgentMap {
         None
     }
 
+    /// The agent whose cgroup contains the cgroup `cgroup_id` (or is it,
+    /// recreated under a new id), remembered until the next rebuild.
+    fn by_ancestry(&self, cgroup_id: u64) -> Option<AgentName> {
+        let rel = self.cg.rel_path_of_id(cgroup_id).ok()?;
+        if !cgroup::is_under(&rel, &self.parent) {
+            return None;
+        }
+        let agent = {
+            let table = self.read();
+            let mut path = rel.as_str();
+            loop {
+                if let Some(a) = table.by_path.get(path) {
+                    break a.clone();
+                }
+                path = path.rsplit_once('/')?.0;
+            }
+        };
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        if table.descendants.len() >= MAX_DESCENDANTS {
+            table.descendants.clear();
+        }
+        table.descendants.insert(cgroup_id, agent.clone());
+        Some(agent)
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
         self.table.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -87,8 +135,10 @@ impl AgentMap {
     pub fn rebuild(&self) {
         let snap = self.snapshot.load();
         let mut by_id = HashMap::new();
+        let mut by_path = HashMap::new();
         for agent in &snap.agents {
             let rel = cgroup::normalize(&agent.cgroup);
+            by_path.insert(rel.clone(), agent.name.clone());
             let dir = self.cg.path(&rel);
             if cgroup::is_under(&rel, &self.parent) {
                 if let Err(e) = cgroup::ensure(&dir) {
@@ -118,6 +168,8 @@ impl AgentMap {
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         table.generation = Some(snap.generation);
         table.by_id = by_id;
+        table.by_path = by_path;
+        table.descendants.clear();
     }
 
     fn warn_once(&self, key: &str, log: impl FnOnce()) {

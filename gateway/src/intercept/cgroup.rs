@@ -127,6 +127,53 @@ impl Cgroup2 {
     }
 }
 
+impl Cgroup2 {
+    /// The cgroup whose id is `id`, relative to the mount: opened by
+    /// handle (cgroup2 exports its directories by id as `FILEID_KERNFS`
+    /// handles, which is how systemd resolves cgroup ids), then named by
+    /// `/proc/self/fd`. Needs `CAP_DAC_READ_SEARCH` (root).
+    pub fn rel_path_of_id(&self, id: u64) -> io::Result<String> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        /// `struct file_handle` with room for the 8-byte cgroup id.
+        #[repr(C)]
+        struct Handle {
+            bytes: u32,
+            kind: i32,
+            id: [u8; 8],
+        }
+        const FILEID_KERNFS: i32 = 0xfe;
+        let mount = fs::File::open(&self.mount)?;
+        let mut handle = Handle {
+            bytes: 8,
+            kind: FILEID_KERNFS,
+            id: id.to_ne_bytes(),
+        };
+        // SAFETY: `handle` is a `struct file_handle` whose `handle_bytes`
+        // matches the bytes that follow it; `mount` is an open directory.
+        let fd = unsafe {
+            nix::libc::open_by_handle_at(
+                mount.as_raw_fd(),
+                (&mut handle as *mut Handle).cast(),
+                nix::libc::O_RDONLY | nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let path = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        path.strip_prefix(&self.mount)
+            .map(|rel| normalize(&rel.to_string_lossy()))
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("cgroup {id} is outside {}", self.mount.display()),
+                )
+            })
+    }
+}
+
 /// `rel` without leading or trailing slashes.
 pub fn normalize(rel: &str) -> String {
     rel.trim_matches('/').to_owned()
@@ -271,6 +318,18 @@ mod tests {
         assert_eq!(cg.level("airlock.slice/agent-a/"), 2);
         assert_eq!(lines[3].mount_point, PathBuf::from("/mnt/cg x"));
         assert_eq!(depth(&lines[3].root), 2);
+    }
+
+    #[test]
+    fn names_a_cgroup_by_its_id() {
+        let Ok(cg) = Cgroup2::find() else { return };
+        let Ok(rel) = cg.of_pid(std::process::id()) else { return };
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let id = id(&cg.path(&rel)).unwrap();
+        assert_eq!(cg.rel_path_of_id(id).unwrap(), rel);
+        assert!(cg.rel_path_of_id(u64::MAX).is_err());
     }
 
     #[test]

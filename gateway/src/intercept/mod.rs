@@ -8,6 +8,10 @@
 //!   and maps (fail closed across restarts and crashes; adopted, never
 //!   duplicated, by the next start), the getsockopt program on the
 //!   gateway's own cgroup, [`bpf::release`], listings.
+//! - [`nft`]: the nftables fallback's table (REDIRECT by `socket
+//!   cgroupv2`), installed atomically with `nft -f -`.
+//! - [`redirect`] and [`diag`]: what an accepted connection says about
+//!   itself in either mode: original destination and cgroup id.
 //! - [`agents`]: cgroup id → agent, rebuilt on each configuration change.
 //! - [`run`]: `airlock run --agent NAME -- CMD`.
 //!
@@ -19,28 +23,34 @@
 //! [`crate::proxy::transparent`].
 //!
 //! Modes (`--transparent`, `AIRLOCK_TRANSPARENT`): `auto` (the default:
-//! eBPF when it loads, otherwise the explicit proxy only, saying why),
-//! `off` (the explicit proxy only), `ebpf` (or `--require-ebpf`: the
-//! daemon refuses to start without it). The nftables fallback is not
-//! implemented.
+//! eBPF when it loads; if it cannot (no BTF, a verifier or attach error,
+//! no bpffs), the nftables fallback, saying why; if neither starts, the
+//! explicit proxy only, saying why), `off` (the explicit proxy only),
+//! `ebpf` (or `--require-ebpf`) and `nftables`: that mechanism or the
+//! daemon refuses to start. Whichever mode starts removes the other
+//! mode's leftovers of this daemon (its pin directory, its nft table),
+//! so switching modes never stacks two redirects.
 
 pub mod agents;
 pub mod bpf;
 pub mod cgroup;
+pub mod diag;
+pub mod nft;
+pub mod redirect;
 pub mod run;
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gateway_common::{AF_INET, Config, OrigInfo, SO_AIRLOCK_ORIG_INFO, SOL_IP};
+use gateway_common::Config;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use self::agents::AgentMap;
 use self::cgroup::Cgroup2;
+use self::redirect::Redirector;
 use crate::snapshot::SnapshotHandle;
 
 pub const DEFAULT_TRANSPARENT_PORT: u16 = 10256;
@@ -63,18 +73,34 @@ pub const STATE_FILE: &str = "intercept.json";
 pub enum TransparentMode {
     /// The explicit proxy only.
     Off,
-    /// eBPF interception when it loads; otherwise the explicit proxy only.
+    /// eBPF interception when it loads, else the nftables fallback, else
+    /// the explicit proxy only.
     #[default]
     Auto,
     /// eBPF interception or the daemon does not start.
     Ebpf,
+    /// The nftables fallback (even where eBPF would load) or the daemon
+    /// does not start.
+    Nftables,
+}
+
+impl TransparentMode {
+    fn name(self) -> &'static str {
+        match self {
+            TransparentMode::Off => "off",
+            TransparentMode::Auto => "auto",
+            TransparentMode::Ebpf => "ebpf",
+            TransparentMode::Nftables => "nftables",
+        }
+    }
 }
 
 /// Command-line flags and environment variables of `airlock serve`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct InterceptArgs {
     /// Transparent interception of agents' cgroups: off, auto (eBPF when it
-    /// loads, else the explicit proxy only) or ebpf (required).
+    /// loads, else nftables, else the explicit proxy only), ebpf or
+    /// nftables (required).
     #[arg(long, env = "AIRLOCK_TRANSPARENT", value_enum)]
     pub transparent: Option<TransparentMode>,
     /// Refuse to start unless eBPF interception loads (same as --transparent ebpf).
@@ -95,6 +121,9 @@ pub struct InterceptArgs {
     /// Where eBPF maps and links are pinned (default /sys/fs/bpf/airlock).
     #[arg(long, env = "AIRLOCK_BPF_PIN_DIR", value_name = "DIR")]
     pub bpf_pin_dir: Option<PathBuf>,
+    /// The nftables fallback's table, `inet NAME` (default airlock).
+    #[arg(long, env = "AIRLOCK_NFT_TABLE", value_name = "NAME")]
+    pub nft_table: Option<String>,
 }
 
 /// The `[intercept]` table of the TOML file.
@@ -108,6 +137,7 @@ pub struct FileIntercept {
     agents_cgroup: Option<String>,
     gateway_cgroup: Option<String>,
     pin_dir: Option<PathBuf>,
+    nft_table: Option<String>,
 }
 
 /// Resolved interception settings.
@@ -119,6 +149,12 @@ pub struct InterceptSettings {
     pub agents_cgroup: String,
     pub gateway_cgroup: String,
     pub pin_dir: PathBuf,
+    #[serde(default = "default_nft_table")]
+    pub nft_table: String,
+}
+
+fn default_nft_table() -> String {
+    nft::DEFAULT_TABLE.into()
 }
 
 impl Default for InterceptSettings {
@@ -130,6 +166,7 @@ impl Default for InterceptSettings {
             agents_cgroup: DEFAULT_AGENTS_CGROUP.into(),
             gateway_cgroup: DEFAULT_GATEWAY_CGROUP.into(),
             pin_dir: DEFAULT_PIN_DIR.into(),
+            nft_table: default_nft_table(),
         }
     }
 }
@@ -212,6 +249,13 @@ impl InterceptSettings {
                 pin_dir.display()
             ));
         }
+        let nft_table = a.nft_table.or(f.nft_table).unwrap_or(d.nft_table);
+        if !nft::valid_table(&nft_table) {
+            return Err(format!(
+                "the nft table name {nft_table:?} must start with a letter and hold only \
+                 letters, digits, _ and - (at most 64)"
+            ));
+        }
         let port = a.transparent_port.or(f.port).unwrap_or(d.port);
         if port != 0 && ports.contains(&port) {
             return Err(format!(
@@ -225,25 +269,41 @@ impl InterceptSettings {
             agents_cgroup,
             gateway_cgroup,
             pin_dir,
+            nft_table,
         })
     }
 }
 
 /// Why the daemon must not start.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "transparent interception is required (--transparent ebpf / --require-ebpf) but cannot \
-     start: {0}"
-)]
-pub struct InterceptError(pub String);
+#[error("transparent interception is required (--transparent {mode}) but cannot start: {why}")]
+pub struct InterceptError {
+    pub mode: &'static str,
+    pub why: String,
+}
 
-/// A running transparent path: its listeners and the agent map. Holding
-/// it keeps the getsockopt program attached.
+/// What redirects the agents' connections to the listeners.
+enum Backend {
+    /// Holding the programs keeps the getsockopt program attached.
+    Ebpf { _loaded: bpf::Loaded },
+    Nftables,
+}
+
+impl Backend {
+    fn redirector(&self) -> Redirector {
+        match self {
+            Backend::Ebpf { .. } => Redirector::Ebpf,
+            Backend::Nftables => Redirector::Nftables,
+        }
+    }
+}
+
+/// A running transparent path: its listeners and the agent map.
 pub struct Transparent {
     pub listeners: Vec<TcpListener>,
     pub port: u16,
     pub agents: Arc<AgentMap>,
-    _loaded: bpf::Loaded,
+    backend: Backend,
 }
 
 impl Transparent {
@@ -257,7 +317,7 @@ impl Transparent {
     }
 
     /// Serves the listeners and keeps the agent map current until
-    /// shutdown; the getsockopt program stays attached that long.
+    /// shutdown; the eBPF getsockopt program stays attached that long.
     pub fn serve(
         self,
         gw: Arc<crate::proxy::Gateway>,
@@ -266,15 +326,17 @@ impl Transparent {
         let Transparent {
             listeners,
             agents,
-            _loaded: loaded,
+            backend,
             ..
         } = self;
+        let redirector = backend.redirector();
         tokio::spawn(async move {
             let mut tasks = vec![tokio::spawn(agents.clone().follow(shutdown.clone()))];
             for listener in listeners {
                 tasks.push(tokio::spawn(crate::proxy::transparent::run(
                     gw.clone(),
                     agents.clone(),
+                    redirector,
                     listener,
                     shutdown.clone(),
                 )));
@@ -282,7 +344,7 @@ impl Transparent {
             for t in tasks {
                 let _ = t.await;
             }
-            drop(loaded);
+            drop(backend);
         })
     }
 }
@@ -319,19 +381,11 @@ pub async fn start(
         });
     }
     match try_start(settings, data_dir, snapshot).await {
-        Ok(t) => {
+        Ok((t, how)) => {
             let mode = format!(
-                "transparent (eBPF{}): agents under cgroup {} on ports {:?} → 127.0.0.1:{} \
-                 and [::1]:{}; explicit proxy too",
-                if t._loaded.adopted {
-                    ", adopted pinned programs"
-                } else {
-                    ""
-                },
-                settings.agents_cgroup,
-                settings.ports,
-                t.port,
-                t.port
+                "transparent ({how}): agents under cgroup {} on ports {:?} → 127.0.0.1:{} and \
+                 [::1]:{}; explicit proxy too",
+                settings.agents_cgroup, settings.ports, t.port, t.port
             );
             tracing::info!("{mode}");
             Ok(Started {
@@ -339,12 +393,12 @@ pub async fn start(
                 mode,
             })
         }
-        Err(why) if settings.mode == TransparentMode::Ebpf => Err(InterceptError(why)),
+        Err(why) if settings.mode != TransparentMode::Auto => Err(InterceptError {
+            mode: settings.mode.name(),
+            why,
+        }),
         Err(why) => {
-            let mode = format!(
-                "explicit proxy only: eBPF interception could not start ({why}); the nftables \
-                 fallback is not implemented"
-            );
+            let mode = format!("explicit proxy only: {why}");
             tracing::warn!("{mode}");
             Ok(Started {
                 transparent: None,
@@ -354,25 +408,29 @@ pub async fn start(
     }
 }
 
-async fn try_start(
-    settings: &InterceptSettings,
-    data_dir: &Path,
-    snapshot: Arc<SnapshotHandle>,
-) -> Result<Transparent, String> {
-    let object = crate::ebpf::object()
-        .ok_or("this build has no eBPF object (build it with `cargo xtask build-ebpf`)")?;
+/// What every mode needs: the cgroups, the daemon in its own one, the
+/// listeners.
+struct Prepared {
+    cg: Cgroup2,
+    parent: PathBuf,
+    gateway: PathBuf,
+    listeners: Vec<TcpListener>,
+    port: u16,
+}
+
+async fn prepare(settings: &InterceptSettings) -> Result<Prepared, String> {
     if !nix::unistd::geteuid().is_root() {
-        return Err("loading eBPF programs needs root".into());
+        return Err("it needs root (for cgroups, eBPF or nftables)".into());
     }
     let cg = Cgroup2::find().map_err(|e| e.to_string())?;
-    cgroup::ensure_bpffs(&settings.pin_dir).map_err(|e| e.to_string())?;
     let parent = cg.path(&settings.agents_cgroup);
     let gateway = cg.path(&settings.gateway_cgroup);
     for dir in [&parent, &gateway] {
         cgroup::ensure(dir).map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
     }
     // Before binding: accepted sockets belong to the listener's cgroup,
-    // which is where the getsockopt program is attached.
+    // which is where the getsockopt program is attached. In both modes
+    // it keeps the daemon's own sockets out of the agents' tree.
     cgroup::move_pid(&gateway, std::process::id()).map_err(|e| {
         format!(
             "cannot move the daemon into its cgroup {}: {e}",
@@ -380,34 +438,123 @@ async fn try_start(
         )
     })?;
     let (listeners, port) = bind(settings.port).await?;
+    Ok(Prepared {
+        cg,
+        parent,
+        gateway,
+        listeners,
+        port,
+    })
+}
+
+/// The eBPF programs, loaded or adopted; then this daemon's nft table,
+/// if a fallback run left one, is removed.
+fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, String), String> {
+    let object = crate::ebpf::object()
+        .ok_or("this build has no eBPF object (build it with `cargo xtask build-ebpf`)")?;
+    cgroup::ensure_bpffs(&settings.pin_dir).map_err(|e| e.to_string())?;
     let config = Config {
-        listen_port: port,
-        agent_level: cg.level(&settings.agents_cgroup) + 1,
+        listen_port: p.port,
+        agent_level: p.cg.level(&settings.agents_cgroup) + 1,
         ..Config::default()
     };
     let loaded = bpf::load(
         object,
         &settings.pin_dir,
-        &parent,
-        &gateway,
+        &p.parent,
+        &p.gateway,
         config,
         &settings.ports,
     )?;
-    let agents = AgentMap::new(cg.clone(), &settings.agents_cgroup, snapshot);
+    match nft::remove(&settings.nft_table) {
+        Ok(true) => tracing::info!(table = %settings.nft_table,
+            "removed the nftables fallback's table left by an earlier run"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot remove the nftables fallback's old table"),
+    }
+    let how = if loaded.adopted {
+        "eBPF, adopted pinned programs"
+    } else {
+        "eBPF"
+    };
+    Ok((Backend::Ebpf { _loaded: loaded }, how.to_owned()))
+}
+
+/// The nftables table; then this daemon's pinned eBPF programs, if an
+/// eBPF run left them, are released.
+fn start_nft(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, String), String> {
+    let rules = nft::Rules::new(
+        &settings.nft_table,
+        &p.cg,
+        &settings.agents_cgroup,
+        &settings.ports,
+        p.port,
+    )
+    .map_err(|e| e.to_string())?;
+    nft::install(&rules).map_err(|e| e.to_string())?;
+    match bpf::release(&settings.pin_dir) {
+        Ok(removed) if !removed.is_empty() => tracing::info!(pin_dir = %settings.pin_dir.display(),
+            "released the pinned eBPF programs left by an earlier run"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot release the old pinned eBPF programs"),
+    }
+    Ok((
+        Backend::Nftables,
+        format!("nftables, table inet {}", settings.nft_table),
+    ))
+}
+
+/// Starts the mode `settings` asks for; `Ok` carries how it runs (and,
+/// for a fallback, why eBPF did not).
+async fn try_start(
+    settings: &InterceptSettings,
+    data_dir: &Path,
+    snapshot: Arc<SnapshotHandle>,
+) -> Result<(Transparent, String), String> {
+    let p = prepare(settings).await.map_err(|e| match settings.mode {
+        TransparentMode::Auto => format!("transparent interception could not start: {e}"),
+        _ => e,
+    })?;
+    let (backend, how) = match settings.mode {
+        TransparentMode::Ebpf => start_ebpf(settings, &p)?,
+        TransparentMode::Nftables => start_nft(settings, &p)?,
+        _ => match start_ebpf(settings, &p) {
+            Ok(started) => started,
+            Err(ebpf) => {
+                tracing::warn!(
+                    "eBPF interception could not start ({ebpf}): falling back to nftables"
+                );
+                let (backend, how) = start_nft(settings, &p).map_err(|nft| {
+                    format!(
+                        "eBPF interception could not start ({ebpf}); nor could the nftables \
+                         fallback ({nft})"
+                    )
+                })?;
+                (
+                    backend,
+                    format!("{how}, because eBPF interception could not start: {ebpf}"),
+                )
+            }
+        },
+    };
+    let agents = AgentMap::new(p.cg.clone(), &settings.agents_cgroup, snapshot);
     let state = State {
-        cgroup2: cg.mount.clone(),
+        cgroup2: p.cg.mount.clone(),
         settings: settings.clone(),
-        port,
+        port: p.port,
     };
     if let Err(e) = write_state(data_dir, &state) {
         tracing::warn!(error = %e, "cannot record the interception state in the data directory");
     }
-    Ok(Transparent {
-        listeners,
-        port,
-        agents,
-        _loaded: loaded,
-    })
+    Ok((
+        Transparent {
+            listeners: p.listeners,
+            port: p.port,
+            agents,
+            backend,
+        },
+        how,
+    ))
 }
 
 /// Binds `127.0.0.1:port` and `[::1]:port` (the same port; with 0 the
@@ -445,56 +592,34 @@ pub fn read_state(data_dir: &Path) -> Option<State> {
     serde_json::from_slice(&text).ok()
 }
 
+/// What [`release`] removed.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// Pinned eBPF links and maps (and their directory).
+    pub pins: Vec<PathBuf>,
+    /// The nftables table, if there was one.
+    pub nft_table: Option<String>,
+}
+
+impl Released {
+    pub fn is_empty(&self) -> bool {
+        self.pins.is_empty() && self.nft_table.is_none()
+    }
+}
+
 /// Ends interception for the daemon of `data_dir`: removes its pinned
-/// links and maps (from its recorded state, else the default pin
-/// directory). Returns the paths removed.
-pub fn release(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let pin_dir = read_state(data_dir)
-        .map(|s| s.settings.pin_dir)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR));
-    let removed = bpf::release(&pin_dir)?;
+/// links and maps and its nftables table (from its recorded state, else
+/// the defaults).
+pub fn release(data_dir: &Path) -> io::Result<Released> {
+    let settings = read_state(data_dir)
+        .map(|s| s.settings)
+        .unwrap_or_default();
+    let pins = bpf::release(&settings.pin_dir)?;
+    let nft_table = nft::remove(&settings.nft_table)
+        .map_err(io::Error::other)?
+        .then_some(settings.nft_table);
     let _ = std::fs::remove_file(data_dir.join(STATE_FILE));
-    Ok(removed)
-}
-
-/// The original destination and the agent identity of a connection
-/// accepted on the transparent listener, answered by the getsockopt
-/// program (`SO_AIRLOCK_ORIG_INFO`). `ENOENT`/`ENOPROTOOPT` when the
-/// connection was not redirected by Airlock.
-pub fn original_info(stream: &impl AsRawFd) -> io::Result<OrigInfo> {
-    let mut info = OrigInfo::default();
-    let mut len = std::mem::size_of::<OrigInfo>() as nix::libc::socklen_t;
-    // SAFETY: `info` is a plain `#[repr(C)]` value of exactly `len` bytes
-    // that the kernel may overwrite; `len` is a valid socklen_t; the fd is
-    // an open socket borrowed for the call.
-    let rc = unsafe {
-        nix::libc::getsockopt(
-            stream.as_raw_fd(),
-            SOL_IP,
-            SO_AIRLOCK_ORIG_INFO,
-            (&mut info as *mut OrigInfo).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if len as usize != std::mem::size_of::<OrigInfo>() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("the original-destination answer has {len} bytes"),
-        ));
-    }
-    Ok(info)
-}
-
-/// The original destination in `info`.
-pub fn original_addr(info: &OrigInfo) -> SocketAddr {
-    let v6 = Ipv6Addr::from(info.addr);
-    match (info.family, v6.to_ipv4_mapped()) {
-        (AF_INET, Some(v4)) => SocketAddr::V4(SocketAddrV4::new(v4, info.port)),
-        _ => SocketAddr::V6(SocketAddrV6::new(v6, info.port, 0, 0)),
-    }
+    Ok(Released { pins, nft_table })
 }
 
 #[cfg(test)]
@@ -544,6 +669,10 @@ mod tests {
                 bpf_pin_dir: Some("rel".into()),
                 ..Default::default()
             },
+            InterceptArgs {
+                nft_table: Some("air lock".into()),
+                ..Default::default()
+            },
         ] {
             assert!(
                 InterceptSettings::resolve(bad.clone(), FileIntercept::default()).is_err(),
@@ -559,19 +688,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.mode, TransparentMode::Ebpf);
-    }
-
-    #[test]
-    fn original_addresses() {
-        let mut info = OrigInfo {
-            addr: gateway_common::mapped_v4([10, 1, 2, 3]),
-            port: 443,
-            family: AF_INET,
-            ..Default::default()
-        };
-        assert_eq!(original_addr(&info).to_string(), "10.1.2.3:443");
-        info.addr = Ipv6Addr::LOCALHOST.octets();
-        info.family = gateway_common::AF_INET6;
-        assert_eq!(original_addr(&info).to_string(), "[::1]:443");
     }
 }

@@ -1,8 +1,11 @@
 //! The transparent listener (`127.0.0.1:10256` and `[::1]:10256`): agents'
-//! connections redirected by the eBPF programs ([`crate::intercept`]).
+//! connections redirected by the eBPF programs or the nftables fallback
+//! ([`crate::intercept`]).
 //!
-//! accept → original destination and agent cgroup (one `getsockopt`,
-//! answered by the kernel program) → agent (cgroup id → agent; none →
+//! accept → original destination and agent cgroup (eBPF: one
+//! `getsockopt` answered by the kernel program; nftables: conntrack's
+//! `SO_ORIGINAL_DST` and the client socket's cgroup from sock_diag, see
+//! [`crate::intercept::redirect`]) → agent (cgroup id → agent; none →
 //! refused and audited as `unknown_agent`) → the destination checked like
 //! the explicit proxy's ([`super::egress`]: the gateway dials with its own
 //! identity, not the agent's, so the same rules apply; loopback is allowed
@@ -21,7 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use super::record::AuditGuard;
 use super::session::{self, SessionError};
 use super::{Gateway, Session, tls_name_for};
-use crate::intercept::{self, agents::AgentMap};
+use crate::intercept::agents::AgentMap;
+use crate::intercept::redirect::Redirector;
 use crate::shutdown::Shutdown;
 use crate::tls::sni::{MAX_CLIENT_HELLO_LEN, Sni, parse_client_hello_sni};
 
@@ -31,6 +35,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(
     gw: Arc<Gateway>,
     agents: Arc<AgentMap>,
+    redirector: Redirector,
     listener: TcpListener,
     shutdown: Shutdown,
 ) {
@@ -49,7 +54,7 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
         let agents = agents.clone();
-        tokio::spawn(async move { handle(gw, agents, stream, peer).await });
+        tokio::spawn(async move { handle(gw, agents, redirector, stream, peer).await });
     }
 }
 
@@ -68,34 +73,39 @@ fn refuse(gw: &Gateway, agent: Option<&str>, host: &str, decision: &str, detail:
     audit.detail(detail);
 }
 
-async fn handle(gw: Arc<Gateway>, agents: Arc<AgentMap>, stream: TcpStream, peer: SocketAddr) {
-    let info = match intercept::original_info(&stream) {
-        Ok(info) => info,
+async fn handle(
+    gw: Arc<Gateway>,
+    agents: Arc<AgentMap>,
+    redirector: Redirector,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let conn = match redirector.identify(&stream, peer, local) {
+        Ok(conn) => conn,
         Err(e) => {
             refuse(
                 &gw,
                 None,
                 &peer.to_string(),
                 "unknown_connection",
-                format!(
-                    "a connection from {peer} reached the transparent listener without an \
-                     original destination ({e}): not redirected by Airlock"
-                ),
+                format!("a connection from {peer} reached the transparent listener: {e}"),
             );
             return;
         }
     };
-    let orig = intercept::original_addr(&info);
-    let Some(agent) = agents.lookup(info.cgroup_id) else {
+    let orig = conn.orig;
+    let Some(agent) = agents.lookup(conn.cgroup_id) else {
+        let pid = conn.pid.map(|p| format!("pid {p}, ")).unwrap_or_default();
         refuse(
             &gw,
             None,
             &orig.to_string(),
             "unknown_agent",
             format!(
-                "cgroup id {} (pid {}, uid {}) is not an agent's cgroup: connection to {orig} \
+                "cgroup id {} ({pid}uid {}) is not an agent's cgroup: connection to {orig} \
                  refused",
-                info.cgroup_id, info.pid, info.uid
+                conn.cgroup_id, conn.uid
             ),
         );
         return;
@@ -134,7 +144,7 @@ async fn handle(gw: Arc<Gateway>, agents: Arc<AgentMap>, stream: TcpStream, peer
         tls: false,
         host_is_verified: verified,
     };
-    tracing::debug!(%agent, %host, %orig, pid = info.pid, "transparent connection");
+    tracing::debug!(%agent, %host, %orig, pid = conn.pid, uid = conn.uid, "transparent connection");
     if let Err(e) = session::serve_tls(gw.clone(), session, stream).await {
         let decision = match e {
             SessionError::SniMismatch { .. } => "exfiltration",

@@ -1,0 +1,193 @@
+//! What a connection accepted on the transparent listener says about
+//! itself: where the agent meant to go and which cgroup it came from.
+//!
+//! - eBPF: one `getsockopt(SOL_IP, SO_AIRLOCK_ORIG_INFO)`, answered by the
+//!   gateway's getsockopt program from the record connect4/6 made
+//!   (destination, cgroup id, pid, uid).
+//! - nftables: the standard `SO_ORIGINAL_DST` / `IP6T_SO_ORIGINAL_DST`,
+//!   answered by conntrack from the REDIRECT, then the client socket's
+//!   cgroup by its 4-tuple ([`super::diag`]).
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+
+use gateway_common::{
+    AF_INET, IP6T_SO_ORIGINAL_DST, OrigInfo, SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP,
+    SOL_IPV6,
+};
+use nix::libc;
+
+use super::diag;
+
+/// Which mechanism redirected the connections a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirector {
+    Ebpf,
+    Nftables,
+}
+
+/// A redirected agent connection, identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirected {
+    /// Where the agent connected to.
+    pub orig: SocketAddr,
+    /// The cgroup of the connecting socket.
+    pub cgroup_id: u64,
+    /// The connecting task (eBPF only: nftables does not know it).
+    pub pid: Option<u32>,
+    pub uid: u32,
+}
+
+/// Why a connection on the transparent listener cannot be identified.
+#[derive(Debug, thiserror::Error)]
+pub enum Unidentified {
+    #[error("no original destination ({0}): not redirected by Airlock")]
+    NotRedirected(io::Error),
+    #[error("it reached the listener directly, not through a redirect")]
+    Direct,
+    #[error("the connecting socket's cgroup is unknown ({0})")]
+    NoOwner(io::Error),
+}
+
+impl Redirector {
+    /// The original destination and identity of `stream`, accepted from
+    /// `peer` on local address `local`.
+    pub fn identify(
+        self,
+        stream: &impl AsRawFd,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<Redirected, Unidentified> {
+        match self {
+            Redirector::Ebpf => {
+                let info = original_info(stream).map_err(Unidentified::NotRedirected)?;
+                Ok(Redirected {
+                    orig: original_addr(&info),
+                    cgroup_id: info.cgroup_id,
+                    pid: Some(info.pid),
+                    uid: info.uid,
+                })
+            }
+            Redirector::Nftables => {
+                let orig = original_dst(stream, local).map_err(Unidentified::NotRedirected)?;
+                // conntrack answers for every tracked connection; one that
+                // was not NATed names the listener itself.
+                if orig == local {
+                    return Err(Unidentified::Direct);
+                }
+                let owner = diag::tcp_socket_owner(peer, orig).map_err(Unidentified::NoOwner)?;
+                Ok(Redirected {
+                    orig,
+                    cgroup_id: owner.cgroup_id,
+                    pid: None,
+                    uid: owner.uid,
+                })
+            }
+        }
+    }
+}
+
+/// `getsockopt` of a plain `#[repr(C)]` value of type `T`; the answer
+/// must fill it exactly.
+fn getsockopt_exact<T: Default>(fd: &impl AsRawFd, level: i32, name: i32) -> io::Result<T> {
+    let mut value = T::default();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a plain value of exactly `len` bytes that the
+    // kernel may overwrite; `len` is a valid socklen_t; the fd is an open
+    // socket borrowed for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<T>() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the original-destination answer has {len} bytes"),
+        ));
+    }
+    Ok(value)
+}
+
+/// The eBPF record (`SO_AIRLOCK_ORIG_INFO`). `ENOENT`/`ENOPROTOOPT` when
+/// the connection was not redirected by Airlock's programs.
+pub fn original_info(stream: &impl AsRawFd) -> io::Result<OrigInfo> {
+    getsockopt_exact(stream, SOL_IP, SO_AIRLOCK_ORIG_INFO)
+}
+
+/// The original destination in `info`.
+pub fn original_addr(info: &OrigInfo) -> SocketAddr {
+    let v6 = Ipv6Addr::from(info.addr);
+    match (info.family, v6.to_ipv4_mapped()) {
+        (AF_INET, Some(v4)) => SocketAddr::V4(SocketAddrV4::new(v4, info.port)),
+        _ => SocketAddr::V6(SocketAddrV6::new(v6, info.port, 0, 0)),
+    }
+}
+
+/// conntrack's original destination of a NATed connection accepted on
+/// `local` (`SO_ORIGINAL_DST` for IPv4, `IP6T_SO_ORIGINAL_DST` for IPv6).
+pub fn original_dst(stream: &impl AsRawFd, local: SocketAddr) -> io::Result<SocketAddr> {
+    // Read as bytes (`sockaddr_in` / `sockaddr_in6` layouts): port and
+    // address in network order after the 2-byte family.
+    Ok(match local {
+        SocketAddr::V4(_) => {
+            let sa: [u8; 16] = getsockopt_exact(stream, SOL_IP, SO_ORIGINAL_DST)?;
+            let ip: [u8; 4] = sa[4..8].try_into().unwrap_or_default();
+            SocketAddr::from((Ipv4Addr::from(ip), u16::from_be_bytes([sa[2], sa[3]])))
+        }
+        SocketAddr::V6(_) => {
+            let sa: [u8; 28] = getsockopt_exact(stream, SOL_IPV6, IP6T_SO_ORIGINAL_DST)?;
+            let ip: [u8; 16] = sa[8..24].try_into().unwrap_or_default();
+            let scope: [u8; 4] = sa[24..28].try_into().unwrap_or_default();
+            SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(ip),
+                u16::from_be_bytes([sa[2], sa[3]]),
+                0,
+                u32::from_ne_bytes(scope),
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_addresses() {
+        let mut info = OrigInfo {
+            addr: gateway_common::mapped_v4([10, 1, 2, 3]),
+            port: 443,
+            family: AF_INET,
+            ..Default::default()
+        };
+        assert_eq!(original_addr(&info).to_string(), "10.1.2.3:443");
+        info.addr = Ipv6Addr::LOCALHOST.octets();
+        info.family = gateway_common::AF_INET6;
+        assert_eq!(original_addr(&info).to_string(), "[::1]:443");
+    }
+
+    #[test]
+    fn a_direct_connection_is_not_a_redirect() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(local).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        // Without conntrack: ENOENT; with it: the listener itself.
+        let err = Redirector::Nftables
+            .identify(&accepted, peer, local)
+            .unwrap_err();
+        assert!(
+            matches!(err, Unidentified::NotRedirected(_) | Unidentified::Direct),
+            "{err}"
+        );
+    }
+}
