@@ -346,10 +346,7 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
     let mut daemon = start_daemon(&iso, &up, &[443]);
     let status = daemon.status_json();
     let status_mode = status["mode"].as_str().unwrap_or_default().to_owned();
-    assert!(
-        status_mode.starts_with(mode.status_prefix()),
-        "{status:#}"
-    );
+    assert!(status_mode.starts_with(mode.status_prefix()), "{status:#}");
     assert!(daemon.log().contains(mode.status_prefix()));
 
     add_agent(&daemon, &iso, "bot");
@@ -590,7 +587,10 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(status_mode.starts_with(mode.status_prefix()), "{status_mode}");
+    assert!(
+        status_mode.starts_with(mode.status_prefix()),
+        "{status_mode}"
+    );
     if mode == Mode::Ebpf {
         assert!(status_mode.contains("adopted"), "{status_mode}");
     }
@@ -611,7 +611,10 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
     //    out directly (no credential).
     let out = daemon.cli(&["stop", "--release"]);
     assert!(out.success(), "{out:#?}");
-    assert!(out.stdout.contains("released transparent interception"), "{out:#?}");
+    assert!(
+        out.stdout.contains("released transparent interception"),
+        "{out:#?}"
+    );
     iso.assert_released();
     let out = run(
         Command::new("bash").args(["-c", &script]),
@@ -705,8 +708,10 @@ fn without_ebpf_auto_falls_back_to_nftables_and_ebpf_mode_refuses_to_start() {
     let status = daemon.status_json();
     let mode = status["mode"].as_str().unwrap_or_default();
     assert!(
-        mode.starts_with(&format!("transparent (nftables, table inet {}", iso.nft_table))
-            && mode.contains("because eBPF interception could not start")
+        mode.starts_with(&format!(
+            "transparent (nftables, table inet {}",
+            iso.nft_table
+        )) && mode.contains("because eBPF interception could not start")
             && mode.contains("no BPF file system"),
         "{status:#}"
     );
@@ -727,7 +732,12 @@ fn without_ebpf_auto_falls_back_to_nftables_and_ebpf_mode_refuses_to_start() {
     let out = agent_run(
         &daemon,
         "bot",
-        &as_strs(&curl_args(up.host(), up.port(), "127.0.0.1", "/echo/fallback")),
+        &as_strs(&curl_args(
+            up.host(),
+            up.port(),
+            "127.0.0.1",
+            "/echo/fallback",
+        )),
     );
     assert!(out.success(), "{out:#?}\n{}", daemon.log());
     let seen = up.requests_to("/echo/fallback");
@@ -788,7 +798,9 @@ fn git_ls_remote(mode: Mode) {
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|r| r.authorized), "{seen:#?}");
     let rec = wait_audit(&daemon, |e| {
-        e["path"].as_str().is_some_and(|p| p.starts_with("/repo.git/"))
+        e["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/repo.git/"))
     });
     assert_eq!(rec["agent"], "coder", "{rec:#}");
     assert_eq!(rec["secrets"][0], "git", "{rec:#}");

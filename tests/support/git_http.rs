@@ -242,7 +242,11 @@ fn cgi(env: &[(&str, String)], body: &[u8]) -> std::io::Result<Response<Full<Byt
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|i| (i, i + 4))
-        .or_else(|| text.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2)))
+        .or_else(|| {
+            text.windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, i + 2))
+        })
         .ok_or_else(|| {
             std::io::Error::other(format!(
                 "git http-backend gave no CGI header: {}",

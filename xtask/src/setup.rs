@@ -15,7 +15,8 @@ use crate::cmd;
 /// Debian packages: LLVM 22 for building bpf-linker, clang, tools for
 /// rustup, PostgreSQL for the embedded store, and headless Chromium with
 /// its WebDriver for the dashboard's browser tests; nftables for the
-/// transparent fallback, git for its smart-HTTP client test.
+/// transparent fallback, git for its smart-HTTP client test, systemd for
+/// `systemd-analyze verify` of the units.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -31,6 +32,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "chromium-driver",
     "nftables",
     "git",
+    "systemd",
 ];
 
 /// The bpf-linker release that builds against Debian's LLVM 22.

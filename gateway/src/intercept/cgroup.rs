@@ -323,7 +323,9 @@ mod tests {
     #[test]
     fn names_a_cgroup_by_its_id() {
         let Ok(cg) = Cgroup2::find() else { return };
-        let Ok(rel) = cg.of_pid(std::process::id()) else { return };
+        let Ok(rel) = cg.of_pid(std::process::id()) else {
+            return;
+        };
         if !nix::unistd::geteuid().is_root() {
             return;
         }

@@ -161,7 +161,8 @@ fn with_socket<T>(f: impl FnOnce(i32) -> io::Result<T>) -> io::Result<T> {
                     return Err(io::Error::last_os_error());
                 }
                 // SAFETY: `raw` is a new descriptor nothing else owns.
-                slot.insert(unsafe { OwnedFd::from_raw_fd(raw) }).as_raw_fd()
+                slot.insert(unsafe { OwnedFd::from_raw_fd(raw) })
+                    .as_raw_fd()
             }
         };
         let r = f(fd);
@@ -279,6 +280,9 @@ mod tests {
         err[0] = 20;
         err[4] = NLMSG_ERROR as u8;
         err[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
-        assert_eq!(parse_reply(&err).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            parse_reply(&err).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

@@ -285,7 +285,9 @@ pub struct InterceptError {
 /// What redirects the agents' connections to the listeners.
 enum Backend {
     /// Holding the programs keeps the getsockopt program attached.
-    Ebpf { _loaded: bpf::Loaded },
+    Ebpf {
+        _loaded: bpf::Loaded,
+    },
     Nftables,
 }
 
@@ -611,9 +613,7 @@ impl Released {
 /// links and maps and its nftables table (from its recorded state, else
 /// the defaults).
 pub fn release(data_dir: &Path) -> io::Result<Released> {
-    let settings = read_state(data_dir)
-        .map(|s| s.settings)
-        .unwrap_or_default();
+    let settings = read_state(data_dir).map(|s| s.settings).unwrap_or_default();
     let pins = bpf::release(&settings.pin_dir)?;
     let nft_table = nft::remove(&settings.nft_table)
         .map_err(io::Error::other)?

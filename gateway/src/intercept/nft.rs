@@ -35,7 +35,10 @@ pub enum NftError {
     #[error("cannot run nft: {0}")]
     Run(std::io::Error),
     #[error("nft could not {action}: {detail}")]
-    Refused { action: &'static str, detail: String },
+    Refused {
+        action: &'static str,
+        detail: String,
+    },
     #[error(
         "nft names cgroups relative to {NFT_CGROUP_ROOT}, but cgroup v2 is mounted at {0}: \
          mount it there (or below it) for the nftables fallback"
@@ -169,7 +172,8 @@ pub fn install(rules: &Rules) -> Result<(), NftError> {
         Ok(())
     } else {
         Err(NftError::Refused {
-            action: "install the redirect table",
+            action: "install the redirect table (the kernel needs nf_tables with nft_socket \
+                     cgroupv2, nft_redir, nft_nat and conntrack)",
             detail: detail(&out),
         })
     }
