@@ -303,17 +303,21 @@ fn resolve_user(name: &str) -> Result<RunAs, EmbeddedError> {
     let user = match lookup()? {
         Some(user) => user,
         None => {
-            // Two daemons starting at once may both try; the loser's
-            // useradd fails but the user then exists, which is all we need.
-            let created = create_system_user(name);
-            match (lookup()?, created) {
-                (Some(user), _) => user,
-                (None, Err(e)) => return Err(e),
-                (None, Ok(())) => {
-                    return Err(EmbeddedError::User {
+            // Daemons starting at once must not each run useradd: two
+            // concurrent useradds can each write /etc/passwd from what they
+            // read, and the last rename wins, leaving one daemon holding a
+            // uid that no longer exists (seen on a fresh machine: initdb
+            // "could not look up effective user ID"). So creation is
+            // serialised by a lock, and the user is looked up again under it.
+            let _lock = UserCreationLock::take(name)?;
+            match lookup()? {
+                Some(user) => user,
+                None => {
+                    create_system_user(name)?;
+                    lookup()?.ok_or_else(|| EmbeddedError::User {
                         user: name.to_owned(),
                         reason: "useradd succeeded but the user is not visible".into(),
-                    });
+                    })?
                 }
             }
         }
@@ -325,6 +329,33 @@ fn resolve_user(name: &str) -> Result<RunAs, EmbeddedError> {
         name: name.to_owned(),
         ids: Some((user.uid.as_raw(), user.gid.as_raw())),
     })
+}
+
+/// An exclusive `flock` that serialises system-user creation between
+/// daemons on this host; released when dropped.
+struct UserCreationLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+
+impl UserCreationLock {
+    const PATH: &str = "/run/lock/airlock-useradd.lock";
+
+    fn take(user: &str) -> Result<Self, EmbeddedError> {
+        let fail = |reason: String| EmbeddedError::User {
+            user: user.to_owned(),
+            reason,
+        };
+        let path = Path::new(Self::PATH);
+        let dir = path.parent().unwrap_or(Path::new("/run"));
+        fs::create_dir_all(dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| fail(format!("opening {}: {e}", path.display())))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map(UserCreationLock)
+            .map_err(|(_, e)| fail(format!("locking {}: {e}", path.display())))
+    }
 }
 
 fn create_system_user(name: &str) -> Result<(), EmbeddedError> {
