@@ -54,6 +54,7 @@ pub struct Overrides {
     pub approval_timeout_secs: Option<u64>,
     pub upstream_ca: Option<PathBuf>,
     pub upstream_timeout_secs: Option<u64>,
+    pub audit_required: Option<bool>,
     /// Transparent interception (`airlock serve` flags and environment).
     pub intercept: crate::intercept::InterceptArgs,
     pub dashboard_listen: Option<SocketAddr>,
@@ -90,6 +91,15 @@ struct FileConfig {
     intercept: crate::intercept::FileIntercept,
     #[serde(default)]
     dashboard: FileDashboard,
+    #[serde(default)]
+    audit: FileAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    required: Option<bool>,
+    spool_max_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +228,7 @@ pub struct Settings {
     pub proxy: ProxySettings,
     pub intercept: crate::intercept::InterceptSettings,
     pub dashboard: DashboardSettings,
+    pub audit: crate::audit::AuditSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +337,17 @@ impl Settings {
             insecure_public: o.insecure_public || file.dashboard.insecure_public.unwrap_or(false),
             oidc,
         };
+        let audit = crate::audit::AuditSettings {
+            required: o.audit_required.or(file.audit.required).unwrap_or(true),
+            spool_max_bytes: file
+                .audit
+                .spool_max_mb
+                .unwrap_or(crate::audit::DEFAULT_SPOOL_MAX_MB)
+                .max(1)
+                .saturating_mul(1 << 20),
+        };
         Ok(Settings {
+            audit,
             data_dir,
             dashboard,
             database,

@@ -55,6 +55,8 @@ pub enum DaemonError {
     Intercept(#[from] crate::intercept::InterceptError),
     #[error(transparent)]
     Dashboard(#[from] crate::dashboard::DashboardError),
+    #[error(transparent)]
+    AuditSpool(#[from] crate::audit::spool::SpoolError),
     #[error(
         "cannot listen on {addr} for the explicit proxy: {source} (is another airlock running? \
          choose another address with --proxy-listen or AIRLOCK_PROXY_LISTEN)"
@@ -130,11 +132,14 @@ async fn run(
         approvals.clone(),
         shutdown.clone(),
     ));
-    let (audit, audit_rx) = crate::audit::channel();
+    let spool = crate::audit::spool::Spool::open(data.root(), settings.audit.spool_max_bytes)?;
+    let (audit, audit_rx) = crate::audit::channel(&settings.audit);
+    let audit_state = audit.state().clone();
     let audit_task = tokio::spawn(crate::audit::run_writer(
         store.clone(),
+        spool,
         audit_rx,
-        audit.counters().clone(),
+        audit_state.clone(),
         shutdown.clone(),
     ));
 
@@ -205,6 +210,7 @@ async fn run(
         &settings.intercept.agents_cgroup,
     );
     let status = StatusInfo {
+        audit: audit_state,
         started_at: Utc::now(),
         data_dir: data.root().display().to_string(),
         mode: intercept.mode,

@@ -17,6 +17,7 @@ use crate::service::insights::{HostCount, Overview};
 use crate::service::probe::{ProbeRequest, ProbeResult};
 use crate::service::rule_order::Direction;
 use crate::service::types::*;
+use crate::store::verify::{ChainBreak, ChainReport};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -48,6 +49,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         routes::test_rule,
         routes::audit,
         routes::search_audit,
+        routes::verify_audit,
         routes::list_approvals,
         routes::approve,
         routes::deny,
@@ -57,7 +59,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         ApiError, Status, DatabaseStatus, SnapshotStatus, Overview, HostCount, SecretView,
         AddSecret, RotateSecret, AgentView, AddAgent, AgentCreated, GrantResult, RuleView,
         AddRule, MoveRule, Direction, ProbeRequest, ProbeResult, AuditEvent, AuditPage,
-        ApprovalView,
+        ApprovalView, AuditStatus, ChainReport, ChainBreak,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

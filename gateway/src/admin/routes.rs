@@ -14,6 +14,7 @@ use crate::service::probe::{ProbeRequest, ProbeResult};
 use crate::service::rule_order::Direction;
 use crate::service::types::*;
 use crate::service::{Service, ServiceError};
+use crate::store::verify::ChainReport;
 
 #[derive(Clone)]
 pub(super) struct AppState {
@@ -75,6 +76,7 @@ shared_routes! {
     "/api/v1/rules/{id}/move" => { post: move_rule },
     "/api/v1/audit" => { get: audit },
     "/api/v1/audit/search" => { get: search_audit },
+    "/api/v1/audit/verify" => { get: verify_audit },
     "/api/v1/approvals" => { get: list_approvals },
     "/api/v1/approvals/{id}/approve" => { post: approve },
     "/api/v1/approvals/{id}/deny" => { post: deny },
@@ -417,6 +419,17 @@ async fn search_audit(
     q: Result<Query<AuditSearch>, QueryRejection>,
 ) -> ApiResult<Json<AuditPage>> {
     Ok(Json(s.service.search_audit(&query(q)?).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/verify",
+    tag = "audit",
+    summary = "Check the audit trail's hash chain; names the first row that breaks it",
+    responses((status = 200, body = ChainReport), (status = 401, description = "No or unknown token", body = ApiError))
+)]
+async fn verify_audit(State(s): State<AppState>) -> ApiResult<Json<ChainReport>> {
+    Ok(Json(s.service.verify_audit().await?))
 }
 
 #[utoipa::path(

@@ -5,12 +5,15 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use crate::service::types::{DatabaseStatus, SnapshotStatus, Status};
+use crate::audit::AuditState;
+use crate::service::types::{AuditStatus, DatabaseStatus, SnapshotStatus, Status};
 use crate::service::{Service, ServiceError};
 
 /// Facts fixed at start, and the embedded server's live pid.
 #[derive(Debug, Clone)]
 pub struct StatusInfo {
+    /// The audit writer's live counters.
+    pub audit: Arc<AuditState>,
     pub started_at: DateTime<Utc>,
     pub data_dir: String,
     pub mode: String,
@@ -55,7 +58,31 @@ impl StatusInfo {
                 rules: snap.rules.len(),
                 corrupt: snap.corrupt.clone(),
             },
-            audit_events: service.store().count_audit_events().await?,
+            // `None` while the database is away: status must still answer
+            // then, since that is when an operator asks.
+            audit_events: tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                service.store().count_audit_events(),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok),
+            audit: AuditStatus::of(&self.audit),
         })
+    }
+}
+
+impl AuditStatus {
+    fn of(a: &AuditState) -> AuditStatus {
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        AuditStatus {
+            required: a.required,
+            stalled: a.stalled.load(Ordering::Relaxed),
+            recorded: n(&a.recorded),
+            written: n(&a.written),
+            spooled: n(&a.spooled),
+            spool_bytes: n(&a.spool_bytes),
+            dropped: n(&a.dropped),
+        }
     }
 }

@@ -1,145 +1,448 @@
 //! The audit writer: one record per request, written in batches off the
-//! request path.
+//! request path, and never lost to a database outage.
 //!
 //! The request path hands a record to [`AuditSink::record`], which never
 //! waits: it puts the record on a bounded channel. [`run_writer`] drains
-//! the channel into multi-row inserts (up to 500 rows, or whatever arrived
-//! within 50 ms). While the database is down it keeps the pending batch and
-//! retries; once the channel is full, new records are counted as dropped
-//! and logged. (A durable spool for long outages is the hardening issue's.)
+//! the channel into chained multi-row inserts (up to 500 rows, or whatever
+//! arrived within 50 ms). When the database cannot take a batch, the batch
+//! goes to the [`spool`] on disk (fsync'd), and so does every later batch
+//! until the spool has been replayed into the database, oldest first, so
+//! the trail's order is the order requests ended.
+//!
+//! When neither the database nor the spool can take a record (the
+//! database is down and the disk is full, or the spool at its bound):
+//! with `[audit] required` (the default) the writer holds the records in
+//! memory and the gateway answers new requests 503 until they are stored
+//! somewhere ([`AuditSink::accepting`]); without it, requests are served
+//! and the records that could not be stored are dropped and counted.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod spool;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 pub use crate::store::audit::NewRequestEvent as AuditRecord;
+use spool::{Spool, SpoolError};
 
 const CHANNEL_CAPACITY: usize = 65_536;
 const BATCH_MAX: usize = 500;
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// Spooled records replayed per turn of the writer, so new records are not
+/// kept waiting behind a long replay.
+const REPLAY_BATCHES_PER_TURN: usize = 20;
+/// A write the database has not finished by then counts as failed (the
+/// batch goes to the spool; if the write did commit after all, the replay
+/// skips its records by their ids). Without it, a vanished server would
+/// hold the writer for the pool's whole acquire timeout per attempt.
+const DB_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Past this many records held in memory (with `required`, while nothing
+/// can store them), the oldest are counted lost rather than growing without
+/// bound; by then every new request is being refused anyway.
+const HELD_MAX: usize = 100_000;
+
+pub const DEFAULT_SPOOL_MAX_MB: u64 = 256;
+
+/// How the trail behaves when it cannot record.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Refuse requests (503) rather than serve ones that cannot be audited.
+    pub required: bool,
+    /// The spool's size bound.
+    pub spool_max_bytes: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            required: true,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_MB << 20,
+        }
+    }
+}
 
 /// Where the request path sends its records. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<AuditRecord>,
-    counters: Arc<AuditCounters>,
+    state: Arc<AuditState>,
 }
 
-/// For `airlock status` and the benchmarks.
+/// Shared by the sink and the writer: counters for `airlock status` and
+/// the benchmarks, and whether records can be stored now.
 #[derive(Debug, Default)]
-pub struct AuditCounters {
+pub struct AuditState {
+    pub required: bool,
+    /// Records handed to the sink.
     pub recorded: AtomicU64,
+    /// Rows written to the database (directly or replayed).
     pub written: AtomicU64,
+    /// Records that went to the spool (cumulative).
+    pub spooled: AtomicU64,
+    /// Records lost: the channel was full, or (without `required`) nothing
+    /// could store them.
     pub dropped: AtomicU64,
+    /// Bytes waiting in the spool now.
+    pub spool_bytes: AtomicU64,
+    /// Records that neither the database nor the spool could take are held
+    /// in memory.
+    pub stalled: AtomicBool,
 }
 
 impl AuditSink {
     /// Queues a record; never blocks the request path.
     pub fn record(&self, record: AuditRecord) {
-        self.counters.recorded.fetch_add(1, Ordering::Relaxed);
+        self.state.recorded.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(record).is_err() {
-            let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let dropped = self.state.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::error!(dropped, "audit queue full: records are being dropped");
             }
         }
     }
 
-    pub fn counters(&self) -> &Arc<AuditCounters> {
-        &self.counters
+    /// Whether a new request may be served: with `required`, not while
+    /// records cannot be stored or the queue has no room for another.
+    pub fn accepting(&self) -> bool {
+        !self.state.required
+            || (!self.state.stalled.load(Ordering::Relaxed) && self.tx.capacity() > 0)
+    }
+
+    pub fn state(&self) -> &Arc<AuditState> {
+        &self.state
     }
 }
 
 /// A sink and the receiving end for [`run_writer`].
-pub fn channel() -> (AuditSink, mpsc::Receiver<AuditRecord>) {
+pub fn channel(settings: &AuditSettings) -> (AuditSink, mpsc::Receiver<AuditRecord>) {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    (
-        AuditSink {
-            tx,
-            counters: Arc::default(),
-        },
-        rx,
-    )
+    let state = Arc::new(AuditState {
+        required: settings.required,
+        ..AuditState::default()
+    });
+    (AuditSink { tx, state }, rx)
 }
 
-/// Writes records until shutdown, then flushes what is queued (trying for
-/// at most a few seconds if the database is down).
+/// Writes records until shutdown, then stores what is queued: in the
+/// database if it answers within a few tries, otherwise in the spool (for
+/// the next start to replay).
 pub async fn run_writer(
     store: Store,
+    spool: Spool,
     mut rx: mpsc::Receiver<AuditRecord>,
-    counters: Arc<AuditCounters>,
+    state: Arc<AuditState>,
     shutdown: Shutdown,
 ) {
-    let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut w = Writer::new(store, spool, state);
     loop {
-        let first = tokio::select! {
-            r = rx.recv() => r,
-            () = shutdown.wait() => None,
-        };
-        let Some(first) = first else { break };
-        batch.push(first);
-        let window = tokio::time::sleep(BATCH_WINDOW);
-        tokio::pin!(window);
-        while batch.len() < BATCH_MAX {
-            tokio::select! {
-                r = rx.recv() => match r {
-                    Some(rec) => batch.push(rec),
-                    None => break,
-                },
-                () = &mut window => break,
-            }
+        // With a backlog, wake up to retry even when no record arrives.
+        let wait = w.has_backlog().then_some(w.retry_at);
+        let open = collect(&mut rx, &mut w.held, wait, &shutdown).await;
+        w.turn().await;
+        if !open {
+            break;
         }
-        write_with_retry(&store, &mut batch, &counters, &shutdown).await;
     }
-    // Shutdown: drain what is already queued.
     rx.close();
     while let Some(rec) = rx.recv().await {
-        batch.push(rec);
-        if batch.len() >= BATCH_MAX {
-            write_with_retry(&store, &mut batch, &counters, &shutdown).await;
-        }
+        w.held.push(rec);
     }
-    write_with_retry(&store, &mut batch, &counters, &shutdown).await;
+    w.finish().await;
 }
 
-async fn write_with_retry(
-    store: &Store,
-    batch: &mut Vec<AuditRecord>,
-    counters: &AuditCounters,
+/// Waits for records and gathers a batch; `false` once the channel is
+/// closed or shutdown fired.
+async fn collect(
+    rx: &mut mpsc::Receiver<AuditRecord>,
+    into: &mut Vec<AuditRecord>,
+    wake_at: Option<Instant>,
     shutdown: &Shutdown,
-) {
-    let mut delay = Duration::from_millis(100);
-    let mut attempts_after_shutdown = 0;
-    while !batch.is_empty() {
-        match store.insert_request_events(batch).await {
-            Ok(()) => {
-                counters
-                    .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                batch.clear();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, pending = batch.len(), "writing audit records failed; retrying");
-                if shutdown.is_fired() {
-                    attempts_after_shutdown += 1;
-                    if attempts_after_shutdown > 3 {
-                        counters
-                            .dropped
-                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        tracing::error!(
-                            lost = batch.len(),
-                            "audit records lost at shutdown: database unavailable"
-                        );
-                        batch.clear();
-                        return;
-                    }
+) -> bool {
+    let sleep_until = wake_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+    let first = tokio::select! {
+        r = rx.recv() => r,
+        () = tokio::time::sleep_until(sleep_until) => return true,
+        () = shutdown.wait() => return false,
+    };
+    let Some(first) = first else { return false };
+    into.push(first);
+    let window = tokio::time::sleep(BATCH_WINDOW);
+    tokio::pin!(window);
+    let goal = into.len() + BATCH_MAX - 1;
+    while into.len() < goal {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(rec) => into.push(rec),
+                None => return false,
+            },
+            () = &mut window => break,
+        }
+    }
+    true
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("the database did not answer within {}s", DB_WRITE_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// One bounded attempt at the database.
+async fn write(store: &Store, records: &[AuditRecord]) -> Result<(), WriteError> {
+    tokio::time::timeout(DB_WRITE_TIMEOUT, store.insert_request_events(records))
+        .await
+        .map_err(|_| WriteError::Timeout)?
+        .map_err(WriteError::from)
+}
+
+/// The writer's state between turns.
+struct Writer {
+    store: Store,
+    /// Behind a mutex only so blocking file I/O can run on tokio's blocking
+    /// pool; the writer is its one user.
+    spool: Arc<Mutex<Spool>>,
+    state: Arc<AuditState>,
+    /// Records taken from the channel and not yet stored anywhere.
+    held: Vec<AuditRecord>,
+    /// Where the next replay reads from.
+    replay_offset: u64,
+    spool_empty: bool,
+    /// The database failed: until `retry_at`, new records go to the spool
+    /// without trying it.
+    db_down: bool,
+    retry_at: Instant,
+    retry_delay: Duration,
+}
+
+impl Writer {
+    fn new(store: Store, spool: Spool, state: Arc<AuditState>) -> Self {
+        let spool_empty = spool.is_empty();
+        state
+            .spool_bytes
+            .store(spool.len_bytes(), Ordering::Relaxed);
+        if !spool_empty {
+            tracing::info!(
+                bytes = spool.len_bytes(),
+                "audit records spooled by an earlier run: replaying them into the database"
+            );
+        }
+        Writer {
+            store,
+            spool: Arc::new(Mutex::new(spool)),
+            state,
+            held: Vec::with_capacity(BATCH_MAX),
+            replay_offset: 0,
+            spool_empty,
+            db_down: false,
+            retry_at: Instant::now(),
+            retry_delay: RETRY_MIN,
+        }
+    }
+
+    fn has_backlog(&self) -> bool {
+        !self.held.is_empty() || !self.spool_empty
+    }
+
+    /// Stores what is held, then replays some of the spool if it is due.
+    async fn turn(&mut self) {
+        self.store_held().await;
+        if !self.spool_empty && Instant::now() >= self.retry_at {
+            self.replay().await;
+        }
+        let stalled = !self.held.is_empty();
+        if self.state.stalled.swap(stalled, Ordering::Relaxed) && !stalled {
+            tracing::info!("audit records are being stored again");
+        }
+    }
+
+    /// The held records go to the database when nothing older waits in the
+    /// spool and the database is believed up; otherwise to the spool.
+    async fn store_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let try_db = self.spool_empty && (!self.db_down || Instant::now() >= self.retry_at);
+        if try_db {
+            match write(&self.store, &self.held).await {
+                Ok(()) => {
+                    self.db_up();
+                    self.count(&self.state.written, self.held.len());
+                    self.held.clear();
+                    return;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                Err(e) => self.db_failed(&e),
+            }
+        }
+        let batch = std::mem::take(&mut self.held);
+        let n = batch.len();
+        let appended = self
+            .on_spool(move |s| {
+                let r = s.append(&batch).map(|()| s.len_bytes());
+                (batch, r)
+            })
+            .await;
+        match appended {
+            Some((_, Ok(len))) => {
+                self.count(&self.state.spooled, n);
+                self.state.spool_bytes.store(len, Ordering::Relaxed);
+                self.spool_empty = false;
+            }
+            Some((batch, Err(e))) => self.unstorable(&e, batch),
+            None => self.count(&self.state.dropped, n),
+        }
+    }
+
+    /// Neither the database nor the spool took `batch`.
+    fn unstorable(&mut self, e: &SpoolError, mut batch: Vec<AuditRecord>) {
+        if !self.state.stalled.load(Ordering::Relaxed) {
+            tracing::error!(
+                error = %e,
+                required = self.state.required,
+                "audit records can be stored neither in the database nor in the spool; {}",
+                if self.state.required {
+                    "new requests are refused (503) until they can ([audit] required)"
+                } else {
+                    "requests are served and these records are lost ([audit] required = false)"
+                }
+            );
+        }
+        if !self.state.required {
+            self.count(&self.state.dropped, batch.len());
+            return;
+        }
+        let excess = batch.len().saturating_sub(HELD_MAX);
+        if excess > 0 {
+            batch.drain(..excess);
+            self.count(&self.state.dropped, excess);
+        }
+        self.held = batch;
+        // Marked now, not at the end of the turn: the request path must
+        // stop serving as soon as records cannot be kept.
+        self.state.stalled.store(true, Ordering::Relaxed);
+    }
+
+    /// Moves up to a few batches from the spool into the database; empties
+    /// the spool once all of it is there.
+    async fn replay(&mut self) {
+        for _ in 0..REPLAY_BATCHES_PER_TURN {
+            let from = self.replay_offset;
+            let read = self.on_spool(move |s| s.read_from(from, BATCH_MAX)).await;
+            let (records, next) = match read {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "reading the audit spool failed; retrying");
+                    self.back_off();
+                    return;
+                }
+                None => return,
+            };
+            if records.is_empty() {
+                self.finish_replay().await;
+                return;
+            }
+            match write(&self.store, &records).await {
+                Ok(()) => {
+                    self.db_up();
+                    self.count(&self.state.written, records.len());
+                    self.replay_offset = next;
+                }
+                Err(e) => {
+                    self.db_failed(&e);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn finish_replay(&mut self) {
+        match self.on_spool(|s| s.clear()).await {
+            Some(Ok(())) => {
+                tracing::info!("audit spool replayed into the database");
+                self.spool_empty = true;
+                self.replay_offset = 0;
+                self.state.spool_bytes.store(0, Ordering::Relaxed);
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "emptying the replayed audit spool failed; retrying");
+                self.back_off();
+            }
+            None => {}
+        }
+    }
+
+    /// At shutdown: what is held goes to the database or the spool, with a
+    /// few tries; only then is it counted lost.
+    async fn finish(mut self) {
+        for _ in 0..3 {
+            self.store_held().await;
+            if self.held.is_empty() {
+                return;
+            }
+            tokio::time::sleep(RETRY_MIN).await;
+            self.retry_at = Instant::now();
+        }
+        tracing::error!(
+            lost = self.held.len(),
+            "audit records lost at shutdown: neither the database nor the spool could take them"
+        );
+        self.count(&self.state.dropped, self.held.len());
+    }
+
+    fn db_failed(&mut self, e: &WriteError) {
+        if !self.db_down {
+            tracing::warn!(
+                error = %e,
+                "the database cannot take audit records: spooling them to disk until it is back"
+            );
+        }
+        self.db_down = true;
+        self.back_off();
+    }
+
+    fn db_up(&mut self) {
+        if self.db_down {
+            tracing::info!("the database takes audit records again");
+        }
+        self.db_down = false;
+        self.retry_delay = RETRY_MIN;
+    }
+
+    fn back_off(&mut self) {
+        self.retry_at = Instant::now() + self.retry_delay;
+        self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+    }
+
+    fn count(&self, counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Runs `f` on the spool on tokio's blocking pool: a write and its
+    /// fsync must not stall a runtime worker that serves requests. `None`
+    /// only if `f` panicked.
+    async fn on_spool<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Spool) -> T + Send + 'static,
+    ) -> Option<T> {
+        let spool = self.spool.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut guard = spool.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await;
+        match joined {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "audit spool task failed");
+                None
             }
         }
     }

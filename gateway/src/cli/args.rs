@@ -44,7 +44,8 @@ pub enum Command {
     /// Manage rules: block, hold for approval, or rate-limit requests.
     #[command(subcommand)]
     Rule(RuleCommand),
-    /// Show the audit trail.
+    /// Show the audit trail, or check it (`airlock audit verify`).
+    #[command(args_conflicts_with_subcommands = true)]
     Audit(AuditArgs),
     /// Requests waiting for a person's approval.
     Approvals {
@@ -169,6 +170,10 @@ pub struct ServeArgs {
     /// Seconds an upstream may take to send response headers (default 300).
     #[arg(long, env = "AIRLOCK_UPSTREAM_TIMEOUT", value_name = "SECS")]
     pub upstream_timeout: Option<u64>,
+    /// Refuse requests (503) while they cannot be audited: the database is
+    /// unreachable and the audit spool cannot be written (default true).
+    #[arg(long, env = "AIRLOCK_AUDIT_REQUIRED", value_name = "BOOL")]
+    pub audit_required: Option<bool>,
     #[command(flatten)]
     pub intercept: airlock::intercept::InterceptArgs,
     /// Address of the dashboard (default 127.0.0.1:10254).
@@ -330,6 +335,19 @@ pub struct AuditArgs {
     /// At most this many events (default 100).
     #[arg(long, value_name = "N")]
     pub limit: Option<i64>,
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain over every audit row; names the first row that
+    /// was changed, removed or inserted, and exits 1 if there is one.
+    Verify {
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[cfg(test)]

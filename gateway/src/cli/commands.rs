@@ -13,6 +13,7 @@ use airlock::datadir::DataDir;
 use airlock::model::Injection;
 use airlock::policy::{Rate, RuleAction};
 use airlock::service::types::*;
+use airlock::store::verify::ChainReport;
 
 pub fn run(cli: Cli) -> Result<()> {
     let overrides = Overrides {
@@ -51,6 +52,7 @@ fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
         approval_timeout_secs: args.approval_timeout,
         upstream_ca: args.upstream_ca,
         upstream_timeout_secs: args.upstream_timeout,
+        audit_required: args.audit_required,
         intercept: args.intercept,
         dashboard_listen: args.dashboard_listen,
         insecure_public: args.insecure_public,
@@ -188,7 +190,30 @@ async fn status(client: &AdminClient, json: bool) -> Result<()> {
         "  config      {} agents, {} secrets, {} rules (generation {})",
         s.snapshot.agents, s.snapshot.secrets, s.snapshot.rules, s.snapshot.generation
     );
-    println!("  audit       {} events", s.audit_events);
+    let events = s
+        .audit_events
+        .map_or("? (database unreachable)".to_owned(), |n| n.to_string());
+    println!("  audit       {events} events");
+    let a = &s.audit;
+    if a.spool_bytes > 0 {
+        println!(
+            "  audit spool {} bytes waiting for the database ({} records spooled since start)",
+            a.spool_bytes, a.spooled
+        );
+    }
+    if a.dropped > 0 {
+        println!("  AUDIT LOST  {} records could not be stored", a.dropped);
+    }
+    if a.stalled {
+        println!(
+            "  AUDIT STALLED records can be stored neither in the database nor in the spool{}",
+            if a.required {
+                ": new requests are refused (503)"
+            } else {
+                ""
+            }
+        );
+    }
     for problem in &s.snapshot.corrupt {
         println!("  NOT IN EFFECT: {problem}");
     }
@@ -448,6 +473,9 @@ fn describe_rule(r: &RuleView) -> String {
 }
 
 async fn audit(client: &AdminClient, args: AuditArgs) -> Result<()> {
+    if let Some(AuditCommand::Verify { json }) = args.command {
+        return verify_audit(client, json).await;
+    }
     let mut q = AuditQuery {
         agent: args.agent,
         since: args.since,
@@ -476,6 +504,39 @@ async fn audit(client: &AdminClient, args: AuditArgs) -> Result<()> {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn verify_audit(client: &AdminClient, json: bool) -> Result<()> {
+    let r: ChainReport = client.get("/api/v1/audit/verify").await?;
+    if json {
+        output::json(&r)?;
+    }
+    match &r.broken {
+        None => {
+            if !json {
+                let before = if r.unchained > 0 {
+                    format!(" ({} older rows from before the chain)", r.unchained)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "audit trail intact: {} rows verified{before}; head {}",
+                    r.verified, r.head
+                );
+            }
+            Ok(())
+        }
+        Some(b) => {
+            let at = b.row.map_or("at the end of the trail".to_owned(), |id| {
+                format!("at row {id}")
+            });
+            bail!(
+                "audit trail broken {at}: {} ({} rows before it verified)",
+                b.reason,
+                r.verified
+            )
         }
     }
 }

@@ -99,6 +99,14 @@ async fn run_phases(
     audit: &mut AuditGuard,
 ) -> Result<Forwarded, ProxyError> {
     super::headers::check_size(req.headers(), super::headers::MAX_HEADER_BYTES)?;
+    if !gw.audit.accepting() {
+        return Err(ProxyError::Unavailable(
+            "the audit trail cannot record requests right now (the database is unreachable and \
+             the audit spool cannot be written), so none is served until it can; see `airlock \
+             status`"
+                .into(),
+        ));
+    }
     let snap = gw.snapshot.load();
     if !snap.policy_intact() {
         return Err(ProxyError::Unavailable(

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use chrono::Utc;
 use http::Uri;
 
 use crate::audit::{AuditRecord, AuditSink};
@@ -36,13 +35,12 @@ impl AuditGuard {
             sink,
             started: Instant::now(),
             record: AuditRecord {
-                at: Utc::now(),
                 agent: agent.map(str::to_owned),
                 method: Some(method.to_owned()),
                 host: Some(host.to_owned()),
                 path: Some(redacted_target(uri)),
                 decision: "allowed".to_owned(),
-                ..AuditRecord::default()
+                ..AuditRecord::begin()
             },
             up: Arc::default(),
             down: Arc::default(),

@@ -189,6 +189,11 @@ fn bind_filter<'q>(
 
 impl Service {
     /// One page of matching audit rows, newest first.
+    /// Walks the audit trail's hash chain (see [`crate::store::chain`]).
+    pub async fn verify_audit(&self) -> Result<crate::store::verify::ChainReport, ServiceError> {
+        Ok(self.store.verify_audit_chain().await?)
+    }
+
     pub async fn search_audit(&self, q: &AuditSearch) -> Result<AuditPage, ServiceError> {
         let filter = q.validate()?;
         let (page, per_page) = q.paging()?;

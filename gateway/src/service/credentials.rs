@@ -265,19 +265,14 @@ impl Service {
     }
 }
 
-/// An `admin` audit row in the writing transaction, as the store does for
-/// its own changes.
+/// An `admin` audit row in the writing transaction, chained like every
+/// other row (the store's one writer of admin rows).
 pub(super) async fn record_admin(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     action: &str,
     detail: &str,
 ) -> Result<(), ServiceError> {
-    sqlx::query("INSERT INTO audit_events (kind, decision, detail) VALUES ('admin', $1, $2)")
-        .bind(action)
-        .bind(detail)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::from)?;
+    crate::store::audit::record_admin(tx, None, action, detail).await?;
     Ok(())
 }
 

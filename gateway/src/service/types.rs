@@ -243,7 +243,30 @@ pub struct Status {
     #[serde(default)]
     pub dashboard_addr: Option<String>,
     pub snapshot: SnapshotStatus,
-    pub audit_events: i64,
+    /// Rows in the audit trail; absent while the database cannot be asked.
+    pub audit_events: Option<i64>,
+    /// The audit writer since this daemon started.
+    pub audit: AuditStatus,
+}
+
+/// How the audit writer is doing (counts since the daemon started).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditStatus {
+    /// Requests are refused (503) rather than served unaudited.
+    pub required: bool,
+    /// Records can be stored neither in the database nor in the spool
+    /// right now; with `required`, new requests are being refused.
+    pub stalled: bool,
+    /// Records made (one per request).
+    pub recorded: u64,
+    /// Rows written to the database, directly or replayed from the spool.
+    pub written: u64,
+    /// Records that went to the spool during database outages.
+    pub spooled: u64,
+    /// Bytes in the spool waiting for the database.
+    pub spool_bytes: u64,
+    /// Records lost (queue full, or unstorable without `required`).
+    pub dropped: u64,
 }
 
 pub use crate::store::approvals::ApprovalRecord as ApprovalView;

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
+use uuid::Uuid;
 
+use super::chain::{self, Entry};
 use super::{Store, StoreError};
 
 /// One audit row as read back.
@@ -29,9 +31,14 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
-/// One request to record; written in batches by [`crate::audit`].
-#[derive(Debug, Clone, Default)]
+/// One request to record; written in batches by [`crate::audit`], or
+/// spooled to disk while the database is away (hence serde).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewRequestEvent {
+    /// Names the record from the moment it is made, so a replay from the
+    /// spool writes it once.
+    pub record_id: Uuid,
+    /// At the precision the database keeps ([`chain::to_stored_precision`]).
     pub at: DateTime<Utc>,
     pub agent: Option<String>,
     pub method: Option<String>,
@@ -107,7 +114,10 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    /// Writes a batch of request events in one statement.
+    /// Appends a batch of request events to the chained trail in one
+    /// transaction. Records already written (a replay from the spool after
+    /// an insert whose commit was not acknowledged) are skipped, so writing
+    /// the same batch twice leaves one row per record.
     pub async fn insert_request_events(
         &self,
         events: &[NewRequestEvent],
@@ -115,27 +125,20 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO audit_events (at, kind, agent, method, host, path, decision, rule_id, \
-             secrets, status, bytes_up, bytes_down, duration_us, detail) ",
-        );
-        qb.push_values(events, |mut row, e| {
-            row.push_bind(e.at)
-                .push_bind("request")
-                .push_bind(&e.agent)
-                .push_bind(&e.method)
-                .push_bind(&e.host)
-                .push_bind(&e.path)
-                .push_bind(&e.decision)
-                .push_bind(e.rule_id)
-                .push_bind(&e.secrets)
-                .push_bind(e.status)
-                .push_bind(e.bytes_up)
-                .push_bind(e.bytes_down)
-                .push_bind(e.duration_us)
-                .push_bind(&e.detail);
-        });
-        qb.build().execute(self.pool()).await?;
+        let mut tx = self.pool().begin().await?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.record_id).collect();
+        let present: Vec<Uuid> =
+            sqlx::query_scalar("SELECT record_id FROM audit_events WHERE record_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
+        let entries: Vec<Entry<'_>> = events
+            .iter()
+            .filter(|e| !present.contains(&e.record_id))
+            .map(NewRequestEvent::entry)
+            .collect();
+        chain::append(&mut tx, &entries).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -146,23 +149,64 @@ impl Store {
     }
 }
 
-/// Records a configuration change in the transaction that makes it, so the
-/// trail and the change commit or fail together.
-/// `agent` names the agent the change is about, so `airlock audit --agent`
-/// shows it beside that agent's requests.
-pub(super) async fn record_admin(
+impl NewRequestEvent {
+    /// A record for a request arriving now, under a fresh record id.
+    pub fn begin() -> Self {
+        NewRequestEvent {
+            // rand's thread-local generator: no system call per request.
+            record_id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
+            at: chain::to_stored_precision(Utc::now()),
+            ..NewRequestEvent::default()
+        }
+    }
+
+    fn entry(&self) -> Entry<'_> {
+        Entry {
+            record_id: self.record_id,
+            at: self.at,
+            kind: "request",
+            agent: self.agent.as_deref(),
+            method: self.method.as_deref(),
+            host: self.host.as_deref(),
+            path: self.path.as_deref(),
+            decision: &self.decision,
+            rule_id: self.rule_id,
+            secrets: &self.secrets,
+            status: self.status,
+            bytes_up: Some(self.bytes_up),
+            bytes_down: Some(self.bytes_down),
+            duration_us: Some(self.duration_us),
+            detail: self.detail.as_deref(),
+        }
+    }
+}
+
+/// Records a configuration change (or another operator action) in the
+/// transaction that makes it, so the trail and the change commit or fail
+/// together. `agent` names the agent the change is about, so `airlock
+/// audit --agent` shows it beside that agent's requests.
+pub(crate) async fn record_admin(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     agent: Option<&str>,
     action: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_events (kind, agent, decision, detail) VALUES ('admin', $1, $2, $3)",
-    )
-    .bind(agent)
-    .bind(action)
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let entry = Entry {
+        record_id: Uuid::new_v4(),
+        at: chain::to_stored_precision(Utc::now()),
+        kind: "admin",
+        agent,
+        method: None,
+        host: None,
+        path: None,
+        decision: action,
+        rule_id: None,
+        secrets: &[],
+        status: None,
+        bytes_up: None,
+        bytes_down: None,
+        duration_us: None,
+        detail: Some(detail),
+    };
+    chain::append(tx, &[entry]).await
 }

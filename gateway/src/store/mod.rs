@@ -11,11 +11,13 @@
 pub mod agents;
 pub mod approvals;
 pub mod audit;
+pub mod chain;
 pub mod embedded;
 pub mod listen;
 pub mod rules;
 pub mod secrets;
 pub mod vault_keys;
+pub mod verify;
 
 use std::time::Duration;
 

@@ -1,0 +1,262 @@
+//! The audit trail's hash chain: what makes an edited, removed or inserted
+//! row detectable.
+//!
+//! Each row's `hash` is SHA-256 over the previous row's hash and the row's
+//! own fields (its id included, so rows cannot be reordered), in the
+//! length-prefixed encoding of [`link`]. Rows are appended only through
+//! [`append`], which holds the lock on the one `audit_chain` row while it
+//! allocates ids, hashes and inserts, so the chain order is the id order
+//! even with several gateways writing to one database. `audit_chain` also
+//! keeps the newest row's id and hash: dropping rows from the end shows as
+//! a head that names a row the trail no longer ends with.
+//!
+//! What this does not stop: someone who can write to the database and
+//! knows the encoding can rewrite every row from the edit onward and the
+//! head with them. Recording the head elsewhere from time to time
+//! (`airlock audit verify` prints it) turns that into a detectable change.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// A 32-byte SHA-256 value.
+pub type Digest32 = [u8; 32];
+
+/// The hash before the first row.
+pub const GENESIS: Digest32 = [0; 32];
+
+/// One row's fields as they are hashed and stored. Borrowed, so a request
+/// record, an admin change and a row read back all hash through the same
+/// function.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub record_id: Uuid,
+    /// Stored with microsecond precision, as PostgreSQL keeps it: see
+    /// [`to_stored_precision`].
+    pub at: DateTime<Utc>,
+    pub kind: &'a str,
+    pub agent: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub decision: &'a str,
+    pub rule_id: Option<i64>,
+    pub secrets: &'a [String],
+    pub status: Option<i32>,
+    pub bytes_up: Option<i64>,
+    pub bytes_down: Option<i64>,
+    pub duration_us: Option<i64>,
+    pub detail: Option<&'a str>,
+}
+
+/// The time as PostgreSQL's `timestamptz` stores it (microseconds), so the
+/// value hashed before the insert is the value read back.
+pub fn to_stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// The hash of the row `id` holding `e`, after the row whose hash is `prev`.
+pub fn link(prev: &Digest32, id: i64, e: &Entry<'_>) -> Digest32 {
+    let mut h = Encoder(Sha256::new());
+    h.0.update(b"airlock-audit-v1");
+    h.0.update(prev);
+    h.int(id);
+    h.0.update(e.record_id.as_bytes());
+    h.int(e.at.timestamp_micros());
+    h.text(Some(e.kind));
+    h.text(e.agent);
+    h.text(e.method);
+    h.text(e.host);
+    h.text(e.path);
+    h.text(Some(e.decision));
+    h.opt_int(e.rule_id);
+    h.int(i64::try_from(e.secrets.len()).unwrap_or(i64::MAX));
+    for s in e.secrets {
+        h.text(Some(s));
+    }
+    h.opt_int(e.status.map(i64::from));
+    h.opt_int(e.bytes_up);
+    h.opt_int(e.bytes_down);
+    h.opt_int(e.duration_us);
+    h.text(e.detail);
+    h.0.finalize().into()
+}
+
+/// Feeds fields into the hash so that no two different rows encode alike:
+/// every value is tagged (absent or present) and text is length-prefixed.
+struct Encoder(Sha256);
+
+impl Encoder {
+    fn int(&mut self, v: i64) {
+        self.0.update(v.to_be_bytes());
+    }
+
+    fn opt_int(&mut self, v: Option<i64>) {
+        match v {
+            None => self.0.update([0]),
+            Some(v) => {
+                self.0.update([1]);
+                self.int(v);
+            }
+        }
+    }
+
+    fn text(&mut self, v: Option<&str>) {
+        match v {
+            None => self.0.update([0]),
+            Some(s) => {
+                self.0.update([1]);
+                self.0.update((s.len() as u64).to_be_bytes());
+                self.0.update(s.as_bytes());
+            }
+        }
+    }
+}
+
+/// Appends `entries` to the trail in this transaction, chained after the
+/// current head. The lock on the head is held until the transaction ends,
+/// so the caller should commit soon.
+pub(super) async fn append(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    entries: &[Entry<'_>],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let head: Vec<u8> = sqlx::query_scalar("SELECT head FROM audit_chain WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut prev = digest_of(&head, "audit_chain")?;
+    let count = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+    // Allocated under the lock, so they are ordered as the chain is.
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) FROM generate_series(1, $1)",
+    )
+    .bind(count)
+    .fetch_all(&mut **tx)
+    .await?;
+    ids.sort_unstable();
+
+    let mut hashes = Vec::with_capacity(entries.len());
+    for (id, e) in ids.iter().zip(entries) {
+        prev = link(&prev, *id, e);
+        hashes.push(prev);
+    }
+
+    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "INSERT INTO audit_events (id, record_id, hash, at, kind, agent, method, host, path, \
+         decision, rule_id, secrets, status, bytes_up, bytes_down, duration_us, detail) ",
+    );
+    let rows = ids.iter().zip(entries).zip(&hashes);
+    qb.push_values(rows, |mut row, ((id, e), hash)| {
+        row.push_bind(*id)
+            .push_bind(e.record_id)
+            .push_bind(hash.as_slice())
+            .push_bind(e.at)
+            .push_bind(e.kind)
+            .push_bind(e.agent)
+            .push_bind(e.method)
+            .push_bind(e.host)
+            .push_bind(e.path)
+            .push_bind(e.decision)
+            .push_bind(e.rule_id)
+            .push_bind(e.secrets)
+            .push_bind(e.status)
+            .push_bind(e.bytes_up)
+            .push_bind(e.bytes_down)
+            .push_bind(e.duration_us)
+            .push_bind(e.detail);
+    });
+    qb.build().execute(&mut **tx).await?;
+
+    sqlx::query("UPDATE audit_chain SET last_id = $1, head = $2 WHERE id = 1")
+        .bind(ids.last().copied())
+        .bind(prev.as_slice())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The chain head as stored: the newest row's id and hash.
+pub(super) async fn head(
+    conn: impl sqlx::PgExecutor<'_>,
+) -> Result<(Option<i64>, Digest32), StoreError> {
+    let row = sqlx::query("SELECT last_id, head FROM audit_chain WHERE id = 1")
+        .fetch_one(conn)
+        .await?;
+    let head: Vec<u8> = row.try_get("head")?;
+    Ok((row.try_get("last_id")?, digest_of(&head, "audit_chain")?))
+}
+
+pub(super) fn digest_of(bytes: &[u8], table: &'static str) -> Result<Digest32, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        table,
+        id: "hash".into(),
+        reason: format!("a hash of {} bytes, not 32", bytes.len()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(detail: Option<&str>) -> Entry<'_> {
+        Entry {
+            record_id: Uuid::from_u128(7),
+            at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            kind: "request",
+            agent: Some("coder"),
+            method: Some("GET"),
+            host: Some("api.example.com"),
+            path: Some("/v1/x"),
+            decision: "allowed",
+            rule_id: None,
+            secrets: &[],
+            status: Some(200),
+            bytes_up: Some(0),
+            bytes_down: Some(12),
+            duration_us: Some(900),
+            detail,
+        }
+    }
+
+    #[test]
+    fn every_field_and_the_position_change_the_hash() {
+        let base = link(&GENESIS, 1, &entry(None));
+        assert_eq!(base, link(&GENESIS, 1, &entry(None)), "deterministic");
+        assert_ne!(base, link(&GENESIS, 2, &entry(None)), "the id");
+        assert_ne!(base, link(&[1; 32], 1, &entry(None)), "the previous hash");
+        assert_ne!(base, link(&GENESIS, 1, &entry(Some(""))), "absent vs empty");
+        let mut e = entry(None);
+        e.status = Some(201);
+        assert_ne!(base, link(&GENESIS, 1, &e));
+        let secrets = ["openai".to_owned()];
+        let mut e = entry(None);
+        e.secrets = &secrets;
+        assert_ne!(base, link(&GENESIS, 1, &e));
+    }
+
+    #[test]
+    fn text_boundaries_are_unambiguous() {
+        // "ab" + "c" must not hash like "a" + "bc".
+        let mut a = entry(None);
+        a.host = Some("ab");
+        a.path = Some("c");
+        let mut b = entry(None);
+        b.host = Some("a");
+        b.path = Some("bc");
+        assert_ne!(link(&GENESIS, 1, &a), link(&GENESIS, 1, &b));
+    }
+
+    #[test]
+    fn times_are_kept_to_the_microsecond() {
+        let t = DateTime::from_timestamp_nanos(1_700_000_000_123_456_789);
+        assert_eq!(
+            to_stored_precision(t).timestamp_nanos_opt(),
+            Some(1_700_000_000_123_456_000)
+        );
+    }
+}
