@@ -23,6 +23,13 @@ impl Db {
         }
     }
 
+    /// The server listening on the socket in `socket_dir`.
+    pub fn at(socket_dir: &Path) -> Self {
+        Db {
+            socket_dir: socket_dir.to_owned(),
+        }
+    }
+
     pub fn socket_dir(&self) -> &Path {
         &self.socket_dir
     }
