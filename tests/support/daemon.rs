@@ -283,6 +283,9 @@ impl Daemon {
     fn cli_input(&self, args: &[&str], input: Option<&[u8]>) -> Output {
         let mut cmd = self.command();
         cmd.args(args);
+        if let Some(input) = input {
+            super::evidence::note_cli_input(args, input);
+        }
         let out = run(&mut cmd, input, COMMAND_TIMEOUT);
         self.transcript
             .lock()
@@ -499,6 +502,12 @@ impl Drop for Daemon {
             && let Some(dir) = self.dir.take()
         {
             eprintln!("keeping data directory {}", dir.keep().display());
+        } else if let Some(dir) = self.dir.take() {
+            let kept = super::evidence::keep_data_dir(dir.path(), &self.transcript());
+            if kept {
+                // Moved away: nothing left for the guard to remove.
+                let _ = dir.keep();
+            }
         }
     }
 }

@@ -19,8 +19,12 @@
 pub mod browser;
 pub mod daemon;
 pub mod db;
+pub mod evidence;
 #[allow(dead_code)]
 pub mod git_http;
+#[allow(dead_code)]
+pub mod gw;
+pub mod pg;
 pub mod process;
 #[allow(dead_code)]
 pub mod upstream;

@@ -57,11 +57,13 @@ impl Totals {
 /// Runs `cargo test --workspace ARGS`, streaming its output, and adds up
 /// the results of every test binary: the last line a reader sees is the
 /// whole suite's count, not the last binary's (often doc-tests with 0).
-pub fn test(args: &[String]) -> Result<(ExitCode, Totals)> {
+/// The harness keeps its leak-scan evidence in `evidence`.
+pub fn test(args: &[String], evidence: &std::path::Path) -> Result<(ExitCode, Totals)> {
     use std::io::{BufRead, BufReader, Write};
     let mut cargo = cmd::host_cargo();
     cargo
         .current_dir(cmd::workspace_root()?)
+        .env(crate::leaks::ENV, evidence)
         .args(["test", "--workspace"])
         .args(args)
         .stdout(std::process::Stdio::piped());

@@ -11,6 +11,7 @@ mod bench;
 mod cmd;
 mod ebpf;
 mod host;
+mod leaks;
 mod setup;
 
 use std::process::ExitCode;
@@ -91,7 +92,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Test { args } => {
             timed("setup", setup::run)?;
             timed("build-ebpf", || ebpf::build(false))?;
-            let (code, totals) = timed("cargo test", || host::test(&args))?;
+            let evidence = cmd::workspace_root()?.join("target").join("test-evidence");
+            leaks::prepare(&evidence)?;
+            let (code, mut totals) = timed("cargo test", || host::test(&args, &evidence))?;
+            // The leak scan counts as one more test.
+            let clean = timed("leak scan", || leak_scan(&evidence))?;
+            if clean {
+                totals.passed += 1;
+            } else {
+                totals.failed += 1;
+            }
+            let code = if clean { code } else { ExitCode::FAILURE };
             // The whole suite's count, last, in the plain form any reader knows.
             println!(
                 "tests: {} passed, {} failed, {} skipped",
@@ -102,6 +113,25 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Bench(args) => bench::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Scans what the suite left for any test secret; `true` if none is there.
+fn leak_scan(evidence: &std::path::Path) -> Result<bool> {
+    let scan = leaks::scan(evidence)?;
+    println!(
+        "leak scan: {} secret values searched in {} files ({:.1} MiB) kept from every daemon: {} hits",
+        scan.values,
+        scan.files,
+        scan.bytes as f64 / f64::from(1 << 20),
+        scan.hits.len()
+    );
+    for (file, value) in &scan.hits {
+        println!("leak scan: {value} found in {}", file.display());
+    }
+    if std::env::var_os("AIRLOCK_TEST_KEEP_DATA").is_none() {
+        let _ = std::fs::remove_dir_all(evidence);
+    }
+    Ok(scan.hits.is_empty())
 }
 
 /// Runs one step and prints how long it took, whether it succeeded or not.
