@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
+use super::audit::{AuditEvent, event_from_row};
 use super::chain::{self, Digest32, Entry, GENESIS};
 use super::{Store, StoreError};
 
@@ -36,67 +37,41 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
-/// One stored row with the columns the hash covers.
+/// One stored row: the event as every reader sees it, and the chain's
+/// columns.
 struct StoredRow {
-    id: i64,
+    event: AuditEvent,
     record_id: Option<Uuid>,
     hash: Option<Vec<u8>>,
-    at: chrono::DateTime<chrono::Utc>,
-    kind: String,
-    agent: Option<String>,
-    method: Option<String>,
-    host: Option<String>,
-    path: Option<String>,
-    decision: String,
-    rule_id: Option<i64>,
-    secrets: Vec<String>,
-    status: Option<i32>,
-    bytes_up: Option<i64>,
-    bytes_down: Option<i64>,
-    duration_us: Option<i64>,
-    detail: Option<String>,
 }
 
 impl StoredRow {
     fn read(row: &PgRow) -> Result<Self, sqlx::Error> {
         Ok(StoredRow {
-            id: row.try_get("id")?,
+            event: event_from_row(row)?,
             record_id: row.try_get("record_id")?,
             hash: row.try_get("hash")?,
-            at: row.try_get("at")?,
-            kind: row.try_get("kind")?,
-            agent: row.try_get("agent")?,
-            method: row.try_get("method")?,
-            host: row.try_get("host")?,
-            path: row.try_get("path")?,
-            decision: row.try_get("decision")?,
-            rule_id: row.try_get("rule_id")?,
-            secrets: row.try_get("secrets")?,
-            status: row.try_get("status")?,
-            bytes_up: row.try_get("bytes_up")?,
-            bytes_down: row.try_get("bytes_down")?,
-            duration_us: row.try_get("duration_us")?,
-            detail: row.try_get("detail")?,
         })
     }
 
     fn entry(&self, record_id: Uuid) -> Entry<'_> {
+        let e = &self.event;
         Entry {
             record_id,
-            at: self.at,
-            kind: &self.kind,
-            agent: self.agent.as_deref(),
-            method: self.method.as_deref(),
-            host: self.host.as_deref(),
-            path: self.path.as_deref(),
-            decision: &self.decision,
-            rule_id: self.rule_id,
-            secrets: &self.secrets,
-            status: self.status,
-            bytes_up: self.bytes_up,
-            bytes_down: self.bytes_down,
-            duration_us: self.duration_us,
-            detail: self.detail.as_deref(),
+            at: e.at,
+            kind: &e.kind,
+            agent: e.agent.as_deref(),
+            method: e.method.as_deref(),
+            host: e.host.as_deref(),
+            path: e.path.as_deref(),
+            decision: &e.decision,
+            rule_id: e.rule_id,
+            secrets: &e.secrets,
+            status: e.status,
+            bytes_up: e.bytes_up,
+            bytes_down: e.bytes_down,
+            duration_us: e.duration_us,
+            detail: e.detail.as_deref(),
         }
     }
 }
@@ -114,7 +89,7 @@ impl Walk {
     /// Checks one row; `Err` is the break it shows.
     fn step(&mut self, row: &StoredRow) -> Result<(), ChainBreak> {
         let broken = |reason: &str| ChainBreak {
-            row: Some(row.id),
+            row: Some(row.event.id),
             reason: reason.to_owned(),
         };
         let (Some(hash), Some(record_id)) = (&row.hash, row.record_id) else {
@@ -126,7 +101,11 @@ impl Walk {
         };
         let stored = chain::digest_of(hash, "audit_events")
             .map_err(|_| broken("the row's hash is not 32 bytes"))?;
-        let expected = chain::link(&self.prev.unwrap_or(GENESIS), row.id, &row.entry(record_id));
+        let expected = chain::link(
+            &self.prev.unwrap_or(GENESIS),
+            row.event.id,
+            &row.entry(record_id),
+        );
         if stored != expected {
             return Err(broken(
                 "the row's hash does not match its contents and the row before it: the row was \
@@ -134,7 +113,7 @@ impl Walk {
             ));
         }
         self.prev = Some(stored);
-        self.last_id = Some(row.id);
+        self.last_id = Some(row.event.id);
         self.verified += 1;
         Ok(())
     }
@@ -203,23 +182,25 @@ mod tests {
 
     fn row(id: i64, prev: &Digest32, detail: &str) -> StoredRow {
         let mut r = StoredRow {
-            id,
+            event: AuditEvent {
+                id,
+                at: chrono::DateTime::from_timestamp_micros(1_700_000_000_000_000 + id).unwrap(),
+                kind: "admin".into(),
+                agent: None,
+                method: None,
+                host: None,
+                path: None,
+                decision: "agent.add".into(),
+                rule_id: None,
+                secrets: vec![],
+                status: None,
+                bytes_up: None,
+                bytes_down: None,
+                duration_us: None,
+                detail: Some(detail.into()),
+            },
             record_id: Some(Uuid::from_u128(id as u128)),
             hash: None,
-            at: chrono::DateTime::from_timestamp_micros(1_700_000_000_000_000 + id).unwrap(),
-            kind: "admin".into(),
-            agent: None,
-            method: None,
-            host: None,
-            path: None,
-            decision: "agent.add".into(),
-            rule_id: None,
-            secrets: vec![],
-            status: None,
-            bytes_up: None,
-            bytes_down: None,
-            duration_us: None,
-            detail: Some(detail.into()),
         };
         r.hash = Some(chain::link(prev, id, &r.entry(Uuid::from_u128(id as u128))).to_vec());
         r
@@ -259,7 +240,7 @@ mod tests {
     #[test]
     fn an_edited_row_is_named() {
         let mut rows = chain_of(5);
-        rows[2].detail = Some("y".into());
+        rows[2].event.detail = Some("y".into());
         assert_eq!(walk(&rows).1.unwrap().row, Some(3));
     }
 
