@@ -479,6 +479,35 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
         Some(format!("Bearer {value}").as_str())
     );
 
+    // 4c. No SNI (curl sends none for an IP literal): the original
+    //     destination decides; the secret for that IP applies, and the
+    //     upstream is verified for the IP.
+    let ip_host = format!("127.0.0.1:{}", up.port());
+    add_secret(&daemon, "by-ip", &ip_host, &value, "bot");
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &[
+            "curl",
+            "-sS",
+            "--noproxy",
+            "*",
+            "-m",
+            "20",
+            &format!("https://{ip_host}/echo/nosni"),
+        ],
+    );
+    assert!(out.success(), "{out:#?}\n{}", daemon.log());
+    let seen = up.requests_to("/echo/nosni");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {value}").as_str())
+    );
+    let rec = wait_audit(&daemon, |e| e["path"] == "/echo/nosni");
+    assert_eq!(rec["host"], ip_host.as_str(), "{rec:#}");
+    assert_eq!(rec["agent"], "bot", "{rec:#}");
+
     // 5. UDP to an intercepted port (QUIC) is refused, inside the cgroup only.
     let udp = |port: u16| {
         format!(
@@ -542,9 +571,47 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
         assert_eq!(iso.getsockopt_programs(), vec!["airlock_getopt"]);
     }
 
-    // 8. kill -9: the agent's next connection fails (no bypass); restart:
-    //    works again, the pinned programs adopted, not duplicated.
+    // 8. kill -9 in the middle of a response stream: the stream ends (it
+    //    was the gateway's connection; nothing reconnects around it), the
+    //    agent's next connection fails (no bypass); restart: works again,
+    //    the pinned programs adopted, not duplicated.
+    let mut stream = daemon.command();
+    stream
+        .args(["run", "--agent", "bot", "--"])
+        .args(curl_args(
+            &host,
+            up.port(),
+            "127.0.0.1",
+            "/sse?n=100&interval_ms=100",
+        ))
+        .arg("-N")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let stream = stream.spawn().expect("starting the streaming client");
+    let streaming = support::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        (!up.requests_to("/sse").is_empty()).then_some(())
+    });
+    assert!(streaming.is_some(), "the stream never started");
+    std::thread::sleep(Duration::from_millis(500));
     daemon.kill9();
+    let client_pid = i32::try_from(stream.id()).expect("pid");
+    assert!(
+        support::process::wait_for_exit(client_pid, CLIENT_TIMEOUT),
+        "the agent's stream outlived the gateway"
+    );
+    let cut = stream.wait_with_output().expect("the streaming client");
+    let events = String::from_utf8_lossy(&cut.stdout)
+        .matches("data: ")
+        .count();
+    assert!(
+        !cut.status.success() && (1..100).contains(&events),
+        "the stream should end early with an error: {events} events, {cut:?}"
+    );
+    assert_eq!(
+        up.requests_to("/sse").len(),
+        1,
+        "no second request around it"
+    );
     let before = up.requests().len();
     let out = agent_run(
         &daemon,
