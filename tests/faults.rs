@@ -327,3 +327,75 @@ fn audit_verify_names_the_first_row_that_was_tampered_with() {
     ));
     broken("at the end of the trail");
 }
+
+/// Points the kernel's core pattern at a directory of the test's for as
+/// long as it lives, and puts the old pattern back however the test ends.
+struct CorePattern {
+    old: String,
+    dir: tempfile::TempDir,
+}
+
+const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
+
+impl CorePattern {
+    fn redirect() -> CorePattern {
+        let old = fs::read_to_string(CORE_PATTERN).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(CORE_PATTERN, format!("{}/core.%e.%p", dir.path().display())).unwrap();
+        CorePattern { old, dir }
+    }
+
+    fn cores(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+impl Drop for CorePattern {
+    fn drop(&mut self) {
+        let _ = fs::write(CORE_PATTERN, self.old.trim_end());
+    }
+}
+
+#[test]
+fn a_crashed_daemon_leaves_no_core_dump() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to point the core pattern at a test directory");
+        return;
+    }
+    let mut gw = Gw::start();
+    ok(&gw, "/echo/warm"); // a secret has been opened in this process
+    let pid = gw.daemon.pid().expect("the daemon's pid");
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("a core size line");
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
+    let pattern = CorePattern::redirect();
+    // A process that may dump would leave core.airlock.PID here.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGABRT,
+    )
+    .unwrap();
+    assert!(support::process::wait_for_exit(
+        pid,
+        Duration::from_secs(20)
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        pattern.cores(),
+        Vec::<PathBuf>::new(),
+        "a core dump was written"
+    );
+    drop(pattern);
+    gw.daemon.kill9();
+}
