@@ -298,6 +298,22 @@ fn two_daemons_on_one_database_see_each_others_changes() {
     out.fails_with(&["master key", "SECRET_ENCRYPTION_KEY"]);
     assert_eq!(a.state(), before);
     assert_eq!(a.db().psql("SELECT count(*) FROM vault_keys"), "1");
+
+    // Both write to the audit trail at once: the hash chain stays one
+    // chain, in id order, whichever gateway appended.
+    std::thread::scope(|s| {
+        for (d, who) in [(&a, "a"), (&b, "b")] {
+            s.spawn(move || {
+                for i in 0..10 {
+                    d.cli_ok(&["agent", "add", &format!("{who}-{i}")]);
+                }
+            });
+        }
+    });
+    for d in [&a, &b] {
+        let verified = d.cli_ok(&["audit", "verify"]);
+        assert!(verified.starts_with("audit trail intact: "), "{verified}");
+    }
 }
 
 #[test]
