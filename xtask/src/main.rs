@@ -12,6 +12,7 @@ mod cmd;
 mod ebpf;
 mod host;
 mod leaks;
+mod leftovers;
 mod setup;
 
 use std::process::ExitCode;
@@ -95,14 +96,21 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let evidence = cmd::workspace_root()?.join("target").join("test-evidence");
             leaks::prepare(&evidence)?;
             let (code, mut totals) = timed("cargo test", || host::test(&args, &evidence))?;
-            // The leak scan counts as one more test.
+            // The leak scan and the leftovers check count as two more tests.
             let clean = timed("leak scan", || leak_scan(&evidence))?;
+            let tidy = leftovers_check();
+            totals.passed += u64::from(tidy);
+            totals.failed += u64::from(!tidy);
             if clean {
                 totals.passed += 1;
             } else {
                 totals.failed += 1;
             }
-            let code = if clean { code } else { ExitCode::FAILURE };
+            let code = if clean && tidy {
+                code
+            } else {
+                ExitCode::FAILURE
+            };
             // The whole suite's count, last, in the plain form any reader knows.
             println!(
                 "tests: {} passed, {} failed, {} skipped",
@@ -132,6 +140,19 @@ fn leak_scan(evidence: &std::path::Path) -> Result<bool> {
         let _ = std::fs::remove_dir_all(evidence);
     }
     Ok(scan.hits.is_empty())
+}
+
+/// Nothing of the tests is left attached, pinned, mounted or running.
+fn leftovers_check() -> bool {
+    let left = leftovers::find();
+    println!(
+        "leftovers: {} (cgroups, bpf pins, nft tables, processes, mounts of the tests)",
+        if left.is_empty() { "none" } else { "FOUND" }
+    );
+    for l in &left {
+        println!("leftovers: {l}");
+    }
+    left.is_empty()
 }
 
 /// Runs one step and prints how long it took, whether it succeeded or not.
