@@ -62,6 +62,12 @@ enum Command {
     },
     /// Benchmark the explicit proxy against direct requests to a local nginx.
     Bench(bench::BenchArgs),
+    /// Run the end-of-suite leak scan again on evidence kept with
+    /// AIRLOCK_TEST_KEEP_DATA=1 (default target/test-evidence).
+    LeakScan {
+        #[arg(value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -119,6 +125,18 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             return Ok(code);
         }
         Command::Bench(args) => bench::run(&args)?,
+        Command::LeakScan { dir } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => cmd::workspace_root()?.join("target").join("test-evidence"),
+            };
+            let clean = timed("leak scan", || leak_scan(&dir))?;
+            return Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
