@@ -10,6 +10,8 @@
 //! - `upstream`: test upstream servers.
 //! - `browser`: headless Chromium through chromedriver (dashboard tests).
 //! - `git_http`: a git smart-HTTP server behind a bearer token.
+//! - `proxied`: a daemon and upstream behind the explicit proxy, with raw
+//!   async clients (tunnel, TLS), for the abuse and soak tests.
 //!
 //! Not every test binary uses every helper, hence the blanket `dead_code`.
 
@@ -22,6 +24,8 @@ pub mod db;
 #[allow(dead_code)]
 pub mod git_http;
 pub mod process;
+#[allow(dead_code)]
+pub mod proxied;
 #[allow(dead_code)]
 pub mod upstream;
 
