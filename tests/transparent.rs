@@ -457,6 +457,8 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
         seen[0].header("authorization"),
         Some(format!("Bearer {value}").as_str())
     );
+    let rec = wait_audit(&daemon, |e| e["path"] == "/echo/v6");
+    assert_eq!(rec["agent"], "bot", "IPv6 is audited as the agent: {rec:#}");
 
     // 4b. An IPv6 socket to an IPv4-mapped address (what Happy-Eyeballs
     //     clients do) is no way around: intercepted like IPv4.
