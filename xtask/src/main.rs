@@ -6,12 +6,14 @@
 //!   `target/ebpf/airlock.bpf.o`, where `gateway/build.rs` embeds it.
 //! - `build`, `run`, `test`: the above, then the host build of the daemon.
 //! - `bench`: keep-alive HTTPS through the gateway against direct (BENCHMARKS.md).
+//! - `soak`: a long run through the gateway; memory and descriptors must stay flat.
 
 mod bench;
 mod cmd;
 mod ebpf;
 mod host;
 mod setup;
+mod soak;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -60,6 +62,8 @@ enum Command {
     },
     /// Benchmark the explicit proxy against direct requests to a local nginx.
     Bench(bench::BenchArgs),
+    /// Soak the explicit proxy (default 1,000,000 requests); fail if memory or descriptors grow.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +104,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             return Ok(code);
         }
         Command::Bench(args) => bench::run(&args)?,
+        Command::Soak(args) => soak::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
