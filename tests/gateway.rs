@@ -103,11 +103,21 @@ fn placeholders_resolve_only_where_the_secret_applies() {
     );
     assert!(!plain.saw("airlock:"));
     let rows = gw.requests(7);
-    let exfil = rows
+    let exfil: Vec<_> = rows
         .iter()
         .filter(|r| r["decision"] == "exfiltration")
-        .count();
-    assert_eq!(exfil, 5, "{rows:#?}");
+        .collect();
+    assert_eq!(exfil.len(), 5, "{rows:#?}");
+    assert!(
+        exfil
+            .iter()
+            .all(|r| r["status"] == 403 && r["secrets"] == serde_json::json!([])),
+        "{rows:#?}"
+    );
+    assert!(
+        exfil.iter().any(|r| r["agent"] == "other"),
+        "the ungranted agent's attempt is audited as its own: {rows:#?}"
+    );
 }
 
 /// Issue #8, exfiltration matrix: the secret's host answers with a redirect
@@ -573,6 +583,115 @@ fn a_tls_name_other_than_the_connect_host_is_refused() {
     );
 }
 
+/// Issue #8, exfiltration matrix: TLS opened for the secret's host, and a
+/// request inside it addressed to another host (`Host` or `:authority`
+/// other than the SNI and `CONNECT` host), with or without a placeholder,
+/// over HTTP/1.1 and HTTP/2: 403, audited as `exfiltration`, nothing
+/// injected or sent.
+#[test]
+fn a_host_header_other_than_the_tls_name_is_refused() {
+    let gw = Gw::start();
+    let elsewhere = format!("localhost:{}", gw.up.port());
+    for version in ["--http1.1", "--http2"] {
+        for placeholder in [None, Some("X-Api-Key: airlock:up")] {
+            let host = format!("Host: {elsewhere}");
+            let mut args = vec![version, "-H", host.as_str()];
+            if let Some(p) = placeholder {
+                args.extend(["-H", p]);
+            }
+            let url = gw.up.url("/echo/host-mismatch");
+            args.push(&url);
+            let out = gw.curl(&args);
+            assert_eq!(Gw::code(&out), 403, "{version} {placeholder:?}: {out:#?}");
+            assert!(out.stdout.contains("exfiltration"), "{out:#?}");
+        }
+    }
+    assert!(gw.up.requests().is_empty(), "{:#?}", gw.up.requests());
+    let rows = gw.requests(4);
+    assert!(
+        rows.iter().all(|r| r["decision"] == "exfiltration"
+            && r["status"] == 403
+            && r["agent"] == "bot"
+            && r["secrets"] == serde_json::json!([])),
+        "{rows:#?}"
+    );
+}
+
+/// Issue #8, exfiltration matrix: the secret's host by its IP address.
+/// A secret applies to the name it was added for; the same server reached
+/// by IP literal (`CONNECT 127.0.0.1:PORT`) gets no credential injected, a
+/// placeholder sent there is refused, and so is a request inside that
+/// tunnel whose Host names the secret's host.
+#[test]
+fn an_ip_literal_for_a_secrets_host_never_gets_the_secret() {
+    let gw = Gw::start();
+    let by_ip = gw.up.ip_url("/echo/by-ip");
+    // No placeholder: forwarded, but without the credential.
+    let out = gw.curl(&[&by_ip]);
+    assert_eq!(Gw::code(&out), 200, "{out:#?}");
+    let seen = gw.up.requests_to("/echo/by-ip");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].header("authorization").is_none(), "{seen:#?}");
+    // A placeholder: refused.
+    let out = gw.curl(&["-H", "Authorization: Bearer airlock:up", &by_ip]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    assert!(out.stdout.contains("exfiltration"), "{out:#?}");
+    // The secret's host in Host, inside the tunnel to the IP.
+    let host = format!("Host: {}", gw.host());
+    for version in ["--http1.1", "--http2"] {
+        let out = gw.curl(&[version, "-H", &host, &by_ip]);
+        assert_eq!(Gw::code(&out), 403, "{version}: {out:#?}");
+        assert!(out.stdout.contains("exfiltration"), "{out:#?}");
+    }
+    assert_eq!(gw.up.requests().len(), 1, "{:#?}", gw.up.requests());
+    assert!(!gw.up.saw(&gw.value) && !gw.up.saw("airlock:"));
+    let rows = gw.requests(4);
+    let exfil: Vec<_> = rows
+        .iter()
+        .filter(|r| r["decision"] == "exfiltration")
+        .collect();
+    assert_eq!(exfil.len(), 3, "{rows:#?}");
+    let port = gw.up.port().to_string();
+    assert!(
+        exfil.iter().all(|r| r["status"] == 403
+            && r["host"] == format!("127.0.0.1:{port}")
+            && r["secrets"] == serde_json::json!([])),
+        "{rows:#?}"
+    );
+}
+
+/// Issue #8, exfiltration matrix: a placeholder sent to the secret's host
+/// but outside its `--path`: 403 `exfiltration`; inside the path it
+/// resolves.
+#[test]
+fn a_placeholder_outside_the_secrets_path_is_refused() {
+    let gw = Gw::start();
+    gw.add_secret(
+        "scoped",
+        &["--path", "/echo/v1/**", "--header", "X-Scoped"],
+        "scoped-secret-1",
+    );
+    let out = gw.curl(&["-H", "X-Scoped: airlock:scoped", &gw.up.url("/echo/v1/ok")]);
+    assert_eq!(Gw::code(&out), 200, "{out:#?}");
+    assert_eq!(
+        gw.up.last_request().unwrap().header("x-scoped"),
+        Some("scoped-secret-1")
+    );
+    for path in ["/echo/v2/elsewhere", "/echo/v10/x", "/echo/x/v1/y"] {
+        let out = gw.curl(&["-H", "X-Scoped: airlock:scoped", &gw.up.url(path)]);
+        assert_eq!(Gw::code(&out), 403, "{path}: {out:#?}");
+        assert!(out.stdout.contains("exfiltration"), "{path}: {out:#?}");
+    }
+    assert_eq!(gw.up.requests().len(), 1, "{:#?}", gw.up.requests());
+    let rows = gw.requests(4);
+    let exfil: Vec<_> = rows
+        .iter()
+        .filter(|r| r["decision"] == "exfiltration")
+        .collect();
+    assert_eq!(exfil.len(), 3, "{rows:#?}");
+    assert!(exfil.iter().all(|r| r["status"] == 403), "{rows:#?}");
+}
+
 #[test]
 fn python_and_node_clients() {
     let gw = Gw::start();
@@ -687,6 +806,11 @@ fn bad_input_gets_the_right_status() {
     assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/echo")])), 200);
 }
 
+/// Issue #8, exfiltration matrix: `CONNECT` to the host itself, to
+/// link-local addresses and to cloud metadata services (IPv4 and IPv6,
+/// also as an IPv4-mapped IPv6 literal or a name that resolves to
+/// loopback) is refused with 403 and audited as `destination_refused`,
+/// and nothing is dialled.
 #[test]
 fn loopback_and_metadata_are_refused_by_default() {
     let daemon = Daemon::start();
@@ -695,12 +819,23 @@ fn loopback_and_metadata_are_refused_by_default() {
         .as_str()
         .unwrap()
         .to_owned();
-    for target in [
+    let targets = [
         "127.0.0.1:443",
+        "127.1.2.3:443",
+        "0.0.0.0:443",
         "169.254.169.254:80",
+        "169.254.169.254:443",
+        "169.254.170.2:80",
         "[::1]:443",
+        "[::]:443",
+        "[fe80::1]:443",
+        "[fe80::a9fe:a9fe]:80",
+        "[fd00:ec2::254]:80",
+        "[::ffff:169.254.169.254]:80",
+        "[::ffff:127.0.0.1]:443",
         "localhost:443",
-    ] {
+    ];
+    for target in targets {
         let mut s = TcpStream::connect(&proxy).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let auth = base64_basic(&format!("bot:{token}"));
@@ -713,6 +848,23 @@ fn loopback_and_metadata_are_refused_by_default() {
         let n = s.read(&mut buf).unwrap();
         let answer = String::from_utf8_lossy(&buf[..n]);
         assert!(answer.starts_with("HTTP/1.1 403"), "{target}: {answer}");
+        assert!(answer.contains("destination_refused"), "{target}: {answer}");
+    }
+    let rows = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let rows: Vec<serde_json::Value> = daemon
+            .cli_ok(&["audit", "--json", "--limit", "1000"])
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|r: &serde_json::Value| r["decision"] == "destination_refused")
+            .collect();
+        (rows.len() >= targets.len()).then_some(rows)
+    })
+    .expect("every refused CONNECT is audited");
+    assert_eq!(rows.len(), targets.len(), "{rows:#?}");
+    for row in &rows {
+        assert_eq!(row["agent"], "bot", "{row:#}");
+        assert_eq!(row["method"], "CONNECT", "{row:#}");
+        assert_eq!(row["status"], 403, "{row:#}");
     }
 }
 

@@ -318,4 +318,37 @@ fn harden_process() {
         tracing::warn!(error = %e, "cannot mark the process non-dumpable");
     }
     umask(Mode::from_bits_truncate(0o077));
+    raise_open_file_limit();
+}
+
+/// Raises the soft limit on open files to the hard one: every agent
+/// connection holds one descriptor and most hold two (the upstream), and
+/// the usual soft default of 1,024 would refuse connections long before
+/// memory or CPU run out. Never lowers it.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
+}
+
+#[cfg(test)]
+mod rlimit_tests {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        // Lowering the soft limit is always allowed (by one, so that other
+        // tests in this process keep their descriptors); raising it back
+        // is what the daemon does.
+        setrlimit(Resource::RLIMIT_NOFILE, hard - 1, hard).unwrap();
+        super::raise_open_file_limit();
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+    }
 }

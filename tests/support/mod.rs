@@ -10,6 +10,8 @@
 //! - `upstream`: test upstream servers.
 //! - `browser`: headless Chromium through chromedriver (dashboard tests).
 //! - `git_http`: a git smart-HTTP server behind a bearer token.
+//! - `proxied`: a daemon and upstream behind the explicit proxy, with raw
+//!   async clients (tunnel, TLS), for the abuse and soak tests.
 //!
 //! Not every test binary uses every helper, hence the blanket `dead_code`.
 
@@ -26,6 +28,8 @@ pub mod git_http;
 pub mod gw;
 pub mod pg;
 pub mod process;
+#[allow(dead_code)]
+pub mod proxied;
 #[allow(dead_code)]
 pub mod upstream;
 

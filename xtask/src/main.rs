@@ -6,6 +6,7 @@
 //!   `target/ebpf/airlock.bpf.o`, where `gateway/build.rs` embeds it.
 //! - `build`, `run`, `test`: the above, then the host build of the daemon.
 //! - `bench`: keep-alive HTTPS through the gateway against direct (BENCHMARKS.md).
+//! - `soak`: a long run through the gateway; memory and descriptors must stay flat.
 
 mod bench;
 mod cmd;
@@ -14,6 +15,7 @@ mod host;
 mod leaks;
 mod leftovers;
 mod setup;
+mod soak;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -68,6 +70,8 @@ enum Command {
         #[arg(value_name = "DIR")]
         dir: Option<std::path::PathBuf>,
     },
+    /// Soak the explicit proxy (default 1,000,000 requests); fail if memory or descriptors grow.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -137,6 +141,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
+        Command::Soak(args) => soak::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

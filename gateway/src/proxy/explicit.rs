@@ -54,8 +54,11 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: Shutdown) {
             });
             let conn = http1::Builder::new()
                 .max_buf_size(MAX_HEADER_BYTES)
+                .max_headers(session::MAX_HEADERS)
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                // Also ends connections that never send a request: hyper
+                // runs this timer while it waits for any head.
+                .header_read_timeout(session::HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = conn.await {

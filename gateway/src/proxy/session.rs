@@ -9,6 +9,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::headers::MAX_HEADER_BYTES;
@@ -16,7 +17,22 @@ use super::{Gateway, Session, pipeline};
 use crate::tls::LeafName;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a whole request head; also how long
+/// a connection may stay without its first request (which hyper's own
+/// timer does not cover: the HTTP/1-or-2 detection and the HTTP/2 preface
+/// wait forever). Slow-header clients (slowloris) are cut off by it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/1.1 header fields per request (hyper's default, made explicit):
+/// more gets 431.
+pub const MAX_HEADERS: usize = 100;
 const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 streams the client may reset before the gateway has even
+/// accepted them (rapid reset, CVE-2023-44487): more and the connection
+/// gets GOAWAY ENHANCE_YOUR_CALM.
+const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// HTTP/2 streams the gateway may reset because of the client's protocol
+/// errors (MadeYouReset) before it closes the connection.
+const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 
 /// Why a connection ended before HTTP.
 #[derive(Debug, thiserror::Error)]
@@ -71,12 +87,16 @@ where
     Ok(())
 }
 
-/// Serves HTTP/1.1 and HTTP/2 on an established stream.
+/// Serves HTTP/1.1 and HTTP/2 on an established stream, dropping it if
+/// no request arrives within [`HEADER_READ_TIMEOUT`].
 pub async fn serve_http<IO>(gw: Arc<Gateway>, session: Arc<Session>, io: IO)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let first_request = Arc::new(Notify::new());
+    let arrived = first_request.clone();
     let service = service_fn(move |req| {
+        arrived.notify_one();
         let gw = gw.clone();
         let session = session.clone();
         async move { Ok::<_, Infallible>(pipeline::serve_request(&gw, &session, req).await) }
@@ -85,17 +105,33 @@ where
     builder
         .http1()
         .max_buf_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     builder
         .http2()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS)
         .timer(hyper_util::rt::TokioTimer::new());
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .await
-    {
-        tracing::debug!(error = %e, "agent connection ended");
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let no_request = async {
+        if tokio::time::timeout(HEADER_READ_TIMEOUT, first_request.notified())
+            .await
+            .is_ok()
+        {
+            // It came: from now on hyper's own limits apply.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        ended = conn => if let Err(e) = ended {
+            tracing::debug!(error = %e, "agent connection ended");
+        },
+        () = no_request => tracing::debug!(
+            timeout = ?HEADER_READ_TIMEOUT,
+            "no request on an agent connection in time: closed"
+        ),
     }
 }

@@ -47,6 +47,17 @@ pub struct Measured {
 
 impl Run<'_> {
     fn command(&self) -> Command {
+        self.command_bounded(&["-z".to_owned(), format!("{}ms", self.duration.as_millis())])
+    }
+
+    /// The same run bounded by a request count (`-n`) instead of its
+    /// duration (oha ignores `-n` when `-z` is given): for the soak, which
+    /// enforces its own time limit.
+    pub fn counted_command(&self, requests: u64) -> Command {
+        self.command_bounded(&["-n".to_owned(), requests.to_string()])
+    }
+
+    fn command_bounded(&self, bound: &[String]) -> Command {
         let mut c = Command::new(self.oha);
         c.args([
             "--no-tui",
@@ -57,8 +68,7 @@ impl Run<'_> {
         ])
         .arg("-c")
         .arg(self.connections.to_string())
-        .arg("-z")
-        .arg(format!("{}ms", self.duration.as_millis()))
+        .args(bound)
         .arg("--cacert")
         .arg(self.cacert);
         match self.route {

@@ -9,12 +9,13 @@
 //! `bench/results/<UTC>.json` and `bench/results/latest.json`. Everything it
 //! started is stopped by PID at the end, on error and on Ctrl-C.
 
-mod gateway;
-mod load;
-mod procs;
+// The soak (`cargo xtask soak`) reuses the harness's pieces.
+pub(crate) mod gateway;
+pub(crate) mod load;
+pub(crate) mod procs;
 mod report;
-mod tools;
-mod upstream;
+pub(crate) mod tools;
+pub(crate) mod upstream;
 
 use std::collections::BTreeMap;
 use std::fs;
