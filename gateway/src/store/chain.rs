@@ -170,7 +170,10 @@ pub(super) async fn append(
             .push_bind(e.duration_us)
             .push_bind(e.detail);
     });
-    qb.build().execute(&mut **tx).await?;
+    // Not a prepared statement: every batch size is a different statement,
+    // and caching each (in the daemon and in the server's backends) grew
+    // memory without bound in the million-request soak.
+    qb.build().persistent(false).execute(&mut **tx).await?;
 
     sqlx::query("UPDATE audit_chain SET last_id = $1, head = $2 WHERE id = 1")
         .bind(ids.last().copied())
