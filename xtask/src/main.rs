@@ -6,12 +6,14 @@
 //!   `target/ebpf/airlock.bpf.o`, where `gateway/build.rs` embeds it.
 //! - `build`, `run`, `test`: the above, then the host build of the daemon.
 //! - `bench`: keep-alive HTTPS through the gateway against direct (BENCHMARKS.md).
+//! - `profile`: instructions per proxied request under callgrind.
 
 mod bench;
 mod cmd;
 mod ebpf;
 mod host;
 mod leaks;
+mod profile;
 mod setup;
 
 use std::process::ExitCode;
@@ -61,6 +63,8 @@ enum Command {
     },
     /// Benchmark the explicit proxy against direct requests to a local nginx.
     Bench(bench::BenchArgs),
+    /// Count the gateway's instructions per proxied request with callgrind.
+    Profile(profile::ProfileArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +115,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             return Ok(code);
         }
         Command::Bench(args) => bench::run(&args)?,
+        Command::Profile(args) => profile::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -46,7 +46,7 @@ pub struct Measured {
 }
 
 impl Run<'_> {
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new(self.oha);
         c.args([
             "--no-tui",

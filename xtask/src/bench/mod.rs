@@ -9,12 +9,12 @@
 //! `bench/results/<UTC>.json` and `bench/results/latest.json`. Everything it
 //! started is stopped by PID at the end, on error and on Ctrl-C.
 
-mod gateway;
-mod load;
-mod procs;
-mod report;
-mod tools;
-mod upstream;
+pub(crate) mod gateway;
+pub(crate) mod load;
+pub(crate) mod procs;
+pub(crate) mod report;
+pub(crate) mod tools;
+pub(crate) mod upstream;
 
 use std::collections::BTreeMap;
 use std::fs;
