@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 /// Errors a streamed body can end with.
@@ -95,7 +94,10 @@ where
 /// What the gateway answers an agent with.
 pub enum ProxyBody {
     /// The upstream's response, streamed.
-    Upstream(Counted<Incoming>, Option<Box<super::record::AuditGuard>>),
+    Upstream(
+        Counted<super::upstream::UpstreamBody>,
+        Option<Box<super::record::AuditGuard>>,
+    ),
     /// A short body written by the gateway (errors, 200 to CONNECT).
     Local(Full<Bytes>),
 }
