@@ -46,7 +46,7 @@ pub async fn serve_request(
         gw.audit.clone(),
         Some(session.agent.as_str()),
         req.method().as_str(),
-        &super::record::display_host(&session.host, session.port),
+        super::record::display_host(&session.host, session.port),
         req.uri(),
     );
     match run_phases(gw, session, req, &mut audit).await {
