@@ -131,9 +131,11 @@ impl Upstreams {
         let mut idle = self.idle();
         let entry = idle.entry(key).or_insert_with(|| Idle::H1(Vec::new()));
         if let Idle::H1(list) = entry {
-            list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_EXPIRY);
+            // One clock read for the whole list, not one per entry.
+            let now = Instant::now();
+            list.retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < IDLE_EXPIRY);
             if list.len() < MAX_IDLE_PER_KEY {
-                list.push((sender, Instant::now()));
+                list.push((sender, now));
             }
         }
     }
