@@ -7,6 +7,7 @@
 //! - `build`, `run`, `test`: the above, then the host build of the daemon.
 //! - `bench`: keep-alive HTTPS through the gateway against direct (BENCHMARKS.md).
 //! - `soak`: a long run through the gateway; memory and descriptors must stay flat.
+//! - `profile`: instructions per proxied request under callgrind.
 
 mod bench;
 mod cmd;
@@ -14,6 +15,7 @@ mod ebpf;
 mod host;
 mod leaks;
 mod leftovers;
+mod profile;
 mod setup;
 mod soak;
 
@@ -72,6 +74,8 @@ enum Command {
     },
     /// Soak the explicit proxy (default 1,000,000 requests); fail if memory or descriptors grow.
     Soak(soak::SoakArgs),
+    /// Count the gateway's instructions per proxied request with callgrind.
+    Profile(profile::ProfileArgs),
 }
 
 fn main() -> ExitCode {
@@ -142,6 +146,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             });
         }
         Command::Soak(args) => soak::run(&args)?,
+        Command::Profile(args) => profile::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 /// Errors a streamed body can end with.
@@ -29,7 +28,17 @@ pub struct IdleTimeout(Duration);
 pub struct Counted<B> {
     inner: B,
     counter: Arc<AtomicU64>,
-    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    idle: Option<Idle>,
+}
+
+/// The idle timer of a response body. It is armed only when the body
+/// waits (most small responses never do) and re-armed on the next wait
+/// after a frame, rather than reset on every frame: each arming is a
+/// timer-wheel operation, and the first one an allocation.
+struct Idle {
+    timeout: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
 }
 
 impl<B> Counted<B> {
@@ -41,9 +50,14 @@ impl<B> Counted<B> {
         }
     }
 
-    /// Ends the body with an error when no frame arrives within `timeout`.
+    /// Ends the body with an error when no frame arrives within `timeout`
+    /// of the body starting to wait for one.
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle = Some((timeout, Box::pin(tokio::time::sleep(timeout))));
+        self.idle = Some(Idle {
+            timeout,
+            sleep: None,
+            armed: false,
+        });
         self
     }
 }
@@ -63,8 +77,8 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some((timeout, sleep)) = &mut this.idle {
-                    sleep.as_mut().reset(Instant::now() + *timeout);
+                if let Some(idle) = &mut this.idle {
+                    idle.armed = false;
                 }
                 if let Some(Ok(f)) = &frame
                     && let Some(data) = f.data_ref()
@@ -74,9 +88,11 @@ where
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
-                if let Some((timeout, sleep)) = &mut this.idle {
-                    ready!(sleep.as_mut().poll(cx));
-                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(*timeout)))));
+                if let Some(idle) = &mut this.idle
+                    && let Some(sleep) = idle.arm()
+                {
+                    ready!(sleep.poll(cx));
+                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(idle.timeout)))));
                 }
                 Poll::Pending
             }
@@ -92,10 +108,27 @@ where
     }
 }
 
+impl Idle {
+    /// The timer, counting from now unless it already counts this wait.
+    fn arm(&mut self) -> Option<Pin<&mut Sleep>> {
+        let timeout = self.timeout;
+        let was_armed = std::mem::replace(&mut self.armed, true);
+        match &mut self.sleep {
+            Some(sleep) if !was_armed => sleep.as_mut().reset(Instant::now() + timeout),
+            Some(_) => {}
+            None => self.sleep = Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+        self.sleep.as_mut().map(Pin::as_mut)
+    }
+}
+
 /// What the gateway answers an agent with.
 pub enum ProxyBody {
     /// The upstream's response, streamed.
-    Upstream(Counted<Incoming>, Option<Box<super::record::AuditGuard>>),
+    Upstream(
+        Counted<super::upstream::UpstreamBody>,
+        Option<Box<super::record::AuditGuard>>,
+    ),
     /// A short body written by the gateway (errors, 200 to CONNECT).
     Local(Full<Bytes>),
 }

@@ -17,6 +17,15 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::UPGRADE,
 ];
 
+/// Hop-by-hop names `http` has no constants for.
+const NON_STANDARD: &[&str] = &["keep-alive", "proxy-connection"];
+
+/// Whether `strip_hop_by_hop` would remove or rewrite `name` whatever the
+/// `Connection` header names (which it is itself).
+fn always_stripped(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::TE || NON_STANDARD.contains(&name.as_str())
+}
+
 /// Removes hop-by-hop headers and those the `Connection` header names.
 /// With `upgrade`, keeps `Upgrade` and `Connection: upgrade`, which a
 /// WebSocket handshake needs end to end.
@@ -28,23 +37,39 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    let upgrade_value = headers.get(header::UPGRADE).cloned();
-    for name in named.iter().chain(HOP_BY_HOP) {
-        headers.remove(name);
+    // One pass comparing names finds the few that are there (usually none
+    // in a request, `Connection` in a response); only those are removed.
+    // A lookup and removal for every hop-by-hop name, twice per request,
+    // cost ~5k instructions in the first profile.
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| always_stripped(n) || named.contains(n))
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return;
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    // TE is hop-by-hop, but "trailers" must reach gRPC servers.
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    headers.remove(header::TE);
-    if te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    let te_named = named.contains(&header::TE);
+    for name in &present {
+        if name != header::TE || te_named {
+            headers.remove(name);
+        }
+    }
+    // TE is hop-by-hop, but "trailers" must reach gRPC servers (unless
+    // `Connection` named it too).
+    if present.contains(&header::TE) && !te_named {
+        let te_trailers = headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+        headers.remove(header::TE);
+        if te_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
     if let (true, Some(value)) = (upgrade, upgrade_value) {
         headers.insert(header::UPGRADE, value);
@@ -97,6 +122,29 @@ mod tests {
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["te"], "trailers");
         assert!(h.contains_key("authorization"));
+    }
+
+    #[test]
+    fn leaves_end_to_end_headers_alone() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer y"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+        // Each of them alone is enough to be removed.
+        for name in ["keep-alive", "proxy-connection", "transfer-encoding", "te"] {
+            let mut h = before.clone();
+            h.insert(name, HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h, before, "{name}");
+        }
+        // A TE that Connection names goes, trailers or not.
+        let mut h = before.clone();
+        h.insert("connection", HeaderValue::from_static("te"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
     }
 
     #[test]

@@ -231,10 +231,10 @@ pub fn inject(
         injected.secrets.push(secret.name.to_string());
         match &secret.injection {
             Injection::Header { name, template } => {
-                let value = template.replace("{value}", values.get(index)?);
+                let value = filled(template, values.get(index)?)?;
                 let header = HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| InjectError::Vault(secret.name.to_string()))?;
-                parts.headers.insert(header, sensitive(&value)?);
+                parts.headers.insert(header, value);
             }
             Injection::Query { param } => {
                 let value = values.get(index)?.to_owned();
@@ -291,6 +291,21 @@ fn why_not(
     "it cannot be used here".into()
 }
 
+/// `template` with its `{value}` replaced by `value`, written straight
+/// into the header value's own buffer: no intermediate copy of the
+/// plaintext is left behind in freed memory.
+fn filled(template: &str, value: &str) -> Result<HeaderValue, InjectError> {
+    let (before, after) = template.split_once("{value}").unwrap_or((template, ""));
+    let mut buf = Vec::with_capacity(before.len() + value.len() + after.len());
+    buf.extend_from_slice(before.as_bytes());
+    buf.extend_from_slice(value.as_bytes());
+    buf.extend_from_slice(after.as_bytes());
+    let mut v = HeaderValue::from_maybe_shared(bytes::Bytes::from(buf))
+        .map_err(|_| InjectError::Sign("a resolved value is not a valid header value".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 fn sensitive(text: &str) -> Result<HeaderValue, InjectError> {
     let mut v = HeaderValue::from_str(text)
         .map_err(|_| InjectError::Sign("a resolved value is not a valid header value".into()))?;
@@ -336,6 +351,16 @@ fn set_query(uri: &mut Uri, query: Option<&str>) -> Result<(), InjectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_are_filled_once_and_marked_sensitive() {
+        let v = filled("Bearer {value}", "sk-1").unwrap();
+        assert_eq!(v, "Bearer sk-1");
+        assert!(v.is_sensitive());
+        assert_eq!(filled("{value}", "k").unwrap(), "k");
+        assert_eq!(filled("a {value} b", "k").unwrap(), "a k b");
+        assert!(filled("Bearer {value}", "bad\nvalue").is_err());
+    }
 
     #[test]
     fn query_params_are_replaced_not_duplicated() {

@@ -28,7 +28,7 @@ use super::error::ProxyError;
 use super::headers::{strip_hop_by_hop, wants_upgrade};
 use super::inject::{self, Destination};
 use super::record::AuditGuard;
-use super::upstream::{Protocols, UpstreamKey};
+use super::upstream::{Protocols, UpstreamBody, UpstreamKey};
 use super::{Gateway, Session};
 use crate::policy::approvals::ApprovalOutcome;
 use crate::policy::engine::{self, RateOutcome, RequestFacts, Verdict};
@@ -46,7 +46,7 @@ pub async fn serve_request(
         gw.audit.clone(),
         Some(session.agent.as_str()),
         req.method().as_str(),
-        &super::record::display_host(&session.host, session.port),
+        super::record::display_host(&session.host, session.port),
         req.uri(),
     );
     match run_phases(gw, session, req, &mut audit).await {
@@ -82,7 +82,7 @@ pub fn refuse(e: ProxyError, mut audit: AuditGuard) -> Response<ProxyBody> {
 }
 
 enum Forwarded {
-    Stream(Response<Counted<Incoming>>),
+    Stream(Response<Counted<UpstreamBody>>),
     /// A protocol switch (WebSocket): the 101 for the agent, and the two
     /// connections to join once it is sent.
     Upgrade {

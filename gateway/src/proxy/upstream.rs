@@ -16,10 +16,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -111,8 +115,10 @@ impl Upstreams {
                 None
             }
             Idle::H1(list) => {
+                // Not `is_ready()`: a connection checked in as its last
+                // response ended may not be ready yet; `send_on` waits.
                 while let Some((sender, since)) = list.pop() {
-                    if sender.is_ready() && since.elapsed() < IDLE_EXPIRY {
+                    if !sender.is_closed() && since.elapsed() < IDLE_EXPIRY {
                         return Some(Conn::H1(sender));
                     }
                 }
@@ -125,9 +131,11 @@ impl Upstreams {
         let mut idle = self.idle();
         let entry = idle.entry(key).or_insert_with(|| Idle::H1(Vec::new()));
         if let Idle::H1(list) = entry {
-            list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_EXPIRY);
+            // One clock read for the whole list, not one per entry.
+            let now = Instant::now();
+            list.retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < IDLE_EXPIRY);
             if list.len() < MAX_IDLE_PER_KEY {
-                list.push((sender, Instant::now()));
+                list.push((sender, now));
             }
         }
     }
@@ -137,7 +145,7 @@ impl Upstreams {
         &self,
         key: &UpstreamKey,
         req: Request<UpBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let (conn, fresh) = match self.checkout(key) {
             Some(conn) => (conn, false),
             None => (self.connect(key, false).await?, true),
@@ -161,29 +169,35 @@ impl Upstreams {
         key: &UpstreamKey,
         conn: Conn,
         mut req: Request<UpBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let timeout = self.inner.headers_timeout;
         match conn {
             Conn::H2(mut sender) => {
                 prepare_h2(&mut req, key).map_err(SendError::Other)?;
                 let fut = sender.try_send_request(req);
-                wait_headers(timeout, fut).await
+                let resp = wait_headers(timeout, fut).await?;
+                Ok(resp.map(|body| UpstreamBody::new(body, None)))
             }
             Conn::H1(mut sender) => {
+                // A pooled connection is checked in when the previous
+                // response's body ended, which may be a moment before
+                // hyper's connection task is ready for the next request.
+                match tokio::time::timeout(timeout, sender.ready()).await {
+                    Ok(Ok(())) => {}
+                    // Closed (or stuck) before anything was sent on it.
+                    Ok(Err(_)) | Err(_) => return Err(SendError::NotSent(Box::new(req))),
+                }
                 prepare_h1(&mut req);
                 let fut = sender.try_send_request(req);
-                let result = wait_headers(timeout, fut).await;
-                if result.is_ok() {
-                    // Back to the pool once the response body is consumed.
-                    let pool = self.clone();
-                    let key = key.clone();
-                    tokio::spawn(async move {
-                        if sender.ready().await.is_ok() {
-                            pool.checkin_h1(key, sender);
-                        }
-                    });
-                }
-                result
+                let resp = wait_headers(timeout, fut).await?;
+                // Back to the pool when the response body ends: no task
+                // per request waiting for the connection to become ready.
+                let checkin = Checkin {
+                    pool: self.clone(),
+                    key: key.clone(),
+                    sender,
+                };
+                Ok(resp.map(|body| UpstreamBody::new(body, Some(checkin))))
             }
         }
     }
@@ -243,14 +257,16 @@ impl Upstreams {
         &self,
         key: &UpstreamKey,
         mut req: Request<UpBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let Conn::H1(mut sender) = self.connect(key, true).await? else {
             return Err(ProxyError::Upstream("upgrade needs HTTP/1.1".into()));
         };
         prepare_h1(&mut req);
-        wait_headers(self.inner.headers_timeout, sender.try_send_request(req))
+        let resp = wait_headers(self.inner.headers_timeout, sender.try_send_request(req))
             .await
-            .map_err(SendError::into_proxy)
+            .map_err(SendError::into_proxy)?;
+        // Never pooled: the connection is the agent's once upgraded.
+        Ok(resp.map(|body| UpstreamBody::new(body, None)))
     }
 }
 
@@ -273,6 +289,69 @@ where
         }
     });
     Ok(Conn::H1(sender))
+}
+
+/// An HTTP/1.1 connection to return to the pool once its response is read.
+struct Checkin {
+    pool: Upstreams,
+    key: UpstreamKey,
+    sender: http1::SendRequest<UpBody>,
+}
+
+/// An upstream response body; over a pooled HTTP/1.1 connection it checks
+/// the connection back in when the body ends (or, if hyper never polls a
+/// body it knows is empty, when it is dropped). A body dropped before its
+/// end leaves the connection to close with it.
+pub struct UpstreamBody {
+    inner: Incoming,
+    checkin: Option<Checkin>,
+}
+
+impl UpstreamBody {
+    fn new(inner: Incoming, checkin: Option<Checkin>) -> Self {
+        UpstreamBody { inner, checkin }
+    }
+
+    fn check_in(&mut self) {
+        if let Some(c) = self.checkin.take() {
+            c.pool.checkin_h1(c.key, c.sender);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            None => self.check_in(),
+            // The connection is broken: never reuse it.
+            Some(Err(_)) => self.checkin = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.check_in();
+        }
+    }
 }
 
 enum SendError {

@@ -46,7 +46,7 @@ pub struct Measured {
 }
 
 impl Run<'_> {
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         self.command_bounded(&["-z".to_owned(), format!("{}ms", self.duration.as_millis())])
     }
 

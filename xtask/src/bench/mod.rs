@@ -9,11 +9,11 @@
 //! `bench/results/<UTC>.json` and `bench/results/latest.json`. Everything it
 //! started is stopped by PID at the end, on error and on Ctrl-C.
 
-// The soak (`cargo xtask soak`) reuses the harness's pieces.
+// The soak and the profile (`cargo xtask soak|profile`) reuse the harness's pieces.
 pub(crate) mod gateway;
 pub(crate) mod load;
 pub(crate) mod procs;
-mod report;
+pub(crate) mod report;
 pub(crate) mod tools;
 pub(crate) mod upstream;
 
