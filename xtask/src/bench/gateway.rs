@@ -52,6 +52,8 @@ impl Gateway {
     pub fn transparent_route(&self) -> Route {
         let wrapper = vec![
             self.binary.clone().into_os_string(),
+            "--data-dir".into(),
+            self.data_dir.clone().into_os_string(),
             "run".into(),
             "--agent".into(),
             AGENT.into(),

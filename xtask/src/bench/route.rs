@@ -65,6 +65,11 @@ impl Route {
         matches!(self.reach, Reach::Direct { .. })
     }
 
+    /// mitmproxy or squid: measured for comparison, allowed to fall over.
+    pub fn is_peer(&self) -> bool {
+        !self.is_direct() && !self.name.starts_with("airlock")
+    }
+
     pub fn url(&self, port: u16, path: &str) -> String {
         format!("https://{}:{port}{path}", self.host)
     }

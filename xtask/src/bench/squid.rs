@@ -47,6 +47,10 @@ cache_effective_user {USER}
 workers 1
 max_filedescriptors 20000
 shutdown_lifetime 1 seconds
+# The benchmark's name, as the gateway gets it with AIRLOCK_RESOLVE: squid
+# writes a bumped leaf's subjectAltName as DNS even for an IP, which no
+# client accepts, so squid must be reached by name.
+hosts_file {d}/hosts
 "#,
         ca = up.ca_pem.display(),
         auth = upstream::EXPECTED_AUTH,
@@ -111,6 +115,7 @@ pub fn start(dir: &Path, up: &Upstream) -> Result<Route> {
     let port = upstream::free_port()?;
     let conf = sq.join("squid.conf");
     fs::write(&conf, config(&sq, port, up))?;
+    fs::write(sq.join("hosts"), format!("127.0.0.1 {}\n", upstream::HOST))?;
     // squid reads its key as root, then works as `proxy`: the run's
     // directory must be reachable and its own files writable.
     quiet(Command::new("chown").args(["-R", USER]).arg(&sq))?;
@@ -143,8 +148,7 @@ pub fn start(dir: &Path, up: &Upstream) -> Result<Route> {
             proxy_authorization: None,
         },
         cacert: ca,
-        // Like mitmproxy, squid resolves names itself; the IP needs none.
-        host: "127.0.0.1",
+        host: upstream::HOST,
         proxy: Some(Watched { pid, tree: true }),
         store_pid: None,
     })
