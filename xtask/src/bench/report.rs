@@ -49,6 +49,15 @@ pub struct Settings {
     pub rounds: u32,
     pub connections: Vec<u32>,
     pub http_version: String,
+    /// Connections of the new-connection runs (schema 2).
+    #[serde(default)]
+    pub new_connections: u32,
+    /// `CxP` of the HTTP/2 runs (schema 2).
+    #[serde(default)]
+    pub http2: String,
+    /// Explicit connections held for the idle-memory figure (schema 2).
+    #[serde(default)]
+    pub idle: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
