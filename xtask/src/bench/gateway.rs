@@ -66,6 +66,29 @@ impl Gateway {
         }
     }
 
+    /// Like [`Gateway::transparent_route`], but the client only joins the
+    /// agent's cgroup (`cgroup.procs`), without `airlock run`'s CA bundle
+    /// variables: for timing a client's own TLS set-up, which the bundle
+    /// (the OS roots plus Airlock's CA) would slow.
+    pub fn cgroup_only_route(&self) -> Route {
+        let procs = self
+            .isolation
+            .agents_dir()
+            .join(format!("agent-{AGENT}"))
+            .join("cgroup.procs");
+        let wrapper = vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo $$ > '{}' && exec \"$@\"", procs.display()).into(),
+            "sh".into(),
+        ];
+        Route {
+            name: "airlock-transparent",
+            reach: Reach::Agent { wrapper },
+            ..self.route_base()
+        }
+    }
+
     fn route_base(&self) -> Route {
         Route {
             name: "",

@@ -13,7 +13,8 @@ use anyhow::{Context, Result, bail};
 use super::gateway::Gateway;
 use super::procs;
 use super::report::{Point, median};
-use super::upstream::{self, HOST, Upstream};
+use super::route::Route;
+use super::upstream::{self, Upstream};
 use crate::cmd;
 
 /// Fresh names minted, each once; the gateway resolves them (see
@@ -21,7 +22,7 @@ use crate::cmd;
 /// and a direct handshake, and the medians of the differences are
 /// reported: the machine's load drifts less within a triple than across
 /// the whole series.
-pub const NAMES: usize = 32;
+pub const NAMES: usize = 48;
 
 /// (HTTP status, handshake seconds) of one curl.
 fn handshake(mut c: Command) -> Result<(String, f64)> {
@@ -60,68 +61,76 @@ fn through_gateway(gw: &Gateway, name: &str, port: u16) -> Command {
     c
 }
 
-fn direct(up: &Upstream) -> Command {
-    let mut c = Command::new("curl");
-    c.arg("--resolve")
-        .arg(format!("{HOST}:{p}:127.0.0.1", p = up.port))
-        .arg("--cacert")
-        .arg(&up.ca_pem)
-        .arg(format!("https://{HOST}:{}{}", up.port, upstream::ECHO_PATH));
+/// curl for the echo path by `route` (the name it is given: cached leaf).
+fn by_route(route: &Route, up: &Upstream) -> Command {
+    let mut c = route.command("curl");
+    c.args(route.curl_args(up.port, upstream::ECHO_PATH));
     c
 }
 
-pub fn measure(gw: &Gateway, up: &Upstream) -> Result<Vec<Point>> {
+/// Handshake times with a cached leaf by the explicit and transparent
+/// routes, beside direct's, and the first-mint cost (explicit).
+pub fn measure(
+    gw: &Gateway,
+    up: &Upstream,
+    direct: &Route,
+    airlock: [&Route; 2],
+) -> Result<Vec<Point>> {
     let expect_ok = |(code, secs): (String, f64), what: &str| -> Result<f64> {
         if code != "200" {
             bail!("{what}: status {code}, expected 200");
         }
         Ok(secs * 1e6)
     };
-    let (mut added, mut mint) = (Vec::new(), Vec::new());
-    let (mut cached_all, mut plain_all) = (Vec::new(), Vec::new());
+    let mut plain_all = Vec::new();
+    let mut added: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut mint = Vec::new();
     for name in upstream::mint_names(NAMES) {
-        let plain = expect_ok(handshake(direct(up))?, "direct")?;
-        let cached = expect_ok(
-            handshake(through_gateway(gw, HOST, up.port))?,
-            "cached leaf",
-        )?;
+        let plain = expect_ok(handshake(by_route(direct, up))?, "direct")?;
+        let mut cached = [0.0; 2];
+        for (i, route) in airlock.iter().enumerate() {
+            cached[i] = expect_ok(handshake(by_route(route, up))?, route.name)?;
+            added[i].push(cached[i] - plain);
+        }
         let fresh = expect_ok(
             handshake(through_gateway(gw, &name, up.port))?,
             "first mint",
         )?;
-        added.push(cached - plain);
-        mint.push(fresh - cached);
-        cached_all.push(cached);
+        mint.push(fresh - cached[0]);
         plain_all.push(plain);
     }
-    let (cached, plain) = (median(cached_all), median(plain_all));
-    let (added, fresh) = (median(added), median(mint));
-    eprintln!(
-        "bench: handshake direct {plain:.0} µs, via gateway cached leaf {cached:.0} µs \
-         ({added:+.0} µs in pairs), first mint {fresh:+.0} µs"
-    );
-    Ok(vec![
-        Point {
+    let plain = median(plain_all);
+    let fresh = median(mint);
+    let mut points = Vec::new();
+    for (route, added) in airlock.iter().zip(added) {
+        let added = median(added);
+        eprintln!(
+            "bench: handshake direct {plain:.0} µs; {} with a cached leaf {added:+.0} µs",
+            route.name
+        );
+        points.push(Point {
             measure: "new-connection-cached-leaf".into(),
-            route: "airlock-explicit".into(),
+            route: route.name.into(),
             value: plain + added,
             unit: "µs".into(),
             direct: Some(plain),
             detail: format!(
-                "curl: TCP connected → TLS done (with CONNECT through the proxy); direct median \
+                "curl: TCP connected → TLS done (through a proxy: CONNECT too); direct median \
                  of {NAMES}, added = median of {NAMES} side-by-side differences"
             ),
-        },
-        Point {
-            measure: "first-mint".into(),
-            route: "airlock-explicit".into(),
-            value: fresh,
-            unit: "µs".into(),
-            direct: None,
-            detail: format!(
-                "handshake for a name never seen less the cached-leaf one just before it, \
-                 median of {NAMES} names"
-            ),
-        },
-    ])
+        });
+    }
+    eprintln!("bench: first mint {fresh:+.0} µs");
+    points.push(Point {
+        measure: "first-mint".into(),
+        route: "airlock-explicit".into(),
+        value: fresh,
+        unit: "µs".into(),
+        direct: None,
+        detail: format!(
+            "handshake for a name never seen less the cached-leaf one just before it, \
+             median of {NAMES} names"
+        ),
+    });
+    Ok(points)
 }

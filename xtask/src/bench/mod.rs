@@ -513,7 +513,11 @@ fn measure_points(
     let transparent = routes
         .named("airlock-transparent")
         .context("no transparent route")?;
-    let mut points = mint::measure(gw, up)?;
+    let explicit = routes
+        .named("airlock-explicit")
+        .context("no explicit route")?;
+    let cgroup_only = gw.cgroup_only_route();
+    let mut points = mint::measure(gw, up, routes.direct(), [explicit, &cgroup_only])?;
     let proxied: Vec<&Route> = routes.all.iter().filter(|r| !r.is_direct()).collect();
     points.extend(sse::measure(
         python,
