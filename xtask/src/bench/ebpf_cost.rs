@@ -23,7 +23,6 @@ use super::gateway::Gateway;
 use super::procs;
 use super::report::Point;
 use super::route::Route;
-use crate::cmd;
 
 const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 const BPFTOOL: &str = "/usr/sbin/bpftool";
@@ -39,12 +38,12 @@ fn counters(cgroup: &Path) -> Result<BTreeMap<String, (u64, u64)>> {
         if !out.status.success() {
             bail!(
                 "`{}` failed: {}",
-                cmd::display(c),
+                procs::shown(c),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
         serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("`{}` printed no JSON", cmd::display(c)))
+            .with_context(|| format!("`{}` printed no JSON", procs::shown(c)))
     };
     let attached = json(
         Command::new(BPFTOOL)
@@ -174,7 +173,7 @@ pub fn measure(
         if !out.status.success() {
             bail!(
                 "`{}` failed: {}",
-                cmd::display(&c),
+                procs::shown(&c),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }

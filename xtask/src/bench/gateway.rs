@@ -19,7 +19,6 @@ use super::intercept::Isolation;
 use super::procs;
 use super::route::{Reach, Route, Watched};
 use super::upstream::{self, HOST};
-use crate::cmd;
 
 pub struct Gateway {
     pub binary: PathBuf,
@@ -127,7 +126,7 @@ fn status(binary: &Path, data_dir: &Path) -> Result<Value> {
     if !out.status.success() {
         bail!(
             "`{}` failed: {}",
-            cmd::display(&c),
+            procs::shown(&c),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -140,7 +139,7 @@ fn run_quiet(c: &mut Command, stdin: Option<&str>) -> Result<String> {
         .stderr(Stdio::piped());
     let mut child = c
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(c)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(c)))?;
     if let Some(input) = stdin
         && let Some(mut pipe) = child.stdin.take()
     {
@@ -151,7 +150,7 @@ fn run_quiet(c: &mut Command, stdin: Option<&str>) -> Result<String> {
     if !out.status.success() {
         bail!(
             "`{}` failed: {}",
-            cmd::display(c),
+            procs::shown(c),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -193,7 +192,7 @@ pub fn start(
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
     let pid = child.id();
     procs::track("airlock", pid, libc::SIGTERM, procs::ORDER_GATEWAY);
 

@@ -16,7 +16,6 @@ use anyhow::{Context, Result, bail};
 use super::procs;
 use super::report::Point;
 use super::route::{Route, Watched};
-use crate::cmd;
 
 /// How long a holder may take to open all its connections.
 const OPEN_WITHIN: Duration = Duration::from_secs(240);
@@ -54,7 +53,7 @@ fn hold(python: &Path, root: &Path, route: &Route, port: u16, count: u32) -> Res
         .stderr(Stdio::piped());
     let mut child = c
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(&c)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(&c)))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let stderr = child.stderr.take().context("no stderr")?;
     let mut holder = Holder { child };
@@ -77,7 +76,7 @@ fn hold(python: &Path, root: &Path, route: &Route, port: u16, count: u32) -> Res
     let _ = BufReader::new(stderr).read_to_string(&mut err);
     bail!(
         "`{}` did not hold {count} connections within {}s ({:?}): {}",
-        cmd::display(&c),
+        procs::shown(&c),
         OPEN_WITHIN.as_secs(),
         ready.trim(),
         err.lines().rev().take(5).collect::<Vec<_>>().join(" | ")

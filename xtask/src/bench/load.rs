@@ -10,7 +10,6 @@ use serde_json::Value;
 use super::procs;
 use super::route::Route;
 use super::upstream;
-use crate::cmd;
 
 /// How oha talks to the upstream in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +86,7 @@ impl Run<'_> {
         if !out.status.success() {
             bail!(
                 "`{}` failed ({}): {}",
-                cmd::display(&c),
+                procs::shown(&c),
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             );
@@ -95,11 +94,11 @@ impl Run<'_> {
         let json: Value = serde_json::from_slice(&out.stdout).with_context(|| {
             format!(
                 "`{}` printed no JSON: {}",
-                cmd::display(&c),
+                procs::shown(&c),
                 String::from_utf8_lossy(&out.stdout)
             )
         })?;
-        parse(&json).with_context(|| format!("in the results of `{}`", cmd::display(&c)))
+        parse(&json).with_context(|| format!("in the results of `{}`", procs::shown(&c)))
     }
 }
 

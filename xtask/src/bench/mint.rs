@@ -15,7 +15,6 @@ use super::procs;
 use super::report::{Point, median};
 use super::route::Route;
 use super::upstream::{self, Upstream};
-use crate::cmd;
 
 /// Fresh names minted, each once; the gateway resolves them (see
 /// [`upstream::mint_names`]). Each is timed right beside a cached-leaf
@@ -39,7 +38,7 @@ fn handshake(mut c: Command) -> Result<(String, f64)> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let f: Vec<&str> = text.split_whitespace().collect();
     let (Some(code), Some(connect), Some(app)) = (f.first(), f.get(1), f.get(2)) else {
-        bail!("`{}` printed {text:?}", cmd::display(&c));
+        bail!("`{}` printed {text:?}", procs::shown(&c));
     };
     let connect: f64 = connect.parse().context("time_connect")?;
     let app: f64 = app.parse().context("time_appconnect")?;

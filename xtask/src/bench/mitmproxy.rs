@@ -14,7 +14,6 @@ use anyhow::{Context, Result, bail};
 use super::procs;
 use super::route::{Reach, Route, Watched};
 use super::upstream::{self, Upstream};
-use crate::cmd;
 
 /// Starts `mitmdump` on a free loopback port; returns its route. It makes
 /// its CA in its own `confdir` on first start.
@@ -46,7 +45,7 @@ pub fn start(python: &Path, root: &Path, dir: &Path, up: &Upstream) -> Result<Ro
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
     let pid = child.id();
     procs::track("mitmproxy", pid, libc::SIGTERM, procs::ORDER_PEER);
     upstream::wait_listening(port, Duration::from_secs(60)).with_context(|| {

@@ -619,7 +619,7 @@ fn verify_injection(routes: &Routes, up: &Upstream) -> Result<()> {
                 "via {}, nginx received Authorization {seen:?}, expected {:?} (`{}`: {}; {})",
                 route.name,
                 upstream::EXPECTED_AUTH,
-                cmd::display(&c),
+                procs::shown(&c),
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             );

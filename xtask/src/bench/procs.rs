@@ -180,7 +180,7 @@ pub fn output_within(c: &mut Command, limit: Duration) -> Result<Output> {
         .stderr(Stdio::piped());
     let mut child = c
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(c)))?;
+        .with_context(|| format!("cannot start `{}`", shown(c)))?;
     let pipe = |r: Option<Box<dyn Read + Send>>| {
         thread::spawn(move || {
             let mut buf = Vec::new();
@@ -212,7 +212,7 @@ pub fn output_within(c: &mut Command, limit: Duration) -> Result<Output> {
             let _ = child.wait();
             bail!(
                 "`{}` did not finish within {}s; killed",
-                cmd::display(c),
+                shown(c),
                 limit.as_secs()
             );
         }
@@ -238,6 +238,45 @@ pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Result<ExitStatus> {
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `cmd::display` with credentials masked: the agent's token travels in
+/// `Proxy-Authorization` headers and `user:token@` proxy URLs, and a
+/// failed run's message must not repeat it.
+pub fn shown(c: &Command) -> String {
+    mask(&cmd::display(c))
+}
+
+fn mask(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("Proxy-Authorization: ") {
+            // The value runs to the closing quote (it holds a space, so
+            // `display` quoted it); keep the scheme word, drop the rest.
+            let end = after.find('\'').unwrap_or(after.len());
+            let scheme = after[..end].split(' ').next().unwrap_or_default();
+            out.push_str("Proxy-Authorization: ");
+            out.push_str(scheme);
+            out.push_str(" ***");
+            rest = &after[end..];
+            continue;
+        }
+        if let Some(after) = rest.strip_prefix("http://")
+            && let Some(at) = after.find('@')
+            && !after[..at].contains(['/', ' ', '\''])
+        {
+            out.push_str("http://***@");
+            rest = &after[at + 1..];
+            continue;
+        }
+        let mut chars = rest.chars();
+        if let Some(ch) = chars.next() {
+            out.push(ch);
+        }
+        rest = chars.as_str();
+    }
+    out
 }
 
 /// Resident memory of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
@@ -337,6 +376,27 @@ pub fn children_cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_masked_in_shown_commands() {
+        let mut c = Command::new("oha");
+        c.args([
+            "--proxy-header",
+            "Proxy-Authorization: Basic Ym90OnNlY3JldA==",
+            "-x",
+        ])
+        .arg("http://127.0.0.1:1")
+        .arg("--proxy")
+        .arg("http://bot:tok3n@127.0.0.1:2")
+        .arg("https://bench.local:3/v1/bench");
+        let s = shown(&c);
+        assert!(!s.contains("Ym90OnNlY3JldA") && !s.contains("tok3n"), "{s}");
+        assert!(
+            s.contains("http://***@127.0.0.1:2") && s.contains("http://127.0.0.1:1"),
+            "{s}"
+        );
+        assert!(s.contains("https://bench.local:3/v1/bench"), "{s}");
+    }
 
     #[test]
     fn reads_own_stat() {

@@ -14,7 +14,6 @@ use anyhow::{Context, Result, bail};
 use super::procs;
 use super::route::{Reach, Route, Watched};
 use super::upstream::{self, Upstream};
-use crate::cmd;
 
 const SQUID: &str = "/usr/sbin/squid";
 const CERTGEN: &str = "/usr/lib/squid/security_file_certgen";
@@ -90,11 +89,11 @@ fn quiet(c: &mut Command) -> Result<()> {
     let out = c
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("cannot start `{}`", cmd::display(c)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(c)))?;
     if !out.status.success() {
         bail!(
             "`{}` failed: {}",
-            cmd::display(c),
+            procs::shown(c),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -131,7 +130,7 @@ pub fn start(dir: &Path, up: &Upstream) -> Result<Route> {
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
     let pid = child.id();
     procs::track("squid", pid, libc::SIGTERM, procs::ORDER_PEER);
     upstream::wait_listening(port, Duration::from_secs(30)).with_context(|| {

@@ -15,7 +15,6 @@ use super::procs;
 use super::report::Point;
 use super::route::Route;
 use super::upstream::{self, Upstream};
-use crate::cmd;
 
 /// Requests per route; each waits for the upstream's second event.
 const REQUESTS: u32 = 200;
@@ -47,7 +46,7 @@ pub fn start(python: &Path, root: &Path, dir: &Path, up: &Upstream) -> Result<Ss
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
     procs::track(
         "sse server",
         child.id(),
@@ -70,12 +69,12 @@ fn first_event_us(python: &Path, root: &Path, route: &Route, port: u16) -> Resul
     if !out.status.success() {
         anyhow::bail!(
             "`{}` failed: {}",
-            cmd::display(&c),
+            procs::shown(&c),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     let v: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("`{}` printed no JSON", cmd::display(&c)))?;
+        .with_context(|| format!("`{}` printed no JSON", procs::shown(&c)))?;
     v["first_event_p50_us"]
         .as_f64()
         .context("no first_event_p50_us")

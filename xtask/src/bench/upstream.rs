@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::procs;
-use crate::cmd;
 
 /// The name the upstream serves; the gateway resolves it with
 /// `AIRLOCK_RESOLVE`, the direct runs reach it by IP (the certificate holds
@@ -64,11 +63,11 @@ fn make_certs(dir: &Path) -> Result<PathBuf> {
         let out = c
             .stdin(Stdio::null())
             .output()
-            .with_context(|| format!("cannot start `{}`", cmd::display(c)))?;
+            .with_context(|| format!("cannot start `{}`", procs::shown(c)))?;
         if !out.status.success() {
             bail!(
                 "`{}` failed: {}",
-                cmd::display(c),
+                procs::shown(c),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
@@ -213,7 +212,7 @@ pub fn start(dir: &Path) -> Result<Upstream> {
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
     let pid = child.id();
     procs::track("nginx", pid, libc::SIGTERM, procs::ORDER_UPSTREAM);
     wait_listening(port, Duration::from_secs(10)).with_context(|| {
