@@ -67,8 +67,8 @@ impl Gateway {
 
     /// Like [`Gateway::transparent_route`], but the client only joins the
     /// agent's cgroup (`cgroup.procs`), without `airlock run`'s CA bundle
-    /// variables: for timing a client's own TLS set-up, which the bundle
-    /// (the OS roots plus Airlock's CA) would slow.
+    /// variables: for timing handshakes, where curl reading the bundle (the
+    /// OS roots plus Airlock's CA) would count as the gateway's time.
     pub fn cgroup_only_route(&self) -> Route {
         let procs = self
             .isolation
