@@ -112,7 +112,7 @@ pub fn run(args: &ProfileArgs) -> Result<()> {
     let root = cmd::workspace_root()?;
     crate::timed("profile: valgrind", ensure_valgrind)?;
     let oha = crate::timed("profile: oha", tools::ensure_oha)?;
-    crate::timed("profile: nginx", tools::ensure_nginx)?;
+    crate::timed("profile: packages", tools::ensure_packages)?;
     let airlock = match &args.airlock {
         Some(path) => path
             .canonicalize()
@@ -216,27 +216,24 @@ fn measure(args: &ProfileArgs, oha: &PathBuf, airlock: &Path, dir: &Path) -> Res
     let up = upstream::start(dir)?;
     eprintln!("profile: nginx on 127.0.0.1:{} (pid {})", up.port, up.pid);
     let gw = crate::timed("profile: airlock under callgrind", || {
-        gateway::start(&wrapper, dir, &up.ca_pem, up.port)
+        gateway::start(
+            &wrapper,
+            dir,
+            &up.ca_pem,
+            &[up.port],
+            gateway::Interception::Off,
+        )
     })?;
     eprintln!(
         "profile: airlock proxy on {} (pid {} under callgrind)",
         gw.proxy_addr, gw.pid
     );
-    let route = load::Route::Proxy {
-        addr: gw.proxy_addr.clone(),
-        proxy_authorization: gw.proxy_authorization(),
-    };
-    let url = format!(
-        "https://{}:{}{}",
-        upstream::HOST,
-        up.port,
-        upstream::BENCH_PATH
-    );
+    let route = gw.explicit_route();
     let run = load::Run {
         oha,
-        url: &url,
-        cacert: &gw.ca_cert,
         route: &route,
+        port: up.port,
+        mode: load::Mode::KeepAlive,
         connections: args.connections,
         duration: LOAD_TIMEOUT,
     };
@@ -310,19 +307,7 @@ fn measure(args: &ProfileArgs, oha: &PathBuf, airlock: &Path, dir: &Path) -> Res
 
 /// Sends exactly `requests` requests on `run`'s connections with oha.
 fn counted(run: &load::Run<'_>, requests: u32) -> Result<()> {
-    // The bench's command, with its time bound (`-z`, which overrides a
-    // count) swapped for a count.
-    let bench = run.command();
-    let mut c = Command::new(bench.get_program());
-    let mut args = bench.get_args();
-    while let Some(arg) = args.next() {
-        if arg == "-z" {
-            args.next();
-            c.arg("-n").arg(requests.to_string());
-        } else {
-            c.arg(arg);
-        }
-    }
+    let mut c = run.counted_command(u64::from(requests));
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::bench::load::{self, Route};
+use crate::bench::load;
 use crate::bench::{gateway, procs, tools, upstream};
 
 #[derive(Debug, Args)]
@@ -70,7 +70,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     procs::install_signal_handler()?;
     let _cleanup = procs::CleanupGuard;
     let oha = crate::timed("soak: oha", tools::ensure_oha)?;
-    crate::timed("soak: nginx", tools::ensure_nginx)?;
+    crate::timed("soak: packages", tools::ensure_packages)?;
     let airlock = match &args.airlock {
         Some(path) => path
             .canonicalize()
@@ -98,26 +98,23 @@ pub fn run(args: &SoakArgs) -> Result<()> {
 
 fn soak(args: &SoakArgs, oha: &PathBuf, airlock: &Path, dir: &Path) -> Result<()> {
     let up = upstream::start(dir)?;
-    let gw = gateway::start(airlock, dir, &up.ca_pem, up.port)?;
+    let gw = gateway::start(
+        airlock,
+        dir,
+        &up.ca_pem,
+        &[up.port],
+        gateway::Interception::Off,
+    )?;
     eprintln!(
         "soak: nginx on 127.0.0.1:{} (pid {}), airlock proxy on {} (pid {})",
         up.port, up.pid, gw.proxy_addr, gw.pid
     );
-    let route = Route::Proxy {
-        addr: gw.proxy_addr.clone(),
-        proxy_authorization: gw.proxy_authorization(),
-    };
-    let url = format!(
-        "https://{}:{}{}",
-        upstream::HOST,
-        up.port,
-        upstream::BENCH_PATH
-    );
+    let route = gw.explicit_route();
     let run = load::Run {
         oha,
-        url: &url,
-        cacert: &gw.ca_cert,
         route: &route,
+        port: up.port,
+        mode: load::Mode::KeepAlive,
         connections: args.connections,
         duration: Duration::from_secs(args.time_limit),
     };

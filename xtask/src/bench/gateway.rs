@@ -1,5 +1,9 @@
 //! The gateway under test: `target/release/airlock serve` on a fresh data
-//! directory, one secret injected as `Authorization`, one agent.
+//! directory, with eBPF interception of the upstream's ports for the
+//! benchmark's own agents' cgroup ([`super::intercept`]), one secret per
+//! upstream port injected as `Authorization`, one agent `bot` that uses
+//! both the explicit proxy (its token) and transparent interception (its
+//! cgroup).
 
 use std::fs;
 use std::io::Write;
@@ -11,9 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use super::intercept::Isolation;
 use super::procs;
+use super::route::{Reach, Route, Watched};
 use super::upstream::{self, HOST};
-use crate::cmd;
 
 pub struct Gateway {
     pub binary: PathBuf,
@@ -23,9 +28,80 @@ pub struct Gateway {
     pub proxy_addr: String,
     pub ca_cert: PathBuf,
     pub token: String,
+    pub isolation: Isolation,
 }
 
+/// The agent every Airlock scenario runs as.
+pub const AGENT: &str = "bot";
+
 impl Gateway {
+    /// Through the explicit proxy, with the agent's token.
+    pub fn explicit_route(&self) -> Route {
+        Route {
+            name: "airlock-explicit",
+            reach: Reach::Proxy {
+                addr: self.proxy_addr.clone(),
+                proxy_authorization: Some(self.proxy_authorization()),
+            },
+            ..self.route_base()
+        }
+    }
+
+    /// From inside the agent's cgroup, no proxy setting: eBPF redirects.
+    pub fn transparent_route(&self) -> Route {
+        let wrapper = vec![
+            self.binary.clone().into_os_string(),
+            "--data-dir".into(),
+            self.data_dir.clone().into_os_string(),
+            "run".into(),
+            "--agent".into(),
+            AGENT.into(),
+            "--".into(),
+        ];
+        Route {
+            name: "airlock-transparent",
+            reach: Reach::Agent { wrapper },
+            ..self.route_base()
+        }
+    }
+
+    /// Like [`Gateway::transparent_route`], but the client only joins the
+    /// agent's cgroup (`cgroup.procs`), without `airlock run`'s CA bundle
+    /// variables: for timing handshakes, where curl reading the bundle (the
+    /// OS roots plus Airlock's CA) would count as the gateway's time.
+    pub fn cgroup_only_route(&self) -> Route {
+        let procs = self
+            .isolation
+            .agents_dir()
+            .join(format!("agent-{AGENT}"))
+            .join("cgroup.procs");
+        let wrapper = vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo $$ > '{}' && exec \"$@\"", procs.display()).into(),
+            "sh".into(),
+        ];
+        Route {
+            name: "airlock-transparent",
+            reach: Reach::Agent { wrapper },
+            ..self.route_base()
+        }
+    }
+
+    fn route_base(&self) -> Route {
+        Route {
+            name: "",
+            reach: Reach::Agent { wrapper: vec![] },
+            cacert: self.ca_cert.clone(),
+            host: HOST,
+            proxy: Some(Watched {
+                pid: self.pid,
+                tree: false,
+            }),
+            store_pid: self.postgres_pid,
+        }
+    }
+
     /// `airlock status --json`.
     pub fn status(&self) -> Result<Value> {
         status(&self.binary, &self.data_dir)
@@ -50,7 +126,7 @@ fn status(binary: &Path, data_dir: &Path) -> Result<Value> {
     if !out.status.success() {
         bail!(
             "`{}` failed: {}",
-            cmd::display(&c),
+            procs::shown(&c),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -63,7 +139,7 @@ fn run_quiet(c: &mut Command, stdin: Option<&str>) -> Result<String> {
         .stderr(Stdio::piped());
     let mut child = c
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(c)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(c)))?;
     if let Some(input) = stdin
         && let Some(mut pipe) = child.stdin.take()
     {
@@ -74,32 +150,54 @@ fn run_quiet(c: &mut Command, stdin: Option<&str>) -> Result<String> {
     if !out.status.success() {
         bail!(
             "`{}` failed: {}",
-            cmd::display(c),
+            procs::shown(c),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Starts the daemon with a data directory under `dir`; configures the
-/// secret for `upstream_port` and the agent.
-pub fn start(binary: &Path, dir: &Path, upstream_ca: &Path, upstream_port: u16) -> Result<Gateway> {
+/// Whether the daemon also intercepts its agents transparently (the bench)
+/// or serves the explicit proxy only (the soak; the profile, whose daemon
+/// runs under valgrind, which cannot load eBPF programs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interception {
+    Ebpf,
+    Off,
+}
+
+/// Starts the daemon with a data directory under `dir`, intercepting
+/// `upstream_ports` for its agents; configures a secret for each port
+/// (`bench`, `bench-2`, ...) and the agent with all of them.
+pub fn start(
+    binary: &Path,
+    dir: &Path,
+    upstream_ca: &Path,
+    upstream_ports: &[u16],
+    interception: Interception,
+) -> Result<Gateway> {
     let data_dir = dir.join("airlock-data");
     fs::create_dir_all(&data_dir)?;
+    let isolation = Isolation::new(binary, &data_dir)?;
     let proxy_port = upstream::free_port()?;
     let log_path = dir.join("airlock.log");
     let log = fs::File::create(&log_path)?;
+    let resolve: Vec<String> = std::iter::once(HOST.to_owned())
+        .chain(upstream::mint_names(super::mint::NAMES))
+        .map(|h| format!("{h}=127.0.0.1"))
+        .collect();
     let mut command = cli(binary, &data_dir);
     command
         .arg("serve")
         .env("AIRLOCK_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
-        // The explicit proxy is what is measured: no host-wide eBPF state,
-        // and no dashboard on the default port.
-        .env("AIRLOCK_TRANSPARENT", "off")
         .env("AIRLOCK_DASHBOARD_LISTEN", "127.0.0.1:0")
         .env("AIRLOCK_UPSTREAM_CA", upstream_ca)
         .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8")
-        .env("AIRLOCK_RESOLVE", format!("{HOST}=127.0.0.1"))
+        .env("AIRLOCK_RESOLVE", resolve.join(","))
+        .envs(match interception {
+            Interception::Ebpf => isolation.env(upstream::free_port()?, upstream_ports),
+            Interception::Off => vec![("AIRLOCK_TRANSPARENT", "off".to_owned())],
+        })
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -107,7 +205,7 @@ pub fn start(binary: &Path, dir: &Path, upstream_ca: &Path, upstream_port: u16) 
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
         .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
     let pid = child.id();
     procs::track("airlock", pid, libc::SIGTERM, procs::ORDER_GATEWAY);
 
@@ -152,24 +250,29 @@ pub fn start(binary: &Path, dir: &Path, upstream_ca: &Path, upstream_port: u16) 
         Duration::from_secs(10),
     )?;
 
-    run_quiet(
-        cli(binary, &data_dir).args([
-            "secret",
-            "add",
-            "bench",
-            "--host",
-            &format!("{HOST}:{upstream_port}"),
-            "--header",
-            "Authorization",
-        ]),
-        Some(upstream::SECRET),
-    )?;
-    let token = run_quiet(
-        cli(binary, &data_dir).args(["agent", "add", "bot", "--grant", "bench"]),
-        None,
-    )?
-    .trim()
-    .to_owned();
+    let mut agent_add = cli(binary, &data_dir);
+    agent_add.args(["agent", "add", AGENT]);
+    for (i, port) in upstream_ports.iter().enumerate() {
+        let name = if i == 0 {
+            "bench".to_owned()
+        } else {
+            format!("bench-{}", i + 1)
+        };
+        run_quiet(
+            cli(binary, &data_dir).args([
+                "secret",
+                "add",
+                &name,
+                "--host",
+                &format!("{HOST}:{port}"),
+                "--header",
+                "Authorization",
+            ]),
+            Some(upstream::SECRET),
+        )?;
+        agent_add.args(["--grant", &name]);
+    }
+    let token = run_quiet(&mut agent_add, None)?.trim().to_owned();
     if token.is_empty() || token.contains(char::is_whitespace) {
         bail!("`airlock agent add` printed no single token: {token:?}");
     }
@@ -182,6 +285,7 @@ pub fn start(binary: &Path, dir: &Path, upstream_ca: &Path, upstream_port: u16) 
         proxy_addr,
         ca_cert,
         token,
+        isolation,
     };
     Ok(gateway)
 }

@@ -1,23 +1,48 @@
-//! `cargo xtask bench`: keep-alive HTTPS requests through Airlock's
-//! explicit proxy with header injection, against the same requests sent
+//! `cargo xtask bench`: HTTPS through Airlock (explicit proxy and
+//! transparent eBPF interception, both injecting the key), mitmproxy and
+//! squid (each injecting the same header), against the same requests sent
 //! directly to the same local upstream, in the same run.
 //!
-//! It installs what it needs (`oha`, Debian's `nginx-light`), builds the
-//! daemon in release, starts nginx and `airlock serve` on fresh temporary
-//! directories, checks that the injected key reaches nginx, runs each
-//! scenario `--rounds` times alternating, and writes
-//! `bench/results/<UTC>.json` and `bench/results/latest.json`. Everything it
-//! started is stopped by PID at the end, on error and on Ctrl-C.
+//! It installs what it needs (`oha` with cargo; Debian's `nginx-light`,
+//! `squid-openssl` and `bpftool`; a virtual environment under `target/`
+//! with mitmproxy and matplotlib from PyPI), builds the eBPF object and the
+//! daemon in release, starts nginx, an SSE server, `airlock serve` and the
+//! peers on fresh temporary directories, checks that every route delivers
+//! the key, then measures:
+//!
+//! - keep-alive HTTP/1.1 at each `--connections`, new connections (TLS per
+//!   request) and HTTP/2 multiplexed, each route `--rounds` times
+//!   alternating ([`runs`], [`load`]);
+//! - handshake cost with a cached leaf and the first mint ([`mint`]);
+//! - SSE time to first event ([`sse`]);
+//! - the gateway's RSS per idle connection ([`idle`]);
+//! - the eBPF programs' cost per `connect()` ([`ebpf_cost`]).
+//!
+//! Routes are [`route::Route`]s (one per peer module); the targets table is
+//! [`targets`]. It writes `bench/results/<UTC>.json` (and `latest.json`) and the chart
+//! `bench/results/<UTC>.png` (and `latest.png`). Everything it started is
+//! stopped by PID, and its cgroups, pins and sysctl undone, at the end, on
+//! error and on Ctrl-C.
 
-// The soak and the profile (`cargo xtask soak|profile`) reuse the harness's pieces.
+// The soak and the profile (`cargo xtask soak|profile`) reuse the harness's
+// gateway, load generator, process tracking and upstream.
+mod ebpf_cost;
 pub(crate) mod gateway;
+mod idle;
+mod intercept;
 pub(crate) mod load;
+mod mint;
+mod mitmproxy;
 pub(crate) mod procs;
 pub(crate) mod report;
+pub(crate) mod route;
+mod runs;
+mod squid;
+mod sse;
+mod targets;
 pub(crate) mod tools;
 pub(crate) mod upstream;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,21 +54,34 @@ use clap::Args;
 
 use crate::cmd;
 use gateway::Gateway;
-use load::{Measured, Route};
-use report::{Figures, Results, Scenario, Settings};
+use load::Mode;
+use report::{Point, Results, Settings};
+use route::Route;
 use upstream::Upstream;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Seconds each measured run lasts.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     duration: f64,
     /// Times each scenario is measured (alternating); the median is reported.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
-    /// Concurrent connections to measure at.
-    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    /// Concurrent keep-alive connections to measure at.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
     connections: Vec<u32>,
+    /// Connections for the new-connection runs (a TLS handshake per request).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    new_connections: u32,
+    /// HTTP/2 runs: connections × streams in flight on each.
+    #[arg(long, default_value = "4x16", value_name = "CxP")]
+    http2: String,
+    /// Idle connections held for the memory figure.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    idle: u32,
+    /// Leave out mitmproxy and squid.
+    #[arg(long)]
+    no_peers: bool,
     /// Print each figure's ratio to this earlier results file.
     #[arg(long, value_name = "FILE")]
     compare: Option<PathBuf>,
@@ -58,6 +96,25 @@ pub struct BenchArgs {
     airlock: Option<PathBuf>,
 }
 
+/// `CxP` of `--http2`.
+fn parse_http2(text: &str) -> Result<(u32, u32)> {
+    let parsed = text
+        .split_once('x')
+        .and_then(|(c, p)| Some((c.trim().parse().ok()?, p.trim().parse().ok()?)));
+    match parsed {
+        Some((c, p)) if c > 0 && p > 0 => Ok((c, p)),
+        _ => bail!("--http2 takes CONNECTIONSxSTREAMS, e.g. 4x16; got {text:?}"),
+    }
+}
+
+/// What the tools and the build gave.
+struct Tools {
+    oha: PathBuf,
+    python: PathBuf,
+    airlock: PathBuf,
+    root: PathBuf,
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     if let (Some(old), Some(new)) = (&args.compare, &args.current) {
         println!(
@@ -66,28 +123,45 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         return Ok(());
     }
-    if args.rounds == 0 || args.connections.is_empty() || args.duration < 0.5 {
-        bail!("need --rounds ≥ 1, at least one --connections and --duration ≥ 0.5");
+    if args.rounds == 0
+        || args.connections.is_empty()
+        || args.connections.contains(&0)
+        || args.duration < 0.5
+        || args.new_connections == 0
+    {
+        bail!("need --rounds ≥ 1, connection counts ≥ 1 and --duration ≥ 0.5");
     }
+    parse_http2(&args.http2)?;
     // Read it first: a typo should not cost a whole run.
     let old = args.compare.as_deref().map(report::load).transpose()?;
 
+    let wall = Instant::now();
     procs::install_signal_handler()?;
     let _cleanup = procs::CleanupGuard;
+    raise_nofile();
 
     let root = cmd::workspace_root()?;
     let oha = crate::timed("bench: oha", tools::ensure_oha)?;
-    crate::timed("bench: nginx", tools::ensure_nginx)?;
+    crate::timed("bench: Debian packages", tools::ensure_packages)?;
+    let python = crate::timed("bench: Python venv", tools::ensure_venv)?;
     let airlock = match &args.airlock {
         Some(path) => path
             .canonicalize()
             .with_context(|| format!("no {}", path.display()))?,
         None => {
+            // The daemon embeds the eBPF object the transparent scenario needs.
+            crate::timed("bench: build-ebpf", || crate::ebpf::build(false))?;
             crate::timed("bench: build airlock (release)", || {
                 crate::host::build_airlock(true)
             })?;
             tools::target_dir()?.join("release").join("airlock")
         }
+    };
+    let tools = Tools {
+        oha,
+        python,
+        airlock,
+        root,
     };
 
     let (timestamp, file_stamp) = report::utc_now();
@@ -96,7 +170,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     fs::create_dir_all(&dir)?;
     eprintln!("bench: working in {}", dir.display());
 
-    let outcome = measure(args, &oha, &airlock, &dir, &root, timestamp, &file_stamp);
+    let outcome = measure(args, &tools, &dir, timestamp, &file_stamp);
     procs::cleanup();
     match &outcome {
         Ok(_) if !args.keep => {
@@ -107,22 +181,56 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let results = outcome?;
 
     println!("\n{}", report::table(&results));
+    println!("{}", targets::table(&results));
     for note in &results.notes {
         println!("note: {note}");
     }
     if let Some(old) = old {
         println!("\n{}", report::compare(&results, &old));
     }
+    eprintln!(
+        "bench: whole run (tools, build, measurement) took {:.0}s",
+        wall.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Raises our open-file limit to its hard limit: the children (the
+/// daemon, nginx, the idle-connection holder) inherit it. The daemon does
+/// not raise its own.
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Every route measured: direct first, then Airlock's, then the peers.
+struct Routes {
+    all: Vec<Route>,
+}
+
+impl Routes {
+    fn direct(&self) -> &Route {
+        &self.all[0]
+    }
+
+    fn named(&self, name: &str) -> Option<&Route> {
+        self.all.iter().find(|r| r.name == name)
+    }
+}
+
 fn measure(
     args: &BenchArgs,
-    oha: &PathBuf,
-    airlock: &Path,
+    tools: &Tools,
     dir: &Path,
-    root: &Path,
     timestamp: String,
     file_stamp: &str,
 ) -> Result<Results> {
@@ -130,127 +238,146 @@ fn measure(
         .unwrap_or_default()
         .trim()
         .to_owned();
+    let (root, python) = (&tools.root, &tools.python);
     let up = upstream::start(dir)?;
     eprintln!("bench: nginx on 127.0.0.1:{} (pid {})", up.port, up.pid);
-    let gw = gateway::start(airlock, dir, &up.ca_pem, up.port)?;
+    let sse_server = sse::start(python, root, dir, &up)?;
+    let gw = gateway::start(
+        &tools.airlock,
+        dir,
+        &up.ca_pem,
+        &[up.port, sse_server.port],
+        gateway::Interception::Ebpf,
+    )?;
     eprintln!(
-        "bench: airlock proxy on {} (pid {}, postgres pid {})",
+        "bench: airlock proxy on {} (pid {}, postgres pid {}), intercepting ports {} and {} for {}",
         gw.proxy_addr,
         gw.pid,
-        gw.postgres_pid.map_or("?".into(), |p| p.to_string())
-    );
-    verify_injection(&gw, &up)?;
-
-    let direct = Route::Direct {
-        authorization: upstream::EXPECTED_AUTH.to_owned(),
-        connect_to: format!(
-            "{host}:{port}:127.0.0.1:{port}",
-            host = upstream::HOST,
-            port = up.port
-        ),
-    };
-    let proxied = Route::Proxy {
-        addr: gw.proxy_addr.clone(),
-        proxy_authorization: gw.proxy_authorization(),
-    };
-    // The same URL both ways; the direct runs reach it with --connect-to.
-    let url = format!(
-        "https://{}:{}{}",
-        upstream::HOST,
+        gw.postgres_pid.map_or("?".into(), |p| p.to_string()),
         up.port,
-        upstream::BENCH_PATH
+        sse_server.port,
+        gw.isolation.agents
     );
-    let duration = Duration::from_secs_f64(args.duration);
-    let max_conns = args.connections.iter().copied().max().unwrap_or(1);
-    let routes: [(&str, &Route, &str, &PathBuf); 2] = [
-        ("direct", &direct, &url, &up.ca_pem),
-        ("airlock-explicit", &proxied, &url, &gw.ca_cert),
+    let mut all = vec![
+        Route::direct(up.ca_pem.clone()),
+        gw.explicit_route(),
+        gw.transparent_route(),
     ];
+    if !args.no_peers {
+        all.push(mitmproxy::start(python, root, dir, &up)?);
+        all.push(squid::start(dir, &up)?);
+    }
+    let routes = Routes { all };
+    verify_injection(&routes, &up)?;
+    let mut points = Vec::new();
+    if args.idle > 0 {
+        let explicit = routes
+            .named("airlock-explicit")
+            .context("no explicit route")?;
+        let transparent = routes
+            .named("airlock-transparent")
+            .context("no transparent route")?;
+        // Half as many transparent ones, held beside the explicit ones: the
+        // gateway's open-file limit is the host's 20,000.
+        points = idle::measure(
+            python,
+            root,
+            &[(explicit, args.idle), (transparent, args.idle.div_ceil(2))],
+            up.port,
+        )?;
+    }
 
-    // Warm up: the leaf certificate, the upstream pool, caches, page faults.
-    for (name, route, url, ca) in routes {
-        eprintln!("bench: warm-up {name}");
+    let duration = Duration::from_secs_f64(args.duration);
+    // Warm up: leaves, upstream pools, caches, page faults. At most 16
+    // connections: mitmproxy answers nothing within 2 s to 256 new ones.
+    let max_conns = args.connections.iter().copied().max().unwrap_or(1).min(16);
+    for route in &routes.all {
+        eprintln!("bench: warm-up {}", route.name);
         load::Run {
-            oha,
-            url,
-            cacert: ca,
+            oha: &tools.oha,
             route,
+            port: up.port,
+            mode: Mode::KeepAlive,
             connections: max_conns,
             duration: Duration::from_secs(2),
         }
         .go()
-        .with_context(|| format!("warm-up of {name}"))?;
+        .with_context(|| format!("warm-up of {}", route.name))?;
     }
 
     // Let the warm-up's audit records land before counting.
     thread::sleep(Duration::from_secs(1));
     let audit_before = gw.status()?["audit_events"].as_i64().unwrap_or(0);
-    let mut runs: BTreeMap<(usize, u32), Vec<Figures>> = BTreeMap::new();
-    let started = Instant::now();
-    for round in 0..args.rounds {
-        for &conns in &args.connections {
-            // Alternate which goes first, so drift in the machine's load
-            // does not always favour the same side.
-            let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
-                let (name, route, url, ca) = routes[i];
-                let figures = sample(&gw, &up, || {
-                    load::Run {
-                        oha,
-                        url,
-                        cacert: ca,
-                        route,
-                        connections: conns,
-                        duration,
-                    }
-                    .go()
-                })
-                .with_context(|| format!("{name} at {conns} connections"))?;
-                eprintln!(
-                    "bench: round {}/{} {name:>16} c={conns:<3} {:>8.0} req/s  p50 {:>6.0} µs  p99 {:>6.0} µs  gateway {} µs/req",
-                    round + 1,
-                    args.rounds,
-                    figures.rps,
-                    figures.p50_us,
-                    figures.p99_us,
-                    figures
-                        .gateway_cpu_us_per_req
-                        .map_or("–".into(), |v| format!("{v:.1}")),
-                );
-                runs.entry((i, conns)).or_default().push(figures);
-            }
-        }
-    }
-    eprintln!("bench: measured in {:.0}s", started.elapsed().as_secs_f64());
-
-    let mut scenarios: Vec<Scenario> = runs
-        .into_iter()
-        .map(|((i, conns), runs)| Scenario {
-            name: routes[i].0.to_owned(),
-            connections: conns,
-            median: report::median_of(&runs),
-            runs,
-            vs_direct: None,
-        })
+    let (h2_conns, h2_parallel) = parse_http2(&args.http2)?;
+    let mut loads: Vec<(Mode, u32)> = args
+        .connections
+        .iter()
+        .map(|&c| (Mode::KeepAlive, c))
         .collect();
-    scenarios.sort_by_key(|s| (s.connections, s.name != "direct"));
+    loads.push((Mode::NewConnections, args.new_connections));
+    loads.push((
+        Mode::Http2 {
+            parallel: h2_parallel,
+        },
+        h2_conns,
+    ));
+    let started = Instant::now();
+    let mut scenarios = Vec::new();
+    let mut notes = Vec::new();
+    let mut warm_up_requests = 0;
+    for (mode, conns) in loads {
+        // squid speaks no HTTP/2 to its clients.
+        let runnable: Vec<&Route> = routes
+            .all
+            .iter()
+            .filter(|r| !(matches!(mode, Mode::Http2 { .. }) && r.name == "squid"))
+            .collect();
+        let (done, missing, warm) = runs::run_load(
+            &tools.oha,
+            args.rounds,
+            &up,
+            &runnable,
+            mode,
+            conns,
+            duration,
+        )?;
+        scenarios.extend(done);
+        notes.extend(missing);
+        warm_up_requests += warm;
+    }
+    eprintln!(
+        "bench: oha runs took {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    scenarios.sort_by_key(|s| {
+        (
+            s.kind != "keepalive",
+            s.kind.clone(),
+            s.connections,
+            routes.all.iter().position(|r| r.name == s.name),
+        )
+    });
     report::compare_to_direct(&mut scenarios);
 
     // The audit writer batches every 50 ms; give it a moment.
     thread::sleep(Duration::from_secs(2));
-    let mut notes = Vec::new();
     let proxied_requests: u64 = scenarios
         .iter()
-        .filter(|s| s.name != "direct")
+        .filter(|s| s.name.starts_with("airlock"))
         .map(|s| s.median.requests)
         .sum();
     if let Ok(status) = gw.status() {
         let written = status["audit_events"].as_i64().unwrap_or(0) - audit_before;
         notes.push(format!(
-            "audit rows written during the measured runs: {written} for {proxied_requests} \
-             proxied requests answered (oha's deadline-aborted requests may add a few)"
+            "audit rows written during the oha runs: {written} for {} requests answered \
+             through Airlock ({proxied_requests} measured, {warm_up_requests} in the warm-ups \
+             before each load; oha's deadline-aborted requests may add a few)",
+            proxied_requests + warm_up_requests
         ));
     }
+
+    points.extend(measure_points(tools, &gw, &up, &sse_server, &routes)?);
+
     notes.push(format!("load average at start: {loadavg}"));
     notes.push(format!(
         "load average at end: {}",
@@ -258,21 +385,30 @@ fn measure(
             .unwrap_or_default()
             .trim()
     ));
-    notes.push(format!("airlock binary: {}", airlock.display()));
+    notes.push(format!("airlock binary: {}", tools.airlock.display()));
+    notes.push(
+        "CPU placement: not pinned; oha, the proxy, nginx and PostgreSQL share the machine's cores, \
+         so read ratios to direct, not absolutes"
+            .to_owned(),
+    );
 
     let results = Results {
         schema: report::SCHEMA,
         timestamp,
         git: tools::git_describe(root),
         machine: tools::machine(loadavg),
-        versions: tools::versions(oha, airlock),
+        versions: tools::versions(&tools.oha, &tools.airlock, python),
         settings: Settings {
             duration_s: args.duration,
             rounds: args.rounds,
             connections: args.connections.clone(),
-            http_version: "1.1".to_owned(),
+            http_version: "1.1 (keepalive, new-connections), 2 (http2)".to_owned(),
+            new_connections: args.new_connections,
+            http2: args.http2.clone(),
+            idle: args.idle,
         },
         scenarios,
+        points,
         notes,
     };
     let out_dir = root.join("bench").join("results");
@@ -282,57 +418,79 @@ fn measure(
     fs::write(&path, &json)?;
     fs::write(out_dir.join("latest.json"), &json)?;
     eprintln!("bench: results in {}", path.display());
+    chart(python, root, &path, &out_dir, file_stamp)?;
     Ok(results)
 }
 
-/// Runs `go` and attributes the CPU time the gateway, its PostgreSQL,
-/// nginx and oha used meanwhile to the requests it answered.
-fn sample(gw: &Gateway, up: &Upstream, go: impl FnOnce() -> Result<Measured>) -> Result<Figures> {
-    let hz = procs::clock_ticks();
-    let gw0 = procs::cpu_ticks(gw.pid);
-    let pg0 = gw.postgres_pid.map(procs::tree_ticks);
-    let ng0 = procs::tree_ticks(up.pid);
-    let cl0 = procs::children_cpu_seconds();
-    let m = go()?;
-    let gw1 = procs::cpu_ticks(gw.pid);
-    let pg1 = gw.postgres_pid.map(procs::tree_ticks);
-    let ng1 = procs::tree_ticks(up.pid);
-    let cl1 = procs::children_cpu_seconds();
-    let per_req = |ticks: u64| ticks as f64 / hz * 1e6 / m.ok as f64;
-    Ok(Figures {
-        requests: m.ok,
-        rps: m.rps,
-        p50_us: m.p50_us,
-        p99_us: m.p99_us,
-        p999_us: m.p999_us,
-        gateway_cpu_us_per_req: Some(per_req(gw1.saturating_sub(gw0))),
-        postgres_cpu_us_per_req: pg0.zip(pg1).map(|(a, b)| per_req(b.saturating_sub(a))),
-        upstream_cpu_us_per_req: per_req(ng1.saturating_sub(ng0)),
-        client_cpu_us_per_req: (cl1 - cl0) * 1e6 / m.ok as f64,
-    })
+/// The PNG of the results, and a copy as `latest.png`.
+fn chart(python: &Path, root: &Path, json: &Path, out_dir: &Path, stamp: &str) -> Result<()> {
+    let png = out_dir.join(format!("{stamp}.png"));
+    cmd::run(
+        Command::new(python)
+            .arg(root.join("bench/py/chart.py"))
+            .arg(json)
+            .arg(&png),
+    )?;
+    fs::copy(&png, out_dir.join("latest.png"))?;
+    eprintln!("bench: chart in {}", png.display());
+    Ok(())
 }
 
-/// Once, with curl: the key the gateway injects is what nginx receives,
-/// and nginx refuses the benchmark path without it.
-fn verify_injection(gw: &Gateway, up: &Upstream) -> Result<()> {
-    let echo = format!(
-        "https://{}:{}{}",
-        upstream::HOST,
+/// The figures that are not oha runs.
+fn measure_points(
+    tools: &Tools,
+    gw: &Gateway,
+    up: &Upstream,
+    sse_server: &sse::SseServer,
+    routes: &Routes,
+) -> Result<Vec<Point>> {
+    let (root, python) = (&tools.root, &tools.python);
+    let transparent = routes
+        .named("airlock-transparent")
+        .context("no transparent route")?;
+    let explicit = routes
+        .named("airlock-explicit")
+        .context("no explicit route")?;
+    let cgroup_only = gw.cgroup_only_route();
+    let mut points = mint::measure(gw, up, routes.direct(), [explicit, &cgroup_only])?;
+    let proxied: Vec<&Route> = routes.all.iter().filter(|r| !r.is_direct()).collect();
+    points.extend(sse::measure(
+        python,
+        root,
+        sse_server,
+        routes.direct(),
+        &proxied,
+    )?);
+    points.extend(ebpf_cost::measure(
+        python,
+        root,
+        gw,
+        routes.direct(),
+        transparent,
         up.port,
-        upstream::ECHO_PATH
-    );
-    let mut c = Command::new("curl");
-    c.args(["-sS", "--max-time", "20", "--proxy"])
-        .arg(format!("http://bot:{}@{}", gw.token, gw.proxy_addr))
-        .arg("--cacert")
-        .arg(&gw.ca_cert)
-        .arg(&echo);
-    let seen = cmd::probe(&mut c).unwrap_or_default();
-    if seen.trim() != upstream::EXPECTED_AUTH {
-        bail!(
-            "through the gateway, nginx received Authorization {seen:?}, expected {:?}",
-            upstream::EXPECTED_AUTH
-        );
+    )?);
+    Ok(points)
+}
+
+/// Once per route, with curl: nginx receives exactly the key (sent by the
+/// client directly, injected by every proxy), and refuses the benchmark
+/// path without it.
+fn verify_injection(routes: &Routes, up: &Upstream) -> Result<()> {
+    for route in &routes.all {
+        let mut c = route.command("curl");
+        c.args(route.curl_args(up.port, upstream::ECHO_PATH));
+        let out = procs::output_within(&mut c, Duration::from_secs(30))?;
+        let seen = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || seen.trim() != upstream::EXPECTED_AUTH {
+            bail!(
+                "via {}, nginx received Authorization {seen:?}, expected {:?} (`{}`: {}; {})",
+                route.name,
+                upstream::EXPECTED_AUTH,
+                procs::shown(&c),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
     }
     let mut c = Command::new("curl");
     c.args([
@@ -356,8 +514,27 @@ fn verify_injection(gw: &Gateway, up: &Upstream) -> Result<()> {
         bail!("nginx answered {code:?} without the key, expected 401");
     }
     eprintln!(
-        "bench: verified: nginx receives {:?} through the gateway, 401 without it",
-        upstream::EXPECTED_AUTH
+        "bench: verified: nginx receives {:?} by every route ({}), 401 without it",
+        upstream::EXPECTED_AUTH,
+        routes
+            .all
+            .iter()
+            .map(|r| r.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_http2;
+
+    #[test]
+    fn http2_load_is_connections_by_streams() {
+        assert_eq!(parse_http2("4x16").unwrap(), (4, 16));
+        for bad in ["4", "0x16", "4x0", "x", "4x-1", "ax2"] {
+            assert!(parse_http2(bad).is_err(), "{bad}");
+        }
+    }
 }

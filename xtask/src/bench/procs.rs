@@ -1,14 +1,20 @@
 //! The processes the benchmark starts (nginx, airlock, the embedded
-//! PostgreSQL), stopped by PID however the run ends: success, error, panic
-//! or Ctrl-C. Also CPU-time sampling from `/proc`.
+//! PostgreSQL, the peers), stopped by PID however the run ends: success,
+//! error, panic or Ctrl-C, followed by the undo steps registered with
+//! [`on_cleanup`]. Also bounded runs, and CPU-time and memory sampling
+//! from `/proc`.
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
 
 /// A process to stop at the end.
 #[derive(Debug, Clone)]
@@ -26,11 +32,26 @@ struct Tracked {
 
 static TRACKED: Mutex<Vec<Tracked>> = Mutex::new(Vec::new());
 
+/// Undo steps that run once the processes are stopped (last registered
+/// first): releasing eBPF pins and cgroups, restoring a sysctl.
+type Hook = Box<dyn FnOnce() + Send>;
+static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+
+/// Registers `undo` to run at cleanup, after the tracked processes stop.
+pub fn on_cleanup(undo: impl FnOnce() + Send + 'static) {
+    HOOKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(undo));
+}
+
 /// Stop order: the gateway first (it shuts its PostgreSQL down itself), then
 /// whatever PostgreSQL is left, then the upstream.
 pub const ORDER_GATEWAY: u8 = 0;
 pub const ORDER_POSTGRES: u8 = 1;
 pub const ORDER_UPSTREAM: u8 = 2;
+/// The peers (mitmproxy, squid) and helpers stop with the gateway.
+pub const ORDER_PEER: u8 = 0;
 
 fn lock() -> std::sync::MutexGuard<'static, Vec<Tracked>> {
     TRACKED.lock().unwrap_or_else(|e| e.into_inner())
@@ -70,6 +91,10 @@ pub fn cleanup() {
     tracked.sort_by_key(|t| t.order);
     for t in tracked {
         stop(&t);
+    }
+    let hooks: Vec<Hook> = std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|e| e.into_inner()));
+    for undo in hooks.into_iter().rev() {
+        undo();
     }
 }
 
@@ -147,6 +172,137 @@ fn stop(t: &Tracked) {
     wait_gone(t, Duration::from_secs(5));
 }
 
+/// Runs `c` with its output captured, killing it if it has not finished
+/// within `limit`: every run the benchmark makes is bounded in time.
+pub fn output_within(c: &mut Command, limit: Duration) -> Result<Output> {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", shown(c)))?;
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = pipe(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = pipe(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`{}` did not finish within {}s; killed",
+                shown(c),
+                limit.as_secs()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// Waits for `child` up to `limit`, then kills it.
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Ok(child.wait()?);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `cmd::display` with credentials masked: the agent's token travels in
+/// `Proxy-Authorization` headers and `user:token@` proxy URLs, and a
+/// failed run's message must not repeat it.
+pub fn shown(c: &Command) -> String {
+    mask(&cmd::display(c))
+}
+
+fn mask(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("Proxy-Authorization: ") {
+            // The value runs to the closing quote (it holds a space, so
+            // `display` quoted it); keep the scheme word, drop the rest.
+            let end = after.find('\'').unwrap_or(after.len());
+            let scheme = after[..end].split(' ').next().unwrap_or_default();
+            out.push_str("Proxy-Authorization: ");
+            out.push_str(scheme);
+            out.push_str(" ***");
+            rest = &after[end..];
+            continue;
+        }
+        if let Some(after) = rest.strip_prefix("http://")
+            && let Some(at) = after.find('@')
+            && !after[..at].contains(['/', ' ', '\''])
+        {
+            out.push_str("http://***@");
+            rest = &after[at + 1..];
+            continue;
+        }
+        let mut chars = rest.chars();
+        if let Some(ch) = chars.next() {
+            out.push(ch);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
+/// Resident memory of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Resident memory of `pid` and its direct children, in KiB.
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    let Ok(id) = i32::try_from(pid) else {
+        return 0;
+    };
+    all_stats()
+        .iter()
+        .filter(|(p, (ppid, _))| **p == id || *ppid == id)
+        .filter_map(|(p, _)| u32::try_from(*p).ok().and_then(rss_kib))
+        .sum()
+}
+
 /// Clock ticks per second for `/proc/PID/stat` times.
 pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
@@ -220,6 +376,27 @@ pub fn children_cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_masked_in_shown_commands() {
+        let mut c = Command::new("oha");
+        c.args([
+            "--proxy-header",
+            "Proxy-Authorization: Basic Ym90OnNlY3JldA==",
+            "-x",
+        ])
+        .arg("http://127.0.0.1:1")
+        .arg("--proxy")
+        .arg("http://bot:tok3n@127.0.0.1:2")
+        .arg("https://bench.local:3/v1/bench");
+        let s = shown(&c);
+        assert!(!s.contains("Ym90OnNlY3JldA") && !s.contains("tok3n"), "{s}");
+        assert!(
+            s.contains("http://***@127.0.0.1:2") && s.contains("http://127.0.0.1:1"),
+            "{s}"
+        );
+        assert!(s.contains("https://bench.local:3/v1/bench"), "{s}");
+    }
 
     #[test]
     fn reads_own_stat() {

@@ -10,7 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA: u32 = 1;
+/// 2 added `kind` to scenarios and the `points`; files of schema 1 still
+/// load (their scenarios are all keep-alive) for `--compare`.
+pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
@@ -23,6 +25,10 @@ pub struct Results {
     pub versions: BTreeMap<String, String>,
     pub settings: Settings,
     pub scenarios: Vec<Scenario>,
+    /// Single figures that are not oha runs: first mint, idle memory, SSE
+    /// first byte, eBPF cost per `connect()`.
+    #[serde(default)]
+    pub points: Vec<Point>,
     /// Observations made during the run (audit rows written, load).
     #[serde(default)]
     pub notes: Vec<String>,
@@ -43,18 +49,56 @@ pub struct Settings {
     pub rounds: u32,
     pub connections: Vec<u32>,
     pub http_version: String,
+    /// Connections of the new-connection runs (schema 2).
+    #[serde(default)]
+    pub new_connections: u32,
+    /// `CxP` of the HTTP/2 runs (schema 2).
+    #[serde(default)]
+    pub http2: String,
+    /// Explicit connections held for the idle-memory figure (schema 2).
+    #[serde(default)]
+    pub idle: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scenario {
-    /// `direct` or `airlock-explicit`.
+    /// The route: `direct`, `airlock-explicit`, `airlock-transparent`,
+    /// `mitmproxy`, `squid`.
     pub name: String,
+    /// `keepalive`, `new-connections` or `http2` ([`super::load::Mode`]).
+    #[serde(default = "keepalive")]
+    pub kind: String,
     pub connections: u32,
     /// Median of each figure over the rounds, taken figure by figure.
     pub median: Figures,
     pub runs: Vec<Figures>,
     /// Against `direct` at the same connection count, from the medians.
     pub vs_direct: Option<VsDirect>,
+}
+
+fn keepalive() -> String {
+    "keepalive".to_owned()
+}
+
+/// One measured figure of a route, with the same figure measured directly
+/// (same run) where there is one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Point {
+    /// What: `sse-first-event`, `idle-rss-per-conn`, `first-mint`, ...
+    pub measure: String,
+    pub route: String,
+    pub value: f64,
+    pub unit: String,
+    pub direct: Option<f64>,
+    /// How it was measured, in a few words.
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl Point {
+    pub fn added(&self) -> Option<f64> {
+        self.direct.map(|d| self.value - d)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -64,7 +108,8 @@ pub struct Figures {
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
-    /// The `airlock` process's user+system CPU per request.
+    /// The proxy's user+system CPU per request: the `airlock` process,
+    /// mitmproxy, or squid and its helpers.
     pub gateway_cpu_us_per_req: Option<f64>,
     /// The embedded PostgreSQL (postmaster and backends) per request.
     pub postgres_cpu_us_per_req: Option<f64>,
@@ -83,7 +128,7 @@ pub struct VsDirect {
     pub p99_ratio: f64,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -118,13 +163,13 @@ pub fn median_of(runs: &[Figures]) -> Figures {
 
 /// Fills `vs_direct` of every non-direct scenario.
 pub fn compare_to_direct(scenarios: &mut [Scenario]) {
-    let direct: BTreeMap<u32, Figures> = scenarios
+    let direct: BTreeMap<(String, u32), Figures> = scenarios
         .iter()
         .filter(|s| s.name == "direct")
-        .map(|s| (s.connections, s.median.clone()))
+        .map(|s| ((s.kind.clone(), s.connections), s.median.clone()))
         .collect();
     for s in scenarios.iter_mut().filter(|s| s.name != "direct") {
-        if let Some(d) = direct.get(&s.connections) {
+        if let Some(d) = direct.get(&(s.kind.clone(), s.connections)) {
             s.vs_direct = Some(VsDirect {
                 rps_ratio: s.median.rps / d.rps,
                 p50_added_us: s.median.p50_us - d.p50_us,
@@ -144,18 +189,19 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub fn table(results: &Results) -> String {
     let mut out = String::new();
     out.push_str(
-        "| scenario | conns | req/s | p50 µs | p99 µs | p99.9 µs | req/s vs direct | \
-         p50 added µs | p99 added µs | gateway CPU µs/req | postgres CPU µs/req | \
+        "| scenario | kind | conns | req/s | p50 µs | p99 µs | p99.9 µs | req/s vs direct | \
+         p50 added µs | p99 added µs | proxy CPU µs/req | postgres CPU µs/req | \
          nginx CPU µs/req | oha CPU µs/req |\n",
     );
-    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for s in &results.scenarios {
         let f = &s.median;
         let v = s.vs_direct.as_ref();
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
             s.name,
+            s.kind,
             s.connections,
             f.rps,
             f.p50_us,
@@ -170,6 +216,25 @@ pub fn table(results: &Results) -> String {
             f.client_cpu_us_per_req,
         );
     }
+    if !results.points.is_empty() {
+        out.push_str(
+            "\n| measure | route | value | direct | added | how |\n|---|---|--:|--:|--:|---|\n",
+        );
+        for p in &results.points {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} {} | {} | {} | {} |",
+                p.measure,
+                p.route,
+                p.value,
+                p.unit,
+                opt(p.direct, 1),
+                p.added()
+                    .map_or_else(|| "–".to_owned(), |a| format!("{a:+.1}")),
+                p.detail,
+            );
+        }
+    }
     out
 }
 
@@ -178,8 +243,8 @@ pub fn table(results: &Results) -> String {
 pub fn compare(new: &Results, old: &Results) -> String {
     let mut out = format!(
         "Compared with {} ({}): each figure now / then.\n\n\
-         | scenario | conns | req/s | p50 | p99 | p99.9 | req/s vs direct | gateway CPU/req | postgres CPU/req |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+         | scenario | kind | conns | req/s | p50 | p99 | p99.9 | req/s vs direct | proxy CPU/req | postgres CPU/req |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         old.timestamp, old.git
     );
     let ratio = |a: f64, b: f64| -> String {
@@ -197,20 +262,21 @@ pub fn compare(new: &Results, old: &Results) -> String {
         let Some(o) = old
             .scenarios
             .iter()
-            .find(|o| o.name == s.name && o.connections == s.connections)
+            .find(|o| o.name == s.name && o.kind == s.kind && o.connections == s.connections)
         else {
             let _ = writeln!(
                 out,
-                "| {} | {} | (not in the old file) |",
-                s.name, s.connections
+                "| {} | {} | {} | (not in the old file) |",
+                s.name, s.kind, s.connections
             );
             continue;
         };
         let (n, p) = (&s.median, &o.median);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.name,
+            s.kind,
             s.connections,
             ratio(n.rps, p.rps),
             ratio(n.p50_us, p.p50_us),
@@ -223,6 +289,32 @@ pub fn compare(new: &Results, old: &Results) -> String {
             ratio_opt(n.gateway_cpu_us_per_req, p.gateway_cpu_us_per_req),
             ratio_opt(n.postgres_cpu_us_per_req, p.postgres_cpu_us_per_req),
         );
+    }
+    let points: Vec<(&Point, &Point)> = new
+        .points
+        .iter()
+        .filter_map(|p| {
+            old.points
+                .iter()
+                .find(|o| o.measure == p.measure && o.route == p.route)
+                .map(|o| (p, o))
+        })
+        .collect();
+    if !points.is_empty() {
+        out.push_str("\n| measure | route | now | then | now / then |\n|---|---|--:|--:|--:|\n");
+        for (p, o) in points {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} {} | {:.1} {} | {} |",
+                p.measure,
+                p.route,
+                p.value,
+                p.unit,
+                o.value,
+                o.unit,
+                ratio(p.value, o.value)
+            );
+        }
     }
     out
 }
@@ -271,6 +363,19 @@ mod tests {
         assert_eq!(utc(0).0, "1970-01-01T00:00:00Z");
         assert_eq!(utc(951_782_400).0, "2000-02-29T00:00:00Z");
         assert_eq!(utc(1_767_225_599).1, "20251231T235959Z");
+    }
+
+    #[test]
+    fn schema_1_files_load_as_keep_alive() {
+        let old = r#"{"schema":1,"timestamp":"t","git":"g",
+            "machine":{"nproc":2,"cpu_model":"c","kernel":"k","loadavg_at_start":"1"},
+            "versions":{},"settings":{"duration_s":1,"rounds":1,"connections":[1],"http_version":"1.1"},
+            "scenarios":[{"name":"direct","connections":1,"median":{"requests":1,"rps":1,"p50_us":1,
+              "p99_us":1,"p999_us":1,"upstream_cpu_us_per_req":1,"client_cpu_us_per_req":1},
+              "runs":[],"vs_direct":null}]}"#;
+        let r: Results = serde_json::from_str(old).unwrap();
+        assert_eq!(r.scenarios[0].kind, "keepalive");
+        assert!(r.points.is_empty());
     }
 
     #[test]

@@ -44,22 +44,36 @@ fn find_oha() -> Option<PathBuf> {
         .find(|c| c.is_file() && cmd::probe(Command::new(c).arg("--version")).is_some())
 }
 
-/// Debian's `nginx-light`, if no nginx is there.
-pub fn ensure_nginx() -> Result<()> {
-    if cmd::probe(Command::new(upstream::nginx_binary()).arg("-v")).is_some() {
+/// Debian packages the benchmark runs, each with a file that shows it is
+/// installed: nginx (the upstream), squid with OpenSSL (a peer), bpftool
+/// (the eBPF programs' run-time counters).
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("nginx-light", "/usr/sbin/nginx"),
+    ("squid-openssl", "/usr/sbin/squid"),
+    ("bpftool", "/usr/sbin/bpftool"),
+];
+
+/// Installs whichever of [`APT_PACKAGES`] is missing (none: no apt call).
+pub fn ensure_packages() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).is_file())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     if !cmd::on_path("apt-get") {
-        bail!("nginx is missing and there is no apt-get: install nginx (with ssl and http2)");
+        bail!(
+            "missing {} and there is no apt-get: install them",
+            missing.join(", ")
+        );
     }
     let install = || {
         let mut c = Command::new("apt-get");
-        c.env("DEBIAN_FRONTEND", "noninteractive").args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "nginx-light",
-        ]);
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing);
         c
     };
     if cmd::run(&mut install()).is_err() {
@@ -67,8 +81,47 @@ pub fn ensure_nginx() -> Result<()> {
         cmd::run(Command::new("apt-get").arg("update"))?;
         cmd::run(&mut install())?;
     }
-    // The package starts the system nginx on port 80; we run our own.
+    // The packages start system services (nginx on port 80, squid on 3128);
+    // the benchmark runs its own instances and leaves those alone.
     Ok(())
+}
+
+/// The Python packages of the benchmark's virtual environment, pinned.
+const PYTHON_REQUIREMENTS: &[&str] = &["mitmproxy==11.0.2", "matplotlib==3.10.8"];
+
+/// `target/bench-venv`, created with `python3 -m venv` and filled from PyPI
+/// on first use; returns its `python`. Redone only when the pins change.
+pub fn ensure_venv() -> Result<PathBuf> {
+    let venv = target_dir()?.join("bench-venv");
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join("airlock-bench-requirements.txt");
+    let wanted = PYTHON_REQUIREMENTS.join("\n") + "\n";
+    if python.is_file() && fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(python);
+    }
+    eprintln!(
+        "bench: creating {} with {} (a minute, once)",
+        venv.display(),
+        PYTHON_REQUIREMENTS.join(" ")
+    );
+    cmd::run(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
+    cmd::run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYTHON_REQUIREMENTS),
+    )?;
+    fs::write(&stamp, wanted)?;
+    Ok(python)
 }
 
 /// The host target directory: `$CARGO_TARGET_DIR` if set, else
@@ -114,8 +167,32 @@ pub fn machine(loadavg: String) -> Machine {
     }
 }
 
-pub fn versions(oha: &Path, airlock: &Path) -> BTreeMap<String, String> {
+pub fn versions(oha: &Path, airlock: &Path, python: &Path) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
+    v.insert(
+        "mitmproxy".into(),
+        first_line(cmd::probe(
+            Command::new(python.with_file_name("mitmdump")).arg("--version"),
+        )),
+    );
+    v.insert(
+        "python".into(),
+        first_line(cmd::probe(Command::new(python).arg("--version"))),
+    );
+    v.insert(
+        "squid".into(),
+        first_line(cmd::probe(Command::new("/usr/sbin/squid").arg("-v"))),
+    );
+    v.insert(
+        "bpftool".into(),
+        first_line(cmd::probe(
+            Command::new("/usr/sbin/bpftool").arg("--version"),
+        )),
+    );
+    v.insert(
+        "curl".into(),
+        first_line(cmd::probe(Command::new("curl").arg("--version"))),
+    );
     v.insert(
         "oha".into(),
         first_line(cmd::probe(Command::new(oha).arg("--version"))),
