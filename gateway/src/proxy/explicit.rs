@@ -28,6 +28,7 @@ use super::session;
 use super::{Gateway, Session, auth, pipeline, tls_name_for};
 use crate::model::AgentName;
 use crate::shutdown::Shutdown;
+use crate::tls::LeafName;
 use crate::token::TokenHash;
 
 /// Accepts proxy clients until shutdown.
@@ -139,13 +140,24 @@ pub fn proxy_target(method: &Method, uri: &http::Uri) -> Result<ProxyTarget, Pro
                 .into(),
         ));
     };
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
+    // http's authority parser lets through what no server has a name for
+    // (`:443`, `[zz]`, `a.[::1]b`, `[fe80::1%eth0]`): refuse here, with a
+    // 400 saying why, what the certificate and the policy could not use.
+    let written = authority.host();
+    LeafName::parse(written)
+        .map_err(|e| ProxyError::BadRequest(format!("bad proxy target: {e}")))?;
+    let host = written
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(written)
         .to_owned();
     let connect = method == Method::CONNECT;
     let port = match (authority.port_u16(), connect) {
+        (Some(0), _) => {
+            return Err(ProxyError::BadRequest(
+                "the proxy target's port must be from 1 to 65535".into(),
+            ));
+        }
         (Some(p), _) => p,
         (None, false) => 80,
         (None, true) => return Err(ProxyError::BadRequest("CONNECT needs host:port".into())),
@@ -244,6 +256,15 @@ mod tests {
             (Method::CONNECT, "api.example.com"),
             (Method::GET, "/v1/models"),
             (Method::GET, "https://api.example.com/"),
+            // Found by the `connect` fuzz target: http's authority parser
+            // accepts these, and the gateway went on to resolve them.
+            (Method::CONNECT, "api.example.[::1]test:443"),
+            (Method::CONNECT, ":443"),
+            (Method::CONNECT, "[]:443"),
+            (Method::CONNECT, "[zz]:443"),
+            (Method::CONNECT, "[2001:db8::1%1]:443"),
+            (Method::CONNECT, "api.example.com:0"),
+            (Method::GET, "http://:80/"),
         ] {
             let err = target(method.clone(), uri).unwrap_err();
             assert!(
