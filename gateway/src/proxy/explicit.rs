@@ -143,6 +143,13 @@ pub fn proxy_target(method: &Method, uri: &http::Uri) -> Result<ProxyTarget, Pro
     // http's authority parser lets through what no server has a name for
     // (`:443`, `[zz]`, `a.[::1]b`, `[fe80::1%eth0]`): refuse here, with a
     // 400 saying why, what the certificate and the policy could not use.
+    // RFC 9110 §4.2.4: userinfo in an http(s) authority is an error, a way
+    // to disguise the host (`api.example.com@evil.test`).
+    if authority.as_str().contains('@') {
+        return Err(ProxyError::BadRequest(
+            "the proxy target must be host:port, without user@".into(),
+        ));
+    }
     let written = authority.host();
     LeafName::parse(written)
         .map_err(|e| ProxyError::BadRequest(format!("bad proxy target: {e}")))?;
@@ -265,6 +272,8 @@ mod tests {
             (Method::CONNECT, "[2001:db8::1%1]:443"),
             (Method::CONNECT, "api.example.com:0"),
             (Method::GET, "http://:80/"),
+            (Method::CONNECT, "[::ff@f:127.0.0.1]api.example.test:443"),
+            (Method::GET, "http://api.example.com@evil.test/"),
         ] {
             let err = target(method.clone(), uri).unwrap_err();
             assert!(
