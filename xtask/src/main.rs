@@ -6,10 +6,13 @@
 //!   `target/ebpf/airlock.bpf.o`, where `gateway/build.rs` embeds it.
 //! - `build`, `run`, `test`: the above, then the host build of the daemon.
 //! - `bench`: keep-alive HTTPS through the gateway against direct (BENCHMARKS.md).
+//! - `fuzz`: the cargo-fuzz targets in `fuzz/`, each for a bounded time
+//!   (docs/fuzzing.md); `test` also runs each briefly.
 
 mod bench;
 mod cmd;
 mod ebpf;
+mod fuzz;
 mod host;
 mod setup;
 
@@ -52,7 +55,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, build the eBPF programs, then `cargo test --workspace ARGS...`.
+    /// Set up, build the eBPF programs, then `cargo test --workspace ARGS...`;
+    /// without ARGS, then each fuzz target briefly.
     Test {
         /// Arguments passed to `cargo test --workspace`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -60,6 +64,8 @@ enum Command {
     },
     /// Benchmark the explicit proxy against direct requests to a local nginx.
     Bench(bench::BenchArgs),
+    /// Build the fuzz targets (nightly, ASan) and run each for a bounded time.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -91,7 +97,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Test { args } => {
             timed("setup", setup::run)?;
             timed("build-ebpf", || ebpf::build(false))?;
-            let (code, totals) = timed("cargo test", || host::test(&args))?;
+            let (mut code, mut totals) = timed("cargo test", || host::test(&args))?;
+            // Each fuzz target counts as one test: it passes if it did not
+            // crash. A partial run (test ARGS given) leaves them out.
+            if args.is_empty() {
+                let (passed, failed) = fuzz_briefly();
+                totals.passed += passed;
+                totals.failed += failed;
+                if failed > 0 {
+                    code = ExitCode::FAILURE;
+                }
+            }
             // The whole suite's count, last, in the plain form any reader knows.
             println!(
                 "tests: {} passed, {} failed, {} skipped",
@@ -100,8 +116,24 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             return Ok(code);
         }
         Command::Bench(args) => bench::run(&args)?,
+        Command::Fuzz(args) => fuzz::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs every fuzz target for [`fuzz::CI_SECONDS`]: (passed, failed), a
+/// build failure counting as one failure.
+fn fuzz_briefly() -> (u64, u64) {
+    match timed("fuzz", || fuzz::fuzz(fuzz::CI_SECONDS, None)) {
+        Ok(outcomes) => {
+            let crashed = outcomes.iter().filter(|o| o.crash.is_some()).count() as u64;
+            (outcomes.len() as u64 - crashed, crashed)
+        }
+        Err(err) => {
+            eprintln!("xtask: fuzz: {err:#}");
+            (0, 1)
+        }
+    }
 }
 
 /// Runs one step and prints how long it took, whether it succeeded or not.
