@@ -214,7 +214,9 @@ impl PathGlob {
 
     /// Does `path` (without its query string) match?
     pub fn matches(&self, path: &str) -> bool {
-        self.matcher.is_match(path)
+        // `/**` is every request, also `OPTIONS *`, whose target is no path:
+        // a block rule or secret for a whole host must cover it.
+        self.text == Self::ANY || self.matcher.is_match(path)
     }
 
     pub fn as_str(&self) -> &str {
@@ -325,6 +327,16 @@ mod tests {
         let deep = PathGlob::parse("/v1/**").unwrap();
         assert!(deep.matches("/v1/chat/completions"));
         assert!(!deep.matches("/v2/chat"));
+    }
+
+    /// Found by the `pattern` fuzz target: `/**` did not match the
+    /// asterisk-form target `*` (`OPTIONS * HTTP/1.1`), so a rule blocking
+    /// a whole host let that request through.
+    #[test]
+    fn the_default_glob_matches_every_request_target() {
+        let any = PathGlob::parse(PathGlob::ANY).unwrap();
+        assert!(any.matches("*"));
+        assert!(!PathGlob::parse("/*").unwrap().matches("*"));
     }
 
     #[test]
