@@ -263,6 +263,23 @@ pub enum ConfigError {
 impl Settings {
     pub fn resolve(o: Overrides) -> Result<Settings, ConfigError> {
         let file = load_file(o.config_file.as_deref())?;
+        Settings::merge(o, file)
+    }
+
+    /// [`Settings::resolve`] with the TOML file's text given instead of read
+    /// (`o.config_file` only names it in errors): the whole loader as a pure
+    /// function, which the fuzz target `config` drives.
+    pub fn resolve_from_text(o: Overrides, text: &str) -> Result<Settings, ConfigError> {
+        let path = o
+            .config_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+        let file = parse_file(&path, text)?;
+        Settings::merge(o, file)
+    }
+
+    /// Overrides over the file over the defaults, then validation.
+    fn merge(o: Overrides, file: FileConfig) -> Result<Settings, ConfigError> {
         // First, while `o` is still whole.
         let oidc = resolve_oidc(&o, file.dashboard.oidc)?;
         let data_dir = o
@@ -433,7 +450,11 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
             });
         }
     };
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    parse_file(path, &text)
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: e.message().to_owned(),
     })
@@ -518,6 +539,29 @@ mod tests {
         .unwrap();
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
         assert!(matches!(s.database, Database::External { .. }));
+    }
+
+    #[test]
+    fn text_given_is_read_like_a_file() {
+        let text = "data_dir = \"/srv/airlock\"\n[proxy]\nresolve = [\"a.test=::1\"]\n";
+        let (_dir, path) = with_file(text);
+        let from_file = Settings::resolve(Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let from_text = Settings::resolve_from_text(
+            Overrides {
+                config_file: Some(path.clone()),
+                ..Default::default()
+            },
+            text,
+        )
+        .unwrap();
+        assert_eq!(from_text.data_dir, from_file.data_dir);
+        assert_eq!(from_text.proxy.resolve, from_file.proxy.resolve);
+        let err = Settings::resolve_from_text(Overrides::default(), "data_dri = 1").unwrap_err();
+        assert!(err.to_string().contains(DEFAULT_CONFIG_FILE), "{err}");
     }
 
     #[test]

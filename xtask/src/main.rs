@@ -8,10 +8,13 @@
 //! - `bench`: keep-alive HTTPS through the gateway against direct (BENCHMARKS.md).
 //! - `soak`: a long run through the gateway; memory and descriptors must stay flat.
 //! - `profile`: instructions per proxied request under callgrind.
+//! - `fuzz`: the cargo-fuzz targets in `fuzz/`, each for a bounded time
+//!   (docs/fuzzing.md); `test` also runs each briefly.
 
 mod bench;
 mod cmd;
 mod ebpf;
+mod fuzz;
 mod host;
 mod leaks;
 mod leftovers;
@@ -58,7 +61,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, build the eBPF programs, then `cargo test --workspace ARGS...`.
+    /// Set up, build the eBPF programs, then `cargo test --workspace ARGS...`;
+    /// without ARGS, then each fuzz target briefly.
     Test {
         /// Arguments passed to `cargo test --workspace`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -76,6 +80,8 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Count the gateway's instructions per proxied request with callgrind.
     Profile(profile::ProfileArgs),
+    /// Build the fuzz targets (nightly, ASan) and run each for a bounded time.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,22 +115,27 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             timed("build-ebpf", || ebpf::build(false))?;
             let evidence = cmd::workspace_root()?.join("target").join("test-evidence");
             leaks::prepare(&evidence)?;
-            let (code, mut totals) = timed("cargo test", || host::test(&args, &evidence))?;
+            let (mut code, mut totals) = timed("cargo test", || host::test(&args, &evidence))?;
             // The leak scan and the leftovers check count as two more tests.
             let clean = timed("leak scan", || leak_scan(&evidence))?;
             let tidy = leftovers_check();
-            totals.passed += u64::from(tidy);
-            totals.failed += u64::from(!tidy);
-            if clean {
-                totals.passed += 1;
-            } else {
-                totals.failed += 1;
+            for ok in [clean, tidy] {
+                totals.passed += u64::from(ok);
+                totals.failed += u64::from(!ok);
+                if !ok {
+                    code = ExitCode::FAILURE;
+                }
             }
-            let code = if clean && tidy {
-                code
-            } else {
-                ExitCode::FAILURE
-            };
+            // Each fuzz target counts as one test: it passes if it did not
+            // crash. A partial run (test ARGS given) leaves them out.
+            if args.is_empty() {
+                let (passed, failed) = fuzz_briefly();
+                totals.passed += passed;
+                totals.failed += failed;
+                if failed > 0 {
+                    code = ExitCode::FAILURE;
+                }
+            }
             // The whole suite's count, last, in the plain form any reader knows.
             println!(
                 "tests: {} passed, {} failed, {} skipped",
@@ -147,6 +158,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Soak(args) => soak::run(&args)?,
         Command::Profile(args) => profile::run(&args)?,
+        Command::Fuzz(args) => fuzz::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -181,6 +193,21 @@ fn leftovers_check() -> bool {
         println!("leftovers: {l}");
     }
     left.is_empty()
+}
+
+/// Runs every fuzz target for [`fuzz::CI_SECONDS`]: (passed, failed), a
+/// build failure counting as one failure.
+fn fuzz_briefly() -> (u64, u64) {
+    match timed("fuzz", || fuzz::fuzz(fuzz::CI_SECONDS, None)) {
+        Ok(outcomes) => {
+            let crashed = outcomes.iter().filter(|o| o.crash.is_some()).count() as u64;
+            (outcomes.len() as u64 - crashed, crashed)
+        }
+        Err(err) => {
+            eprintln!("xtask: fuzz: {err:#}");
+            (0, 1)
+        }
+    }
 }
 
 /// Runs one step and prints how long it took, whether it succeeded or not.

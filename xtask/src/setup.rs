@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: install what building Airlock needs, idempotently.
+//! `cargo xtask setup`: install what building and fuzzing Airlock needs,
+//! idempotently.
 //!
 //! Each step checks first and prints one line; only what is missing is
 //! installed. On failure it says what failed and the exact command to retry.
@@ -38,12 +39,16 @@ const DEBIAN_PACKAGES: &[&str] = &[
 /// The bpf-linker release that builds against Debian's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+/// The cargo-fuzz release `cargo xtask fuzz` (and the CI run of the fuzz
+/// targets in `cargo xtask test`) drives.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn run() -> Result<()> {
     debian_packages()?;
     nightly_toolchain()?;
     rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     python_requests()?;
     node_test_client()?;
     Ok(())
@@ -273,6 +278,37 @@ fn bpf_linker() -> Result<()> {
         ]),
     )?;
     println!("setup: {step} ... ok (installed {BPF_LINKER_VERSION})");
+    Ok(())
+}
+
+/// cargo-fuzz at the pinned version, from crates.io with its lock file.
+pub fn cargo_fuzz() -> Result<()> {
+    let step = "cargo-fuzz";
+    begin(step);
+    let cargo_bin: Vec<PathBuf> = cmd::cargo_bin_dir().into_iter().collect();
+    let version = cmd::probe(
+        Command::new("cargo-fuzz")
+            .arg("--version")
+            .env("PATH", cmd::path_with(&cargo_bin)?),
+    );
+    // Prints `cargo-fuzz 0.13.2`.
+    if let Some(version) =
+        version.filter(|v| v.split_whitespace().nth(1) == Some(CARGO_FUZZ_VERSION))
+    {
+        done(&format!("ok (already installed: {})", version.trim()));
+        return Ok(());
+    }
+    install(
+        step,
+        cmd::host_cargo().args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]),
+    )?;
+    println!("setup: {step} ... ok (installed {CARGO_FUZZ_VERSION})");
     Ok(())
 }
 

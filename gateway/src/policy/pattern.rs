@@ -130,6 +130,9 @@ fn parse_host(host: &str) -> Option<HostMatch> {
     if host == "*" {
         return Some(HostMatch::Any);
     }
+    // Before the address test, so `1.2.3.4.` is the address, not a name
+    // that displays as one (and reads back as something else).
+    let host = host.trim_end_matches('.');
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(HostMatch::Ip(ip));
     }
@@ -139,7 +142,7 @@ fn parse_host(host: &str) -> Option<HostMatch> {
             .ok()
             .map(|ip| HostMatch::Ip(ip.into()));
     }
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
     match host.strip_prefix("*.") {
         Some(suffix) if is_dns_name(suffix) => Some(HostMatch::Suffix(format!(".{suffix}"))),
         Some(_) => None,
@@ -211,7 +214,9 @@ impl PathGlob {
 
     /// Does `path` (without its query string) match?
     pub fn matches(&self, path: &str) -> bool {
-        self.matcher.is_match(path)
+        // `/**` is every request, also `OPTIONS *`, whose target is no path:
+        // a block rule or secret for a whole host must cover it.
+        self.text == Self::ANY || self.matcher.is_match(path)
     }
 
     pub fn as_str(&self) -> &str {
@@ -298,6 +303,18 @@ mod tests {
         assert!(HostPattern::parse("a.com:0").is_err());
     }
 
+    /// Found by the `pattern` fuzz target's round trip: `1.2.3.4.` was
+    /// kept as a name and displayed as `1.2.3.4`, which parses as an address.
+    #[test]
+    fn an_address_with_a_trailing_dot_is_the_address() {
+        for text in ["1.2.3.4.", "1.2.3.4.:443", "::1."] {
+            let p = host(text);
+            assert_eq!(HostPattern::parse(&p.to_string()), Ok(p.clone()), "{text}");
+        }
+        assert_eq!(host("1.2.3.4."), host("1.2.3.4"));
+        assert!(host("1.2.3.4.").matches("1.2.3.4", 443));
+    }
+
     #[test]
     fn globs_respect_segments() {
         let any = PathGlob::parse(PathGlob::ANY).unwrap();
@@ -310,6 +327,16 @@ mod tests {
         let deep = PathGlob::parse("/v1/**").unwrap();
         assert!(deep.matches("/v1/chat/completions"));
         assert!(!deep.matches("/v2/chat"));
+    }
+
+    /// Found by the `pattern` fuzz target: `/**` did not match the
+    /// asterisk-form target `*` (`OPTIONS * HTTP/1.1`), so a rule blocking
+    /// a whole host let that request through.
+    #[test]
+    fn the_default_glob_matches_every_request_target() {
+        let any = PathGlob::parse(PathGlob::ANY).unwrap();
+        assert!(any.matches("*"));
+        assert!(!PathGlob::parse("/*").unwrap().matches("*"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use super::session;
 use super::{Gateway, Session, auth, pipeline, tls_name_for};
 use crate::model::AgentName;
 use crate::shutdown::Shutdown;
+use crate::tls::LeafName;
 use crate::token::TokenHash;
 
 /// Accepts proxy clients until shutdown.
@@ -70,35 +71,14 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: Shutdown) {
 
 /// The proxy's own request: CONNECT, an absolute `http://` URL, or a mistake.
 async fn front(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
-    let target = req
-        .uri()
-        .authority()
-        .map(|a| (a.host().to_owned(), a.port_u16()));
-    let Some((host, port)) = target else {
-        return ProxyError::BadRequest(
-            "this is a proxy: send CONNECT host:port, or a request with an absolute http:// URL"
-                .into(),
-        )
-        .into_response();
+    let ProxyTarget {
+        host,
+        port,
+        connect,
+    } = match proxy_target(req.method(), req.uri()) {
+        Ok(target) => target,
+        Err(e) => return e.into_response(),
     };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let connect = req.method() == Method::CONNECT;
-    let port = match (port, connect) {
-        (Some(p), _) => p,
-        (None, false) => 80,
-        (None, true) => {
-            return ProxyError::BadRequest("CONNECT needs host:port".into()).into_response();
-        }
-    };
-    if !connect && req.uri().scheme_str() != Some("http") {
-        return ProxyError::BadRequest(
-            "only http:// URLs may be sent to the proxy in the clear; use CONNECT for https".into(),
-        )
-        .into_response();
-    }
     let mut audit = AuditGuard::start(
         gw.audit.clone(),
         None,
@@ -141,6 +121,67 @@ async fn front(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Re
         };
         pipeline::serve_request(&gw, &session, req).await
     }
+}
+
+/// Where the proxy's own request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTarget {
+    /// A DNS name or IP literal as the client wrote it, IPv6 without brackets.
+    pub host: String,
+    pub port: u16,
+    /// `CONNECT host:port` (a tunnel), not an absolute `http://` URL.
+    pub connect: bool,
+}
+
+/// Reads the destination from the request line: `CONNECT host:port`, or an
+/// absolute `http://host[:port]/...` URL (port 80 by default). A pure
+/// function of what hyper parsed, so the fuzz target `connect` drives it.
+pub fn proxy_target(method: &Method, uri: &http::Uri) -> Result<ProxyTarget, ProxyError> {
+    let Some(authority) = uri.authority() else {
+        return Err(ProxyError::BadRequest(
+            "this is a proxy: send CONNECT host:port, or a request with an absolute http:// URL"
+                .into(),
+        ));
+    };
+    // http's authority parser lets through what no server has a name for
+    // (`:443`, `[zz]`, `a.[::1]b`, `[fe80::1%eth0]`): refuse here, with a
+    // 400 saying why, what the certificate and the policy could not use.
+    // RFC 9110 §4.2.4: userinfo in an http(s) authority is an error, a way
+    // to disguise the host (`api.example.com@evil.test`).
+    if authority.as_str().contains('@') {
+        return Err(ProxyError::BadRequest(
+            "the proxy target must be host:port, without user@".into(),
+        ));
+    }
+    let written = authority.host();
+    LeafName::parse(written)
+        .map_err(|e| ProxyError::BadRequest(format!("bad proxy target: {e}")))?;
+    let host = written
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(written)
+        .to_owned();
+    let connect = method == Method::CONNECT;
+    let port = match (authority.port_u16(), connect) {
+        (Some(0), _) => {
+            return Err(ProxyError::BadRequest(
+                "the proxy target's port must be from 1 to 65535".into(),
+            ));
+        }
+        (Some(p), _) => p,
+        (None, false) => 80,
+        (None, true) => return Err(ProxyError::BadRequest("CONNECT needs host:port".into())),
+    };
+    if !connect && uri.scheme_str() != Some("http") {
+        return Err(ProxyError::BadRequest(
+            "only http:// URLs may be sent to the proxy in the clear; use CONNECT for https".into(),
+        ));
+    }
+    Ok(ProxyTarget {
+        host,
+        port,
+        connect,
+    })
 }
 
 fn tunnel(gw: Arc<Gateway>, session: Session, mut req: Request<Incoming>) -> Response<ProxyBody> {
@@ -190,4 +231,58 @@ fn authenticate(gw: &Gateway, req: &Request<Incoming>) -> Result<AgentName, Prox
     snap.agent_by_token(&TokenHash::of(&token))
         .map(|a| a.name.clone())
         .ok_or(ProxyError::AuthRequired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(method: Method, uri: &str) -> Result<ProxyTarget, ProxyError> {
+        proxy_target(&method, &uri.parse().unwrap())
+    }
+
+    #[test]
+    fn connect_and_absolute_urls() {
+        assert_eq!(
+            target(Method::CONNECT, "api.example.com:443").unwrap(),
+            ProxyTarget {
+                host: "api.example.com".into(),
+                port: 443,
+                connect: true
+            }
+        );
+        let v6 = target(Method::CONNECT, "[::1]:8443").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 8443));
+        let plain = target(Method::GET, "http://example.test/x?y=1").unwrap();
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.connect),
+            ("example.test", 80, false)
+        );
+    }
+
+    #[test]
+    fn what_a_proxy_cannot_serve_is_a_bad_request() {
+        for (method, uri) in [
+            (Method::CONNECT, "api.example.com"),
+            (Method::GET, "/v1/models"),
+            (Method::GET, "https://api.example.com/"),
+            // Found by the `connect` fuzz target: http's authority parser
+            // accepts these, and the gateway went on to resolve them.
+            (Method::CONNECT, "api.example.[::1]test:443"),
+            (Method::CONNECT, ":443"),
+            (Method::CONNECT, "[]:443"),
+            (Method::CONNECT, "[zz]:443"),
+            (Method::CONNECT, "[2001:db8::1%1]:443"),
+            (Method::CONNECT, "api.example.com:0"),
+            (Method::GET, "http://:80/"),
+            (Method::CONNECT, "[::ff@f:127.0.0.1]api.example.test:443"),
+            (Method::GET, "http://api.example.com@evil.test/"),
+        ] {
+            let err = target(method.clone(), uri).unwrap_err();
+            assert!(
+                matches!(err, ProxyError::BadRequest(_)),
+                "{method} {uri}: {err}"
+            );
+        }
+    }
 }

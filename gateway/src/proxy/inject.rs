@@ -139,8 +139,10 @@ pub fn inject(
         })
     };
 
-    // 1. Placeholders in the URL path are never resolved.
-    if let Some(f) = placeholder::find_all(parts.uri.path()).first() {
+    // 1. Placeholders in the URL path are never resolved. The server sees
+    // the path decoded, so `%61irlock%3A...` is one too.
+    let path = percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+    if let Some(f) = placeholder::find_all(&path).first() {
         return Err(InjectError::Exfiltration {
             name: f.name.to_owned(),
             reason:
@@ -370,5 +372,63 @@ mod tests {
         );
         assert_eq!(replace_query_param(None, "key", "v"), "key=v");
         assert_eq!(replace_query_param(Some("k%65y=old"), "key", "v"), "key=v");
+    }
+
+    /// Found by the `inject` fuzz target: a percent-encoded placeholder in
+    /// the query (`%61irlock%3Aopenai`) went upstream unscanned, neither
+    /// resolved nor refused; the path had the same gap.
+    #[test]
+    fn encoded_placeholders_are_refused_or_resolved() {
+        use crate::model::{AgentName, SecretName};
+        use crate::policy::{HostPattern, PathGlob};
+        use crate::token::TokenHash;
+        use crate::vault::MasterKey;
+
+        let vault = Vault::new(&MasterKey::from_bytes([7; 32]));
+        let id = uuid::Uuid::from_u128(1);
+        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let mut snap = Snapshot::default();
+        snap.secrets.push(SecretRecord {
+            id,
+            name: SecretName::parse("openai").unwrap(),
+            host: HostPattern::parse("api.example.com").unwrap(),
+            path: PathGlob::parse("/**").unwrap(),
+            injection: Injection::Query {
+                param: "other".into(),
+            },
+            sealed: vault.seal(&SecretRecord::aad(&id), b"s3cret").unwrap(),
+            key_id: vault.key_id().to_owned(),
+            version: 1,
+            created_at: epoch,
+            updated_at: epoch,
+        });
+        let agent = AgentRecord {
+            id: uuid::Uuid::from_u128(2),
+            name: AgentName::parse("a").unwrap(),
+            token_hash: TokenHash::of("t"),
+            cgroup: String::new(),
+            grants: vec![SecretName::parse("openai").unwrap()],
+            created_at: epoch,
+        };
+        let run = |uri: &str, host: &str| {
+            let (mut parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+            let dest = Destination {
+                host,
+                port: 443,
+                tls: true,
+            };
+            inject(&mut parts, &dest, &agent, &snap, &vault).map(|_| parts.uri.to_string())
+        };
+        let resolved = run("/v1/x?q=%61irlock%3Aopenai", "api.example.com").unwrap();
+        assert!(resolved.starts_with("/v1/x?q=s3cret&"), "{resolved}");
+        for (uri, host) in [
+            ("/v1/x?q=%61irlock%3Aopenai", "evil.test"),
+            ("/v1/%61irlock%3Aopenai", "api.example.com"),
+        ] {
+            assert!(
+                matches!(run(uri, host), Err(InjectError::Exfiltration { .. })),
+                "{uri} to {host}"
+            );
+        }
     }
 }

@@ -4,7 +4,10 @@
 //! (`[a-z0-9][a-z0-9_-]*`, at most 63 bytes). The scanner is a pure
 //! function over text, so it is easy to test and to fuzz.
 
+use std::borrow::Cow;
 use std::ops::Range;
+
+use percent_encoding::percent_decode_str;
 
 pub const PREFIX: &str = "airlock:";
 const MAX_NAME: usize = 63;
@@ -56,9 +59,13 @@ pub fn may_contain(text: &[u8]) -> bool {
     text.windows(PREFIX.len()).any(|w| w == PREFIX.as_bytes())
 }
 
-/// Like [`may_contain`] for percent-encoded text (`airlock%3A`).
+/// Like [`may_contain`] for percent-encoded text, however it is encoded
+/// (`airlock%3A`, `%61irlock:`, ...): what the server will decode is what
+/// counts.
 pub fn may_contain_encoded(text: &str) -> bool {
-    may_contain(text.as_bytes()) || text.to_ascii_lowercase().contains("airlock%3a")
+    let decoded: Cow<'_, [u8]> = percent_decode_str(text).into();
+    // Both: decoding can also break one up (`%3airlock:x` is `:irlock:x`).
+    may_contain(text.as_bytes()) || may_contain(&decoded)
 }
 
 /// Replaces each placeholder with `value_of(name)`; `None` leaves the text
@@ -113,6 +120,25 @@ mod tests {
         assert_eq!(replace_all("x airlock:zz", |_| None), Err("zz"));
         assert!(may_contain(b"..airlock:x"));
         assert!(!may_contain(b"airlock"));
+    }
+
+    /// Found by the `inject` fuzz target: `%61irlock%3Aopenai` in a query
+    /// value decodes to a placeholder, but the pre-check only knew the
+    /// `airlock%3A` spelling, so the query was never scanned.
+    #[test]
+    fn encoded_placeholders_are_seen_however_spelled() {
+        for text in [
+            "q=airlock%3Aopenai",
+            "q=%61irlock%3Aopenai",
+            "q=%61%69rlock:x",
+        ] {
+            assert!(may_contain_encoded(text), "{text}");
+        }
+        // Found by the `placeholder` fuzz target, against the first fix:
+        // decoding alone loses the `airlock:` of `%3airlock:x`.
+        assert!(may_contain_encoded("q=%3airlock:x"));
+        assert!(!may_contain_encoded("q=airlock%3"));
+        assert!(!may_contain_encoded("q=%zzairlock"));
     }
 
     #[test]

@@ -168,9 +168,14 @@ fn server_name_list(data: &[u8]) -> Option<Sni> {
     }
     let mut host = None;
     while !list.is_empty() {
-        let kind = list.u8()?;
+        if list.u8()? != NAME_TYPE_HOST_NAME {
+            // No other name type is defined, so nothing says how long one
+            // is: the rest cannot be read. Stop, as rustls does, rather
+            // than refuse a hello its handshake would accept.
+            break;
+        }
         let name = list.vec_u16()?;
-        if kind == NAME_TYPE_HOST_NAME && host.is_none() {
+        if host.is_none() {
             if name.is_empty() || !name.iter().all(u8::is_ascii_graphic) {
                 return None;
             }

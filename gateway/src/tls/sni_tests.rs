@@ -204,3 +204,50 @@ fn never_panics_on_random_input() {
     );
     assert_eq!(parse_client_hello_sni(&huge), Sni::NotTls);
 }
+
+/// A minimal ClientHello (one suite, no compression) whose only extension
+/// is a server_name with `list` as its ServerNameList.
+fn hello_with_name_list(list: &[u8]) -> Vec<u8> {
+    let with_len16 = |bytes: &[u8]| {
+        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(bytes);
+        out
+    };
+    let mut extension = EXTENSION_SERVER_NAME.to_be_bytes().to_vec();
+    extension.extend(with_len16(&with_len16(list)));
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[0x11; 32]); // random
+    body.push(0); // legacy_session_id
+    body.extend(with_len16(&[0x13, 0x01])); // TLS_AES_128_GCM_SHA256
+    body.extend_from_slice(&[1, 0]); // compression: null
+    body.extend(with_len16(&extension));
+    let mut handshake = vec![HANDSHAKE_CLIENT_HELLO];
+    handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend(body);
+    let mut record = vec![CONTENT_TYPE_HANDSHAKE, 0x03, 0x01];
+    record.extend(with_len16(&handshake));
+    record
+}
+
+/// Found by the `sni` fuzz target: a host_name followed by an entry of an
+/// unknown name type (here the bytes `.test`) was refused, though rustls
+/// reads the name and stops there, as RFC 6066 leaves it no other way.
+#[test]
+fn an_unknown_name_type_ends_the_list() {
+    let mut list = vec![NAME_TYPE_HOST_NAME, 0, 11];
+    list.extend_from_slice(b"api.example");
+    assert_eq!(
+        parse_client_hello_sni(&hello_with_name_list(&list)),
+        Sni::Name("api.example".into())
+    );
+    list.extend_from_slice(b".test");
+    assert_eq!(
+        parse_client_hello_sni(&hello_with_name_list(&list)),
+        Sni::Name("api.example".into())
+    );
+    // Unknown first: no name can be read.
+    assert_eq!(
+        parse_client_hello_sni(&hello_with_name_list(b"\x2etest")),
+        Sni::Absent
+    );
+}
