@@ -192,6 +192,18 @@ pub fn inject(
         let mut replaced_any = false;
         for pair in query.split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            // A name is not where a key goes: like one in the path, a
+            // placeholder there is an attempt, not text.
+            if let Some(f) =
+                placeholder::find_all(&percent_decode_str(k).decode_utf8_lossy()).first()
+            {
+                return Err(InjectError::Exfiltration {
+                    name: f.name.to_owned(),
+                    reason: "placeholders are resolved only in header and query values, not in \
+                             query parameter names"
+                        .into(),
+                });
+            }
             let decoded = percent_decode_str(v).decode_utf8_lossy();
             if placeholder::find_all(&decoded).is_empty() {
                 pairs.push((k.to_owned(), Cow::Owned(v.to_owned())));
@@ -424,6 +436,9 @@ mod tests {
         for (uri, host) in [
             ("/v1/x?q=%61irlock%3Aopenai", "evil.test"),
             ("/v1/%61irlock%3Aopenai", "api.example.com"),
+            // In a parameter's name, with or without a value.
+            ("/v1/x?airlock:openai=1", "api.example.com"),
+            ("/v1/x?a=1&%61irlock%3Aopenai", "api.example.com"),
         ] {
             assert!(
                 matches!(run(uri, host), Err(InjectError::Exfiltration { .. })),
