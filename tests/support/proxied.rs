@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::Daemon;
+use super::gw::Gw;
 use super::upstream::{Upstream, UpstreamOpts};
 
 /// Longest response head these clients read.
@@ -50,44 +51,16 @@ impl Proxied {
     /// configures the secret and the agent.
     #[track_caller]
     pub fn start(env: &[(&str, &str)]) -> Proxied {
-        let up = Upstream::start(UpstreamOpts::https());
-        let mut builder = Daemon::builder()
-            .env(
-                "AIRLOCK_UPSTREAM_CA",
-                up.ca_pem_path().display().to_string(),
-            )
-            .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8")
-            .env("AIRLOCK_RESOLVE", "api.test.local=127.0.0.1");
-        for (k, v) in env {
-            builder = builder.env(k, *v);
-        }
-        let daemon = builder.start();
-        let value = format!("sk-proxied-{}", super::random_hex(12));
-        let host = format!("{}:{}", up.host(), up.port());
-        daemon
-            .cli_stdin(
-                &[
-                    "secret",
-                    "add",
-                    "up",
-                    "--host",
-                    &host,
-                    "--header",
-                    "Authorization",
-                ],
-                &value,
-            )
-            .ok();
-        let token = daemon
-            .cli_ok(&["agent", "add", "bot", "--grant", "up"])
-            .trim()
-            .to_owned();
-        let status = daemon.status_json();
-        let proxy = status["proxy_addr"]
-            .as_str()
-            .expect("proxy_addr")
-            .to_owned();
-        let ca = PathBuf::from(status["ca_cert"].as_str().expect("ca_cert"));
+        // The gateway tests' fixture, driven here with raw clients.
+        let Gw {
+            daemon,
+            up,
+            token,
+            proxy,
+            ca,
+            value,
+        } = Gw::start_with(UpstreamOpts::https(), env);
+        let ca = PathBuf::from(ca);
         let tls = airlock_client_config(&ca, &[b"http/1.1"]);
         let mut gw = Proxied {
             dialer: Dialer {
