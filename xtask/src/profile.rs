@@ -113,17 +113,7 @@ pub fn run(args: &ProfileArgs) -> Result<()> {
     crate::timed("profile: valgrind", ensure_valgrind)?;
     let oha = crate::timed("profile: oha", tools::ensure_oha)?;
     crate::timed("profile: packages", tools::ensure_packages)?;
-    let airlock = match &args.airlock {
-        Some(path) => path
-            .canonicalize()
-            .with_context(|| format!("no {}", path.display()))?,
-        None => {
-            crate::timed("profile: build airlock (release)", || {
-                crate::host::build_airlock(true)
-            })?;
-            tools::target_dir()?.join("release").join("airlock")
-        }
-    };
+    let airlock = tools::release_airlock(args.airlock.as_deref(), "profile")?;
 
     let (timestamp, file_stamp) = report::utc_now();
     let dir = std::env::temp_dir().join(format!(

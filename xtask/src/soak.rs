@@ -71,17 +71,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     let _cleanup = procs::CleanupGuard;
     let oha = crate::timed("soak: oha", tools::ensure_oha)?;
     crate::timed("soak: packages", tools::ensure_packages)?;
-    let airlock = match &args.airlock {
-        Some(path) => path
-            .canonicalize()
-            .with_context(|| format!("no {}", path.display()))?,
-        None => {
-            crate::timed("soak: build airlock (release)", || {
-                crate::host::build_airlock(true)
-            })?;
-            tools::target_dir()?.join("release").join("airlock")
-        }
-    };
+    let airlock = tools::release_airlock(args.airlock.as_deref(), "soak")?;
     let dir = std::env::temp_dir().join(format!("airlock-soak-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     eprintln!("soak: working in {}", dir.display());

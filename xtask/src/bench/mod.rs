@@ -144,19 +144,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let oha = crate::timed("bench: oha", tools::ensure_oha)?;
     crate::timed("bench: Debian packages", tools::ensure_packages)?;
     let python = crate::timed("bench: Python venv", tools::ensure_venv)?;
-    let airlock = match &args.airlock {
-        Some(path) => path
-            .canonicalize()
-            .with_context(|| format!("no {}", path.display()))?,
-        None => {
-            // The daemon embeds the eBPF object the transparent scenario needs.
-            crate::timed("bench: build-ebpf", || crate::ebpf::build(false))?;
-            crate::timed("bench: build airlock (release)", || {
-                crate::host::build_airlock(true)
-            })?;
-            tools::target_dir()?.join("release").join("airlock")
-        }
-    };
+    let airlock = tools::release_airlock(args.airlock.as_deref(), "bench")?;
     let tools = Tools {
         oha,
         python,

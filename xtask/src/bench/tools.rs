@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::report::Machine;
 use super::upstream;
@@ -223,4 +223,20 @@ pub fn versions(oha: &Path, airlock: &Path, python: &Path) -> BTreeMap<String, S
             .to_owned(),
     );
     v
+}
+
+/// The `airlock` binary to measure: `given` (`--airlock PATH`), or the
+/// workspace's release build, with the eBPF object embedded, built now.
+/// `task` names the caller in the timing lines (`bench`, `soak`, ...).
+pub fn release_airlock(given: Option<&Path>, task: &str) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return path
+            .canonicalize()
+            .with_context(|| format!("no {}", path.display()));
+    }
+    crate::timed(&format!("{task}: build-ebpf"), || crate::ebpf::build(false))?;
+    crate::timed(&format!("{task}: build airlock (release)"), || {
+        crate::host::build_airlock(true)
+    })?;
+    Ok(target_dir()?.join("release").join("airlock"))
 }
