@@ -4,7 +4,8 @@
 //!   `rust-src`, `bpf-linker`); idempotent and fast when all is present.
 //! - `build-ebpf`: build `gateway-ebpf` with nightly and copy the object to
 //!   `target/ebpf/airlock.bpf.o`, where `gateway/build.rs` embeds it.
-//! - `build`, `run`, `test`: the above, then the host build of the daemon.
+//! - `build`, `run`, `test`: the above, then the host build of the daemon;
+//!   `test` also runs `cargo fmt --check` and clippy with `-D warnings`.
 //! - `bench`: keep-alive HTTPS through the gateway against direct (BENCHMARKS.md).
 //! - `soak`: a long run through the gateway; memory and descriptors must stay flat.
 //! - `profile`: instructions per proxied request under callgrind.
@@ -18,6 +19,7 @@ mod fuzz;
 mod host;
 mod leaks;
 mod leftovers;
+mod lint;
 mod profile;
 mod setup;
 mod soak;
@@ -116,6 +118,23 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let evidence = cmd::workspace_root()?.join("target").join("test-evidence");
             leaks::prepare(&evidence)?;
             let (mut code, mut totals) = timed("cargo test", || host::test(&args, &evidence))?;
+            // fmt and clippy count as tests of their own: CI fails on them.
+            // A partial run (test ARGS given) leaves them out, as it does
+            // the fuzz targets.
+            if args.is_empty() {
+                for gate in timed("lint", lint::run)? {
+                    println!(
+                        "lint: {} ... {}",
+                        gate.name,
+                        if gate.passed { "ok" } else { "FAILED" }
+                    );
+                    totals.passed += u64::from(gate.passed);
+                    totals.failed += u64::from(!gate.passed);
+                    if !gate.passed {
+                        code = ExitCode::FAILURE;
+                    }
+                }
+            }
             // The leak scan and the leftovers check count as two more tests.
             let clean = timed("leak scan", || leak_scan(&evidence))?;
             let tidy = leftovers_check();
