@@ -92,7 +92,7 @@ fn a_secret_pointed_at_another_host_by_sql_is_never_injected() {
             "host_pattern = '{}', injection_target = 'x-echo'",
             gw.host()
         ),
-        format!("injection_target = 'authorization', path_glob = '/echo/**'"),
+        "injection_target = 'authorization', path_glob = '/echo/**'".to_owned(),
     ] {
         let before = generation(&gw);
         gw.daemon.db().psql(&format!(
