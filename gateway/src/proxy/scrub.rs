@@ -24,9 +24,10 @@
 //! The plaintexts are the very buffers the vault opened for the request
 //! (zeroized on drop); a [`Scrubber`] lives only until the response head is
 //! handed on. Cost: with no secret injected, nothing; otherwise one pass
-//! over the header bytes per injected value, where a byte can start a
-//! match only if it is the value's first byte, `%` or (for a leading space)
-//! `+`, so a head without a match costs a byte comparison per header byte.
+//! over the header bytes that skips to the next byte a match could start
+//! with (an injected value's first byte, `%`, or `+` for a leading space),
+//! so a head without a match costs a table look-up per header byte and a
+//! few comparisons per candidate byte.
 
 use std::ops::Range;
 
@@ -39,9 +40,22 @@ use crate::model::SecretName;
 use crate::vault::Plaintext;
 
 /// The values injected into one request, to take out of its response head.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scrubber<'s> {
     needles: Vec<Needle<'s>>,
+    /// The bytes a match can start with, for any needle: its first byte,
+    /// `%`, and `+` when it starts with a space. The scan skips to the next
+    /// such byte, so a head without a match costs one table look-up per byte.
+    starts: [bool; 256],
+}
+
+impl Default for Scrubber<'_> {
+    fn default() -> Self {
+        Scrubber {
+            needles: Vec::new(),
+            starts: [false; 256],
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -66,9 +80,15 @@ impl<'s> Scrubber<'s> {
     pub(super) fn add(&mut self, name: &'s SecretName, plain: Plaintext, sent: Range<usize>) {
         let needle = Needle { name, plain, sent };
         // An empty value would match everywhere; the vault never holds one.
-        if !needle.bytes().is_empty() {
-            self.needles.push(needle);
+        let Some(&first) = needle.bytes().first() else {
+            return;
+        };
+        self.starts[usize::from(first)] = true;
+        self.starts[usize::from(b'%')] = true;
+        if first == b' ' {
+            self.starts[usize::from(b'+')] = true;
         }
+        self.needles.push(needle);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -110,7 +130,11 @@ impl<'s> Scrubber<'s> {
         let mut out: Option<BytesMut> = None;
         let mut copied = 0;
         let mut at = 0;
-        while at < value.len() {
+        while let Some(skip) = value
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|&b| self.starts[usize::from(b)]))
+        {
+            at += skip;
             let hit = self
                 .needles
                 .iter()
@@ -142,7 +166,7 @@ impl<'s> Scrubber<'s> {
 fn spelled_at(hay: &[u8], at: usize, needle: &[u8]) -> Option<usize> {
     let first = *needle.first()?;
     let h = *hay.get(at)?;
-    // The cheap pre-check: most bytes cannot start a match.
+    // Another needle's start byte: this one cannot start here.
     if h != first && h != b'%' && !(h == b'+' && first == b' ') {
         return None;
     }
