@@ -4,9 +4,15 @@
 //!
 //! Checks, for every outcome: a secret that does not apply to the request
 //! (not granted, another host or path, plain HTTP) never appears anywhere
-//! in it. When the request goes through: no placeholder is left in a header
-//! or query value, and every header carrying a secret is marked sensitive.
-//! A placeholder for a secret that does not apply always refuses the request.
+//! in it. A placeholder is accepted only in its secret's declared position
+//! (the secret applies, and the placeholder is in its header, or in the
+//! value of its query parameter; never for SigV4): any other placeholder
+//! refuses the request, and a request whose placeholders are all in place
+//! is never refused as exfiltration. When the request goes through: no
+//! placeholder is left in a header or query value, a secret's value
+//! appears only in its own position (its header, its query parameter's
+//! value; for SigV4 only the access key id, in `Authorization`), and every
+//! header carrying a secret is marked sensitive.
 
 #![no_main]
 
@@ -18,7 +24,7 @@ use airlock::proxy::inject::{self, Destination, InjectError};
 use airlock::proxy::placeholder;
 use airlock::snapshot::Snapshot;
 use airlock::store::agents::AgentRecord;
-use airlock::store::secrets::SecretRecord;
+use airlock::store::secrets::{SealFormat, SecretRecord};
 use airlock::token::TokenHash;
 use airlock::vault::{MasterKey, Vault};
 use chrono::{DateTime, Utc};
@@ -189,24 +195,29 @@ fn fixture(specs: &[SecretSpec], grants: u8) -> Fixture {
         let name = SecretName::parse(SECRET_NAMES[i]).unwrap_or_else(|e| panic!("{e}"));
         let injection = injection(spec.how);
         let (value, leak) = value_of(i, &injection);
-        let sealed = VAULT
-            .seal(&SecretRecord::aad(&id), value.as_bytes())
-            .unwrap_or_else(|e| panic!("sealing: {e}"));
         if grants & (1 << i) != 0 {
             granted.push(name.clone());
         }
-        snapshot.secrets.push(SecretRecord {
+        let mut record = SecretRecord {
             id,
             name,
             host: pick_ref(&PATTERNS.0, spec.host).clone(),
             path: pick_ref(&PATTERNS.1, spec.path).clone(),
             injection,
-            sealed,
+            sealed: airlock::vault::Sealed {
+                nonce: [0; 12],
+                ciphertext: Vec::new(),
+            },
+            seal_format: SealFormat::Bound,
             key_id: VAULT.key_id().to_owned(),
             version: 1,
             created_at: epoch,
             updated_at: epoch,
-        });
+        };
+        record.sealed = VAULT
+            .seal(&record.aad(), value.as_bytes())
+            .unwrap_or_else(|e| panic!("sealing: {e}"));
+        snapshot.secrets.push(record);
         markers.push(leak);
     }
     let agent = AgentRecord {
@@ -268,27 +279,55 @@ fn visible(parts: &Parts) -> Vec<String> {
     out
 }
 
-/// The placeholder names where the gateway resolves them: header values,
-/// decoded query values, and the decoded URL path (where they are always
-/// refused).
-fn placeholder_names(parts: &Parts) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    let mut add = |text: &str| {
-        names.extend(
-            placeholder::find_all(text)
-                .iter()
-                .map(|f| f.name.to_owned()),
-        )
-    };
-    add(&percent_decode_str(parts.uri.path()).decode_utf8_lossy());
-    for v in parts.headers.values() {
-        add(&String::from_utf8_lossy(v.as_bytes()));
-    }
+/// Where a placeholder (or a secret's value) sits in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Position {
+    Path,
+    QueryName,
+    QueryValue(String),
+    Header(String),
+}
+
+/// Every piece of the request an upstream sees, with its position: the
+/// decoded path, each decoded query name and value, each header value.
+fn pieces(parts: &Parts) -> Vec<(Position, String)> {
+    let decode = |t: &str| percent_decode_str(t).decode_utf8_lossy().into_owned();
+    let mut out = vec![(Position::Path, decode(parts.uri.path()))];
     for pair in parts.uri.query().unwrap_or("").split('&') {
-        let value = pair.split_once('=').map_or("", |(_, v)| v);
-        add(&percent_decode_str(value).decode_utf8_lossy());
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = decode(k);
+        out.push((Position::QueryName, key.clone()));
+        out.push((Position::QueryValue(key), decode(v)));
     }
-    names
+    for (name, v) in &parts.headers {
+        out.push((
+            Position::Header(name.as_str().to_owned()),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        ));
+    }
+    out
+}
+
+/// The placeholders in the request, each with its position.
+fn placeholders(parts: &Parts) -> Vec<(String, Position)> {
+    pieces(parts)
+        .into_iter()
+        .flat_map(|(at, text)| {
+            placeholder::find_all(&text)
+                .iter()
+                .map(|f| (f.name.to_owned(), at.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The rule, restated: the one position a secret's value may take.
+fn declared(secret: &SecretRecord, at: &Position) -> bool {
+    match (&secret.injection, at) {
+        (Injection::Header { name, .. }, Position::Header(h)) => h == name,
+        (Injection::Query { param }, Position::QueryValue(k)) => k == param,
+        _ => false,
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -316,10 +355,11 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .map(|s| s.name.to_string())
             .collect();
-    let asked = placeholder_names(&parts);
+    let asked = placeholders(&parts);
     let before = format!("{parts:?}");
 
     let result = inject::inject(&mut parts, &dest, &fx.agent, &fx.snapshot, &VAULT);
+    let result = result.map(|injected| injected.secrets);
 
     let seen = visible(&parts);
     for (secret, markers) in fx.snapshot.secrets.iter().zip(&fx.markers) {
@@ -334,20 +374,47 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    if let Some(stray) = asked.iter().find(|n| !applying.contains(n)) {
+    let misplaced = asked.iter().find(|(name, at)| {
+        !fx.snapshot
+            .secrets
+            .iter()
+            .any(|s| s.name.as_str() == name && applying.contains(name) && declared(s, at))
+    });
+    match (&misplaced, &result) {
+        (Some(_), Err(InjectError::Exfiltration { .. })) | (None, _) => {}
+        (Some((name, at)), _) => {
+            panic!("placeholder airlock:{name} in {at:?} is not its secret's position, yet {result:?} for {before}")
+        }
+    }
+    if misplaced.is_none() {
         assert!(
-            matches!(result, Err(InjectError::Exfiltration { .. })),
-            "placeholder airlock:{stray} does not apply here, yet {result:?} for {before}"
+            !matches!(result, Err(InjectError::Exfiltration { .. })),
+            "every placeholder was in place, yet {result:?} for {before}"
         );
     }
     if result.is_err() {
         return;
     }
-    let left = placeholder_names(&parts);
+    let left = placeholders(&parts);
     assert!(
         left.is_empty(),
         "placeholders {left:?} left in {parts:?}, from {before}"
     );
+    // Each value only in its own position (SigV4: the key id, signed).
+    for (at, text) in pieces(&parts) {
+        for (secret, markers) in fx.snapshot.secrets.iter().zip(&fx.markers) {
+            for marker in markers.iter().filter(|m| text.contains(m.as_str())) {
+                let sigv4_id = matches!(secret.injection, Injection::AwsSigv4 { .. })
+                    && at == Position::Header("authorization".into())
+                    && marker.starts_with("AKID");
+                assert!(
+                    declared(secret, &at) || sigv4_id,
+                    "secret {}'s {marker} is in {at:?}: {parts:?}, from {before}",
+                    secret.name
+                );
+            }
+        }
+    }
     for (name, v) in &parts.headers {
         let text = String::from_utf8_lossy(v.as_bytes());
         if fx

@@ -120,6 +120,9 @@ async fn run(
         vault::persist_new_key(&key, &path)?;
     }
     store.check_master_key(&vault).await?;
+    // Before anything is served: rows sealed before the host, path and
+    // injection were bound in are re-sealed (store/secrets.rs).
+    store.upgrade_secret_seals(&vault).await?;
     tracing::info!(database = store.target(), "database ready");
 
     let snapshot = Arc::new(SnapshotHandle::default());

@@ -7,8 +7,8 @@
 //! * [`Upstream`]: an HTTPS (or plain HTTP) server on `127.0.0.1:0` (and
 //!   optionally `[::1]:0`) that records every request it sees and serves a
 //!   fixed set of endpoints (`/echo`, `/sse`, `/chunked`, `/bytes`,
-//!   `/status/CODE`, `/redirect`, `/stall`, `/stall-headers`, `/reset`,
-//!   `/ws`).
+//!   `/status/CODE`, `/redirect`, `/reflect`, `/stall`, `/stall-headers`,
+//!   `/reset`, `/ws`).
 //!
 //! The server runs on its own thread with its own Tokio runtime, so it works
 //! the same from plain `#[test]` functions and from `#[tokio::test]`
@@ -1045,6 +1045,7 @@ async fn handle(
         "/chunked" => chunked(&query).unwrap_or_else(bad_request),
         "/bytes" => bytes_endpoint(&query).unwrap_or_else(bad_request),
         "/redirect" => redirect(&query),
+        "/reflect" => reflect(&parts),
         "/grpc" => grpc(),
         p if p.starts_with("/status/") => status(&p["/status/".len()..], &parts.method),
         _ => text(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
@@ -1219,6 +1220,56 @@ fn redirect(q: &Query) -> Response<RespBody> {
         Ok(r) => r,
         Err(_) => text(StatusCode::BAD_REQUEST, "bad to="),
     }
+}
+
+/// The request handed back in the response head, as careless APIs do: a
+/// 302 whose `Location` keeps the query (`/echo/landed?QUERY`), each
+/// request header as `x-reflect-NAME`, and each query value decoded and
+/// re-encoded the ways servers do (`x-query-decoded`, `x-query-lower` with
+/// lower-case hex, `x-query-form` with `+` for space). The body says
+/// nothing.
+fn reflect(parts: &http::request::Parts) -> Response<RespBody> {
+    let query = parts.uri.query().unwrap_or("");
+    let mut head = HeaderMap::new();
+    let mut add = |name: String, value: &[u8]| {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            head.append(n, v);
+        }
+    };
+    add(
+        "location".into(),
+        format!("/echo/landed?{query}").as_bytes(),
+    );
+    for (name, value) in &parts.headers {
+        add(format!("x-reflect-{name}"), value.as_bytes());
+    }
+    for pair in query.split('&') {
+        let value = pair.split_once('=').map_or("", |(_, v)| v);
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(value).collect();
+        let encoded = |space: &str| {
+            decoded.iter().fold(String::new(), |mut out, &b| {
+                match b {
+                    b' ' => out.push_str(space),
+                    b if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) => out.push(b as char),
+                    b => out.push_str(&format!("%{b:02x}")),
+                }
+                out
+            })
+        };
+        add("x-query-decoded".into(), &decoded);
+        add("x-query-lower".into(), encoded("%20").as_bytes());
+        add("x-query-form".into(), encoded("+").as_bytes());
+    }
+    let mut resp = Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(full("reflected\n"))
+        .expect("response");
+    resp.headers_mut().extend(head);
+    resp
 }
 
 /// Headers now, body never (until the client leaves or [`STALL_CAP`]).

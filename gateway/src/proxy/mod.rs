@@ -12,7 +12,8 @@
 //!   local CA ([`crate::tls`]), then HTTP/1.1 or HTTP/2 to the agent.
 //! - [`pipeline`]: the request path, phase by phase: identify → check the
 //!   destination → policy → inject ([`inject`], [`placeholder`],
-//!   [`sigv4`]) → forward ([`upstream`]) → audit ([`record`]).
+//!   [`sigv4`]) → forward ([`upstream`]), the response head scrubbed of
+//!   injected values ([`scrub`]) → audit ([`record`]).
 //! - [`error`]: the one funnel from failures to status codes and bodies.
 //! - [`body`], [`headers`]: streamed bodies and hop-by-hop headers.
 //!
@@ -30,6 +31,7 @@ pub mod inject;
 pub mod pipeline;
 pub mod placeholder;
 pub mod record;
+pub mod scrub;
 pub mod session;
 pub mod sigv4;
 pub mod transparent;

@@ -9,7 +9,8 @@
 //! 3. [`decide`]: policy: block, hold for approval, rate-limit, or allow.
 //!    Blocked requests never touch the vault.
 //! 4. inject ([`super::inject`]): resolve placeholders, add credentials.
-//! 5. [`forward`]: send upstream, stream the answer back.
+//! 5. [`forward`]: send upstream, stream the answer back, its head first
+//!    scrubbed of every injected value ([`super::scrub`]).
 //! 6. audit ([`super::record`]): always, through the guard created first.
 //!
 //! Errors from any phase go through one funnel ([`ProxyError`]) that picks
@@ -154,14 +155,27 @@ async fn run_phases(
         })?;
     audit.secrets(injected.secrets);
 
-    forward(
+    let mut forwarded = forward(
         gw,
         session,
         Request::from_parts(parts, body),
         upgrade,
         audit,
     )
-    .await
+    .await?;
+    // What was injected never comes back in the response head; the
+    // plaintexts are zeroized when `injected.scrub` drops, here.
+    injected.scrub.response_head(forwarded.headers_mut());
+    Ok(forwarded)
+}
+
+impl Forwarded {
+    fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        match self {
+            Forwarded::Stream(resp) => resp.headers_mut(),
+            Forwarded::Upgrade { response, .. } => response.headers_mut(),
+        }
+    }
 }
 
 /// Phase 1: the session's agent, as the current snapshot knows it.

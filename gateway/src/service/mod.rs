@@ -24,7 +24,7 @@ use crate::policy::{HostPattern, PathGlob};
 use crate::snapshot::SnapshotHandle;
 use crate::store::agents::NewAgent;
 use crate::store::audit::AuditFilter;
-use crate::store::secrets::{NewSecret, SecretRecord};
+use crate::store::secrets::{self, NewSecret};
 use crate::store::{Store, StoreError};
 use crate::token::Token;
 use crate::vault::{Sealed, Vault, VaultError};
@@ -164,9 +164,10 @@ impl Service {
             .map_err(|e| ServiceError::invalid("injection", e))?;
         check_value(&req.injection, &req.value)?;
         let id = Uuid::new_v4();
-        let sealed = self
-            .vault
-            .seal(&SecretRecord::aad(&id), req.value.expose().as_bytes())?;
+        let sealed = self.vault.seal(
+            &secrets::aad(&id, &name, &host, &path, &req.injection),
+            req.value.expose().as_bytes(),
+        )?;
         self.store
             .insert_secret(NewSecret {
                 id,
@@ -191,10 +192,8 @@ impl Service {
         let current = self.store.get_secret(&name).await?;
         check_value(&current.injection, &req.value)?;
         self.store
-            .rotate_secret(&name, |id| -> Result<(Sealed, String), ServiceError> {
-                let sealed = self
-                    .vault
-                    .seal(&SecretRecord::aad(id), req.value.expose().as_bytes())?;
+            .rotate_secret(&name, |aad| -> Result<(Sealed, String), ServiceError> {
+                let sealed = self.vault.seal(aad, req.value.expose().as_bytes())?;
                 Ok((sealed, self.vault.key_id().to_owned()))
             })
             .await?;

@@ -1,6 +1,35 @@
 //! Secrets: metadata in the clear, the value sealed by the vault.
+//!
+//! # What a sealed value is bound to
+//!
+//! A value is sealed (AES-256-GCM) with associated data that binds it to
+//! everything that says where it may be sent: the row's id, the secret's
+//! name, host pattern, path glob and injection (see [`aad`]). A database
+//! writer without the master key who points a row at another host, path,
+//! header or query parameter (or renames it, or copies a ciphertext onto
+//! another row) gets a row that no longer opens: the gateway refuses every
+//! request that would use it (fail closed, logged, never injected).
+//!
+//! Rows written before this binding (`seal_format` 1) were sealed with the
+//! id alone. [`Store::upgrade_secret_seals`] re-seals them under the bound
+//! data once, at start-up, before any request is served; after that only
+//! the bound data opens a row: the request path refuses a format-1 row
+//! outright ([`OpenError::NotUpgraded`]) and never tries the id alone.
+//! Why this is safe: a writer who flips a re-sealed row back to format 1
+//! gains nothing: the upgrade opens format-1 rows with the id alone, which
+//! fails for a value sealed with the bound data, so the row is reported
+//! (error in the log) and stays unusable; it cannot be re-blessed with a
+//! new host. What remains is a ciphertext from before the upgrade (an old
+//! backup of this row) written back with format 1 and another host: the
+//! next start would re-seal it for that host. Rotating a secret after the
+//! upgrade retires its old ciphertext for good (a restored copy then
+//! carries the old value, which the operator has replaced).
+//!
+//! Rotation re-seals under the row's current binding; any future edit of
+//! a secret's host, path or injection must re-seal likewise.
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
@@ -8,10 +37,9 @@ use uuid::Uuid;
 use super::{Change, Loaded, Store, StoreError, commit_change};
 use crate::model::{Injection, SecretName};
 use crate::policy::{HostPattern, PathGlob};
-use crate::vault::Sealed;
+use crate::vault::{Plaintext, Sealed, Vault};
 
-/// A secret as stored. `sealed` opens only with the secret's id as
-/// associated data (see [`SecretRecord::aad`]).
+/// A secret as stored. `sealed` opens only with [`SecretRecord::aad`].
 #[derive(Debug, Clone)]
 pub struct SecretRecord {
     pub id: Uuid,
@@ -20,21 +48,126 @@ pub struct SecretRecord {
     pub path: PathGlob,
     pub injection: Injection,
     pub sealed: Sealed,
+    /// Which associated data `sealed` was made with.
+    pub seal_format: SealFormat,
     pub key_id: String,
     pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// The `seal_format` column: which associated data a row is sealed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealFormat {
+    /// 1: the row id only, as before the binding. Opened only by the
+    /// start-up upgrade.
+    IdOnly,
+    /// 2: the id, name, host pattern, path glob and injection ([`aad`]).
+    Bound,
+}
+
+impl SealFormat {
+    fn column(self) -> i16 {
+        match self {
+            SealFormat::IdOnly => 1,
+            SealFormat::Bound => 2,
+        }
+    }
+
+    fn from_column(v: i16) -> Result<Self, String> {
+        match v {
+            1 => Ok(SealFormat::IdOnly),
+            2 => Ok(SealFormat::Bound),
+            other => Err(format!("unknown seal_format {other}")),
+        }
+    }
+}
+
+/// Why a secret's value cannot be had. Never carries the value.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "it is still sealed in the old format bound to its id only, and the upgrade at start-up \
+         could not re-seal it (see the daemon's log)"
+    )]
+    NotUpgraded,
+    #[error(
+        "its value does not open with its stored name, host, path and injection: the row was \
+         changed outside Airlock or sealed under another master key. Check it with `airlock \
+         secret list`; if it is right, `airlock secret rotate` it, otherwise `airlock secret rm` it"
+    )]
+    Mismatch,
+}
+
+/// Length of the associated data of a bound seal.
+pub const AAD_LEN: usize = 32;
+const AAD_LABEL: &[u8] = b"airlock:secret:v2\0";
+
+/// The associated data a secret's value is sealed with: SHA-256 over a
+/// label, the id and every field that says where the value may go, each
+/// followed by its length (so no two different rows share it). Fields are
+/// hashed as the gateway parsed them, so an equivalent spelling in the
+/// database (`API.x.com` for `api.x.com`) still opens.
+pub fn aad(
+    id: &Uuid,
+    name: &SecretName,
+    host: &HostPattern,
+    path: &PathGlob,
+    injection: &Injection,
+) -> [u8; AAD_LEN] {
+    use std::fmt::Write as _;
+    struct Field<'h>(&'h mut Sha256, u64);
+    impl std::fmt::Write for Field<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.update(s.as_bytes());
+            self.1 += s.len() as u64;
+            Ok(())
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(AAD_LABEL);
+    h.update(id.as_bytes());
+    let (kind, a, b) = match injection {
+        Injection::Header { name, template } => ("header", name.as_str(), template.as_str()),
+        Injection::Query { param } => ("query", param.as_str(), ""),
+        Injection::AwsSigv4 { region, service } => ("aws_sigv4", region.as_str(), service.as_str()),
+    };
+    let fields: [&dyn std::fmt::Display; 6] = [name, host, &path.as_str(), &kind, &a, &b];
+    for field in fields {
+        let mut w = Field(&mut h, 0);
+        // Writing into a hasher cannot fail.
+        let _ = write!(w, "{field}");
+        let len = w.1;
+        h.update(len.to_be_bytes());
+    }
+    h.finalize().into()
+}
+
 impl SecretRecord {
-    /// The associated data a secret's value is sealed with: its id.
-    pub fn aad(id: &Uuid) -> [u8; 16] {
-        *id.as_bytes()
+    /// The associated data this row's value must be sealed with.
+    pub fn aad(&self) -> [u8; AAD_LEN] {
+        aad(
+            &self.id,
+            &self.name,
+            &self.host,
+            &self.path,
+            &self.injection,
+        )
+    }
+
+    /// Opens the value, only with the bound associated data.
+    pub fn open(&self, vault: &Vault) -> Result<Plaintext, OpenError> {
+        match self.seal_format {
+            SealFormat::IdOnly => Err(OpenError::NotUpgraded),
+            SealFormat::Bound => vault
+                .open(&self.aad(), &self.sealed)
+                .map_err(|_| OpenError::Mismatch),
+        }
     }
 }
 
 /// What it takes to create a secret; the caller seals the value with
-/// `SecretRecord::aad(&id)`.
+/// [`aad`] over the same fields.
 #[derive(Debug)]
 pub struct NewSecret<'a> {
     pub id: Uuid,
@@ -77,7 +210,8 @@ fn injection_from_columns(
 
 const SELECT_SECRETS: &str = "
     SELECT id, name, host_pattern, path_glob, injection_kind, injection_target,
-           header_template, ciphertext, nonce, key_id, version, created_at, updated_at
+           header_template, ciphertext, nonce, seal_format, key_id, version, created_at,
+           updated_at
     FROM secrets";
 
 fn secret_from_row(row: &PgRow) -> Result<SecretRecord, StoreError> {
@@ -100,6 +234,7 @@ fn secret_from_row(row: &PgRow) -> Result<SecretRecord, StoreError> {
     .map_err(corrupt)?;
     let sealed = Sealed::from_parts(row.try_get("nonce")?, row.try_get("ciphertext")?)
         .map_err(|e| corrupt(e.to_string()))?;
+    let seal_format = SealFormat::from_column(row.try_get("seal_format")?).map_err(corrupt)?;
     Ok(SecretRecord {
         id,
         name,
@@ -107,6 +242,7 @@ fn secret_from_row(row: &PgRow) -> Result<SecretRecord, StoreError> {
         path,
         injection,
         sealed,
+        seal_format,
         key_id: row.try_get("key_id")?,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
@@ -143,8 +279,9 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO secrets (id, name, host_pattern, path_glob, injection_kind,
-                                  injection_target, header_template, ciphertext, nonce, key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                  injection_target, header_template, ciphertext, nonce, key_id,
+                                  seal_format)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(new.id)
         .bind(new.name.as_str())
@@ -156,6 +293,7 @@ impl Store {
         .bind(&new.sealed.ciphertext)
         .bind(new.sealed.nonce.as_slice())
         .bind(new.key_id)
+        .bind(SealFormat::Bound.column())
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_as(e, || format!("secret {}", new.name)))?;
@@ -179,15 +317,16 @@ impl Store {
     }
 
     /// Replaces a secret's value, keeping its name, id and grants. `seal`
-    /// is given the secret's id (the associated data) and returns the new
-    /// sealed value and key id. Returns the new version.
+    /// is given the associated data of the row as it is now (see [`aad`])
+    /// and returns the new sealed value and key id. Returns the new version.
     pub async fn rotate_secret<F, E>(&self, name: &SecretName, seal: F) -> Result<i32, E>
     where
-        F: FnOnce(&Uuid) -> Result<(Sealed, String), E>,
+        F: FnOnce(&[u8]) -> Result<(Sealed, String), E>,
         E: From<StoreError>,
     {
         let mut tx = self.pool().begin().await.map_err(StoreError::from)?;
-        let id: Uuid = sqlx::query_scalar("SELECT id FROM secrets WHERE name = $1 FOR UPDATE")
+        let sql = format!("{SELECT_SECRETS} WHERE name = $1 FOR UPDATE");
+        let row = sqlx::query(&sql)
             .bind(name.as_str())
             .fetch_optional(&mut *tx)
             .await
@@ -195,16 +334,18 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound {
                 what: format!("secret {name}"),
             })?;
-        let (sealed, key_id) = seal(&id)?;
+        let current = secret_from_row(&row)?;
+        let (sealed, key_id) = seal(&current.aad())?;
         let version: i32 = sqlx::query_scalar(
-            "UPDATE secrets SET ciphertext = $2, nonce = $3, key_id = $4,
+            "UPDATE secrets SET ciphertext = $2, nonce = $3, key_id = $4, seal_format = $5,
                     version = version + 1, updated_at = now()
              WHERE id = $1 RETURNING version",
         )
-        .bind(id)
+        .bind(current.id)
         .bind(&sealed.ciphertext)
         .bind(sealed.nonce.as_slice())
         .bind(&key_id)
+        .bind(SealFormat::Bound.column())
         .fetch_one(&mut *tx)
         .await
         .map_err(StoreError::from)?;
@@ -219,6 +360,83 @@ impl Store {
         )
         .await?;
         Ok(version)
+    }
+
+    /// Re-seals every row still sealed with its id only under its bound
+    /// associated data (see the module doc). Runs at start-up, before
+    /// anything is served. A row that does not open with its id alone
+    /// (tampered with, or a re-sealed row flipped back to the old format)
+    /// is reported in the log and left as it is: unusable. Returns the
+    /// names re-sealed.
+    pub async fn upgrade_secret_seals(&self, vault: &Vault) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let sql = format!("{SELECT_SECRETS} WHERE seal_format = $1 ORDER BY name FOR UPDATE");
+        let rows = sqlx::query(&sql)
+            .bind(SealFormat::IdOnly.column())
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut resealed = Vec::new();
+        for row in &rows {
+            let secret = match secret_from_row(row) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "a secret row cannot be read, so it cannot be re-sealed");
+                    continue;
+                }
+            };
+            let Ok(plain) = vault.open(secret.id.as_bytes(), &secret.sealed) else {
+                tracing::error!(
+                    secret = %secret.name,
+                    "secret {} is marked as sealed in the old format but does not open as one: \
+                     the row was changed outside Airlock. It stays unusable; check it with \
+                     `airlock secret list` and rotate or remove it",
+                    secret.name
+                );
+                continue;
+            };
+            let sealed =
+                vault
+                    .seal(&secret.aad(), plain.expose())
+                    .map_err(|e| StoreError::Corrupt {
+                        table: "secrets",
+                        id: secret.id.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            sqlx::query(
+                "UPDATE secrets SET ciphertext = $2, nonce = $3, key_id = $4, seal_format = $5
+                 WHERE id = $1",
+            )
+            .bind(secret.id)
+            .bind(&sealed.ciphertext)
+            .bind(sealed.nonce.as_slice())
+            .bind(vault.key_id())
+            .bind(SealFormat::Bound.column())
+            .execute(&mut *tx)
+            .await?;
+            resealed.push(secret.name.to_string());
+        }
+        if resealed.is_empty() {
+            tx.commit().await?;
+            return Ok(resealed);
+        }
+        commit_change(
+            tx,
+            Change {
+                agent: None,
+                action: "secret.reseal",
+                detail: &format!(
+                    "re-sealed bound to host, path and injection: {}",
+                    resealed.join(", ")
+                ),
+                what: "secrets",
+            },
+        )
+        .await?;
+        tracing::info!(
+            secrets = %resealed.join(", "),
+            "secrets re-sealed with their host, path and injection bound in"
+        );
+        Ok(resealed)
     }
 
     pub async fn delete_secret(&self, name: &SecretName) -> Result<(), StoreError> {

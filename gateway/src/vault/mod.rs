@@ -1,7 +1,9 @@
 //! The vault: AES-256-GCM sealing of secret values under one master key.
 //!
-//! Each value is sealed with a fresh random 96-bit nonce and the secret's id
-//! as associated data, so a ciphertext copied onto another row fails to open.
+//! Each value is sealed with a fresh random 96-bit nonce and associated data
+//! chosen by the caller: for a secret, its id, name, host pattern, path glob
+//! and injection (`store::secrets::aad`), so a ciphertext copied onto another
+//! row, or a row pointed at another host, fails to open.
 //! Plaintext only ever lives in [`Plaintext`], which zeroizes on drop and
 //! never prints. The master key comes from `SECRET_ENCRYPTION_KEY` or from a
 //! key file generated on first start (see [`key`]); a stored check value

@@ -1,0 +1,279 @@
+//! Response-head scrubbing: a value injected into a request never comes
+//! back to the agent in the response's headers.
+//!
+//! An upstream can hand an injected key straight back: a query-preserving
+//! redirect puts the query (with its `key=`) into `Location`, and many APIs
+//! reflect request headers (request ids, CORS, debugging echoes). So every
+//! value injected into the request is looked for in every response header
+//! value (and name) before the head goes to the agent, and each occurrence
+//! is replaced by the secret's placeholder `airlock:NAME`. A redirect-
+//! following client then re-sends the placeholder, which the gateway judges
+//! again like any other (it resolves only where its secret goes).
+//!
+//! What counts as an occurrence: the value in any spelling a server is
+//! likely to produce from it: raw, or with any of its bytes percent-encoded
+//! (`%2F` or `%2f`), or `+` for a space (form encoding), mixed freely. A
+//! header template's filled value (`Bearer sk-...`) holds the raw value, so
+//! it is covered by it. For an AWS SigV4 secret only the access key id goes
+//! on the wire (the secret key only as an HMAC): that id is scrubbed.
+//! Not covered: other encodings (base64, JSON escapes, double percent-
+//! encoding), and response bodies and trailers, which stream through
+//! untouched (scrubbing bodies is the credentials issue's work, not this
+//! module's: a body is never buffered).
+//!
+//! The plaintexts are the very buffers the vault opened for the request
+//! (zeroized on drop); a [`Scrubber`] lives only until the response head is
+//! handed on. Cost: with no secret injected, nothing; otherwise one pass
+//! over the header bytes that skips to the next byte a match could start
+//! with (an injected value's first byte, `%`, or `+` for a leading space),
+//! so a head without a match costs a table look-up per header byte and a
+//! few comparisons per candidate byte.
+
+use std::ops::Range;
+
+use bytes::BytesMut;
+use http::HeaderMap;
+use http::header::HeaderValue;
+
+use super::placeholder::PREFIX;
+use crate::model::SecretName;
+use crate::vault::Plaintext;
+
+/// The values injected into one request, to take out of its response head.
+#[derive(Debug)]
+pub struct Scrubber<'s> {
+    needles: Vec<Needle<'s>>,
+    /// The bytes a match can start with, for any needle: its first byte,
+    /// `%`, and `+` when it starts with a space. The scan skips to the next
+    /// such byte, so a head without a match costs one table look-up per byte.
+    starts: [bool; 256],
+}
+
+impl Default for Scrubber<'_> {
+    fn default() -> Self {
+        Scrubber {
+            needles: Vec::new(),
+            starts: [false; 256],
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Needle<'s> {
+    name: &'s SecretName,
+    plain: Plaintext,
+    /// The part of `plain` that went into the request.
+    sent: Range<usize>,
+}
+
+impl Needle<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.plain
+            .expose()
+            .get(self.sent.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl<'s> Scrubber<'s> {
+    /// Remembers that `plain[sent]` went into the request for secret `name`.
+    pub(super) fn add(&mut self, name: &'s SecretName, plain: Plaintext, sent: Range<usize>) {
+        let needle = Needle { name, plain, sent };
+        // An empty value would match everywhere; the vault never holds one.
+        let Some(&first) = needle.bytes().first() else {
+            return;
+        };
+        self.starts[usize::from(first)] = true;
+        self.starts[usize::from(b'%')] = true;
+        if first == b' ' {
+            self.starts[usize::from(b'+')] = true;
+        }
+        self.needles.push(needle);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// Replaces every injected value in `headers` by its placeholder, and
+    /// drops any header whose name holds one. Returns how many headers
+    /// were changed.
+    pub fn response_head(&self, headers: &mut HeaderMap) -> usize {
+        if self.needles.is_empty() {
+            return 0;
+        }
+        let mut changed = 0;
+        let named: Vec<_> = headers
+            .keys()
+            .filter(|n| {
+                self.needles
+                    .iter()
+                    .any(|s| contains_ignore_case(n.as_str().as_bytes(), s.bytes()))
+            })
+            .cloned()
+            .collect();
+        for name in named {
+            headers.remove(&name);
+            changed += 1;
+        }
+        for value in headers.values_mut() {
+            if let Some(clean) = self.value(value.as_bytes()) {
+                *value = clean;
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// `value` with every injected value replaced, or `None` if it holds none.
+    fn value(&self, value: &[u8]) -> Option<HeaderValue> {
+        let mut out: Option<BytesMut> = None;
+        let mut copied = 0;
+        let mut at = 0;
+        while let Some(skip) = value
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|&b| self.starts[usize::from(b)]))
+        {
+            at += skip;
+            let hit = self
+                .needles
+                .iter()
+                .find_map(|s| spelled_at(value, at, s.bytes()).map(|len| (s, len)));
+            let Some((needle, len)) = hit else {
+                at += 1;
+                continue;
+            };
+            let buf = out.get_or_insert_with(|| BytesMut::with_capacity(value.len()));
+            buf.extend_from_slice(&value[copied..at]);
+            buf.extend_from_slice(PREFIX.as_bytes());
+            buf.extend_from_slice(needle.name.as_str().as_bytes());
+            at += len;
+            copied = at;
+        }
+        let mut buf = out?;
+        buf.extend_from_slice(&value[copied..]);
+        // The placeholder is plain ASCII, so this only fails if the input
+        // was not a valid value to begin with; then leave nothing of it.
+        Some(
+            HeaderValue::from_maybe_shared(buf.freeze())
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+        )
+    }
+}
+
+/// The length of a spelling of `needle` that starts at `hay[at]`: each of
+/// its bytes as itself, as `%XX` in either case, or `+` for a space.
+fn spelled_at(hay: &[u8], at: usize, needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let h = *hay.get(at)?;
+    // Another needle's start byte: this one cannot start here.
+    if h != first && h != b'%' && !(h == b'+' && first == b' ') {
+        return None;
+    }
+    // Raw first: a value with a literal `%XX` in it matches itself.
+    if hay.get(at..at + needle.len()) == Some(needle) {
+        return Some(needle.len());
+    }
+    let mut i = at;
+    for &b in needle {
+        let h = *hay.get(i)?;
+        if h == b'%'
+            && let Some(decoded) = hay.get(i + 1..i + 3).and_then(hex_pair)
+            && decoded == b
+        {
+            i += 3;
+        } else if h == b || (h == b'+' && b == b' ') {
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(i - at)
+}
+
+fn hex_pair(pair: &[u8]) -> Option<u8> {
+    let digit = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    Some(digit(*pair.first()?)? << 4 | digit(*pair.get(1)?)?)
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> SecretName {
+        SecretName::parse(n).unwrap()
+    }
+
+    fn scrubbed(value: &str, secrets: &[(&SecretName, &str)]) -> String {
+        let mut s = Scrubber::default();
+        for (name, v) in secrets {
+            s.add(name, Plaintext::new(v.as_bytes().to_vec()), 0..v.len());
+        }
+        let mut h = HeaderMap::new();
+        h.insert("location", HeaderValue::from_str(value).unwrap());
+        s.response_head(&mut h);
+        h["location"].to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn every_spelling_of_the_value_is_replaced() {
+        let q = name("q");
+        let v = "k y/+=Z";
+        for spelling in [
+            "k y/+=Z",
+            "k%20y%2F%2B%3DZ",
+            "k%20y%2f%2b%3dZ",
+            "k+y%2F%2B%3DZ",
+            "%6B%20%79/+%3dZ",
+        ] {
+            let out = scrubbed(&format!("/a?x=1&key={spelling}&b=2"), &[(&q, v)]);
+            assert_eq!(out, "/a?x=1&key=airlock:q&b=2", "{spelling}");
+        }
+    }
+
+    #[test]
+    fn several_values_and_occurrences() {
+        let (a, b) = (name("a"), name("b"));
+        let out = scrubbed("AAA-1 x BBB-2 y AAA-1", &[(&a, "AAA-1"), (&b, "BBB-2")]);
+        assert_eq!(out, "airlock:a x airlock:b y airlock:a");
+        assert_eq!(scrubbed("AAA-", &[(&a, "AAA-1")]), "AAA-");
+        assert_eq!(scrubbed("100%25 done", &[(&a, "%25")]), "100airlock:a done");
+    }
+
+    #[test]
+    fn names_holding_a_value_are_dropped_and_clean_heads_untouched() {
+        let a = name("a");
+        let mut s = Scrubber::default();
+        s.add(&a, Plaintext::new(b"Sk-Live1".to_vec()), 0..8);
+        let mut h = HeaderMap::new();
+        h.insert("x-sk-live1", HeaderValue::from_static("1"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        h.insert("x-request-id", HeaderValue::from_static("%%%+ 12"));
+        assert_eq!(s.response_head(&mut h), 1);
+        assert!(!h.contains_key("x-sk-live1"));
+        assert_eq!(h["content-type"], "text/plain");
+        assert_eq!(h["x-request-id"], "%%%+ 12");
+        // Only the range that was sent counts (SigV4: the access key id).
+        let mut s = Scrubber::default();
+        s.add(&a, Plaintext::new(b"AKID:SECRET".to_vec()), 0..4);
+        let mut h = HeaderMap::new();
+        h.insert("x-echo", HeaderValue::from_static("Credential=AKID/2026"));
+        s.response_head(&mut h);
+        assert_eq!(h["x-echo"], "Credential=airlock:a/2026");
+    }
+
+    #[test]
+    fn never_panics_on_odd_values() {
+        let a = name("a");
+        for v in ["%", "%5", "%zz", "+", "", "%%51"] {
+            let _ = scrubbed(v, &[(&a, "Q")]);
+            let _ = scrubbed(v, &[(&a, "%")]);
+        }
+        assert_eq!(scrubbed("%%51", &[(&a, "Q")]), "%airlock:a");
+    }
+}
