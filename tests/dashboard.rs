@@ -23,9 +23,17 @@ fn screenshot_dir() -> PathBuf {
 }
 
 /// The dashboard of one daemon, spoken to with curl and a cookie jar.
+///
+/// A session's pages live under its path key (`/s/KEY/agents`); once
+/// logged in, [`Web::get`] and [`Web::post_form`] put `/agents` there, as
+/// the browser's `<base>` does. Login, static files and the API keep
+/// their own paths.
 struct Web {
     base: String,
     jar: tempfile::TempDir,
+    /// `/s/KEY` of the last session this jar was given (kept after logout,
+    /// so the old address can be shown to be dead).
+    home: std::sync::Mutex<String>,
 }
 
 /// One HTTP answer.
@@ -51,6 +59,34 @@ impl Web {
         Web {
             base: format!("http://{addr}"),
             jar: tempfile::tempdir().expect("cookie jar dir"),
+            home: Default::default(),
+        }
+    }
+
+    /// The address of `path`: under the session's path key for pages.
+    fn url(&self, path: &str) -> String {
+        let own = ["/login", "/static/", "/api/", "/s/"];
+        if own.iter().any(|p| path.starts_with(p)) {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{}{path}", self.base, self.home())
+        }
+    }
+
+    fn home(&self) -> String {
+        self.home.lock().expect("home").clone()
+    }
+
+    /// Learns the session's path key from the jar: the session cookie's
+    /// `Path` is `/s/KEY/`.
+    fn learn_home(&self) {
+        let jar = std::fs::read_to_string(self.jar.path().join("cookies")).unwrap_or_default();
+        let path = jar.lines().find_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 7 && f[5] == "airlock_session" && !f[6].is_empty()).then(|| f[2])
+        });
+        if let Some(p) = path {
+            *self.home.lock().expect("home") = p.trim_end_matches('/').to_owned();
         }
     }
 
@@ -64,6 +100,7 @@ impl Web {
             .env_clear()
             .env("PATH", "/usr/bin:/bin");
         let out = run(&mut cmd, None, HTTP_TIMEOUT);
+        self.learn_home();
         let (body, code) = out
             .stdout
             .rsplit_once('\n')
@@ -75,7 +112,7 @@ impl Web {
     }
 
     fn get(&self, path: &str) -> Answer {
-        self.curl(&[&format!("{}{path}", self.base)])
+        self.curl(&[&self.url(path)])
     }
 
     /// A form POST with these fields (URL-encoded by curl).
@@ -86,7 +123,7 @@ impl Web {
             args.push("--data-urlencode");
             args.push(f.as_str());
         }
-        let url = format!("{}{path}", self.base);
+        let url = self.url(path);
         args.push(&url);
         self.curl(&args)
     }
@@ -106,6 +143,7 @@ impl Web {
         Web {
             base: self.base.clone(),
             jar: tempfile::tempdir().expect("jar"),
+            home: Default::default(),
         }
         .curl(&args)
     }
@@ -137,19 +175,28 @@ impl Web {
     }
 }
 
-/// The password the daemon printed at first start.
+/// The password the daemon generated at first start, from its 0600 file
+/// (the log only names the file).
 fn first_password(daemon: &Daemon) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let file = daemon.data_dir().join("dashboard-password");
     let log = daemon.log();
-    let marker = "generated the admin password ";
-    let at = log
-        .find(marker)
-        .unwrap_or_else(|| panic!("no password in the log: {log}"))
-        + marker.len();
-    log[at..]
-        .split_whitespace()
-        .next()
-        .expect("the password")
-        .to_owned()
+    assert!(
+        log.contains(&format!("it is in {}", file.display())),
+        "the log names the password file: {log}"
+    );
+    let mode = std::fs::metadata(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{} is root only", file.display());
+    let password = std::fs::read_to_string(&file)
+        .expect("the password file")
+        .trim_end()
+        .to_owned();
+    assert!(password.len() >= 20, "a generated password: {password:?}");
+    assert!(!log.contains(&password), "the log holds no password: {log}");
+    password
 }
 
 fn set_password(daemon: &Daemon, password: &str) {
@@ -177,18 +224,30 @@ fn first_start_password_login_and_rate_limit() {
     // Pages need a session.
     let home = web.get("/");
     assert_eq!(home.code, 303, "{home:?}");
-    // The generated password works once printed; it is printed only once.
+    // The generated password is in its file (0600, never in the log),
+    // and works; `airlock status` says where it is.
     let generated = first_password(&daemon);
     web.login_ok(&generated);
     assert_eq!(
         daemon.log().matches("generated the admin password").count(),
         1
     );
+    let status = daemon.cli_ok(&["status"]);
+    assert!(
+        status.contains("first-start dashboard password is in")
+            && status.contains("dashboard-password"),
+        "{status}"
+    );
     // set-password replaces it; the old one stops working.
     daemon
         .cli_stdin(&["admin", "set-password"], "short")
         .fails_with(&["10"]);
     set_password(&daemon, PASSWORD);
+    assert!(
+        !daemon.data_dir().join("dashboard-password").exists(),
+        "set-password removes the first-start password's file"
+    );
+    assert!(!daemon.cli_ok(&["status"]).contains("first-start"));
     let other = Web::of(&daemon);
     assert_eq!(other.login(&generated).code, 401);
     other.login_ok(PASSWORD);
@@ -545,7 +604,11 @@ fn forms_need_csrf_and_bad_input_rerenders() {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-b"])
         .arg(&jar)
-        .args(["-X", "DELETE", &format!("{}/api/v1/secrets/x", web.base)]);
+        .args([
+            "-X",
+            "DELETE",
+            &format!("{}{}/api/v1/secrets/x", web.base, web.home()),
+        ]);
     assert_eq!(run(&mut cmd, None, HTTP_TIMEOUT).stdout, "403");
     assert_eq!(daemon.state(), before);
 
@@ -579,12 +642,12 @@ fn forms_need_csrf_and_bad_input_rerenders() {
     // plain refresh link for browsers without JavaScript.
     let approvals = web.get("/approvals");
     assert!(
-        approvals.body.contains("data-live=\"/approvals/events\"")
-            && approvals.body.contains("href=\"/approvals\""),
+        approvals.body.contains("data-live=\"approvals/events\"")
+            && approvals.body.contains("href=\"approvals\""),
         "{}",
         approvals.body
     );
-    let events = format!("{}/approvals/events", web.base);
+    let events = web.url("/approvals/events");
     let stream = web.curl(&["-N", "--max-time", "2", &events]);
     assert_eq!(stream.code, 200, "{stream:?}");
     assert!(
@@ -601,7 +664,7 @@ fn forms_need_csrf_and_bad_input_rerenders() {
     assert_eq!(added.code, 303, "{added:?}");
     let rules = web.get("/rules").body;
     let id: String = rules
-        .split("/rules/")
+        .split("rules/")
         .filter_map(|s| s.split_once("/edit").map(|(id, _)| id))
         .find(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
         .expect("an edit link")
@@ -623,7 +686,7 @@ fn forms_need_csrf_and_bad_input_rerenders() {
     assert_eq!(bad.code, 400, "{bad:?}");
     assert!(bad.body.contains("field-error") && bad.body.contains("value=\"/typed/**\""));
     assert!(
-        bad.body.contains(&format!("action=\"/rules/{id}/edit\"")),
+        bad.body.contains(&format!("action=\"rules/{id}/edit\"")),
         "still the edit form"
     );
     let saved = web.post_form(
@@ -772,6 +835,10 @@ async fn operator_flow_in_a_real_browser() {
         .await
         .expect("the overview");
     pages_seen.push(c.source().await.expect("html"));
+    // From here on, pages are under the session's address (`/s/KEY/`).
+    let home = c.current_url().await.expect("the overview's address");
+    assert!(home.path().starts_with("/s/"), "{home}");
+    let base = home.as_str().trim_end_matches('/').to_owned();
 
     // Add a secret.
     let host = format!("api.test.local:{}", up.port());
@@ -886,7 +953,7 @@ async fn operator_flow_in_a_real_browser() {
     let queue = c.find(Locator::Id("queue")).await.expect("the queue");
     assert_eq!(
         queue.attr("data-live").await.expect("attr").as_deref(),
-        Some("/approvals/events")
+        Some("approvals/events")
     );
     let mut held = proxy_curl(&daemon, "bot", &token);
     held.args(["-X", "POST", "-d", "{}", &up.url("/echo/act")])

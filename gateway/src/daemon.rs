@@ -234,7 +234,7 @@ async fn run(
         proxy_addr: proxy_addr.to_string(),
         dashboard_addr: Some(dashboard_addr.to_string()),
     };
-    crate::dashboard::announce_first_password(&service, dashboard_addr).await?;
+    crate::dashboard::announce_first_password(&service, data.root(), dashboard_addr).await?;
     let dashboard_app = crate::dashboard::router(
         service.clone(),
         status.clone(),

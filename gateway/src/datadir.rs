@@ -5,6 +5,7 @@
 //!   airlock.lock         flock held by the running daemon; holds its pid
 //!   admin.sock           the admin API, 0600 (root only)
 //!   master.key           the master key when not given in the environment, 0600
+//!   dashboard-password   the generated first-start admin password, 0600, until set-password
 //!   postgres/            the embedded PostgreSQL (data/, run/, postgres.log)
 //! ```
 

@@ -43,6 +43,14 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// Like [`Browser::start`], with extra Chromium switches (e.g.
+    /// `--ignore-certificate-errors`, for a page served with a certificate
+    /// the browser does not trust, as an operator clicking through the
+    /// warning would).
+    pub async fn start_with(extra_args: &[&str]) -> Browser {
         let port = free_port();
         let profile = tempfile::Builder::new()
             .prefix("airlock-chromium-")
@@ -68,25 +76,29 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let mut caps = serde_json::Map::new();
+        let mut args = serde_json::json!([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,1000",
+            "--hide-scrollbars",
+            format!(
+                "--user-data-dir={}",
+                profile.path().join("profile").display()
+            ),
+        ]);
+        if let Some(list) = args.as_array_mut() {
+            list.extend(extra_args.iter().map(|a| serde_json::json!(a)));
+        }
         caps.insert(
             "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--disable-dev-shm-usage",
-                    "--window-size=1400,1000",
-                    "--hide-scrollbars",
-                    format!("--user-data-dir={}", profile.path().join("profile").display()),
-                ],
-            }),
+            serde_json::json!({ "binary": CHROMIUM, "args": args }),
         );
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)

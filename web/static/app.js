@@ -1,8 +1,9 @@
 // Airlock dashboard: the only script. No framework and no build step.
-// 1. Elements with data-refresh="/url" are re-fetched every data-every ms
+// Every URL here is relative: the page's <base> is the session's address.
+// 1. Elements with data-refresh="url" are re-fetched every data-every ms
 //    (server-rendered, escaped HTML fragments) so the overview's counts
 //    stay live. A session that ended sends the page to the login.
-// 2. Elements with data-live="/url" show what that event stream sends
+// 2. Elements with data-live="url" show what that event stream sends
 //    (server-sent events, event "queue"): the approval queue changes the
 //    moment a request is held or decided, with no polling.
 // 3. Forms with data-confirm ask before they submit (deletes).

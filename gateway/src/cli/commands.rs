@@ -115,6 +115,17 @@ async fn admin(client: &AdminClient, cmd: AdminCommand) -> Result<()> {
                 .put_json("/api/v1/admin/password", &SetPassword { password })
                 .await?;
             eprintln!("dashboard password set");
+            // The first-start password no longer works: its file goes.
+            let data_dir = client
+                .socket()
+                .parent()
+                .unwrap_or(std::path::Path::new("/"));
+            if airlock::dashboard::first_password::remove(data_dir)? {
+                eprintln!(
+                    "removed {} (the first-start password)",
+                    airlock::dashboard::first_password::path(data_dir).display()
+                );
+            }
         }
         AdminCommand::Token(TokenCommand::Create { name }) => {
             let created: ApiTokenCreated = client
@@ -185,6 +196,14 @@ async fn status(client: &AdminClient, json: bool) -> Result<()> {
     println!("  CA          {}", s.ca_cert);
     if let Some(addr) = &s.dashboard_addr {
         println!("  dashboard   http://{addr}/");
+    }
+    let password_file = airlock::dashboard::first_password::path(std::path::Path::new(&s.data_dir));
+    if password_file.exists() {
+        println!(
+            "  password    the first-start dashboard password is in {} (root only); \
+             replace it with `airlock admin set-password`",
+            password_file.display()
+        );
     }
     println!(
         "  config      {} agents, {} secrets, {} rules (generation {})",

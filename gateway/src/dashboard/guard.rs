@@ -1,11 +1,13 @@
 //! The dashboard's middleware: who may do what.
 //!
-//! - Pages need a session cookie; without one, the browser goes to the
-//!   login page. Every state-changing page request (any method but GET and
+//! - Pages need a session: its cookie and, in the address, its path key
+//!   (see [`super::session`]); without both, the browser goes to the login
+//!   page. Every state-changing page request (any method but GET and
 //!   HEAD) must carry the session's CSRF token in its form, else 403.
 //! - `/api/v1` takes `Authorization: Bearer TOKEN` (an API token), or a
-//!   session cookie plus the CSRF token in `X-CSRF-Token` for anything but
-//!   GET and HEAD; else 401 with a JSON body that says how to authenticate.
+//!   session (under its path key, `/s/KEY/api/v1/...`) plus the CSRF token
+//!   in `X-CSRF-Token` for anything but GET and HEAD; else 401 with a JSON
+//!   body that says how to authenticate.
 //! - Every response gets headers that keep pages out of frames, caches and
 //!   other sites' scripts.
 
@@ -19,6 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::DashState;
 use super::render::error_page;
 use super::session::{SESSION_COOKIE, SessionCtx, cookie, same_token};
+use super::session_path::PathKey;
 use crate::service::types::ApiError;
 
 /// Largest form body read (secret values are at most 16 KiB).
@@ -31,9 +34,11 @@ fn is_safe(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-/// The session named by the request's cookie, if it is live.
+/// The session named by the request's cookie, if it is live and the
+/// address carried the path key issued with it.
 pub fn session_of(state: &DashState, req: &Request) -> Option<SessionCtx> {
-    cookie(req.headers(), SESSION_COOKIE).and_then(|c| state.sessions.get(c))
+    let path_key = req.extensions().get::<PathKey>().map(|k| k.0.as_str());
+    cookie(req.headers(), SESSION_COOKIE).and_then(|c| state.sessions.get(c, path_key))
 }
 
 /// Pages: a live session, and for state changes the CSRF token in the form.
@@ -159,7 +164,7 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         h,
         header::CONTENT_SECURITY_POLICY,
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+         form-action 'self'; frame-ancestors 'none'; base-uri 'self'",
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");

@@ -4,9 +4,11 @@
 //! Everything it changes goes through [`crate::service`], the one place
 //! that validates and writes; the pages are only another door to it.
 //!
-//! - [`session`]: who is logged in (in memory), the session and CSRF
-//!   tokens, and the cookies that carry them.
-//! - [`login_limit`]: failed logins per client address.
+//! - [`session`]: who is logged in (in memory), the session cookie, the
+//!   path key every page address carries with it, and the CSRF tokens.
+//! - [`session_path`]: takes the path key off the address before routing.
+//! - [`first_password`]: the 0600 file that holds the first-start password.
+//! - [`login_limit`]: failed logins per client network.
 //! - [`oidc`]: the optional OpenID Connect login.
 //! - [`guard`]: the middleware: security headers, "logged in?" and CSRF
 //!   for pages, bearer token (or session + CSRF header) for `/api/v1`.
@@ -15,20 +17,26 @@
 //! - [`pages`]: one module per page.
 //!
 //! Auth: one administrator. The password is set with `airlock admin
-//! set-password` or generated and logged once at first start
-//! ([`announce_first_password`]); it is kept as an argon2id hash.
-//! Optionally also OpenID Connect, for allowed e-mails or a domain. No TLS: the dashboard refuses a non-loopback
+//! set-password` or generated at first start and written to a 0600 file in
+//! the data directory, never to the log ([`announce_first_password`]); it
+//! is kept as an argon2id hash. Optionally also OpenID Connect, for allowed
+//! e-mails or a domain. No TLS: the dashboard refuses a non-loopback
 //! address unless told `--insecure-public` (for use behind a TLS proxy).
+//! Why no TLS, and how a session survives a page an agent serves on
+//! another loopback port: `docs/dashboard.md`.
 
 pub mod assets;
+pub mod first_password;
 pub mod guard;
 pub mod login_limit;
 pub mod oidc;
 pub mod pages;
 pub mod render;
 pub mod session;
+pub mod session_path;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -64,6 +72,15 @@ pub enum DashboardError {
     },
     #[error("cannot set up the dashboard password: {0}")]
     Password(#[from] ServiceError),
+    #[error(
+        "cannot write the first-start dashboard password to {path}: {source}; the generated \
+         password is not kept: start the daemon again and set one with `airlock admin \
+         set-password`"
+    )]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Oidc(#[from] oidc::OidcError),
 }
@@ -96,18 +113,23 @@ pub async fn bind(settings: &DashboardSettings) -> Result<TcpListener, Dashboard
         })
 }
 
-/// At first start there is no password: generate one and log it, once.
+/// At first start there is no password: generate one and write it to a
+/// 0600 file in the data directory. The log only says where it is: the
+/// journal is readable by the `adm` group, the file by root alone.
 pub async fn announce_first_password(
     service: &Service,
+    data_dir: &Path,
     addr: SocketAddr,
 ) -> Result<(), DashboardError> {
     if let Some(password) = service.ensure_admin_password().await? {
-        // Logged once, on purpose: the operator needs it to log in the
-        // first time. It is only a hash in the database from here on.
+        let path = first_password::write(data_dir, &password)
+            .map_err(|(path, source)| DashboardError::PasswordFile { path, source })?;
         tracing::warn!(
-            "dashboard http://{addr}/ : first start, generated the admin password {} \
-             (shown only now; change it with `airlock admin set-password`)",
-            password.expose()
+            file = %path.display(),
+            "dashboard http://{addr}/ : first start, generated the admin password; it is in \
+             {} (mode 0600, root only; `airlock status` shows where). Change it with \
+             `airlock admin set-password`, which removes the file",
+            path.display()
         );
     }
     Ok(())
@@ -137,13 +159,19 @@ pub fn router(
     let api = tcp_router(service, status).layer(from_fn_with_state(state.clone(), guard::api_auth));
     let protected =
         pages::protected().route_layer(from_fn_with_state(state.clone(), guard::require_session));
-    Ok(Router::new()
+    let routes = Router::new()
         .merge(pages::public())
         .merge(protected)
         .route("/static/{file}", get(assets::serve))
         .fallback(pages::not_found)
         .with_state(state)
-        .merge(api)
+        .merge(api);
+    // The path key comes off the address before the routes see it, so
+    // this layer wraps the whole router (a layer on it would run after
+    // routing).
+    Ok(Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn(session_path::strip))
         .layer(axum::middleware::from_fn(guard::security_headers)))
 }
 

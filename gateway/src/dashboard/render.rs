@@ -17,6 +17,9 @@ pub struct Chrome {
     /// Which navigation entry is highlighted.
     pub active: &'static str,
     pub csrf: String,
+    /// The session's address, `/s/KEY`: the page's `<base>`, so every
+    /// relative link stays inside the session.
+    pub base: String,
     pub flash: Option<Flash>,
     /// How agents' traffic reaches the gateway (from `airlock status`).
     pub mode: String,
@@ -28,6 +31,7 @@ impl Chrome {
         Chrome {
             active,
             csrf: session.csrf.clone(),
+            base: session.base.clone(),
             flash: state.sessions.take_flash(session),
             mode: short_mode(&state.status.mode),
             version: env!("CARGO_PKG_VERSION"),

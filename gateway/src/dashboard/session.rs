@@ -1,10 +1,27 @@
 //! Logged-in sessions, kept in the daemon's memory: a restart logs the
 //! operator out, and nothing about a session is ever in the database.
 //!
-//! The cookie holds 256 random bits; the table is keyed by their SHA-256 so
-//! a memory dump of the table alone cannot be replayed as a cookie. Each
-//! session has its own CSRF token, put in every form and checked on every
-//! state-changing request.
+//! A session is two secrets, and a request must carry both:
+//!
+//! - the **cookie** (`airlock_session`, 256 random bits). The table is
+//!   keyed by its SHA-256 so a memory dump of the table alone cannot be
+//!   replayed as a cookie;
+//! - the **path key** (128 random bits), the first segment of every page's
+//!   address: `/s/KEY/agents`. [`super::session_path`] takes it off the
+//!   path before routing.
+//!
+//! Why two: cookies ignore ports, and Chromium sends even a `Secure`
+//! `__Host-` cookie set by `https://127.0.0.1:A` to `http://127.0.0.1:B`
+//! (loopback counts as a secure context; measured, see
+//! `docs/dashboard.md`). So any local process that serves a page the
+//! operator opens (an agent's "preview" on `127.0.0.1:3000`) is sent the
+//! dashboard's cookies. The session cookie is therefore scoped to
+//! `Path=/s/KEY/`: the browser sends it only to addresses under the path
+//! key, which such a page cannot know, and a cookie that leaked anyway is
+//! refused without the key that was issued with it.
+//!
+//! Each session also has its own CSRF token, put in every form and checked
+//! on every state-changing request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,6 +52,8 @@ pub struct Flash {
 
 #[derive(Debug)]
 struct Entry {
+    /// The path key this session's cookie is valid with.
+    path_key: String,
     csrf: String,
     created: Instant,
     flash: Option<Flash>,
@@ -45,6 +64,37 @@ struct Entry {
 pub struct SessionCtx {
     key: [u8; 32],
     pub csrf: String,
+    /// Where this session's pages live: `/s/KEY` (no trailing slash).
+    pub base: String,
+}
+
+impl SessionCtx {
+    /// The address of dashboard page `path` (`/agents`) in this session.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// A session just started: what the login response hands the browser.
+#[derive(Debug)]
+pub struct NewSession {
+    pub cookie: String,
+    /// `/s/KEY`, where the browser goes next.
+    pub base: String,
+}
+
+impl NewSession {
+    /// The `Set-Cookie` value that gives the browser this session.
+    pub fn set_cookie(&self) -> String {
+        session_cookie(&self.base, &self.cookie, SESSION_LIFETIME)
+    }
+}
+
+/// The path prefix of a session's pages.
+pub const PATH_PREFIX: &str = "/s/";
+
+fn base_of(path_key: &str) -> String {
+    format!("{PATH_PREFIX}{path_key}")
 }
 
 #[derive(Debug, Default)]
@@ -54,7 +104,12 @@ pub struct Sessions {
 
 /// 256 random bits, URL-safe base64.
 pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
+    random_bits::<32>()
+}
+
+/// `N` random bytes, URL-safe base64 (no `/`, so it fits one path segment).
+fn random_bits<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -70,9 +125,10 @@ impl Sessions {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a session; returns the cookie value.
-    pub fn create(&self) -> String {
+    /// Starts a session: a fresh cookie and path key.
+    pub fn create(&self) -> NewSession {
         let cookie = random_token();
+        let path_key = random_bits::<16>();
         let mut table = self.lock();
         table.retain(|_, e| e.created.elapsed() < SESSION_LIFETIME);
         if table.len() >= MAX_SESSIONS
@@ -83,29 +139,44 @@ impl Sessions {
         table.insert(
             key_of(&cookie),
             Entry {
+                path_key: path_key.clone(),
                 csrf: random_token(),
                 created: Instant::now(),
                 flash: None,
             },
         );
-        cookie
+        NewSession {
+            cookie,
+            base: base_of(&path_key),
+        }
     }
 
-    /// The live session the cookie names, if any.
-    pub fn get(&self, cookie: &str) -> Option<SessionCtx> {
+    /// The live session the cookie names, if the request came with the
+    /// path key issued with it. A cookie alone (no key, or another
+    /// session's) is no session.
+    pub fn get(&self, cookie: &str, path_key: Option<&str>) -> Option<SessionCtx> {
+        let path_key = path_key?;
         let key = key_of(cookie);
         let mut table = self.lock();
         match table.get(&key) {
-            Some(e) if e.created.elapsed() < SESSION_LIFETIME => Some(SessionCtx {
-                key,
-                csrf: e.csrf.clone(),
-            }),
-            Some(_) => {
+            Some(e) if e.created.elapsed() >= SESSION_LIFETIME => {
                 table.remove(&key);
                 None
             }
-            None => None,
+            Some(e) if same_token(&e.path_key, path_key) => Some(SessionCtx {
+                key,
+                csrf: e.csrf.clone(),
+                base: base_of(&e.path_key),
+            }),
+            _ => None,
         }
+    }
+
+    /// Is this session still live (not ended, not expired)?
+    pub fn is_live(&self, session: &SessionCtx) -> bool {
+        self.lock()
+            .get(&session.key)
+            .is_some_and(|e| e.created.elapsed() < SESSION_LIFETIME)
     }
 
     pub fn end(&self, session: &SessionCtx) {
@@ -141,11 +212,23 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// A `Set-Cookie` value: never readable by scripts, never sent cross-site.
-/// (`Secure` would go here under TLS; the dashboard serves plain HTTP on
-/// loopback, where browsers would drop a `Secure` cookie.)
+/// Only for cookies that are no session (the login form's CSRF cookie):
+/// `Path=/` reaches every port of the host.
+/// (`Secure` would add nothing: the dashboard serves plain HTTP on
+/// loopback, and Chromium sends `Secure` cookies to plain-HTTP loopback.)
 pub fn set_cookie(name: &str, value: &str, max_age: Duration) -> String {
     format!(
         "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        max_age.as_secs()
+    )
+}
+
+/// The session cookie's `Set-Cookie`: scoped to the session's own pages
+/// (`base` is `/s/KEY`), so the browser never sends it anywhere else.
+/// An empty value with a zero age removes it (logout).
+pub fn session_cookie(base: &str, value: &str, max_age: Duration) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Path={base}/; HttpOnly; SameSite=Strict; Max-Age={}",
         max_age.as_secs()
     )
 }
@@ -160,17 +243,49 @@ pub fn same_token(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn path_key(new: &NewSession) -> &str {
+        new.base.strip_prefix(PATH_PREFIX).unwrap()
+    }
+
     #[test]
     fn sessions_live_until_ended() {
         let s = Sessions::default();
-        let cookie = s.create();
-        let ctx = s.get(&cookie).unwrap();
-        assert!(s.get("forged").is_none());
+        let new = s.create();
+        let (cookie, key) = (new.cookie.as_str(), Some(path_key(&new)));
+        let ctx = s.get(cookie, key).unwrap();
+        assert_eq!(ctx.at("/agents"), format!("{}/agents", new.base));
+        assert!(s.get("forged", key).is_none());
+        assert!(s.is_live(&ctx));
         s.set_flash(&ctx, true, "done");
         assert_eq!(s.take_flash(&ctx).unwrap().text, "done");
         assert!(s.take_flash(&ctx).is_none());
         s.end(&ctx);
-        assert!(s.get(&cookie).is_none());
+        assert!(s.get(cookie, key).is_none());
+        assert!(!s.is_live(&ctx));
+    }
+
+    #[test]
+    fn a_cookie_needs_the_path_key_it_was_issued_with() {
+        let s = Sessions::default();
+        let mine = s.create();
+        let other = s.create();
+        assert!(s.get(&mine.cookie, None).is_none(), "a cookie alone");
+        assert!(s.get(&mine.cookie, Some("")).is_none());
+        assert!(
+            s.get(&mine.cookie, Some(path_key(&other))).is_none(),
+            "another session's key"
+        );
+        assert!(s.get(&mine.cookie, Some(path_key(&mine))).is_some());
+        // The cookie is scoped to the session's own pages.
+        let set = mine.set_cookie();
+        assert!(set.contains(&format!("Path={}/;", mine.base)), "{set}");
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+        // One path segment of URL-safe characters.
+        assert!(
+            path_key(&mine)
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub async fn delete(
             state
                 .sessions
                 .set_flash(&session, true, format!("Agent {name} deleted."));
-            Redirect::to("/agents").into_response()
+            Redirect::to(&session.at("/agents")).into_response()
         }
         Err(e) => service_error_page(&e),
     }
@@ -202,7 +202,7 @@ pub async fn grant(
                 true,
                 format!("Agent {name} may now use secret {}.", form.secret),
             );
-            Redirect::to("/agents").into_response()
+            Redirect::to(&session.at("/agents")).into_response()
         }
         Err(e) => service_error_page(&e),
     }
@@ -220,7 +220,7 @@ pub async fn revoke(
                 true,
                 format!("Agent {name} no longer gets secret {secret}."),
             );
-            Redirect::to("/agents").into_response()
+            Redirect::to(&session.at("/agents")).into_response()
         }
         Err(e) => service_error_page(&e),
     }

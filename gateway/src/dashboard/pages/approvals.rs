@@ -148,5 +148,5 @@ pub async fn decide(
         Err(e) => (false, format!("Request {id}: {e}")),
     };
     state.sessions.set_flash(&session, ok, text);
-    Redirect::to("/approvals").into_response()
+    Redirect::to(&session.at("/approvals")).into_response()
 }

@@ -13,7 +13,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Extension, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use futures_util::stream;
@@ -21,7 +20,7 @@ use tokio::sync::watch;
 
 use super::approvals::queue_html;
 use crate::dashboard::DashState;
-use crate::dashboard::session::{SESSION_COOKIE, SessionCtx, cookie};
+use crate::dashboard::session::SessionCtx;
 
 /// Re-check this often even without a wake-up: a row another daemon
 /// inserted before this one's listener connected is still found.
@@ -30,7 +29,8 @@ const FALLBACK: Duration = Duration::from_secs(5);
 struct Live {
     state: DashState,
     changes: watch::Receiver<u64>,
-    cookie: String,
+    /// Ends the stream when this session ends.
+    session: SessionCtx,
     csrf: String,
     last: Option<String>,
     first: bool,
@@ -58,7 +58,7 @@ impl Live {
     /// The next fragment to send, or `None` when the stream should end.
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
-            if !self.wait().await || self.state.sessions.get(&self.cookie).is_none() {
+            if !self.wait().await || !self.state.sessions.is_live(&self.session) {
                 return None;
             }
             match queue_html(&self.state, &self.csrf).await {
@@ -78,16 +78,11 @@ impl Live {
 pub async fn events(
     State(state): State<DashState>,
     Extension(session): Extension<SessionCtx>,
-    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let live = Live {
         changes: state.service.approval_changes(),
-        // The guard let the request in, so the cookie is there; an empty
-        // one would only end the stream at once.
-        cookie: cookie(&headers, SESSION_COOKIE)
-            .unwrap_or_default()
-            .to_owned(),
         csrf: session.csrf.clone(),
+        session,
         state,
         last: None,
         first: true,

@@ -104,11 +104,12 @@ struct AuditPage {
 }
 
 impl AuditPage {
+    /// Relative: the page's `<base>` keeps it inside the session.
     fn page_link(&self, page: i64) -> String {
         if self.query.is_empty() {
-            format!("/audit?page={page}")
+            format!("audit?page={page}")
         } else {
-            format!("/audit?{}&page={page}", self.query)
+            format!("audit?{}&page={page}", self.query)
         }
     }
 }

@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::dashboard::DashState;
+use crate::dashboard::guard::session_of;
 use crate::dashboard::oidc::{OIDC_COOKIE, OidcError, PENDING_LIFETIME};
 use crate::dashboard::render::html;
 use crate::dashboard::session::{
-    LOGIN_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, SessionCtx, cookie, random_token, same_token,
-    set_cookie,
+    LOGIN_COOKIE, SessionCtx, cookie, random_token, same_token, session_cookie, set_cookie,
 };
 use crate::service::types::SecretValue;
 
@@ -51,10 +51,12 @@ fn login_page(state: &DashState, status: StatusCode, error: Option<String>) -> R
     resp
 }
 
-pub async fn form(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    let logged_in = cookie(&headers, SESSION_COOKIE).and_then(|c| state.sessions.get(c));
-    if logged_in.is_some() {
-        return Redirect::to("/").into_response();
+/// The login form. Only under a session's own address (`/s/KEY/login`)
+/// does the browser send the session cookie, so only there is "already
+/// logged in" known.
+pub async fn form(State(state): State<DashState>, req: axum::extract::Request) -> Response {
+    if let Some(session) = session_of(&state, &req) {
+        return Redirect::to(&session.at("/")).into_response();
     }
     login_page(&state, StatusCode::OK, None)
 }
@@ -106,9 +108,9 @@ pub async fn submit(
     }
     let session = state.sessions.create();
     tracing::info!(client = %peer.ip(), "dashboard login");
-    let mut resp = Redirect::to("/").into_response();
+    let mut resp = Redirect::to(&format!("{}/", session.base)).into_response();
     for c in [
-        set_cookie(SESSION_COOKIE, &session, SESSION_LIFETIME),
+        session.set_cookie(),
         set_cookie(LOGIN_COOKIE, "", std::time::Duration::ZERO),
     ] {
         if let Ok(v) = c.parse() {
@@ -185,8 +187,13 @@ pub async fn oidc_callback(
             // A page, not a redirect: the browser arrived from the issuer's
             // site, and a redirect in that chain would not carry the
             // SameSite=Strict session cookie to the overview.
-            let mut resp = html(StatusCode::OK, &Continue {});
-            if let Ok(v) = set_cookie(SESSION_COOKIE, &session, SESSION_LIFETIME).parse() {
+            let mut resp = html(
+                StatusCode::OK,
+                &Continue {
+                    base: &session.base,
+                },
+            );
+            if let Ok(v) = session.set_cookie().parse() {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }
             resp
@@ -215,7 +222,10 @@ pub async fn oidc_callback(
 
 #[derive(Template)]
 #[template(path = "login_continue.html")]
-struct Continue {}
+struct Continue<'a> {
+    /// The new session's address, `/s/KEY`.
+    base: &'a str,
+}
 
 /// Lax, unlike the other cookies: it must come back with the issuer's
 /// cross-site redirect to the callback. It only names a pending login.
@@ -247,7 +257,7 @@ pub async fn logout(
 ) -> Response {
     state.sessions.end(&session);
     let mut resp = Redirect::to("/login").into_response();
-    if let Ok(v) = set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO).parse() {
+    if let Ok(v) = session_cookie(&session.base, "", std::time::Duration::ZERO).parse() {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp

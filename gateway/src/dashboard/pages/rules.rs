@@ -200,7 +200,7 @@ pub async fn add(
             state
                 .sessions
                 .set_flash(&session, true, format!("Rule {} added.", rule.id));
-            Redirect::to("/rules").into_response()
+            Redirect::to(&session.at("/rules")).into_response()
         }
         Err(e) => {
             let v = View {
@@ -266,6 +266,7 @@ fn rule_id(id: &str) -> Result<i64, ServiceError> {
 
 pub async fn move_rule(
     State(state): State<DashState>,
+    Extension(session): Extension<SessionCtx>,
     Path(id): Path<String>,
     Form(form): Form<MoveForm>,
 ) -> Response {
@@ -274,7 +275,7 @@ pub async fn move_rule(
         Err(e) => return service_error_page(&e),
     };
     match state.service.move_rule(id, form.direction).await {
-        Ok(()) => Redirect::to("/rules").into_response(),
+        Ok(()) => Redirect::to(&session.at("/rules")).into_response(),
         Err(e) => service_error_page(&e),
     }
 }
@@ -293,7 +294,7 @@ pub async fn delete(
             state
                 .sessions
                 .set_flash(&session, true, format!("Rule {id} deleted."));
-            Redirect::to("/rules").into_response()
+            Redirect::to(&session.at("/rules")).into_response()
         }
         Err(e) => service_error_page(&e),
     }
@@ -358,7 +359,7 @@ pub async fn edit(
             state
                 .sessions
                 .set_flash(&session, true, format!("Rule {id} saved."));
-            Redirect::to("/rules").into_response()
+            Redirect::to(&session.at("/rules")).into_response()
         }
         Err(ServiceError::NotFound(m)) if m.starts_with("rule ") => {
             service_error_page(&ServiceError::NotFound(m))

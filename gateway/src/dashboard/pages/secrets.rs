@@ -185,7 +185,7 @@ pub async fn add(
                     view.name
                 ),
             );
-            Redirect::to("/secrets").into_response()
+            Redirect::to(&session.at("/secrets")).into_response()
         }
         Err(e) => {
             // The service calls a bad injection "injection"; the form, "target".
@@ -226,7 +226,7 @@ pub async fn rotate(
         Err(e) => (false, format!("Secret {name} was not rotated: {e}")),
     };
     state.sessions.set_flash(&session, ok, text);
-    Redirect::to("/secrets").into_response()
+    Redirect::to(&session.at("/secrets")).into_response()
 }
 
 pub async fn delete(
@@ -239,7 +239,7 @@ pub async fn delete(
             state
                 .sessions
                 .set_flash(&session, true, format!("Secret {name} deleted."));
-            Redirect::to("/secrets").into_response()
+            Redirect::to(&session.at("/secrets")).into_response()
         }
         Err(e) => service_error_page(&e),
     }
