@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use airlock::intercept::bpf;
 use airlock::intercept::cgroup::Cgroup2;
+use support::cgroups::remove_cgroup_tree;
 use support::git_http::GitServer;
 use support::upstream::{Upstream, UpstreamOpts};
 use support::{Daemon, Output, run};
@@ -203,29 +204,6 @@ impl Isolation {
     }
 }
 
-fn remove_cgroup_tree(dir: &Path) {
-    if !dir.is_dir() {
-        return;
-    }
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    // Kills whatever is left inside (cgroup.kill, Linux 5.14+), then waits
-    // for the cgroup to empty before removing it.
-    let _ = fs::write(dir.join("cgroup.kill"), "1");
-    for _ in 0..100 {
-        if fs::remove_dir(dir).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("warning: could not remove cgroup {}", dir.display());
-}
-
 impl Drop for Isolation {
     fn drop(&mut self) {
         if let Err(e) = bpf::release(&self.pin_dir) {
@@ -280,10 +258,14 @@ fn add_secret(daemon: &Daemon, name: &str, host: &str, value: &str, agent: &str)
     daemon.cli_ok(&["agent", "grant", agent, name]);
 }
 
-/// `airlock run --agent AGENT -- ARGS...` against `daemon`.
+/// `airlock run --agent AGENT --user nobody -- ARGS...` against `daemon`.
+/// As `nobody` rather than the agent's own user (the default, which
+/// tests/run_user.rs covers): these tests share agent names, and an
+/// agent's own user outlives the test.
 fn agent_run(daemon: &Daemon, agent: &str, args: &[&str]) -> Output {
     let mut cmd = daemon.command();
-    cmd.args(["run", "--agent", agent, "--"]).args(args);
+    cmd.args(["run", "--agent", agent, "--user", "nobody", "--"])
+        .args(args);
     run(&mut cmd, None, CLIENT_TIMEOUT)
 }
 
@@ -391,12 +373,6 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
     assert!(out.success(), "{out:#?}");
     assert_eq!(up.requests_to("/echo/nobody").len(), 1);
     let out = agent_run(&daemon, "bot", &["id", "-u"]);
-    assert_eq!(out.stdout.trim(), "0", "no SUDO_UID: unchanged");
-    let mut cmd = daemon.command();
-    cmd.args([
-        "run", "--agent", "bot", "--user", "nobody", "--", "id", "-u",
-    ]);
-    let out = run(&mut cmd, None, CLIENT_TIMEOUT);
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
     assert_eq!(out.stdout.trim(), nobody.to_string(), "{out:#?}");
     let out = agent_run(&daemon, "bot", &["sh", "-c", "exit 7"]);
@@ -421,7 +397,9 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].header("authorization"), None, "{seen:#?}");
 
-    // 3. A child process, in a sub-cgroup the agent made itself: still the agent.
+    // 3. A child process, in a sub-cgroup below the agent's: still the
+    //    agent. (Root makes it: an agent's cgroup is not delegated to its
+    //    unprivileged user, so `airlock run` cannot.)
     let sub = iso.cg.path(&iso.agent_cgroup("bot")).join("worker");
     let script = format!(
         "mkdir -p {sub} && echo $$ > {sub}/cgroup.procs && exec {curl}",
@@ -432,7 +410,14 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let out = agent_run(&daemon, "bot", &["bash", "-c", &script]);
+    let bundle = daemon.data_dir().join(airlock::intercept::run::BUNDLE_FILE);
+    let out = run(
+        Command::new("bash")
+            .args(["-c", &script])
+            .env("CURL_CA_BUNDLE", &bundle),
+        None,
+        CLIENT_TIMEOUT,
+    );
     assert!(out.success(), "{out:#?}");
     let seen = up.requests_to("/echo/child");
     assert_eq!(seen.len(), 1);
@@ -579,7 +564,7 @@ fn clients_are_intercepted_by_cgroup(mode: Mode) {
     //    the pinned programs adopted, not duplicated.
     let mut stream = daemon.command();
     stream
-        .args(["run", "--agent", "bot", "--"])
+        .args(["run", "--agent", "bot", "--user", "nobody", "--"])
         .args(curl_args(
             &host,
             up.port(),
@@ -849,7 +834,15 @@ fn git_ls_remote(mode: Mode) {
     let resolve = format!("http.curloptResolve={host}:{}:127.0.0.1", server.port());
     let git = |agent_args: &[&str]| {
         let mut cmd = daemon.command();
-        cmd.args(["run", "--agent", "coder", "--"])
+        // The clean environment passes only what --env names.
+        cmd.args(["run", "--agent", "coder", "--user", "nobody"])
+            .args([
+                "--env",
+                "GIT_TERMINAL_PROMPT",
+                "--env",
+                "GIT_CONFIG_NOSYSTEM",
+            ])
+            .args(["--env", "GIT_CONFIG_GLOBAL", "--"])
             .args(agent_args)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_CONFIG_NOSYSTEM", "1")

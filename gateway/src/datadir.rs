@@ -3,7 +3,9 @@
 //! ```text
 //! <data dir>/            0711: the embedded PostgreSQL's user must pass through
 //!   airlock.lock         flock held by the running daemon; holds its pid
-//!   admin.sock           the admin API, 0600 (root only)
+//!   admin.sock           the admin API, 0600 (root only; bound in .admin.d/, see admin::bind)
+//!   agent-ca-bundle.pem  OS roots + Airlock's CA for agents, 0644 (airlock run)
+//!   agent-home/NAME/     each agent's home, 0700, its own user's (airlock run)
 //!   master.key           the master key when not given in the environment, 0600
 //!   dashboard-password   the generated first-start admin password, 0600, until set-password
 //!   postgres/            the embedded PostgreSQL (data/, run/, postgres.log)

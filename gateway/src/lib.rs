@@ -30,6 +30,8 @@
 //! - [`daemon`]: `airlock serve`: start-up, supervision and shutdown;
 //!   [`shutdown`] is the signal every task watches.
 //! - [`install`]: `airlock install-service`: the binary and systemd units.
+//! - [`sysuser`]: the system users Airlock creates (the embedded
+//!   PostgreSQL's, each agent's), one `useradd` at a time host-wide.
 //! - [`ebpf`]: the eBPF object embedded in the binary.
 //! - [`intercept`]: transparent interception: cgroups, loading and pinning
 //!   the eBPF programs, cgroup id → agent, `airlock run`.
@@ -51,6 +53,7 @@ pub mod service;
 pub mod shutdown;
 pub mod snapshot;
 pub mod store;
+pub mod sysuser;
 pub mod tls;
 pub mod token;
 pub mod vault;

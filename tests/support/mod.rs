@@ -7,6 +7,7 @@
 //!   directory, cleaned up (daemon *and* embedded PostgreSQL) however the
 //!   test ends.
 //! - [`db`]: psql and pg_dump against a daemon's database.
+//! - [`cgroups`]: removing a test's cgroups and what runs in them.
 //! - `upstream`: test upstream servers.
 //! - `browser`: headless Chromium through chromedriver (dashboard tests).
 //! - `git_http`: a git smart-HTTP server behind a bearer token.
@@ -19,6 +20,7 @@
 
 #[allow(dead_code)]
 pub mod browser;
+pub mod cgroups;
 pub mod daemon;
 pub mod db;
 pub mod evidence;

@@ -39,7 +39,7 @@ mod status;
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
@@ -50,17 +50,46 @@ pub use status::StatusInfo;
 
 use crate::shutdown::Shutdown;
 
-/// Binds the admin socket with mode 0600. A socket file left by a daemon
-/// that died is replaced (the data-directory lock proves it is dead).
+/// The private directory the socket is bound in before it is moved into
+/// place (short: a Unix socket path has at most 107 bytes, and
+/// `.admin.d/s` is no longer than `admin.sock`).
+const BIND_DIR: &str = ".admin.d";
+
+/// Binds the admin socket at `path`, never accessible to anyone but root.
+///
+/// `bind(2)` creates the socket file with the process's umask, and a
+/// `chmod` after it leaves a moment in which any local user may connect;
+/// setting the umask around `bind` would race every other thread (it is
+/// process-wide). So the socket is bound in a fresh 0700 directory beside
+/// `path`, made 0600 there, and renamed onto `path`: at `path` it only
+/// ever exists as 0600. A socket file left by a daemon that died is
+/// replaced (the data-directory lock proves it is dead), and so is a
+/// private directory left by one.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let private = parent.join(BIND_DIR);
+    remove_private_dir(&private)?;
+    fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let bound = (|| -> io::Result<UnixListener> {
+        let staged = private.join("s");
+        let listener = UnixListener::bind(&staged)?;
+        fs::set_permissions(&staged, fs::Permissions::from_mode(0o600))?;
+        fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let removed = fs::remove_dir(&private);
+    let listener = bound?;
+    removed?;
     Ok(listener)
+}
+
+/// Removes a private bind directory left by a daemon that died (its
+/// contents are at most the staged socket).
+fn remove_private_dir(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Serves the API until shutdown, then removes the socket file.
@@ -75,4 +104,25 @@ pub async fn serve(
         .await;
     let _ = fs::remove_file(&path);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_socket_appears_private_and_replaces_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        // Left by a daemon that died: a socket file and a private directory.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        fs::create_dir(dir.path().join(BIND_DIR)).unwrap();
+        fs::write(dir.path().join(BIND_DIR).join("s"), b"").unwrap();
+
+        let _listener = bind(&path).unwrap();
+        let mode = fs::symlink_metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        assert!(!dir.path().join(BIND_DIR).exists());
+        tokio::net::UnixStream::connect(&path).await.unwrap();
+    }
 }

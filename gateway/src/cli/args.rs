@@ -78,7 +78,8 @@ pub enum Command {
         no_reload: bool,
     },
     /// Run a command as an agent: in its cgroup (transparent interception),
-    /// as the invoking user, trusting Airlock's CA.
+    /// as the agent's own unprivileged user, with a clean environment,
+    /// trusting Airlock's CA.
     Run(RunArgs),
     /// The dashboard's credentials: its password and API tokens.
     #[command(subcommand)]
@@ -97,9 +98,28 @@ pub struct RunArgs {
     /// The agent to run as.
     #[arg(long, value_name = "NAME")]
     pub agent: String,
-    /// Run as this user (name or uid); default: the invoking user (SUDO_UID), else unchanged.
-    #[arg(long, value_name = "USER")]
+    /// Run as this existing non-root user (name or uid), with only its
+    /// primary group, instead of the agent's own user (airlock-agent-NAME,
+    /// created on first run).
+    #[arg(long, value_name = "USER", conflicts_with = "as_invoking_user")]
     pub user: Option<String>,
+    /// Run as the user who invoked sudo, with all of that user's groups.
+    /// This GIVES THE AGENT YOUR IDENTITY: your files, your groups' powers
+    /// (docker, adm, sudo...), your systemd user manager and session bus
+    /// (a way out of its cgroup), your other processes' environments and
+    /// tokens. Prints a warning.
+    #[arg(long)]
+    pub as_invoking_user: bool,
+    /// Give the command this variable: NAME=VALUE, or NAME for airlock
+    /// run's own value (repeatable; a VALUE shows in `ps`, NAME does not).
+    /// Otherwise it gets only PATH, HOME, USER, LOGNAME, SHELL, TERM,
+    /// COLORTERM, LANG, LANGUAGE, LC_*, TZ and the CA variables.
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<airlock::intercept::run::EnvArg>,
+    /// The command's working directory (default: the current one). The
+    /// agent's user must be able to enter it.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
     /// The command and its arguments (after --).
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,

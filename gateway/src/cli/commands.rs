@@ -10,6 +10,7 @@ use super::{output, value};
 use airlock::admin::client::AdminClient;
 use airlock::config::{Overrides, Settings};
 use airlock::datadir::DataDir;
+use airlock::intercept::agent_user::RunAs;
 use airlock::model::Injection;
 use airlock::policy::{Rate, RuleAction};
 use airlock::service::types::*;
@@ -672,16 +673,23 @@ async fn run_agent(client: &AdminClient, args: RunArgs) -> Result<()> {
         );
     };
     let status: Status = client.get("/api/v1/status").await?;
+    let run_as = match (&args.user, args.as_invoking_user) {
+        (Some(user), _) => RunAs::User(user),
+        (None, true) => RunAs::InvokingUser,
+        (None, false) => RunAs::AgentUser,
+    };
     let spec = airlock::intercept::run::RunSpec {
         agent: &agent.name,
         cgroup: &agent.cgroup,
         ca_cert: std::path::Path::new(&status.ca_cert),
         data_dir: std::path::Path::new(&status.data_dir),
-        user: args.user.as_deref(),
+        run_as,
+        env: &args.env,
+        cwd: args.cwd.as_deref(),
         command: &args.command,
     };
     // Returns only on failure.
-    bail!(airlock::intercept::run::exec(&spec))
+    Err(airlock::intercept::run::exec(&spec).into())
 }
 
 /// `airlock stop [--release]`.

@@ -13,7 +13,8 @@
 //! - [`redirect`] and [`diag`]: what an accepted connection says about
 //!   itself in either mode: original destination and cgroup id.
 //! - [`agents`]: cgroup id → agent, rebuilt on each configuration change.
-//! - [`run`]: `airlock run --agent NAME -- CMD`.
+//! - [`run`]: `airlock run --agent NAME -- CMD`; [`agent_user`]: which
+//!   user it runs as (by default the agent's own, created on first run).
 //!
 //! Start-up ([`start`]): the daemon moves itself into its own cgroup
 //! (`airlock-gateway`, outside the agents' parent, so its own sockets are
@@ -31,6 +32,7 @@
 //! mode's leftovers of this daemon (its pin directory, its nft table),
 //! so switching modes never stacks two redirects.
 
+pub mod agent_user;
 pub mod agents;
 pub mod bpf;
 pub mod cgroup;

@@ -294,34 +294,14 @@ fn resolve_user(name: &str) -> Result<RunAs, EmbeddedError> {
             ids: None,
         });
     }
-    let lookup = || {
-        User::from_name(name).map_err(|e| EmbeddedError::User {
-            user: name.to_owned(),
-            reason: e.to_string(),
-        })
-    };
-    let user = match lookup()? {
-        Some(user) => user,
-        None => {
-            // Daemons starting at once must not each run useradd: two
-            // concurrent useradds can each write /etc/passwd from what they
-            // read, and the last rename wins, leaving one daemon holding a
-            // uid that no longer exists (seen on a fresh machine: initdb
-            // "could not look up effective user ID"). So creation is
-            // serialised by a lock, and the user is looked up again under it.
-            let _lock = UserCreationLock::take(name)?;
-            match lookup()? {
-                Some(user) => user,
-                None => {
-                    create_system_user(name)?;
-                    lookup()?.ok_or_else(|| EmbeddedError::User {
-                        user: name.to_owned(),
-                        reason: "useradd succeeded but the user is not visible".into(),
-                    })?
-                }
-            }
-        }
-    };
+    let user = crate::sysuser::find_or_create(crate::sysuser::NewUser {
+        name,
+        comment: "Airlock embedded PostgreSQL",
+    })
+    .map_err(|e| EmbeddedError::User {
+        user: name.to_owned(),
+        reason: e.reason,
+    })?;
     if user.uid.is_root() {
         return Err(EmbeddedError::RootUser(name.to_owned()));
     }
@@ -329,59 +309,6 @@ fn resolve_user(name: &str) -> Result<RunAs, EmbeddedError> {
         name: name.to_owned(),
         ids: Some((user.uid.as_raw(), user.gid.as_raw())),
     })
-}
-
-/// An exclusive `flock` that serialises system-user creation between
-/// daemons on this host; released when dropped.
-struct UserCreationLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
-
-impl UserCreationLock {
-    const PATH: &str = "/run/lock/airlock-useradd.lock";
-
-    fn take(user: &str) -> Result<Self, EmbeddedError> {
-        let fail = |reason: String| EmbeddedError::User {
-            user: user.to_owned(),
-            reason,
-        };
-        let path = Path::new(Self::PATH);
-        let dir = path.parent().unwrap_or(Path::new("/run"));
-        fs::create_dir_all(dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| fail(format!("opening {}: {e}", path.display())))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map(UserCreationLock)
-            .map_err(|(_, e)| fail(format!("locking {}: {e}", path.display())))
-    }
-}
-
-fn create_system_user(name: &str) -> Result<(), EmbeddedError> {
-    tracing::info!(
-        user = name,
-        "creating system user for the embedded PostgreSQL"
-    );
-    let output = Command::new("useradd")
-        .args(["--system", "--user-group", "--no-create-home"])
-        .args(["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
-        .arg("--comment")
-        .arg("Airlock embedded PostgreSQL")
-        .arg(name)
-        .output()
-        .map_err(|e| EmbeddedError::User {
-            user: name.to_owned(),
-            reason: format!("running useradd: {e}"),
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(EmbeddedError::User {
-            user: name.to_owned(),
-            reason: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
-    }
 }
 
 fn make_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<(), EmbeddedError> {
