@@ -78,8 +78,8 @@ pub const SO_ORIGINAL_DST: i32 = 80;
 /// `IP6T_SO_ORIGINAL_DST` (level `SOL_IPV6`), answered with a `sockaddr_in6`.
 pub const IP6T_SO_ORIGINAL_DST: i32 = 80;
 /// Airlock's own option (level `SOL_IP`, "AI" = 0x4149): answered with the
-/// whole [`OrigInfo`] (40 bytes), so the gateway learns the agent's cgroup
-/// in the same call. The entry is removed once read.
+/// whole [`OrigInfo`] (48 bytes), so the gateway learns the agent's cgroup
+/// and the record's age in the same call. The entry is removed once read.
 pub const SO_AIRLOCK_ORIG_INFO: i32 = 0x4149;
 
 /// `AF_INET`.
@@ -111,7 +111,12 @@ pub struct Config {
 /// The destination an agent asked to connect to, before the transparent
 /// path redirected it to the gateway, and who asked.
 ///
-/// Layout: 40 bytes, 8-byte aligned, no implicit padding.
+/// A record is only as good as its freshness: the 4-tuple it is filed
+/// under is reused by later connections. [`OrigInfo::recorded_ns`] lets the
+/// daemon refuse records older than a connection can wait to be accepted,
+/// and flush those left by an earlier daemon.
+///
+/// Layout: 48 bytes, 8-byte aligned, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OrigInfo {
@@ -131,6 +136,11 @@ pub struct OrigInfo {
     pub family: u16,
     /// Explicit padding; always zero.
     pub _pad: u32,
+    /// `CLOCK_BOOTTIME` in nanoseconds (`bpf_ktime_get_boot_ns`) when the
+    /// record was made (connect) and again when it was filed by 4-tuple
+    /// (established). Boot time, not monotonic time, so a suspend counts
+    /// towards a record's age.
+    pub recorded_ns: u64,
 }
 
 /// A TCP connection as both ends see it, the agent being the client.
@@ -177,7 +187,7 @@ mod tests {
         assert_eq!(size_of::<Config>(), 16);
         assert_eq!(offset_of!(Config, agent_level), 4);
         assert_eq!(offset_of!(Config, flags), 8);
-        assert_eq!(size_of::<OrigInfo>(), 40);
+        assert_eq!(size_of::<OrigInfo>(), 48);
         assert_eq!(align_of::<OrigInfo>(), 8);
         assert_eq!(offset_of!(OrigInfo, addr), 8);
         assert_eq!(offset_of!(OrigInfo, pid), 24);
@@ -185,6 +195,7 @@ mod tests {
         assert_eq!(offset_of!(OrigInfo, port), 32);
         assert_eq!(offset_of!(OrigInfo, family), 34);
         assert_eq!(offset_of!(OrigInfo, _pad), 36);
+        assert_eq!(offset_of!(OrigInfo, recorded_ns), 40);
         assert_eq!(size_of::<TupleKey>(), 40);
         assert_eq!(offset_of!(TupleKey, server_addr), 16);
         assert_eq!(offset_of!(TupleKey, client_port), 32);

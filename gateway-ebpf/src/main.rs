@@ -18,7 +18,7 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use aya_ebpf::bindings::{bpf_sock, bpf_sock_addr, bpf_sockopt};
 use aya_ebpf::helpers::{
     bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-    bpf_get_current_uid_gid, bpf_get_socket_cookie,
+    bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_boot_ns,
 };
 use aya_ebpf::macros::{cgroup_sock_addr, cgroup_sockopt, map, sock_ops};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap};
@@ -194,6 +194,7 @@ fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, ()> {
         port,
         family,
         _pad: 0,
+        recorded_ns: boot_ns(),
     };
     // SAFETY: the helper takes the context pointer.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
@@ -235,6 +236,13 @@ fn agent_cgroup_id(level: u32) -> u64 {
     }
 }
 
+/// `CLOCK_BOOTTIME` now, in nanoseconds.
+#[inline(always)]
+fn boot_ns() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
 /// Unconnected UDP (`sendto`) to an intercepted port: refused (QUIC).
 #[inline(always)]
 fn try_sendmsg(ctx: &SockAddrContext) -> i32 {
@@ -260,9 +268,12 @@ fn try_established(ctx: &SockOpsContext) {
     // SAFETY: the helper takes the context pointer.
     let cookie = unsafe { bpf_get_socket_cookie(ops.cast()) };
     // SAFETY: the value is copied out at once.
-    let Some(info) = (unsafe { AIRLOCK_COOKIE.get(cookie) }).copied() else {
+    let Some(mut info) = (unsafe { AIRLOCK_COOKIE.get(cookie) }).copied() else {
         return;
     };
+    // The age the gateway checks starts here: from now on the record can
+    // be found by a 4-tuple, which later connections may reuse.
+    info.recorded_ns = boot_ns();
     // SAFETY: context reads, 4 bytes each, all of them before any branch
     // (LLVM otherwise merges loads at different offsets into one through
     // a computed pointer, which the verifier refuses).
@@ -349,8 +360,9 @@ fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
         return None;
     }
     let key = accepted_key(sk);
-    // SAFETY: the value is copied out at once.
-    let info = unsafe { AIRLOCK_TUPLE.get(key) }.copied()?;
+    // SAFETY: a reference into the map's value, read (never copied: the
+    // stack is 512 bytes) before the entry is removed below.
+    let info: &OrigInfo = unsafe { AIRLOCK_TUPLE.get(&key) }?;
     // SAFETY: context reads of the option buffer bounds.
     let (optval, optval_end) = unsafe {
         (
@@ -384,7 +396,7 @@ fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
             };
             write_opt(optval, optval_end, &v)?
         }
-        Ask::Info => write_opt(optval, optval_end, &info)?,
+        Ask::Info => write_opt(optval, optval_end, info)?,
     };
     // SAFETY: context writes, one field at a time (never merged).
     unsafe {
@@ -392,7 +404,7 @@ fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
         write_volatile(addr_of_mut!((*so).retval), 0);
     }
     if ask == Ask::Info {
-        let _ = AIRLOCK_TUPLE.remove(key);
+        let _ = AIRLOCK_TUPLE.remove(&key);
     }
     Some(())
 }

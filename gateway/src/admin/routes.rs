@@ -13,7 +13,7 @@ use crate::service::insights::Overview;
 use crate::service::probe::{ProbeRequest, ProbeResult};
 use crate::service::rule_order::Direction;
 use crate::service::types::*;
-use crate::service::{Service, ServiceError};
+use crate::service::{BusyCgroup, Service, ServiceError};
 use crate::store::verify::ChainReport;
 
 #[derive(Clone)]
@@ -250,14 +250,20 @@ async fn add_agent(
     path = "/api/v1/agents/{name}",
     tag = "agents",
     summary = "Deletes an agent",
-    params(("name" = String, Path, description = "The agent's name")),
-    responses((status = 204, description = "Deleted"), (status = 404, description = "No such item", body = ApiError), (status = 401, description = "No or unknown token", body = ApiError))
+    params(("name" = String, Path, description = "The agent's name"), RemoveAgent),
+    responses((status = 204, description = "Deleted; the processes of a cgroup Airlock made were killed"), (status = 404, description = "No such item", body = ApiError), (status = 409, description = "Processes are still in its --cgroup cgroup (pass force=true), or those of Airlock's cgroup cannot be stopped", body = ApiError), (status = 401, description = "No or unknown token", body = ApiError))
 )]
 async fn delete_agent(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    q: Result<Query<RemoveAgent>, QueryRejection>,
 ) -> ApiResult<StatusCode> {
-    s.service.delete_agent(&name).await?;
+    let busy = if query(q)?.force {
+        BusyCgroup::Keep
+    } else {
+        BusyCgroup::Refuse
+    };
+    s.service.delete_agent(&name, busy).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -296,8 +296,16 @@ pub enum AgentCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an agent, its grants and its rules.
-    Rm { name: String },
+    /// Remove an agent, its grants and its rules. The processes in the
+    /// cgroup Airlock made for it are killed; a --cgroup one is left alone,
+    /// and the removal refused while processes are in it unless --force.
+    Rm {
+        name: String,
+        /// Remove it even though processes are still in its --cgroup cgroup
+        /// (they keep running, refused as an unknown cgroup).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

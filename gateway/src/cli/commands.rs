@@ -403,9 +403,10 @@ async fn agent(client: &AdminClient, cmd: AgentCommand) -> Result<()> {
                 .collect();
             output::table(&["NAME", "CGROUP", "GRANTS", "CREATED"], &rows);
         }
-        AgentCommand::Rm { name } => {
+        AgentCommand::Rm { name, force } => {
+            let query = if force { "?force=true" } else { "" };
             client
-                .delete(&format!("/api/v1/agents/{}", segment(&name)))
+                .delete(&format!("/api/v1/agents/{}{query}", segment(&name)))
                 .await?;
             println!("removed agent {name}");
         }

@@ -12,6 +12,20 @@
 //! not in the table is therefore named by the kernel
 //! ([`Cgroup2::rel_path_of_id`]) and its path walked up to the nearest
 //! agent's cgroup; the answer is cached until the next rebuild.
+//!
+//! # Identity is a cgroup, not a path
+//!
+//! An agent's cgroup Airlock owns (`PARENT/agent-NAME`) is marked with the
+//! agent's id ([`cgroup::OWNER_XATTR`]), and ids are new on every `agent
+//! add`. A rebuild maps such a cgroup to its agent only if it carries that
+//! agent's mark, or no mark (just made, by the daemon or `airlock run`),
+//! or another mark while it is empty (nothing to hand over); it is then
+//! marked for the agent. A populated cgroup marked for another id holds a
+//! removed agent's survivors (`agent rm` kills them, so this is a host that
+//! missed the removal or a kill that failed): it is not the agent, and its
+//! connections are refused as an unknown cgroup. A `--cgroup` one belongs
+//! to systemd or a container runtime, which recreate it at will: it is
+//! identified by its path, as the operator said.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,8 +46,9 @@ const MAX_DESCENDANTS: usize = 4096;
 struct Table {
     generation: Option<u64>,
     by_id: HashMap<u64, AgentName>,
-    /// Agents' cgroups, relative to the mount.
-    by_path: HashMap<String, AgentName>,
+    /// Agents' cgroups, relative to the mount, with the id each had when
+    /// it was checked (a directory recreated since is not the agent's).
+    by_path: HashMap<String, (AgentName, u64)>,
     /// Sub-cgroups of agents' cgroups met since the last rebuild.
     descendants: HashMap<u64, AgentName>,
 }
@@ -104,16 +119,20 @@ impl AgentMap {
         if !cgroup::is_under(&rel, &self.parent) {
             return None;
         }
-        let agent = {
+        let (agent, path, id) = {
             let table = self.read();
             let mut path = rel.as_str();
             loop {
-                if let Some(a) = table.by_path.get(path) {
-                    break a.clone();
+                if let Some((a, id)) = table.by_path.get(path) {
+                    break (a.clone(), path.to_owned(), *id);
                 }
                 path = path.rsplit_once('/')?.0;
             }
         };
+        // The ancestor found by name must still be the directory checked.
+        if cgroup::id(&self.cg.path(&path)).ok() != Some(id) {
+            return None;
+        }
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         if table.descendants.len() >= MAX_DESCENDANTS {
             table.descendants.clear();
@@ -138,28 +157,39 @@ impl AgentMap {
         let mut by_path = HashMap::new();
         for agent in &snap.agents {
             let rel = cgroup::normalize(&agent.cgroup);
-            by_path.insert(rel.clone(), agent.name.clone());
             let dir = self.cg.path(&rel);
+            let warn_key = format!("{rel} {}", agent.id);
             if cgroup::is_under(&rel, &self.parent) {
                 if let Err(e) = cgroup::ensure(&dir) {
-                    self.warn_once(&rel, || {
+                    self.warn_once(&warn_key, || {
                         tracing::warn!(agent = %agent.name, cgroup = %dir.display(), error = %e,
                             "cannot create the agent's cgroup")
                     });
                     continue;
                 }
             } else {
-                self.warn_once(&rel, || {
+                self.warn_once(&warn_key, || {
                     tracing::warn!(agent = %agent.name, cgroup = %rel, parent = %self.parent,
                         "the agent's cgroup is not under the agents' parent cgroup: \
                          its connections are not intercepted")
                 });
             }
+            if rel == cgroup::owned_path(&self.parent, &agent.name)
+                && let Err(why) = claim(&dir, &agent.id.to_string())
+            {
+                self.warn_once(&warn_key, || {
+                    tracing::warn!(agent = %agent.name, cgroup = %dir.display(), %why,
+                        "the agent's cgroup is not identified as the agent: its connections \
+                         are refused")
+                });
+                continue;
+            }
             match cgroup::id(&dir) {
                 Ok(id) => {
                     by_id.insert(id, agent.name.clone());
+                    by_path.insert(rel, (agent.name.clone(), id));
                 }
-                Err(e) => self.warn_once(&rel, || {
+                Err(e) => self.warn_once(&warn_key, || {
                     tracing::warn!(agent = %agent.name, cgroup = %dir.display(), error = %e,
                         "the agent's cgroup does not exist (yet)")
                 }),
@@ -173,7 +203,12 @@ impl AgentMap {
     }
 
     fn warn_once(&self, key: &str, log: impl FnOnce()) {
+        // Bounded like the descendants: a warning may then repeat.
+        const MAX_WARNED: usize = 4096;
         let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.len() >= MAX_WARNED {
+            warned.clear();
+        }
         if warned.insert(key.to_owned()) {
             log();
         }
@@ -191,4 +226,23 @@ impl AgentMap {
             }
         }
     }
+}
+
+/// Makes the Airlock-owned cgroup at `dir` agent `id`'s, if it may be (see
+/// the module docs); `Err` says why not.
+fn claim(dir: &std::path::Path, id: &str) -> Result<(), String> {
+    let mark = cgroup::owner_mark(dir).map_err(|e| format!("cannot read its owner mark: {e}"))?;
+    match mark {
+        Some(m) if m == id => return Ok(()),
+        Some(m) if cgroup::populated(dir).unwrap_or(true) => {
+            return Err(format!(
+                "it holds processes left by a removed agent (id {m}): `airlock agent rm` kills \
+                 them (then add the agent again), or kill them and remove the cgroup \
+                 (echo 1 > {dir}/cgroup.kill; rmdir {dir}) and it is made afresh",
+                dir = dir.display()
+            ));
+        }
+        _ => {}
+    }
+    cgroup::set_owner_mark(dir, id).map_err(|e| format!("cannot mark it as the agent's: {e}"))
 }

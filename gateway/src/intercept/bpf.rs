@@ -12,18 +12,28 @@
 //! The `cgroup/getsockopt` link on the gateway's own cgroup is not pinned
 //! (aya 0.14 cannot convert it to an `FdLink`); it is only needed while the
 //! gateway runs and is attached afresh at each start.
+//!
+//! Adopted maps keep what the programs recorded while no daemon ran, or
+//! while the last one was stopped with connections in its backlog that it
+//! never accepted. Such a record names an agent and is filed under a
+//! 4-tuple that any later connection may reuse, so [`load`] flushes every
+//! record older than the new listener before the daemon serves (see
+//! [`flush_stale`]). A pinned set whose map layout is not this build's
+//! (an upgrade) is replaced rather than adopted: its programs would keep
+//! writing records of the old layout.
 
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, HashMap as BpfHashMap};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapInfo};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, CgroupSockopt, SockOps, loaded_programs};
 use aya::{Ebpf, EbpfLoader};
 use gateway_common::{
-    AGENT_PROGRAMS, Config, MAP_CONFIG, MAP_PORTS, MAPS, PROG_GETSOCKOPT, PROG_SOCK_OPS,
+    AGENT_PROGRAMS, Config, MAP_BY_COOKIE, MAP_BY_TUPLE, MAP_CONFIG, MAP_PORTS, MAPS, OrigInfo,
+    PROG_GETSOCKOPT, PROG_SOCK_OPS, TupleKey,
 };
 
 /// The kernel's `bpf_attach_type` values this module attaches with.
@@ -53,6 +63,8 @@ pub struct Loaded {
     /// Whether the agent-side programs were adopted from pins (a restart)
     /// rather than attached now.
     pub adopted: bool,
+    /// Records an earlier daemon left in the maps, removed before serving.
+    pub flushed: usize,
 }
 
 /// Where the link of program `prog` is pinned.
@@ -65,7 +77,9 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
 }
 
 /// Loads the object with its maps pinned under `pin_dir`, writes the
-/// configuration, and adopts or attaches the agent-side programs on
+/// configuration, flushes the connection records made before
+/// `not_before_ns` (`CLOCK_BOOTTIME`, taken before the transparent
+/// listener was bound), and adopts or attaches the agent-side programs on
 /// `parent` and the getsockopt program on `gateway`.
 pub fn load(
     object: &[u8],
@@ -74,20 +88,33 @@ pub fn load(
     gateway: &Path,
     config: Config,
     ports: &[u16],
+    not_before_ns: u64,
 ) -> Result<Loaded, String> {
     let links_present = AGENT_PROGRAMS
         .iter()
         .filter(|p| link_pin(pin_dir, p).exists())
         .count();
     let maps_present = MAPS.iter().filter(|m| pin_dir.join(m).exists()).count();
-    let adopt = links_present == AGENT_PROGRAMS.len() && maps_present == MAPS.len();
+    let complete = links_present == AGENT_PROGRAMS.len() && maps_present == MAPS.len();
+    let layout = if complete {
+        pinned_layout(pin_dir)
+    } else {
+        Ok(())
+    };
+    let adopt = complete && layout.is_ok();
+    if let Err(why) = &layout {
+        tracing::warn!(pin_dir = %pin_dir.display(), %why,
+            "the pinned eBPF objects are of another Airlock version: replacing them");
+    }
     if !adopt && links_present + maps_present > 0 {
-        tracing::warn!(
-            pin_dir = %pin_dir.display(),
-            links_present,
-            maps_present,
-            "an incomplete set of pinned eBPF objects was found: replacing it"
-        );
+        if layout.is_ok() {
+            tracing::warn!(
+                pin_dir = %pin_dir.display(),
+                links_present,
+                maps_present,
+                "an incomplete set of pinned eBPF objects was found: replacing it"
+            );
+        }
         release(pin_dir).map_err(|e| err("cannot remove the incomplete pinned set", e))?;
         fs::create_dir_all(pin_dir).map_err(|e| err("cannot create the pin directory", e))?;
     }
@@ -100,6 +127,13 @@ pub fn load(
         .load(object)
         .map_err(|e| err("cannot load the eBPF object", e))?;
     configure(&mut ebpf, config, ports)?;
+    let flushed = flush_stale(&mut ebpf, not_before_ns)?;
+    if flushed > 0 {
+        tracing::info!(
+            flushed,
+            "removed connection records an earlier daemon left unaccepted"
+        );
+    }
 
     let links = if adopt {
         let mut links = Vec::new();
@@ -137,7 +171,70 @@ pub fn load(
         _ebpf: ebpf,
         _links: links,
         adopted: adopt,
+        flushed,
     })
+}
+
+/// `Err` (what differs) unless the pinned record maps have this build's
+/// key and value sizes.
+fn pinned_layout(pin_dir: &Path) -> Result<(), String> {
+    let expect = [
+        (MAP_BY_COOKIE, size_of::<u64>(), size_of::<OrigInfo>()),
+        (MAP_BY_TUPLE, size_of::<TupleKey>(), size_of::<OrigInfo>()),
+    ];
+    for (name, key, value) in expect {
+        let info = MapInfo::from_pin(pin_dir.join(name)).map_err(|e| err(name, e))?;
+        let found = (info.key_size() as usize, info.value_size() as usize);
+        if found != (key, value) {
+            return Err(format!(
+                "{name} has {}-byte keys and {}-byte values, this build {key} and {value}",
+                found.0, found.1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes from the cookie and 4-tuple maps every record made before
+/// `not_before_ns`; returns how many. Such a record belongs to a
+/// connection to an earlier listener (every connection to this one was
+/// made after it was bound), and left in the tuple map it would name an
+/// agent for whichever later connection reuses its 4-tuple.
+fn flush_stale(ebpf: &mut Ebpf, not_before_ns: u64) -> Result<usize, String> {
+    Ok(flush_map::<u64>(ebpf, MAP_BY_COOKIE, not_before_ns)?
+        + flush_map::<TupleKey>(ebpf, MAP_BY_TUPLE, not_before_ns)?)
+}
+
+fn flush_map<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    not_before_ns: u64,
+) -> Result<usize, String> {
+    let mut map: BpfHashMap<&mut MapData, K, OrigInfo> =
+        BpfHashMap::try_from(ebpf.map_mut(name).ok_or_else(|| format!("no map {name}"))?)
+            .map_err(|e| err(name, e))?;
+    let stale: Vec<K> = map
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, info)| is_stale(info, not_before_ns))
+        .map(|(k, _)| k)
+        .collect();
+    let mut removed = 0;
+    for key in &stale {
+        match map.remove(key) {
+            Ok(()) => removed += 1,
+            // Taken meanwhile (read by getsockopt, evicted): gone either way.
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(name, e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether `info` was recorded before `not_before_ns`.
+fn is_stale(info: &OrigInfo, not_before_ns: u64) -> bool {
+    info.recorded_ns < not_before_ns
 }
 
 /// Writes the listener port, the agent level and the intercepted ports

@@ -10,6 +10,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Where BPF objects are pinned when no bpffs is mounted: mounted there.
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
@@ -196,58 +197,196 @@ pub fn ensure(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 
-/// Removes the agent cgroup Airlock created at `rel` once the agent is
-/// gone, logging the outcome. A missing cgroup (interception never ran)
-/// is fine; one with processes or child cgroups left is kept and said so.
-pub fn remove_owned(agent: &impl std::fmt::Display, rel: &str) {
-    let dir = match Cgroup2::find() {
-        Ok(cg) => cg.path(rel),
-        Err(_) => return,
-    };
-    match remove_if_empty(&dir) {
-        Ok(Removed::Gone) => {
-            tracing::info!(%agent, cgroup = %dir.display(), "removed the agent's cgroup")
-        }
-        Ok(Removed::Absent) => {}
-        Ok(Removed::Busy(n)) => tracing::warn!(%agent, cgroup = %dir.display(), processes = n,
-            "kept the removed agent's cgroup: processes are still in it (they are no longer \
-             identified as the agent; remove it with rmdir once they exit)"),
-        Err(e) => tracing::warn!(%agent, cgroup = %dir.display(), error = %e,
-            "cannot remove the removed agent's cgroup"),
-    }
+/// The cgroup Airlock creates and owns for agent `name` (given no
+/// `--cgroup`), relative to the mount: `PARENT/agent-NAME`.
+pub fn owned_path(parent: &str, name: &impl std::fmt::Display) -> String {
+    format!("{}/agent-{name}", normalize(parent))
 }
 
-/// What [`remove_if_empty`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Removed {
-    Gone,
-    Absent,
-    /// Kept: this many processes are still in it.
-    Busy(usize),
+/// The extended attribute that marks an Airlock-owned agent cgroup with the
+/// id of the agent it was made for. Agent ids are new on every `agent add`,
+/// so a cgroup left by a removed agent (the same path, the same name) is
+/// told apart from the re-added agent's. `trusted.*` needs `CAP_SYS_ADMIN`:
+/// an agent cannot forge it.
+pub const OWNER_XATTR: &str = "trusted.airlock.agent";
+
+/// The agent id marked on the cgroup at `dir`, if any.
+pub fn owner_mark(dir: &Path) -> io::Result<Option<String>> {
+    let path = c_path(dir)?;
+    let name = c_str(OWNER_XATTR)?;
+    let mut buf = [0u8; 64];
+    // SAFETY: `path` and `name` are NUL-terminated; `buf` is writable for
+    // its full length.
+    let n = unsafe {
+        nix::libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(nix::libc::ENODATA) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(Some(
+        String::from_utf8_lossy(&buf[..n as usize]).into_owned(),
+    ))
 }
 
-/// Removes the cgroup at `dir` unless processes are in it.
-pub fn remove_if_empty(dir: &Path) -> io::Result<Removed> {
-    let procs = match fs::read_to_string(dir.join("cgroup.procs")) {
-        Ok(p) => p,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removed::Absent),
-        Err(e) => return Err(e),
+/// Marks the cgroup at `dir` as made for agent `id`.
+pub fn set_owner_mark(dir: &Path, id: &str) -> io::Result<()> {
+    let path = c_path(dir)?;
+    let name = c_str(OWNER_XATTR)?;
+    // SAFETY: `path` and `name` are NUL-terminated; the value is `id.len()`
+    // readable bytes.
+    let rc = unsafe {
+        nix::libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            id.as_ptr().cast(),
+            id.len(),
+            0,
+        )
     };
-    let n = procs.lines().filter(|l| !l.trim().is_empty()).count();
-    if n > 0 {
-        return Ok(Removed::Busy(n));
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
     }
-    match fs::remove_dir(dir) {
-        Ok(()) => Ok(Removed::Gone),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removed::Absent),
-        // A process joined in between, or a child cgroup exists.
-        Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => Ok(Removed::Busy(
-            fs::read_to_string(dir.join("cgroup.procs"))
-                .map(|p| p.lines().count())
-                .unwrap_or(0),
-        )),
+    Ok(())
+}
+
+fn c_path(dir: &Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+}
+
+fn c_str(s: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(s)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name with a NUL byte"))
+}
+
+/// Whether any process is in the cgroup at `dir` or below it
+/// (`cgroup.events`' `populated`). A missing cgroup is not populated.
+pub fn populated(dir: &Path) -> io::Result<bool> {
+    match fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(text) => Ok(text.lines().any(|l| l.trim() == "populated 1")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// How long [`kill_and_remove`] waits for killed processes to exit.
+pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What [`kill_and_remove`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// Removed, after killing this many processes (0: it was empty).
+    Gone { killed: usize },
+    /// There was no such cgroup.
+    Absent,
+}
+
+/// Kills every process in the cgroup at `dir` and below it, waits (at most
+/// [`KILL_TIMEOUT`]) for them to exit, and removes the cgroup and its
+/// sub-cgroups. `cgroup.kill` (Linux 5.14+) kills the whole tree at once,
+/// forks included; without it each process is sent SIGKILL until none is
+/// left. `Err` when the tree cannot be emptied or removed.
+pub fn kill_and_remove(dir: &Path) -> io::Result<Removed> {
+    if !dir.is_dir() {
+        return Ok(Removed::Absent);
+    }
+    let killed = count_procs(dir);
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    let mut next_signal = Instant::now();
+    while populated(dir)? {
+        let now = Instant::now();
+        if now >= next_signal {
+            // Again now and then: without cgroup.kill a fork may have
+            // escaped the last round.
+            signal_tree(dir)?;
+            next_signal = now + Duration::from_millis(250);
+        }
+        if now > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "processes in {} did not exit within {KILL_TIMEOUT:?} of SIGKILL",
+                    dir.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    remove_tree(dir)?;
+    Ok(Removed::Gone { killed })
+}
+
+/// The processes in the cgroup at `dir` and below it.
+fn count_procs(dir: &Path) -> usize {
+    let own = fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|p| p.lines().filter(|l| !l.trim().is_empty()).count())
+        .unwrap_or(0);
+    own + sub_cgroups(dir)
+        .iter()
+        .map(|d| count_procs(d))
+        .sum::<usize>()
+}
+
+fn sub_cgroups(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILL to every process in the tree at `dir`: `cgroup.kill`, or one
+/// by one where the kernel has none.
+fn signal_tree(dir: &Path) -> io::Result<()> {
+    match fs::write(dir.join("cgroup.kill"), "1") {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    for sub in sub_cgroups(dir) {
+        signal_tree(&sub)?;
+    }
+    let procs = fs::read_to_string(dir.join("cgroup.procs"))?;
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    Ok(())
+}
+
+/// Removes the (empty) cgroup at `dir` and its sub-cgroups, deepest first.
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    for sub in sub_cgroups(dir) {
+        remove_tree(&sub)?;
+    }
+    // The last exits are reported a moment before rmdir may succeed.
+    for _ in 0..50 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    fs::remove_dir(dir)
 }
 
 /// Moves process `pid` (all its threads) into the cgroup at `dir`.
@@ -332,6 +471,31 @@ mod tests {
         let id = id(&cg.path(&rel)).unwrap();
         assert_eq!(cg.rel_path_of_id(id).unwrap(), rel);
         assert!(cg.rel_path_of_id(u64::MAX).is_err());
+    }
+
+    #[test]
+    fn owner_marks_and_kill_and_remove() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let Ok(cg) = Cgroup2::find() else { return };
+        let dir = cg.path(&format!("airlock-unit-{}", std::process::id()));
+        ensure(&dir.join("sub")).unwrap();
+        assert_eq!(owner_mark(&dir).unwrap(), None);
+        set_owner_mark(&dir, "7f0c").unwrap();
+        assert_eq!(owner_mark(&dir).unwrap().as_deref(), Some("7f0c"));
+        assert!(!populated(&dir).unwrap());
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        move_pid(&dir.join("sub"), child.id()).unwrap();
+        assert!(populated(&dir).unwrap());
+        assert_eq!(kill_and_remove(&dir).unwrap(), Removed::Gone { killed: 1 });
+        assert!(!child.wait().unwrap().success(), "killed");
+        assert!(!dir.exists());
+        assert_eq!(kill_and_remove(&dir).unwrap(), Removed::Absent);
+        assert!(!populated(&dir).unwrap());
     }
 
     #[test]

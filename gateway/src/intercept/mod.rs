@@ -420,6 +420,9 @@ struct Prepared {
     gateway: PathBuf,
     listeners: Vec<TcpListener>,
     port: u16,
+    /// `CLOCK_BOOTTIME` just before the listeners were bound: eBPF records
+    /// older than this are an earlier daemon's, flushed at load.
+    bound_after_ns: u64,
 }
 
 async fn prepare(settings: &InterceptSettings) -> Result<Prepared, String> {
@@ -441,6 +444,7 @@ async fn prepare(settings: &InterceptSettings) -> Result<Prepared, String> {
             gateway.display()
         )
     })?;
+    let bound_after_ns = redirect::boot_time_ns();
     let (listeners, port) = bind(settings.port).await?;
     Ok(Prepared {
         cg,
@@ -448,6 +452,7 @@ async fn prepare(settings: &InterceptSettings) -> Result<Prepared, String> {
         gateway,
         listeners,
         port,
+        bound_after_ns,
     })
 }
 
@@ -469,6 +474,7 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         &p.gateway,
         config,
         &settings.ports,
+        p.bound_after_ns,
     )?;
     match nft::remove(&settings.nft_table) {
         Ok(true) => tracing::info!(table = %settings.nft_table,

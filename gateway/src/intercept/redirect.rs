@@ -3,14 +3,38 @@
 //!
 //! - eBPF: one `getsockopt(SOL_IP, SO_AIRLOCK_ORIG_INFO)`, answered by the
 //!   gateway's getsockopt program from the record connect4/6 made
-//!   (destination, cgroup id, pid, uid).
+//!   (destination, cgroup id, pid, uid, when it was filed), then the client
+//!   socket's own cgroup by its 4-tuple ([`super::diag`]).
 //! - nftables: the standard `SO_ORIGINAL_DST` / `IP6T_SO_ORIGINAL_DST`,
 //!   answered by conntrack from the REDIRECT, then the client socket's
 //!   cgroup by its 4-tuple ([`super::diag`]).
+//!
+//! # Why an eBPF record is not trusted on its own
+//!
+//! The record is found by the accepted connection's 4-tuple, and a 4-tuple
+//! is reused: a record left by a connection that was never accepted (a
+//! daemon stopped or killed with connections in its backlog, a full accept
+//! queue) would name its agent for any later connection from the same
+//! source port, made by anyone. Three checks close that, each enough for
+//! the case it covers:
+//!
+//! 1. a starting daemon flushes the records made before its listener
+//!    existed ([`super::bpf::load`]);
+//! 2. a record older than [`MAX_RECORD_AGE`] is refused
+//!    ([`Unidentified::Stale`]): a connection is accepted within
+//!    milliseconds of being established, so five seconds is generous, and a
+//!    connection the gateway is too overloaded to accept that fast is
+//!    closed (never served without identity);
+//! 3. the client socket's own cgroup, from sock_diag, is returned beside
+//!    the record's ([`Redirected::socket_cgroup_id`]) and the accepting
+//!    side refuses a connection whose two cgroups are not the same agent's
+//!    ([`crate::proxy::transparent`]). A socket that cannot be found there
+//!    is refused too.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use gateway_common::{
     AF_INET, IP6T_SO_ORIGINAL_DST, OrigInfo, SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP,
@@ -32,8 +56,15 @@ pub enum Redirector {
 pub struct Redirected {
     /// Where the agent connected to.
     pub orig: SocketAddr,
-    /// The cgroup of the connecting socket.
+    /// The agent cgroup that made the connection: eBPF: the record's (the
+    /// connecting task's ancestor at the agent level); nftables: the
+    /// socket's.
     pub cgroup_id: u64,
+    /// The client socket's own cgroup, asked of the kernel by its 4-tuple
+    /// when the connection is accepted (the same as `cgroup_id` in the
+    /// nftables mode, which has nothing else). It must be the same agent's
+    /// cgroup as `cgroup_id` (or one below it).
+    pub socket_cgroup_id: u64,
     /// The connecting task (eBPF only: nftables does not know it).
     pub pid: Option<u32>,
     pub uid: u32,
@@ -48,6 +79,44 @@ pub enum Unidentified {
     Direct,
     #[error("the connecting socket's cgroup is unknown ({0})")]
     NoOwner(io::Error),
+    #[error(
+        "its connection record is {} ms old (at most {} ms): left by an earlier connection \
+         from the same address and port",
+        .age.as_millis(),
+        MAX_RECORD_AGE.as_millis()
+    )]
+    Stale { age: Duration },
+}
+
+/// How old an eBPF connection record may be when the gateway reads it:
+/// the time from the connection being established to the gateway's
+/// `getsockopt` after `accept`. See the module docs.
+pub const MAX_RECORD_AGE: Duration = Duration::from_secs(5);
+
+/// `CLOCK_BOOTTIME` now, in nanoseconds: the clock the eBPF programs stamp
+/// records with (`bpf_ktime_get_boot_ns`).
+pub fn boot_time_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_BOOTTIME exists on
+    // every kernel this runs on (2.6.39+), so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// `Err` when a record stamped `recorded_ns` is too old at `now_ns` to
+/// identify the connection being accepted now.
+pub fn check_age(recorded_ns: u64, now_ns: u64) -> Result<(), Unidentified> {
+    let age = Duration::from_nanos(now_ns.saturating_sub(recorded_ns));
+    if age > MAX_RECORD_AGE {
+        Err(Unidentified::Stale { age })
+    } else {
+        Ok(())
+    }
 }
 
 impl Redirector {
@@ -62,9 +131,14 @@ impl Redirector {
         match self {
             Redirector::Ebpf => {
                 let info = original_info(stream).map_err(Unidentified::NotRedirected)?;
+                check_age(info.recorded_ns, boot_time_ns())?;
+                // The client socket was redirected by rewriting its
+                // destination: its own remote address is this listener.
+                let owner = diag::tcp_socket_owner(peer, local).map_err(Unidentified::NoOwner)?;
                 Ok(Redirected {
                     orig: original_addr(&info),
                     cgroup_id: info.cgroup_id,
+                    socket_cgroup_id: owner.cgroup_id,
                     pid: Some(info.pid),
                     uid: info.uid,
                 })
@@ -80,6 +154,7 @@ impl Redirector {
                 Ok(Redirected {
                     orig,
                     cgroup_id: owner.cgroup_id,
+                    socket_cgroup_id: owner.cgroup_id,
                     pid: None,
                     uid: owner.uid,
                 })
@@ -173,6 +248,26 @@ mod tests {
         info.addr = Ipv6Addr::LOCALHOST.octets();
         info.family = gateway_common::AF_INET6;
         assert_eq!(original_addr(&info).to_string(), "[::1]:443");
+    }
+
+    #[test]
+    fn records_older_than_the_bound_are_refused() {
+        let s = 1_000_000_000u64;
+        let now = 1_000 * s;
+        // Fresh, at the bound, and from "the future" (same clock; never
+        // seen, but no reason to refuse).
+        for recorded in [now, now - 3 * s, now - 5 * s, now + s] {
+            assert!(check_age(recorded, now).is_ok(), "{recorded}");
+        }
+        for recorded in [now - 5 * s - 1, now - 60 * s, 0] {
+            let err = check_age(recorded, now).unwrap_err();
+            assert!(matches!(err, Unidentified::Stale { .. }), "{err}");
+        }
+        let msg = check_age(now - 7 * s, now).unwrap_err().to_string();
+        assert!(msg.contains("7000 ms old (at most 5000 ms)"), "{msg}");
+        // The clock the kernel stamps with is running and past boot.
+        let (a, b) = (boot_time_ns(), boot_time_ns());
+        assert!(a > 0 && b >= a);
     }
 
     #[test]

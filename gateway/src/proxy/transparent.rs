@@ -6,7 +6,10 @@
 //! `getsockopt` answered by the kernel program; nftables: conntrack's
 //! `SO_ORIGINAL_DST` and the client socket's cgroup from sock_diag, see
 //! [`crate::intercept::redirect`]) → agent (cgroup id → agent; none →
-//! refused and audited as `unknown_agent`) → the destination checked like
+//! refused and audited as `unknown_agent`; the client socket's own cgroup
+//! must be the same agent's, or the connection is refused and audited as
+//! `unknown_connection`: an eBPF record found by a reused 4-tuple lends
+//! no identity) → the destination checked like
 //! the explicit proxy's ([`super::egress`]: the gateway dials with its own
 //! identity, not the agent's, so the same rules apply; loopback is allowed
 //! only through `AIRLOCK_ALLOW_UPSTREAMS`) → the ClientHello's SNI, peeked,
@@ -110,6 +113,22 @@ async fn handle(
         );
         return;
     };
+    if conn.socket_cgroup_id != conn.cgroup_id
+        && agents.lookup(conn.socket_cgroup_id).as_ref() != Some(&agent)
+    {
+        refuse(
+            &gw,
+            None,
+            &peer.to_string(),
+            "unknown_connection",
+            format!(
+                "a connection from {peer} carries agent {agent}'s record (cgroup id {}) but its \
+                 socket is in cgroup id {}, not that agent's: refused",
+                conn.cgroup_id, conn.socket_cgroup_id
+            ),
+        );
+        return;
+    }
     if let Err(e) = gw.egress.check(orig) {
         refuse(
             &gw,

@@ -222,7 +222,7 @@ impl Service {
 
     /// The cgroup Airlock creates and owns for an agent given no `--cgroup`.
     fn default_cgroup(&self, name: &AgentName) -> String {
-        format!("{}/agent-{name}", self.agents_cgroup)
+        crate::intercept::cgroup::owned_path(&self.agents_cgroup, name)
     }
 
     pub async fn add_agent(&self, req: AddAgent) -> Result<AgentCreated, ServiceError> {
@@ -254,19 +254,59 @@ impl Service {
         })
     }
 
-    /// Deletes the agent, then its cgroup if Airlock created it (the
-    /// default `PARENT/agent-NAME`; a `--cgroup` one belongs to systemd or
-    /// a container runtime and is left alone). A cgroup that still holds
-    /// processes is kept, with a warning in the log: removing the agent
-    /// must not kill or move its processes.
-    pub async fn delete_agent(&self, name: &str) -> Result<(), ServiceError> {
+    /// Deletes the agent. Its processes must not outlive it as anyone's
+    /// identity:
+    ///
+    /// - the cgroup Airlock owns (the default `PARENT/agent-NAME`) is
+    ///   emptied, every process in it killed, and removed; if its
+    ///   processes cannot be stopped the agent is not removed (an error
+    ///   says why). Anything that joins it while the agent is being removed
+    ///   is killed by the second pass after the row is gone; if that fails
+    ///   too, the cgroup keeps the removed agent's mark and is refused as
+    ///   an unknown cgroup, even once the name is added again
+    ///   ([`crate::intercept::agents`]);
+    /// - a `--cgroup` one belongs to systemd or a container runtime: it is
+    ///   never killed or removed, and while processes are in it the removal
+    ///   is refused unless `busy` is [`BusyCgroup::Keep`] (`--force`); they
+    ///   are then an unknown cgroup, until an agent is added with that
+    ///   `--cgroup` again, which is the operator naming them.
+    pub async fn delete_agent(&self, name: &str, busy: BusyCgroup) -> Result<(), ServiceError> {
         let name = AgentName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
-        let cgroup = self.store.get_agent(&name).await?.cgroup;
+        let rel = self.store.get_agent(&name).await?.cgroup;
+        let rel = rel.trim_matches('/').to_owned();
+        let dir = crate::intercept::cgroup::Cgroup2::find()
+            .ok()
+            .map(|cg| cg.path(&rel));
+        let owned = rel == self.default_cgroup(&name);
+        if owned && let Some(dir) = &dir {
+            stop_processes(&name, dir.clone()).await.map_err(|e| {
+                ServiceError::Conflict(format!(
+                    "cannot stop the processes of agent {name}'s cgroup {}: {e}; the agent \
+                         is not removed",
+                    dir.display()
+                ))
+            })?;
+        } else if busy == BusyCgroup::Refuse
+            && let Some(dir) = &dir
+            && crate::intercept::cgroup::populated(dir).unwrap_or(false)
+        {
+            return Err(ServiceError::Conflict(format!(
+                "agent {name}'s cgroup {rel} (given with --cgroup, so not Airlock's to stop) \
+                 still has processes: stop them first (e.g. systemctl stop the unit), or \
+                 remove the agent anyway with --force (they are then refused as an unknown \
+                 cgroup, until an agent is added with this cgroup again)"
+            )));
+        }
         self.store.delete_agent(&name).await?;
         // After the refresh no rebuild of the agent map recreates it.
         self.refresh().await;
-        if cgroup.trim_matches('/') == self.default_cgroup(&name) {
-            crate::intercept::cgroup::remove_owned(&name, &cgroup);
+        if owned
+            && let Some(dir) = dir
+            && let Err(e) = stop_processes(&name, dir.clone()).await
+        {
+            tracing::warn!(agent = %name, cgroup = %dir.display(), error = %e,
+                "a process joined the removed agent's cgroup and cannot be stopped: the \
+                 cgroup is kept, marked as the removed agent's, and refused");
         }
         Ok(())
     }
@@ -494,5 +534,31 @@ mod tests {
         for bad in ["", "/", "a/../b", "a//b", "a/.hidden", "a b"] {
             assert!(validate_cgroup(bad).is_err(), "{bad:?}");
         }
+    }
+}
+
+/// Whether `agent rm` may leave processes in a `--cgroup` agent's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusyCgroup {
+    /// Refuse the removal while processes are in it.
+    Refuse,
+    /// Remove the agent anyway (`--force`); the processes stay, unknown.
+    Keep,
+}
+
+/// Kills the processes of the Airlock-owned agent cgroup at `dir` and
+/// removes it (off the async threads: it waits for them to exit).
+async fn stop_processes(agent: &AgentName, dir: std::path::PathBuf) -> Result<(), String> {
+    use crate::intercept::cgroup::{self, Removed};
+    let shown = dir.display().to_string();
+    match tokio::task::spawn_blocking(move || cgroup::kill_and_remove(&dir)).await {
+        Ok(Ok(Removed::Gone { killed })) => {
+            tracing::info!(%agent, cgroup = %shown, killed,
+                "removed the agent's cgroup, killing the processes in it");
+            Ok(())
+        }
+        Ok(Ok(Removed::Absent)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }

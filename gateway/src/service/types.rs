@@ -289,3 +289,15 @@ pub struct ApiError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+/// `DELETE /api/v1/agents/{name}` options (`airlock agent rm`).
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveAgent {
+    /// Remove the agent even though processes are still in its `--cgroup`
+    /// cgroup (they are left running, refused as an unknown cgroup). No
+    /// effect on a cgroup Airlock made: its processes are always killed.
+    #[serde(default)]
+    pub force: bool,
+}

@@ -172,7 +172,11 @@ pub async fn delete(
     Extension(session): Extension<SessionCtx>,
     Path(name): Path<String>,
 ) -> Response {
-    match state.service.delete_agent(&name).await {
+    match state
+        .service
+        .delete_agent(&name, crate::service::BusyCgroup::Refuse)
+        .await
+    {
         Ok(()) => {
             state
                 .sessions
