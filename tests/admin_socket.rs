@@ -5,7 +5,10 @@
 //! holds every `listen(2)` for two seconds after it returns, with umask 0
 //! (the worst an operator's shell could give it), while the test keeps
 //! trying to connect as `nobody`. Binding in place and chmod-ing after
-//! leaves the socket listening at mode 0777 for those two seconds.
+//! leaves the socket listening at the umask's mode for those two seconds:
+//! 0777 with umask 0. (The daemon also sets umask 077 at start-up, which
+//! hid that window; the bind no longer depends on it. With that umask
+//! line removed, the old bind fails this test and the new one passes.)
 //!
 //! Needs root (to be another user) and, for the race, strace; without
 //! either it says so and checks what it can.

@@ -17,7 +17,9 @@ use crate::cmd;
 /// rustup, PostgreSQL for the embedded store, and headless Chromium with
 /// its WebDriver for the dashboard's browser tests; nftables for the
 /// transparent fallback, git for its smart-HTTP client test, systemd for
-/// `systemd-analyze verify` of the units.
+/// `systemd-analyze verify` of the units; Python's requests for the system
+/// interpreter, because `airlock run` agents are unprivileged users that
+/// cannot reach root's pip or pyenv installs.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -34,6 +36,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "git",
     "systemd",
+    "python3-requests",
 ];
 
 /// The bpf-linker release that builds against Debian's LLVM 22.
