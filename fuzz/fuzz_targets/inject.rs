@@ -383,7 +383,9 @@ fuzz_target!(|data: &[u8]| {
     match (&misplaced, &result) {
         (Some(_), Err(InjectError::Exfiltration { .. })) | (None, _) => {}
         (Some((name, at)), _) => {
-            panic!("placeholder airlock:{name} in {at:?} is not its secret's position, yet {result:?} for {before}")
+            panic!(
+                "placeholder airlock:{name} in {at:?} is not its secret's position, yet {result:?} for {before}"
+            )
         }
     }
     if misplaced.is_none() {

@@ -40,5 +40,4 @@ fuzz_target!(|data: &[u8]| {
         assert!(placeholder::may_contain(text.as_bytes()));
         assert!(placeholder::may_contain_encoded(text));
     }
-
 });
