@@ -236,8 +236,22 @@ fn start_daemon_for(iso: &Isolation, upstream_ca: &Path, ports: &[u16]) -> Daemo
     builder.start()
 }
 
+/// Adds agent `name` and waits (bounded) until the daemon has made its
+/// cgroup: the daemon creates it when its snapshot reloads, a moment after
+/// `agent add` returns, and a test that writes a pid into it before then
+/// finds no such directory.
 fn add_agent(daemon: &Daemon, iso: &Isolation, name: &str) {
     daemon.cli_ok(&["agent", "add", name, "--cgroup", &iso.agent_cgroup(name)]);
+    let dir = iso.cg.path(&iso.agent_cgroup(name));
+    let made = support::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        dir.join("cgroup.procs").exists().then_some(())
+    });
+    assert!(
+        made.is_some(),
+        "the daemon did not create {} within 10 s\n{}",
+        dir.display(),
+        daemon.log()
+    );
 }
 
 fn add_secret(daemon: &Daemon, name: &str, host: &str, value: &str, agent: &str) {
