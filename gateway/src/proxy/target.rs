@@ -201,8 +201,10 @@ pub fn read_target<'u>(method: &Method, uri: &'u Uri) -> Result<PathForms<'u>, T
         }
         return Ok(PathForms::parse("*")?);
     }
-    // `pq.path()` would read `?x` as `/`: look at what was sent.
-    if !raw.starts_with('/') {
+    // `pq.path()` would read `?x` as `/`: look at what was sent. And
+    // `http` keeps an HTTP/2 `:path` of `#x` as an empty path that reads
+    // (and displays) as `/`; only a URI made of it tells it apart.
+    if !raw.starts_with('/') || Uri::from(pq.clone()).path().is_empty() {
         return Err(PathError::NotOriginForm.into());
     }
     Ok(PathForms::parse(pq.path())?)
@@ -383,6 +385,17 @@ mod tests {
         .unwrap();
         assert_eq!(
             read_target(&Method::GET, &q),
+            Err(TargetError::Path(PathError::NotOriginForm))
+        );
+        // Found by the `canonical` fuzz target: `#x` is kept as an empty
+        // path that reads as `/`.
+        let mut p = http::uri::Parts::default();
+        p.scheme = Some(http::uri::Scheme::HTTPS);
+        p.authority = Some("api.x.com".parse().unwrap());
+        p.path_and_query = Some("#%00//".parse().unwrap());
+        let fragment = Uri::from_parts(p).unwrap();
+        assert_eq!(
+            read_target(&Method::GET, &fragment),
             Err(TargetError::Path(PathError::NotOriginForm))
         );
         assert_eq!(
