@@ -4,7 +4,9 @@
 //! Checks: what parses displays as text that parses back to the same
 //! pattern; a pattern matches the host it names; matching ignores ASCII case
 //! and a trailing dot; `/**` matches every path a request can carry, and a
-//! glob with no special characters matches its own text.
+//! glob with no special characters that is a canonical, unambiguous path
+//! matches its own text; a path inside a glob as a scope (every reading)
+//! is under it as a rule (any reading).
 //!
 //! Input: five lines, `PATTERN`, `GLOB`, `HOST`, `PORT`, `PATH` (the last
 //! takes the rest; missing lines are empty, a bad port is 443).
@@ -13,7 +15,7 @@
 
 use std::sync::LazyLock;
 
-use airlock::policy::{HostPattern, PathGlob};
+use airlock::policy::{HostPattern, PathForms, PathGlob};
 use http::uri::PathAndQuery;
 use libfuzzer_sys::fuzz_target;
 
@@ -128,8 +130,16 @@ fn path_glob(input: &Input<'_>) {
     assert_eq!(again, glob);
     if let Some(path) = &path {
         assert_eq!(glob.matches(path), again.matches(path));
+        if let Ok(forms) = PathForms::parse(path)
+            && glob.matches(path)
+        {
+            assert!(glob.matches_any(&forms), "{shown:?}: {path:?} in scope, not under the rule");
+        }
     }
-    let literal = !shown.contains(['*', '?', '[', ']', '{', '}', '\\']);
+    // Globs match canonical paths (`policy::canonical`): only a glob that
+    // is one, read one way, can match its own text.
+    let canonical = PathForms::parse(&shown).is_ok_and(|f| !f.is_ambiguous() && f.canonical() == shown);
+    let literal = canonical && !shown.contains(['*', '?', '[', ']', '{', '}', '\\']);
     if literal {
         assert!(
             glob.matches(&shown),

@@ -8,7 +8,7 @@
 //!   optionally `[::1]:0`) that records every request it sees and serves a
 //!   fixed set of endpoints (`/echo`, `/sse`, `/chunked`, `/bytes`,
 //!   `/status/CODE`, `/redirect`, `/reflect`, `/stall`, `/stall-headers`,
-//!   `/reset`, `/ws`).
+//!   `/reset`, `/ws`, `/switch`).
 //!
 //! The server runs on its own thread with its own Tokio runtime, so it works
 //! the same from plain `#[test]` functions and from `#[tokio::test]`
@@ -1029,6 +1029,7 @@ async fn handle(
             return Ok(std::future::pending::<Response<RespBody>>().await);
         }
         "/ws" => return Ok(websocket(req)),
+        "/switch" => return Ok(switch(req)),
         _ => {}
     }
 
@@ -1341,6 +1342,25 @@ fn websocket(mut req: Request<Incoming>) -> Response<RespBody> {
         resp = resp.header(header::SEC_WEBSOCKET_PROTOCOL, p);
     }
     resp.body(empty()).expect("response")
+}
+
+/// `/switch`: a 101 to `h2c` whether or not the client asked to switch
+/// (a server that ignores what it was asked), then echoes raw bytes.
+fn switch(mut req: Request<Incoming>) -> Response<RespBody> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(Ok(upgraded)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, on_upgrade).await else {
+            return;
+        };
+        let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+        let _ = tokio::time::timeout(STALL_CAP, tokio::io::copy(&mut r, &mut w)).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "h2c")
+        .header(header::CONNECTION, "Upgrade")
+        .body(empty())
+        .expect("response")
 }
 
 async fn ws_echo<S>(mut ws: tokio_tungstenite::WebSocketStream<S>)

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use super::canonical::PathForms;
 use super::limiter::RateLimiter;
 use crate::model::AgentName;
 use crate::store::rules::RuleRecord;
@@ -18,8 +19,9 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     pub host: &'a str,
     pub port: u16,
-    /// Without the query.
-    pub path: &'a str,
+    /// Without the query, read once: a rule applies when any reading of
+    /// it matches (see [`super::canonical`]).
+    pub path: &'a PathForms<'a>,
 }
 
 /// What policy decided before any rate limit was charged.
@@ -54,7 +56,7 @@ fn matches(rule: &RuleRecord, req: &RequestFacts<'_>) -> bool {
             .as_ref()
             .is_none_or(|m| m.as_str().eq_ignore_ascii_case(req.method))
         && rule.host.matches(req.host, req.port)
-        && rule.path.matches(req.path)
+        && rule.path.matches_any(req.path)
 }
 
 /// Evaluates `rules` (in their stored order) against `req`.
@@ -125,6 +127,8 @@ mod tests {
         host: &'a str,
         path: &'a str,
     ) -> RequestFacts<'a> {
+        // Leaked: a test's few paths live as long as the test.
+        let path: &'a PathForms<'a> = Box::leak(Box::new(PathForms::parse(path).unwrap()));
         RequestFacts {
             agent,
             method,

@@ -3,11 +3,13 @@
 //! (block, hold for approval, rate-limit).
 
 pub mod approvals;
+pub mod canonical;
 pub mod engine;
 mod limiter;
 mod pattern;
 mod rule;
 
+pub use canonical::{PathError, PathForms};
 pub use limiter::RateLimiter;
 pub use pattern::{HostPattern, PathGlob, PatternError};
 pub use rule::{Method, Rate, RuleAction, RuleError};

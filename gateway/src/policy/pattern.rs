@@ -11,11 +11,19 @@
 //! A path glob starts with `/` and matches the request path without its
 //! query: `*` stays within one segment, `**` crosses segments, `?` is one
 //! character, `[abc]` a class. `/**` (the default) matches every path.
+//!
+//! Globs match the canonical path ([`super::canonical`]): unreserved
+//! characters decoded, other escapes upper-case (`/caf%C3%A9`). A rule
+//! matches when any reading of the path does, ignoring case
+//! ([`PathGlob::matches_any`]); a secret's scope only when every reading
+//! does ([`PathGlob::matches`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use globset::{GlobBuilder, GlobMatcher};
+
+use super::canonical::PathForms;
 
 /// Why a pattern or glob was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -188,6 +196,9 @@ impl fmt::Display for HostPattern {
 pub struct PathGlob {
     text: String,
     matcher: GlobMatcher,
+    /// The same glob ignoring ASCII case, for restrictive rules: some
+    /// upstreams serve `/Admin` as `/admin`.
+    caseless: GlobMatcher,
 }
 
 impl PathGlob {
@@ -198,25 +209,50 @@ impl PathGlob {
         if !text.starts_with('/') {
             return Err(PatternError::PathNotAbsolute(text.to_owned()));
         }
-        let glob = GlobBuilder::new(text)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| PatternError::BadGlob {
-                glob: text.to_owned(),
-                reason: e.kind().to_string(),
-            })?;
+        let build = |caseless: bool| {
+            GlobBuilder::new(text)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .case_insensitive(caseless)
+                .build()
+                .map(|g| g.compile_matcher())
+                .map_err(|e| PatternError::BadGlob {
+                    glob: text.to_owned(),
+                    reason: e.kind().to_string(),
+                })
+        };
         Ok(PathGlob {
             text: text.to_owned(),
-            matcher: glob.compile_matcher(),
+            matcher: build(false)?,
+            caseless: build(true)?,
         })
     }
 
-    /// Does `path` (without its query string) match?
+    /// `/**` is every request, also `OPTIONS *`, whose target is no path:
+    /// a block rule or secret for a whole host must cover it.
+    fn is_any(&self) -> bool {
+        self.text == Self::ANY
+    }
+
+    /// The permissive test, for a secret's scope: does every way an
+    /// upstream may read `path` (without its query string) match? A path
+    /// the gateway would refuse matches nothing but `/**`.
     pub fn matches(&self, path: &str) -> bool {
-        // `/**` is every request, also `OPTIONS *`, whose target is no path:
-        // a block rule or secret for a whole host must cover it.
-        self.text == Self::ANY || self.matcher.is_match(path)
+        if self.is_any() {
+            return true;
+        }
+        PathForms::parse(path).is_ok_and(|forms| self.matches_every(&forms))
+    }
+
+    /// Every reading of `forms` matches, with case.
+    pub fn matches_every(&self, forms: &PathForms<'_>) -> bool {
+        self.is_any() || forms.all().all(|p| self.matcher.is_match(p))
+    }
+
+    /// The restrictive test, for rules: does any reading of `forms`
+    /// match, ignoring ASCII case?
+    pub fn matches_any(&self, forms: &PathForms<'_>) -> bool {
+        self.is_any() || forms.all().any(|p| self.caseless.is_match(p))
     }
 
     pub fn as_str(&self) -> &str {
@@ -337,6 +373,65 @@ mod tests {
         let any = PathGlob::parse(PathGlob::ANY).unwrap();
         assert!(any.matches("*"));
         assert!(!PathGlob::parse("/*").unwrap().matches("*"));
+    }
+
+    fn forms(raw: &str) -> PathForms<'_> {
+        PathForms::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    /// Issue #15, item 5: each spelling of `/admin/x` is under a rule on
+    /// `/admin/**` (or refused before matching, for dot segments).
+    #[test]
+    fn rules_match_every_spelling_of_a_path() {
+        let block = PathGlob::parse("/admin/**").unwrap();
+        for raw in [
+            "/admin/x",
+            "//admin/x",
+            "/%61dmin/x",
+            "/admin%2fx",
+            "/admin%2Fx",
+            "/admin%5Cx",
+            "/admin\\x",
+            "/Admin/x",
+            "/ADMIN/X",
+            "/admin;v=1/x",
+            "/%41dmin/x",
+        ] {
+            assert!(block.matches_any(&forms(raw)), "{raw}");
+        }
+        for raw in ["/x/../admin", "/x/%2e%2e/admin/x", "/..;/admin/x"] {
+            assert!(PathForms::parse(raw).is_err(), "{raw}");
+        }
+        assert!(!block.matches_any(&forms("/administrator/x")));
+        assert!(!block.matches_any(&forms("/v1/admin")));
+    }
+
+    /// A secret's scope holds only when every reading is inside it.
+    #[test]
+    fn scopes_hold_only_for_every_reading() {
+        let v1 = PathGlob::parse("/v1/**").unwrap();
+        assert!(v1.matches("/v1/chat"));
+        assert!(v1.matches("/v1/%63hat"));
+        assert!(!v1.matches("/v1/../admin"));
+        assert!(!v1.matches("/V1/chat"));
+        // `//v1/x` is `/v1/x` to nginx but not to others: both readings
+        // must be inside the scope, and `//v1/x` is not.
+        assert!(!v1.matches("//v1/chat"));
+        // S3 keys and GitHub refs with %2F stay inside a bucket's scope.
+        let bucket = PathGlob::parse("/bucket/**").unwrap();
+        assert!(bucket.matches("/bucket/dir%2Fkey.txt"));
+        assert!(bucket.matches("/bucket/a%2Fb%2Fc"));
+        // ... but not inside a one-segment scope one reading leaves.
+        let one = PathGlob::parse("/bucket/*").unwrap();
+        assert!(!one.matches("/bucket/dir%2Fkey.txt"));
+        assert!(one.matches("/bucket/key.txt"));
+        // A path the gateway refuses is in no scope but `/**`.
+        assert!(!bucket.matches("/bucket/%zz"));
+        assert!(
+            PathGlob::parse(PathGlob::ANY)
+                .unwrap()
+                .matches("/bucket/%zz")
+        );
     }
 
     #[test]

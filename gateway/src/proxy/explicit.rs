@@ -106,7 +106,6 @@ async fn front(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Re
         port,
         addr,
         tls: false,
-        host_is_verified: true,
     };
     if connect {
         // Not a request of its own: what passes through the tunnel is.

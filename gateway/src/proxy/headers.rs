@@ -102,6 +102,30 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// Is this a WebSocket handshake, the one protocol switch the gateway
+/// forwards? `Upgrade` must name exactly `websocket`: a request for any
+/// other protocol (`h2c`, or a list) has its `Upgrade` removed and goes
+/// as an ordinary request, since after a switch to another protocol the
+/// connection's later requests would pass no policy and no audit.
+pub fn wants_websocket(headers: &HeaderMap) -> bool {
+    wants_upgrade(headers) && upgrade_is_websocket(headers)
+}
+
+/// Did the upstream's 101 switch to WebSocket (and nothing else)?
+pub fn is_websocket_switch(headers: &HeaderMap) -> bool {
+    upgrade_is_websocket(headers)
+}
+
+fn upgrade_is_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket")),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +180,37 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    /// Issue #15, item 8: only WebSocket is bridged; an `h2c` (or any
+    /// other) upgrade request loses its `Upgrade` and goes as a request.
+    #[test]
+    fn only_websocket_is_an_upgrade() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        h.insert("upgrade", HeaderValue::from_static("h2c"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQCAAAAAAIAAAAA"),
+        );
+        assert!(!wants_websocket(&h));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+        for (value, ok) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("TLS/1.2", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("connection", HeaderValue::from_static("upgrade"));
+            h.insert("upgrade", HeaderValue::from_static(value));
+            assert_eq!(wants_websocket(&h), ok, "{value}");
+            assert_eq!(is_websocket_switch(&h), ok, "{value}");
+        }
     }
 }

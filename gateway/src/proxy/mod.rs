@@ -11,9 +11,10 @@
 //! - [`session`]: TLS termination with a leaf for the server name from the
 //!   local CA ([`crate::tls`]), then HTTP/1.1 or HTTP/2 to the agent.
 //! - [`pipeline`]: the request path, phase by phase: identify → check the
-//!   destination → policy → inject ([`inject`], [`placeholder`],
-//!   [`sigv4`]) → forward ([`upstream`]), the response head scrubbed of
-//!   injected values ([`scrub`]) → audit ([`record`]).
+//!   destination and read the target ([`target`]) → policy → prepare →
+//!   inject ([`inject`], [`placeholder`], [`sigv4`]) → forward
+//!   ([`upstream`]), the response head scrubbed of injected values
+//!   ([`scrub`]) → audit ([`record`]).
 //! - [`error`]: the one funnel from failures to status codes and bodies.
 //! - [`body`], [`headers`]: streamed bodies and hop-by-hop headers.
 //!
@@ -34,6 +35,7 @@ pub mod record;
 pub mod scrub;
 pub mod session;
 pub mod sigv4;
+pub mod target;
 pub mod transparent;
 pub mod upstream;
 
@@ -83,9 +85,6 @@ pub struct Session {
     pub tls: bool,
     /// The name the upstream certificate must be valid for.
     pub tls_name: Option<ServerName<'static>>,
-    /// Whether requests' Host headers must name `host` (not when a
-    /// transparent client sent no SNI: then the original IP decides).
-    pub host_is_verified: bool,
 }
 
 /// The upstream certificate name for `host` (a DNS name or IP literal).

@@ -4,14 +4,28 @@
 //!
 //! 1. [`identify`]: the agent (from its token or its cgroup, resolved when
 //!    the connection was accepted) must still exist.
-//! 2. [`check_destination`]: the request's Host must be the name the
-//!    connection was opened for (the TLS server name).
-//! 3. [`decide`]: policy: block, hold for approval, rate-limit, or allow.
-//!    Blocked requests never touch the vault.
-//! 4. inject ([`super::inject`]): resolve placeholders, add credentials.
-//! 5. [`forward`]: send upstream, stream the answer back, its head first
-//!    scrubbed of every injected value ([`super::scrub`]).
-//! 6. audit ([`super::record`]): always, through the guard created first.
+//! 2. [`check_destination`]: every authority the request carries (an
+//!    absolute-form target, `:authority`, each `Host`) names the host and
+//!    port the connection was opened for, and there is one `Host` at most
+//!    ([`super::target`]).
+//! 3. [`read_target`]: the target is origin form (`/...`, or `OPTIONS *`)
+//!    and its path is read once into its canonical form and the other
+//!    ways servers may read it ([`crate::policy::canonical`]); dot
+//!    segments and broken escapes are refused.
+//! 4. [`decide`]: policy: block, hold for approval, rate-limit, or allow;
+//!    a rule applies when any reading of the path matches. Blocked
+//!    requests never touch the vault.
+//! 5. [`prepare`]: the request as it will go upstream: the canonical path
+//!    in origin form, one `Host` built from the session (never the
+//!    agent's), hop-by-hop headers removed, and an `Upgrade` kept only for
+//!    WebSocket.
+//! 6. inject ([`super::inject`]): every placeholder must sit in its
+//!    secret's position; add credentials (a secret's path scope must hold
+//!    for every reading of the path).
+//! 7. [`forward`]: send upstream, stream the answer back, its head first
+//!    scrubbed of every injected value ([`super::scrub`]); a protocol
+//!    switch other than the WebSocket the agent asked for is a 502.
+//! 8. audit ([`super::record`]): always, through the guard created first.
 //!
 //! Errors from any phase go through one funnel ([`ProxyError`]) that picks
 //! the status and body and notes the outcome on the audit record.
@@ -26,11 +40,13 @@ use hyper_util::rt::TokioIo;
 
 use super::body::{Counted, ProxyBody};
 use super::error::ProxyError;
-use super::headers::{strip_hop_by_hop, wants_upgrade};
+use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
 use super::record::AuditGuard;
+use super::target::{self, AuthorityError, SessionHost, TargetError};
 use super::upstream::{Protocols, UpstreamBody, UpstreamKey};
 use super::{Gateway, Session};
+use crate::policy::PathForms;
 use crate::policy::approvals::ApprovalOutcome;
 use crate::policy::engine::{self, RateOutcome, RequestFacts, Verdict};
 use crate::snapshot::Snapshot;
@@ -118,13 +134,18 @@ async fn run_phases(
     }
     let agent = identify(&snap, session)?;
     check_destination(&req, session)?;
+    // Taken before the target borrows the request; dropped unused when
+    // the request is refused.
+    let upgrade = (req.version() == Version::HTTP_11 && wants_websocket(req.headers()))
+        .then(|| hyper::upgrade::on(&mut req));
+    let path = read_target(&req)?;
 
     let facts = RequestFacts {
         agent: &agent.name,
         method: req.method().as_str(),
         host: &session.host,
         port: session.port,
-        path: req.uri().path(),
+        path: &path,
     };
     let decided = decide(gw, &snap, &facts, audit).await?;
     // Only a wait for approval brings a newer snapshot (it may have taken
@@ -137,10 +158,13 @@ async fn run_phases(
         (&fresh, identify(&fresh, session)?)
     };
 
-    let upgrade = (req.version() == Version::HTTP_11 && wants_upgrade(req.headers()))
-        .then(|| hyper::upgrade::on(&mut req));
+    // `None` when the path was canonical already: no copy of it is made.
+    let canonical = match path.into_canonical() {
+        std::borrow::Cow::Owned(c) => Some(c),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
     let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+    prepare(&mut parts, session, canonical.as_deref(), upgrade.is_some())?;
     let dest = Destination {
         host: &session.host,
         port: session.port,
@@ -185,54 +209,52 @@ fn identify<'s>(snap: &'s Snapshot, session: &Session) -> Result<&'s AgentRecord
     })
 }
 
-/// Phase 2: the Host (or `:authority`) names the connection's server.
+fn session_host(session: &Session) -> SessionHost<'_> {
+    SessionHost {
+        host: &session.host,
+        port: session.port,
+        tls: session.tls,
+    }
+}
+
+/// Phase 2: every authority in the request names the connection's server.
 /// Without this an agent could open TLS to one host and address another
-/// in the request, and have the second's credentials injected.
+/// in the request (a Host-routed upstream would serve the other tenant),
+/// and have the first one's credentials injected.
 fn check_destination(req: &Request<Incoming>, session: &Session) -> Result<(), ProxyError> {
-    if !session.host_is_verified {
-        return Ok(());
-    }
-    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-        req.headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
-    let Some(authority) = authority else {
-        return Err(ProxyError::BadRequest(
-            "the request has no Host header".into(),
-        ));
-    };
-    let (host, port) = split_authority(authority);
-    let same_host = host
-        .trim_end_matches('.')
-        .eq_ignore_ascii_case(session.host.trim_end_matches('.'));
-    let same_port = port.is_none_or(|p| p == session.port);
-    if same_host && same_port {
-        Ok(())
-    } else {
-        Err(ProxyError::Exfiltration {
-            reason: format!(
-                "the request is addressed to {authority} but the connection was opened for {}:{}",
-                session.host, session.port
-            ),
-        })
-    }
+    target::check_authorities(req.uri(), req.headers(), &session_host(session)).map_err(|e| match e
+    {
+        AuthorityError::Mismatch { .. } => ProxyError::Exfiltration {
+            reason: e.to_string(),
+        },
+        _ => ProxyError::BadRequest(e.to_string()),
+    })
 }
 
-fn split_authority(a: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = a.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
-            None => (a, None),
-        };
-    }
-    match a.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
-        _ => (a, None),
-    }
+/// Phase 3: the target, origin form, its path read once (see
+/// [`crate::policy::canonical`]).
+fn read_target(req: &Request<Incoming>) -> Result<PathForms<'_>, ProxyError> {
+    target::read_target(req.method(), req.uri()).map_err(|e| ProxyError::BadRequest(e.to_string()))
 }
 
-/// Phase 3: policy. Returns the snapshot to go on with (a fresh one after
+/// Phase 5: the request as the upstream gets it: origin form with the
+/// canonical path (`canonical`, or the path as it is when `None`), the
+/// session's authority as the one `Host`, no hop-by-hop headers; with
+/// `websocket`, the `Upgrade` the handshake needs.
+fn prepare(
+    parts: &mut http::request::Parts,
+    session: &Session,
+    canonical: Option<&str>,
+    websocket: bool,
+) -> Result<(), ProxyError> {
+    strip_hop_by_hop(&mut parts.headers, websocket);
+    let authority = http::HeaderValue::try_from(target::outgoing_authority(&session_host(session)))
+        .map_err(|_| ProxyError::BadRequest(format!("{} is not a valid host", session.host)))?;
+    target::rewrite(parts, canonical, authority)
+        .map_err(|e: TargetError| ProxyError::BadRequest(e.to_string()))
+}
+
+/// Phase 4: policy. Returns the snapshot to go on with (a fresh one after
 /// an approval wait).
 async fn decide(
     gw: &Arc<Gateway>,
@@ -267,7 +289,7 @@ async fn decide(
                         agent: facts.agent.as_str(),
                         method: facts.method,
                         host: facts.host,
-                        path: facts.path,
+                        path: facts.path.canonical(),
                         rule_id: rule,
                     },
                 )
@@ -296,7 +318,10 @@ async fn decide(
     }
 }
 
-/// Phase 5: send upstream; the response streams back as it arrives.
+/// Phase 7: send upstream; the response streams back as it arrives. A
+/// 101 is bridged only when the agent asked for a WebSocket and the
+/// upstream switched to one: any other switch (`h2c`, or one the agent
+/// never asked for) would carry later traffic past policy and audit.
 async fn forward(
     gw: &Arc<Gateway>,
     session: &Session,
@@ -319,7 +344,14 @@ async fn forward(
         None => gw.upstreams.send(&key, req).await?,
     };
     audit.status(resp.status().as_u16());
-    if let (Some(agent), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, resp.status()) {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(agent) = upgrade.filter(|_| is_websocket_switch(resp.headers())) else {
+            return Err(ProxyError::Upstream(
+                "the upstream switched protocols without being asked for a WebSocket; only \
+                 WebSocket upgrades are forwarded"
+                    .into(),
+            ));
+        };
         let upstream = hyper::upgrade::on(&mut resp);
         let (mut parts, _body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, true);
@@ -356,17 +388,4 @@ async fn bridge(agent: OnUpgrade, upstream: OnUpgrade, audit: AuditGuard) {
         Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
     }
     drop(audit);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_authority;
-
-    #[test]
-    fn authorities_split() {
-        assert_eq!(split_authority("a.com"), ("a.com", None));
-        assert_eq!(split_authority("a.com:8443"), ("a.com", Some(8443)));
-        assert_eq!(split_authority("[::1]:443"), ("::1", Some(443)));
-        assert_eq!(split_authority("[::1]"), ("::1", None));
-    }
 }

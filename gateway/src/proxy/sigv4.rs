@@ -44,15 +44,17 @@ pub fn sign(
     for name in DROPPED {
         parts.headers.remove(*name);
     }
-    let authority = match dest.port {
-        443 => dest.host.to_owned(),
-        port => format!("{}:{port}", dest.host),
-    };
-    if !parts.headers.contains_key(http::header::HOST) {
-        let host = http::HeaderValue::from_str(&authority)
-            .map_err(|_| InjectError::Sign("bad host".into()))?;
-        parts.headers.insert(http::header::HOST, host);
-    }
+    // The session's authority, the very one the upstream receives as
+    // `Host` / `:authority` (`proxy::target`), whatever the agent wrote.
+    let authority = super::target::outgoing_authority(&super::target::SessionHost {
+        host: dest.host,
+        port: dest.port,
+        tls: dest.tls,
+    });
+    let host = http::HeaderValue::from_str(&authority)
+        .map_err(|_| InjectError::Sign("bad host".into()))?;
+    parts.headers.remove(http::header::HOST);
+    parts.headers.insert(http::header::HOST, host);
     let url = format!(
         "https://{authority}{}",
         parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
@@ -149,5 +151,37 @@ mod tests {
              Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
         );
         assert_eq!(parts.headers["x-amz-date"], "20150830T123600Z");
+    }
+
+    /// Issue #15, item 1: the signed host is the session's, not a `Host`
+    /// the agent wrote (the same request with `Host: evil.tenant` gets the
+    /// same signature, over `example.amazonaws.com`).
+    #[test]
+    fn signs_the_sessions_authority_not_the_agents_host() {
+        let (mut parts, ()) = http::Request::get("/")
+            .header("host", "evil.tenant")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let dest = Destination {
+            host: "example.amazonaws.com",
+            port: 443,
+            tls: true,
+        };
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        sign(
+            &mut parts,
+            &dest,
+            "us-east-1",
+            "service",
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            time,
+        )
+        .unwrap();
+        assert_eq!(parts.headers["host"], "example.amazonaws.com");
+        assert!(parts.headers["authorization"].to_str().unwrap().ends_with(
+            "Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        ));
     }
 }

@@ -139,9 +139,11 @@ async fn handle(
         );
         return;
     }
-    let (host, verified) = match peek_sni(&stream).await {
-        Ok(Some(name)) => (name.trim_end_matches('.').to_ascii_lowercase(), true),
-        Ok(None) => (orig.ip().to_string(), false),
+    // Without SNI the original IP is the host: requests must name it and
+    // it is the authority that goes upstream (see `proxy::target`).
+    let host = match peek_sni(&stream).await {
+        Ok(Some(name)) => name.trim_end_matches('.').to_ascii_lowercase(),
+        Ok(None) => orig.ip().to_string(),
         Err(why) => {
             refuse(
                 &gw,
@@ -161,7 +163,6 @@ async fn handle(
         port: orig.port(),
         addr: orig,
         tls: false,
-        host_is_verified: verified,
     };
     tracing::debug!(%agent, %host, %orig, pid = conn.pid, uid = conn.uid, "transparent connection");
     if let Err(e) = session::serve_tls(gw.clone(), session, stream).await {

@@ -390,36 +390,47 @@ async fn wait_headers(
     }
 }
 
-/// HTTP/1.1 wants the origin form (`/path?q`) and a Host header; an agent
-/// speaking HTTP/2 sent the host as `:authority`, which becomes Host.
+/// HTTP/1.1 wants the origin form (`/path?q`). The one `Host` header is
+/// the session's authority, written by the pipeline
+/// ([`super::target::rewrite`]), never the agent's.
 fn prepare_h1(req: &mut Request<UpBody>) {
     *req.version_mut() = Version::HTTP_11;
-    if !req.headers().contains_key(http::header::HOST)
-        && let Some(host) = req
-            .uri()
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-    {
-        req.headers_mut().insert(http::header::HOST, host);
-    }
     if let Some(pq) = req.uri().path_and_query().cloned() {
         *req.uri_mut() = Uri::from(pq);
     }
 }
 
-/// HTTP/2 wants the absolute form; the authority goes in `:authority`.
+/// HTTP/2 wants `:scheme`, `:authority` and `:path`. The authority is the
+/// `Host` the pipeline wrote from the session; the URI is assembled from
+/// parts, never by formatting text, where a `:path` that does not start
+/// with `/` could have become part of the authority.
 fn prepare_h2(req: &mut Request<UpBody>, key: &UpstreamKey) -> Result<(), ProxyError> {
     *req.version_mut() = Version::HTTP_2;
-    let authority = req
+    let host = req
         .headers_mut()
         .remove(http::header::HOST)
-        .and_then(|h| h.to_str().ok().map(str::to_owned))
-        .or_else(|| req.uri().authority().map(ToString::to_string))
-        .or_else(|| key.tls_name.as_ref().map(|n| n.to_str().into_owned()))
         .ok_or_else(|| ProxyError::BadRequest("the request has no host".into()))?;
-    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    *req.uri_mut() = format!("https://{authority}{pq}")
-        .parse()
+    let authority = http::uri::Authority::try_from(host.as_bytes())
+        .map_err(|_| ProxyError::BadRequest("the request's host is not valid".into()))?;
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    if !(pq.as_str().starts_with('/') || pq.as_str() == "*") {
+        return Err(ProxyError::BadRequest(
+            "the request target is not in origin form".into(),
+        ));
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(if key.tls_name.is_some() {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(pq);
+    *req.uri_mut() = Uri::from_parts(parts)
         .map_err(|_| ProxyError::BadRequest("the request's host is not valid".into()))?;
     Ok(())
 }

@@ -68,7 +68,10 @@ impl Service {
             .ok_or_else(|| invalid("url", "the URL has no host"))?
             .to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let path = uri.path();
+        // As the gateway reads it: a path it would refuse is an error here.
+        let forms = crate::policy::PathForms::parse(uri.path())
+            .map_err(|e| invalid("url", e.to_string()))?;
+        let path = forms.canonical();
 
         let snap = self.snapshot.load();
         let agent = snap
@@ -79,7 +82,7 @@ impl Service {
             method: method.as_str(),
             host: &host,
             port,
-            path,
+            path: &forms,
         };
         let verdict = evaluate(&snap.rules, &facts);
         let rule_view = |id: i64| snap.rules.iter().find(|r| r.id == id).map(RuleView::from);
