@@ -818,25 +818,9 @@ async fn operator_flow_in_a_real_browser() {
     // Log in.
     c.goto(&format!("{base}/login")).await.expect("login page");
     b.screenshot(&shots, "01-login").await;
-    c.find(Locator::Id("password"))
-        .await
-        .expect("field")
-        .send_keys(PASSWORD)
-        .await
-        .expect("typing");
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
-    c.wait()
-        .for_element(Locator::Css("nav a.active"))
-        .await
-        .expect("the overview");
+    let home = b.sign_in(PASSWORD).await;
     pages_seen.push(c.source().await.expect("html"));
     // From here on, pages are under the session's address (`/s/KEY/`).
-    let home = c.current_url().await.expect("the overview's address");
     assert!(home.path().starts_with("/s/"), "{home}");
     let base = home.as_str().trim_end_matches('/').to_owned();
 

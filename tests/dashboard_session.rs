@@ -188,23 +188,7 @@ async fn a_page_on_another_loopback_port_never_gets_a_usable_session() {
     c.goto(&format!("http://{dash}/login"))
         .await
         .expect("login page");
-    c.find(Locator::Id("password"))
-        .await
-        .expect("field")
-        .send_keys(PASSWORD)
-        .await
-        .expect("typing");
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
-    c.wait()
-        .for_element(Locator::Css("nav a.active"))
-        .await
-        .expect("logged in: the overview");
-    let home = c.current_url().await.expect("the overview's address");
+    let home = b.sign_in(PASSWORD).await;
     let base = home.path().trim_end_matches('/').to_owned();
     let real = c
         .get_named_cookie("airlock_session")

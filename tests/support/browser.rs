@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -115,6 +115,30 @@ impl Browser {
             driver,
             _profile: profile,
         }
+    }
+
+    /// Signs in with `password` on the dashboard's login page, which must be
+    /// the current page, and waits for the overview. Returns the address
+    /// the browser landed on: the session's own (`/s/KEY/`).
+    pub async fn sign_in(&self, password: &str) -> url::Url {
+        let c = &self.client;
+        c.find(Locator::Id("password"))
+            .await
+            .expect("the password field")
+            .send_keys(password)
+            .await
+            .expect("typing the password");
+        c.find(Locator::Css("button[type=submit]"))
+            .await
+            .expect("the sign-in button")
+            .click()
+            .await
+            .expect("clicking sign in");
+        c.wait()
+            .for_element(Locator::Css("nav a.active"))
+            .await
+            .expect("signed in: the overview");
+        c.current_url().await.expect("the overview's address")
     }
 
     /// Saves a PNG of the current viewport as `dir/name.png`.
