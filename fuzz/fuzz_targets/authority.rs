@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut lines = text.split('\n');
     let host = lines.next().unwrap_or_default();
-    let port: u16 = lines.next().and_then(|p| p.trim().parse().ok()).unwrap_or(443);
+    let port: u16 = lines
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(443);
     let tls = lines.next() != Some("plain");
     let authority = lines.next().unwrap_or_default();
     let session = SessionHost { host, port, tls };

@@ -63,10 +63,7 @@ fuzz_target!(|data: &[u8]| {
     let bytes = canonical.as_bytes();
     for (i, _) in canonical.match_indices('%') {
         let hex = &bytes[i + 1..i + 3];
-        assert!(
-            hex.iter().all(|b| !b.is_ascii_lowercase()),
-            "{canonical:?}"
-        );
+        assert!(hex.iter().all(|b| !b.is_ascii_lowercase()), "{canonical:?}");
         let byte = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16)
             .unwrap_or_else(|_| panic!("{canonical:?}: bad escape kept"));
         assert!(
@@ -78,8 +75,12 @@ fuzz_target!(|data: &[u8]| {
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.uri = uri.clone();
     let changed = (canonical != pq.path()).then_some(canonical.as_str());
-    rewrite(&mut parts, changed, HeaderValue::from_static("api.example.com"))
-        .unwrap_or_else(|e| panic!("{raw:?}: canonical {canonical:?} cannot be sent: {e}"));
+    rewrite(
+        &mut parts,
+        changed,
+        HeaderValue::from_static("api.example.com"),
+    )
+    .unwrap_or_else(|e| panic!("{raw:?}: canonical {canonical:?} cannot be sent: {e}"));
     assert_eq!(parts.uri.path(), canonical, "{raw:?}");
     assert_eq!(parts.uri.query(), pq.query(), "{raw:?}");
     assert!(parts.uri.authority().is_none());

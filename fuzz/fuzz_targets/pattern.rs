@@ -133,12 +133,16 @@ fn path_glob(input: &Input<'_>) {
         if let Ok(forms) = PathForms::parse(path)
             && glob.matches(path)
         {
-            assert!(glob.matches_any(&forms), "{shown:?}: {path:?} in scope, not under the rule");
+            assert!(
+                glob.matches_any(&forms),
+                "{shown:?}: {path:?} in scope, not under the rule"
+            );
         }
     }
     // Globs match canonical paths (`policy::canonical`): only a glob that
     // is one, read one way, can match its own text.
-    let canonical = PathForms::parse(&shown).is_ok_and(|f| !f.is_ambiguous() && f.canonical() == shown);
+    let canonical =
+        PathForms::parse(&shown).is_ok_and(|f| !f.is_ambiguous() && f.canonical() == shown);
     let literal = canonical && !shown.contains(['*', '?', '[', ']', '{', '}', '\\']);
     if literal {
         assert!(
