@@ -74,7 +74,13 @@ fn a_placeholder_outside_its_secrets_position_is_refused() {
         ),
         (
             "S3 metadata for a SigV4 secret",
+            // Over HTTP/1.1: refused on its head, an HTTP/2 request whose
+            // body is still on its way ends in RST_STREAM after the 403,
+            // and curl then reports a framing error (92) instead
+            // of the answer (seen once in a fresh-clone run). The refusal
+            // is the same over both; that race is noted as a known issue.
             vec![
+                "--http1.1",
                 "-X",
                 "PUT",
                 "--data-binary",
