@@ -41,14 +41,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
 /// The median time of [`LATENCY_SAMPLES`] well-behaved requests, each on
 /// a fresh connection (TCP, `CONNECT`, TLS, `GET`, the whole response):
 /// what another agent of the same host goes through. The samples are
@@ -219,7 +211,7 @@ fn malformed_http1_heads_are_refused_before_and_inside_the_tunnel() {
     let gw = Proxied::start(&[]);
     let target = gw.target();
     let auth = format!("Proxy-Authorization: {}\r\n", gw.proxy_authorization());
-    let rt = runtime();
+    let rt = support::runtime();
     let before = rt.block_on(median_latency(&gw));
     rt.block_on(async {
         // Before CONNECT: the proxy's own request is malformed.
@@ -282,7 +274,7 @@ fn conflicting_framing_cannot_smuggle_a_request_past_the_gateway() {
          Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
         chunk.len()
     );
-    let rt = runtime();
+    let rt = support::runtime();
     rt.block_on(async {
         for raw in [&cl_te, &te_cl] {
             let mut tls = gw.tunnel_tls(&[b"http/1.1"]).await.unwrap();
@@ -519,7 +511,7 @@ fn http2_rapid_reset_is_cut_off() {
     const ATTACK_EVERY: Duration = Duration::from_millis(100);
     let gw = Proxied::start(&[]);
     let url = format!("https://{}/echo/rapid-reset", gw.target());
-    let rt = runtime();
+    let rt = support::runtime();
     rt.block_on(async {
         let before = median_latency(&gw).await;
         let (sent, ended) = rapid_reset(gw.dialer(), url.clone()).await;
@@ -573,7 +565,7 @@ fn http2_oversized_header_lists_are_refused() {
     let _serial = one_at_a_time();
     let gw = Proxied::start(&[]);
     let url = format!("https://{}/echo/h2-headers", gw.target());
-    let rt = runtime();
+    let rt = support::runtime();
     rt.block_on(async {
         let tls = gw.tunnel_tls(&[b"h2"]).await.unwrap();
         let (client, conn) = h2::client::handshake(tls).await.unwrap();
@@ -631,7 +623,7 @@ fn http2_continuation_flood_is_cut_off() {
     const MAX_FRAMES: usize = 100_000;
     let gw = Proxied::start(&[]);
     let pid = gw.pid();
-    let rt = runtime();
+    let rt = support::runtime();
     rt.block_on(async {
         let before = median_latency(&gw).await;
         let rss_before = proxied::rss_kib(pid);
@@ -845,7 +837,7 @@ fn slowloris_connections_are_timed_out_while_others_are_served() {
             .find(|l| l.starts_with("Max open files"))
             .unwrap_or("?")
     );
-    let rt = runtime();
+    let rt = support::runtime();
     rt.block_on(async {
         let before = median_latency(&gw).await;
         let fds_before = proxied::fd_count(pid);

@@ -26,14 +26,6 @@ use tokio::io::AsyncWriteExt;
 /// How long the gateway may take to answer one request.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
 /// Writes `head` on a fresh TLS connection inside the tunnel; the status
 /// of the answer.
 async fn h1(gw: &Proxied, head: &str) -> u16 {
@@ -91,7 +83,7 @@ fn audit_row(gw: &Proxied, n: usize, path: &str) -> serde_json::Value {
 fn every_authority_in_a_request_must_be_the_tunnels() {
     let gw = Proxied::start(&[]);
     let target = gw.target();
-    let rt = runtime();
+    let rt = support::runtime();
     rt.block_on(async {
         // HTTP/2: `:authority` is the tunnel's, a `host` header another
         // tenant's. Before the fix the upstream got `:authority
@@ -165,7 +157,7 @@ fn every_authority_in_a_request_must_be_the_tunnels() {
 #[test]
 fn metadata_addresses_outside_link_local_are_refused() {
     let gw = Proxied::start(&[]);
-    let rt = runtime();
+    let rt = support::runtime();
     rt.block_on(async {
         for dest in [
             "100.100.100.200:80",
@@ -198,7 +190,7 @@ fn metadata_addresses_outside_link_local_are_refused() {
 fn only_websocket_upgrades_are_bridged() {
     let gw = Proxied::start(&[]);
     let target = gw.target();
-    let rt = runtime();
+    let rt = support::runtime();
     rt.block_on(async {
         // An h2c upgrade asked of a server that switches: not bridged.
         let head = format!(

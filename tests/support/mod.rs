@@ -60,3 +60,13 @@ pub fn random_master_key() -> String {
     rand::rng().fill_bytes(&mut key);
     base64::engine::general_purpose::STANDARD.encode(key)
 }
+
+/// A two-thread Tokio runtime for tests that drive raw async clients
+/// (h2, hyper) from plain `#[test]` functions.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
