@@ -12,6 +12,7 @@
 
 #![no_main]
 
+use airlock::proxy::Transport;
 use airlock::proxy::target::{SessionHost, check_authorities, outgoing_authority};
 use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Uri};
@@ -39,7 +40,7 @@ fn names_session(text: &str, session: &SessionHost<'_>) {
         "{text:?} accepted for session {:?}",
         session.host
     );
-    let default = if session.tls { 443 } else { 80 };
+    let default = session.transport.default_port();
     assert_eq!(
         a.port_u16().unwrap_or(default),
         session.port,
@@ -59,9 +60,17 @@ fuzz_target!(|data: &[u8]| {
         .next()
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or(443);
-    let tls = lines.next() != Some("plain");
+    let transport = if lines.next() == Some("plain") {
+        Transport::Plain
+    } else {
+        Transport::Tls
+    };
     let authority = lines.next().unwrap_or_default();
-    let session = SessionHost { host, port, tls };
+    let session = SessionHost {
+        host,
+        port,
+        transport,
+    };
 
     let uri = if authority.is_empty() {
         Uri::from_static("/")

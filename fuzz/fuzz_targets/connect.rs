@@ -15,7 +15,7 @@
 use std::net::Ipv6Addr;
 
 use airlock::proxy::auth::token_from_header;
-use airlock::proxy::explicit::proxy_target;
+use airlock::proxy::explicit::{TargetKind, proxy_target};
 use airlock::proxy::tls_name_for;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -73,8 +73,9 @@ fn target(method: &str, path: &str) {
             t.host
         );
     }
-    assert_eq!(t.connect, method == Method::CONNECT);
-    if t.connect {
+    let tunnel = t.kind == TargetKind::Tunnel;
+    assert_eq!(tunnel, method == Method::CONNECT);
+    if tunnel {
         assert_eq!(uri.port_u16(), Some(t.port), "{method} {path}");
     } else {
         assert_eq!(uri.scheme_str(), Some("http"), "{method} {path}");

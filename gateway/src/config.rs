@@ -233,8 +233,8 @@ pub struct Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
-    Intercept(String),
+    #[error(transparent)]
+    Intercept(crate::intercept::SettingsError),
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("config file {path} is invalid: {message}")]

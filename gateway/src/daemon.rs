@@ -3,7 +3,10 @@
 //!
 //! Start-up: harden the process → lock the data directory → master key →
 //! database (embedded or `DATABASE_URL`) and migrations → key check →
-//! snapshot and change listener → admin socket → `READY=1` to systemd.
+//! snapshot and change listener → audit writer → local CA → listeners
+//! (explicit proxy, dashboard, then transparent interception, which moves
+//! the daemon into its own cgroup first) → the gateway, then each
+//! listener's task → admin socket → `READY=1` to systemd.
 //! Any failure stops start-up with one clear error and exit status 1.
 
 use std::path::PathBuf;
@@ -12,15 +15,17 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
 
 use crate::admin::{self, StatusInfo};
 use crate::config::{Database, Settings};
 use crate::datadir::{DataDir, DataDirError};
+use crate::intercept::Transparent;
 use crate::policy::RateLimiter;
 use crate::policy::approvals::Approvals;
 use crate::proxy::{self, Gateway, egress::Egress, upstream::Upstreams};
 use crate::service::Service;
-use crate::shutdown;
+use crate::shutdown::{self, Shutdown};
 use crate::snapshot::SnapshotHandle;
 use crate::store::embedded::{EmbeddedError, EmbeddedPostgres};
 use crate::store::listen::follow_changes;
@@ -192,7 +197,7 @@ async fn run(
     let mut listeners = vec![format!("explicit proxy on {proxy_addr}")];
     let transparent_task = intercept.transparent.map(|t| {
         listeners.extend(t.describe());
-        t.serve(gateway.clone(), shutdown.clone())
+        serve_transparent(gateway.clone(), t, shutdown.clone())
     });
     let proxy_task = tokio::spawn(proxy::explicit::run(
         gateway,
@@ -270,6 +275,39 @@ async fn run(
     let _ = audit_task.await;
     store.close().await;
     Ok(())
+}
+
+/// Serves the transparent listeners and keeps their agent map current
+/// until shutdown; the redirect stays attached until every listener is
+/// closed.
+fn serve_transparent(
+    gw: Arc<Gateway>,
+    transparent: Transparent,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    let Transparent {
+        listeners,
+        agents,
+        redirector,
+        attached,
+        ..
+    } = transparent;
+    tokio::spawn(async move {
+        let mut tasks = vec![tokio::spawn(agents.clone().follow(shutdown.clone()))];
+        for listener in listeners {
+            tasks.push(tokio::spawn(proxy::transparent::run(
+                gw.clone(),
+                agents.clone(),
+                redirector,
+                listener,
+                shutdown.clone(),
+            )));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        drop(attached);
+    })
 }
 
 async fn open_database(

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use super::cgroup::{self, Cgroup2};
 use crate::model::AgentName;
+use crate::model::net::CgroupId;
 use crate::shutdown::Shutdown;
 use crate::snapshot::SnapshotHandle;
 
@@ -44,22 +45,36 @@ const MAX_DESCENDANTS: usize = 4096;
 
 #[derive(Default)]
 struct Table {
+    /// The snapshot generation the table was built from; `None` before
+    /// the first build. A lookup that sees a newer one rebuilds first.
     generation: Option<u64>,
-    by_id: HashMap<u64, AgentName>,
+    /// Each agent's own cgroup: the answer to most lookups.
+    by_id: HashMap<CgroupId, AgentName>,
     /// Agents' cgroups, relative to the mount, with the id each had when
     /// it was checked (a directory recreated since is not the agent's).
-    by_path: HashMap<String, (AgentName, u64)>,
+    by_path: HashMap<String, (AgentName, CgroupId)>,
     /// Sub-cgroups of agents' cgroups met since the last rebuild.
-    descendants: HashMap<u64, AgentName>,
+    descendants: HashMap<CgroupId, AgentName>,
 }
 
 /// The current cgroup id → agent table.
 pub struct AgentMap {
+    /// The cgroup2 mount: agents' cgroup paths are relative to it, and an
+    /// unknown id is named through it.
     cg: Cgroup2,
+    /// The agents' parent cgroup (relative to the mount): only cgroups
+    /// under it are created, and only ids under it can name an agent.
     parent: String,
+    /// The agents and their cgroups come from the configuration snapshot.
     snapshot: Arc<SnapshotHandle>,
+    /// Read by every transparent connection, written by rebuilds.
     table: RwLock<Table>,
+    /// When a lookup miss last rebuilt the table: misses rebuild at most
+    /// every [`MISS_REBUILD`], so unknown cgroups cannot make every
+    /// connection walk the whole configuration.
     last_rebuild: Mutex<Option<Instant>>,
+    /// The problems already logged (per cgroup and agent id), so a rebuild
+    /// every 200 ms does not repeat the same warning.
     warned: Mutex<HashSet<String>>,
 }
 
@@ -79,7 +94,7 @@ impl AgentMap {
     }
 
     /// The agent whose cgroup has this id, if any.
-    pub fn lookup(&self, cgroup_id: u64) -> Option<AgentName> {
+    pub fn lookup(&self, cgroup_id: CgroupId) -> Option<AgentName> {
         if self.current_generation() != self.snapshot.load().generation {
             self.rebuild();
         }
@@ -114,8 +129,8 @@ impl AgentMap {
 
     /// The agent whose cgroup contains the cgroup `cgroup_id` (or is it,
     /// recreated under a new id), remembered until the next rebuild.
-    fn by_ancestry(&self, cgroup_id: u64) -> Option<AgentName> {
-        let rel = self.cg.rel_path_of_id(cgroup_id).ok()?;
+    fn by_ancestry(&self, cgroup_id: CgroupId) -> Option<AgentName> {
+        let rel = self.cg.rel_path_of_id(cgroup_id.get()).ok()?;
         if !cgroup::is_under(&rel, &self.parent) {
             return None;
         }
@@ -130,7 +145,7 @@ impl AgentMap {
             }
         };
         // The ancestor found by name must still be the directory checked.
-        if cgroup::id(&self.cg.path(&path)).ok() != Some(id) {
+        if cgroup::id(&self.cg.path(&path)).ok().map(CgroupId::new) != Some(id) {
             return None;
         }
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
@@ -184,7 +199,7 @@ impl AgentMap {
                 });
                 continue;
             }
-            match cgroup::id(&dir) {
+            match cgroup::id(&dir).map(CgroupId::new) {
                 Ok(id) => {
                     by_id.insert(id, agent.name.clone());
                     by_path.insert(rel, (agent.name.clone(), id));
@@ -228,21 +243,38 @@ impl AgentMap {
     }
 }
 
+/// Why an Airlock-owned cgroup is not (made) the agent's.
+#[derive(Debug, thiserror::Error)]
+enum ClaimError {
+    #[error("cannot read its owner mark: {0}")]
+    ReadMark(std::io::Error),
+    #[error(
+        "it holds processes left by a removed agent (id {owner}): `airlock agent rm` kills \
+         them (then add the agent again), or kill them and remove the cgroup \
+         (echo 1 > {dir}/cgroup.kill; rmdir {dir}) and it is made afresh",
+        dir = .dir.display()
+    )]
+    Survivors {
+        owner: String,
+        dir: std::path::PathBuf,
+    },
+    #[error("cannot mark it as the agent's: {0}")]
+    WriteMark(std::io::Error),
+}
+
 /// Makes the Airlock-owned cgroup at `dir` agent `id`'s, if it may be (see
 /// the module docs); `Err` says why not.
-fn claim(dir: &std::path::Path, id: &str) -> Result<(), String> {
-    let mark = cgroup::owner_mark(dir).map_err(|e| format!("cannot read its owner mark: {e}"))?;
+fn claim(dir: &std::path::Path, id: &str) -> Result<(), ClaimError> {
+    let mark = cgroup::owner_mark(dir).map_err(ClaimError::ReadMark)?;
     match mark {
         Some(m) if m == id => return Ok(()),
-        Some(m) if cgroup::populated(dir).unwrap_or(true) => {
-            return Err(format!(
-                "it holds processes left by a removed agent (id {m}): `airlock agent rm` kills \
-                 them (then add the agent again), or kill them and remove the cgroup \
-                 (echo 1 > {dir}/cgroup.kill; rmdir {dir}) and it is made afresh",
-                dir = dir.display()
-            ));
+        Some(owner) if cgroup::populated(dir).unwrap_or(true) => {
+            return Err(ClaimError::Survivors {
+                owner,
+                dir: dir.to_owned(),
+            });
         }
         _ => {}
     }
-    cgroup::set_owner_mark(dir, id).map_err(|e| format!("cannot mark it as the agent's: {e}"))
+    cgroup::set_owner_mark(dir, id).map_err(ClaimError::WriteMark)
 }

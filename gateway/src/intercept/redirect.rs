@@ -28,8 +28,8 @@
 //! 3. the client socket's own cgroup, from sock_diag, is returned beside
 //!    the record's ([`Redirected::socket_cgroup_id`]) and the accepting
 //!    side refuses a connection whose two cgroups are not the same agent's
-//!    ([`crate::proxy::transparent`]). A socket that cannot be found there
-//!    is refused too.
+//!    (`proxy::transparent`). A socket that cannot be found there is
+//!    refused too.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -43,6 +43,7 @@ use gateway_common::{
 use nix::libc;
 
 use super::diag;
+use crate::model::net::{CgroupId, ClientAddr, OrigDst};
 
 /// Which mechanism redirected the connections a listener accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,19 +55,23 @@ pub enum Redirector {
 /// A redirected agent connection, identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Redirected {
-    /// Where the agent connected to.
-    pub orig: SocketAddr,
-    /// The agent cgroup that made the connection: eBPF: the record's (the
-    /// connecting task's ancestor at the agent level); nftables: the
-    /// socket's.
-    pub cgroup_id: u64,
+    /// Where the agent connected to: what the gateway dials, once the
+    /// egress rules allow it.
+    pub orig: OrigDst,
+    /// The agent cgroup that made the connection, which names the agent:
+    /// eBPF: the record's (the connecting task's ancestor at the agent
+    /// level); nftables: the socket's.
+    pub cgroup_id: CgroupId,
     /// The client socket's own cgroup, asked of the kernel by its 4-tuple
     /// when the connection is accepted (the same as `cgroup_id` in the
     /// nftables mode, which has nothing else). It must be the same agent's
     /// cgroup as `cgroup_id` (or one below it).
-    pub socket_cgroup_id: u64,
-    /// The connecting task (eBPF only: nftables does not know it).
+    pub socket_cgroup_id: CgroupId,
+    /// The connecting task, for the operator's logs and refusals (eBPF
+    /// only: nftables does not know it).
     pub pid: Option<u32>,
+    /// The connecting user (eBPF: the task's; nftables: the socket's),
+    /// likewise for the operator.
     pub uid: u32,
 }
 
@@ -125,9 +130,10 @@ impl Redirector {
     pub fn identify(
         self,
         stream: &impl AsRawFd,
-        peer: SocketAddr,
+        peer: ClientAddr,
         local: SocketAddr,
     ) -> Result<Redirected, Unidentified> {
+        let peer = peer.get();
         match self {
             Redirector::Ebpf => {
                 let info = original_info(stream).map_err(Unidentified::NotRedirected)?;
@@ -136,9 +142,9 @@ impl Redirector {
                 // destination: its own remote address is this listener.
                 let owner = diag::tcp_socket_owner(peer, local).map_err(Unidentified::NoOwner)?;
                 Ok(Redirected {
-                    orig: original_addr(&info),
-                    cgroup_id: info.cgroup_id,
-                    socket_cgroup_id: owner.cgroup_id,
+                    orig: OrigDst::new(original_addr(&info)),
+                    cgroup_id: CgroupId::new(info.cgroup_id),
+                    socket_cgroup_id: CgroupId::new(owner.cgroup_id),
                     pid: Some(info.pid),
                     uid: info.uid,
                 })
@@ -151,10 +157,11 @@ impl Redirector {
                     return Err(Unidentified::Direct);
                 }
                 let owner = diag::tcp_socket_owner(peer, orig).map_err(Unidentified::NoOwner)?;
+                let cgroup = CgroupId::new(owner.cgroup_id);
                 Ok(Redirected {
-                    orig,
-                    cgroup_id: owner.cgroup_id,
-                    socket_cgroup_id: owner.cgroup_id,
+                    orig: OrigDst::new(orig),
+                    cgroup_id: cgroup,
+                    socket_cgroup_id: cgroup,
                     pid: None,
                     uid: owner.uid,
                 })
@@ -278,7 +285,7 @@ mod tests {
         let (accepted, peer) = listener.accept().unwrap();
         // Without conntrack: ENOENT; with it: the listener itself.
         let err = Redirector::Nftables
-            .identify(&accepted, peer, local)
+            .identify(&accepted, ClientAddr::new(peer), local)
             .unwrap_err();
         assert!(
             matches!(err, Unidentified::NotRedirected(_) | Unidentified::Direct),

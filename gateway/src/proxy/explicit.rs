@@ -7,129 +7,140 @@
 //! `http://` request (absolute form) is forwarded through the same
 //! pipeline but never gets a credential: no secrets over plaintext.
 //! Refused CONNECTs (bad token, forbidden destination) are audited too.
+//! The phases are the connection stage's ([`super::connection`]); this
+//! file is the explicit listener's identify and egress phases.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::body::ProxyBody;
+use super::connection::{self, Listener};
 use super::error::ProxyError;
 use super::headers::MAX_HEADER_BYTES;
 use super::record::AuditGuard;
 use super::session;
-use super::{Gateway, Session, auth, pipeline, tls_name_for};
+use super::{Gateway, Session, Transport, auth, pipeline};
 use crate::model::AgentName;
+use crate::model::net::{ClientAddr, UpstreamAddr};
 use crate::shutdown::Shutdown;
 use crate::tls::LeafName;
 use crate::token::TokenHash;
 
 /// Accepts proxy clients until shutdown.
 pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: Shutdown) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, go on.
-                    tracing::warn!(error = %e, "accepting a proxy connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.wait() => return,
-        };
-        let _ = stream.set_nodelay(true);
+    connection::accept(
+        listener,
+        Listener::Explicit,
+        shutdown,
+        move |stream, client| serve_client(gw.clone(), stream, client),
+    )
+    .await;
+}
+
+/// One client connection: HTTP/1.1 to the proxy itself, each request
+/// through [`front`].
+async fn serve_client(gw: Arc<Gateway>, stream: TcpStream, client: ClientAddr) {
+    let service = service_fn(move |req| {
         let gw = gw.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let gw = gw.clone();
-                async move { Ok::<_, Infallible>(front(gw, peer, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .max_buf_size(MAX_HEADER_BYTES)
-                .max_headers(session::MAX_HEADERS)
-                .timer(TokioTimer::new())
-                // Also ends connections that never send a request: hyper
-                // runs this timer while it waits for any head.
-                .header_read_timeout(session::HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "proxy client connection ended");
-            }
-        });
+        async move { Ok::<_, Infallible>(front(gw, client, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_headers(session::MAX_HEADERS)
+        .timer(TokioTimer::new())
+        // Also ends connections that never send a request: hyper
+        // runs this timer while it waits for any head.
+        .header_read_timeout(session::HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, %client, "proxy client connection ended");
     }
 }
 
-/// The proxy's own request: CONNECT, an absolute `http://` URL, or a mistake.
-async fn front(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
-    let ProxyTarget {
-        host,
-        port,
-        connect,
-    } = match proxy_target(req.method(), req.uri()) {
+/// The proxy's own request (CONNECT, an absolute `http://` URL, or a
+/// mistake) through the connection stage's phases: identify (the token)
+/// → egress check (resolve and check the host) → a tunnel to TLS, or the
+/// plain request to the pipeline. A refusal is answered, and recorded by
+/// the request path's funnel.
+async fn front(
+    gw: Arc<Gateway>,
+    client: ClientAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let target = match proxy_target(req.method(), req.uri()) {
         Ok(target) => target,
+        // Nothing to name in a record: the request names no destination.
         Err(e) => return e.into_response(),
     };
-    let mut audit = AuditGuard::start(
-        gw.audit.clone(),
-        None,
-        req.method().as_str(),
-        &host,
-        req.uri(),
-    );
+    let refuse = |agent: Option<&AgentName>, e: ProxyError| {
+        let audit = AuditGuard::start(
+            gw.audit.clone(),
+            agent.map(AgentName::as_str),
+            req.method().as_str(),
+            target.host.as_str(),
+            req.uri(),
+        );
+        pipeline::refuse(e, audit)
+    };
     if let Err(e) = super::headers::check_size(req.headers(), MAX_HEADER_BYTES) {
-        return pipeline::refuse(e, audit);
+        return refuse(None, e);
     }
     let agent = match authenticate(&gw, &req) {
         Ok(agent) => agent,
-        Err(e) => return pipeline::refuse(e, audit),
+        Err(e) => return refuse(None, e),
     };
-    audit.agent(agent.as_str());
-    let addr = match gw.egress.resolve(&host, port).await {
+    let addr = match gw.egress.resolve(&target.host, target.port).await {
         Ok(addr) => addr,
-        Err(e) => return pipeline::refuse(e, audit),
+        Err(e) => return refuse(Some(&agent), e),
     };
-    let session = Session {
+    let transport = match target.kind {
+        TargetKind::Tunnel => Transport::Tls,
+        TargetKind::PlainHttp => Transport::Plain,
+    };
+    let session = Session::new(
         agent,
-        client: peer,
-        tls_name: tls_name_for(&host),
-        host,
-        port,
-        addr,
-        tls: false,
-    };
-    if connect {
+        client,
+        target.host,
+        target.port,
+        UpstreamAddr::new(addr),
+        transport,
+    );
+    match target.kind {
         // Not a request of its own: what passes through the tunnel is.
-        audit.dismiss();
-        tunnel(gw, session, req)
-    } else {
+        TargetKind::Tunnel => tunnel(gw, session, req),
         // The pipeline audits the request itself.
-        audit.dismiss();
-        let session = Session {
-            tls_name: None,
-            ..session
-        };
-        pipeline::serve_request(&gw, &session, req).await
+        TargetKind::PlainHttp => pipeline::serve_request(&gw, &session, req).await,
     }
 }
 
 /// Where the proxy's own request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyTarget {
-    /// A DNS name or IP literal as the client wrote it, IPv6 without brackets.
+    /// A DNS name or IP literal as the client wrote it, IPv6 without
+    /// brackets: what the session is for, and what is resolved.
     pub host: String,
+    /// The destination port (80 when a plain URL names none).
     pub port: u16,
-    /// `CONNECT host:port` (a tunnel), not an absolute `http://` URL.
-    pub connect: bool,
+    /// A tunnel to intercept, or one plain request to forward.
+    pub kind: TargetKind,
+}
+
+/// What the proxy's own request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// `CONNECT host:port`: a tunnel, intercepted as TLS.
+    Tunnel,
+    /// An absolute `http://` URL: forwarded in the clear, never given a
+    /// credential.
+    PlainHttp,
 }
 
 /// Reads the destination from the request line: `CONNECT host:port`, or an
@@ -160,29 +171,33 @@ pub fn proxy_target(method: &Method, uri: &http::Uri) -> Result<ProxyTarget, Pro
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(written)
         .to_owned();
-    let connect = method == Method::CONNECT;
-    let port = match (authority.port_u16(), connect) {
+    let kind = if method == Method::CONNECT {
+        TargetKind::Tunnel
+    } else {
+        TargetKind::PlainHttp
+    };
+    let port = match (authority.port_u16(), kind) {
         (Some(0), _) => {
             return Err(ProxyError::BadRequest(
                 "the proxy target's port must be from 1 to 65535".into(),
             ));
         }
         (Some(p), _) => p,
-        (None, false) => 80,
-        (None, true) => return Err(ProxyError::BadRequest("CONNECT needs host:port".into())),
+        (None, TargetKind::PlainHttp) => 80,
+        (None, TargetKind::Tunnel) => {
+            return Err(ProxyError::BadRequest("CONNECT needs host:port".into()));
+        }
     };
-    if !connect && uri.scheme_str() != Some("http") {
+    if kind == TargetKind::PlainHttp && uri.scheme_str() != Some("http") {
         return Err(ProxyError::BadRequest(
             "only http:// URLs may be sent to the proxy in the clear; use CONNECT for https".into(),
         ));
     }
-    Ok(ProxyTarget {
-        host,
-        port,
-        connect,
-    })
+    Ok(ProxyTarget { host, port, kind })
 }
 
+/// The `200` to a `CONNECT`; once the client has it, the tunnel goes
+/// through the TLS phase ([`connection::intercept`]).
 fn tunnel(gw: Arc<Gateway>, session: Session, mut req: Request<Incoming>) -> Response<ProxyBody> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -194,25 +209,7 @@ fn tunnel(gw: Arc<Gateway>, session: Session, mut req: Request<Incoming>) -> Res
             }
         };
         let host = super::record::display_host(&session.host, session.port);
-        let agent = session.agent.clone();
-        if let Err(e) = session::serve_tls(gw.clone(), session, TokioIo::new(upgraded)).await {
-            tracing::info!(error = %e, %agent, %host, "intercepted connection refused");
-            let mut audit = AuditGuard::start(
-                gw.audit.clone(),
-                Some(agent.as_str()),
-                "CONNECT",
-                &host,
-                &http::Uri::default(),
-            );
-            audit.decision(
-                match e {
-                    session::SessionError::SniMismatch { .. } => "exfiltration",
-                    _ => "tls_failed",
-                },
-                None,
-            );
-            audit.detail(e.to_string());
-        }
+        connection::intercept(gw, session, TokioIo::new(upgraded), host).await;
     });
     let mut resp = Response::new(ProxyBody::empty());
     *resp.status_mut() = StatusCode::OK;
@@ -247,15 +244,15 @@ mod tests {
             ProxyTarget {
                 host: "api.example.com".into(),
                 port: 443,
-                connect: true
+                kind: TargetKind::Tunnel
             }
         );
         let v6 = target(Method::CONNECT, "[::1]:8443").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 8443));
         let plain = target(Method::GET, "http://example.test/x?y=1").unwrap();
         assert_eq!(
-            (plain.host.as_str(), plain.port, plain.connect),
-            ("example.test", 80, false)
+            (plain.host.as_str(), plain.port, plain.kind),
+            ("example.test", 80, TargetKind::PlainHttp)
         );
     }
 

@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod connection;
 pub mod egress;
 pub mod error;
 pub mod explicit;
@@ -39,7 +40,6 @@ pub mod target;
 pub mod transparent;
 pub mod upstream;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +47,7 @@ use rustls_pki_types::ServerName;
 
 use crate::audit::AuditSink;
 use crate::model::AgentName;
+use crate::model::net::{ClientAddr, UpstreamAddr};
 use crate::policy::RateLimiter;
 use crate::policy::approvals::Approvals;
 use crate::snapshot::SnapshotHandle;
@@ -70,21 +71,82 @@ pub struct Gateway {
     pub idle_timeout: Duration,
 }
 
-/// One agent connection, once the agent and destination are known.
+/// One agent connection (or one plain-HTTP proxy request), once the
+/// connection stage ([`connection`]) knows the agent and the destination:
+/// what every request on it is checked against.
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// Who every request on this connection is, as identified when it was
+    /// accepted (token or cgroup); the pipeline checks it still exists.
     pub agent: AgentName,
-    pub client: SocketAddr,
+    /// Where the connection came from. The request path does not read it:
+    /// it is what names the connection to the operator apart from its
+    /// agent (one agent may hold many).
+    pub client: ClientAddr,
     /// The host the agent asked for: the TLS server name or `CONNECT` host,
-    /// or the original IP when a transparent client sent no SNI.
+    /// or the original IP when a transparent client sent no SNI. Requests
+    /// must name it, policy matches it, and the upstream gets it.
     pub host: String,
+    /// The destination port: requests must name it (or their scheme's
+    /// default), and policy and injection match on it.
     pub port: u16,
-    /// The address the gateway dials.
-    pub addr: SocketAddr,
-    /// False for plain `http://` through the explicit proxy.
-    pub tls: bool,
-    /// The name the upstream certificate must be valid for.
+    /// The address the gateway dials, already checked by the egress rules.
+    pub addr: UpstreamAddr,
+    /// TLS or plain HTTP to the agent: sets the default port requests may
+    /// omit, and no secret is ever injected into plain HTTP.
+    pub transport: Transport,
+    /// The name the upstream certificate must be valid for; `None` for
+    /// plain HTTP.
     pub tls_name: Option<ServerName<'static>>,
+}
+
+impl Session {
+    /// A session for `agent` to `host:port`, dialled at `addr`; the
+    /// upstream certificate name follows from the host (none for plain
+    /// HTTP).
+    pub fn new(
+        agent: AgentName,
+        client: ClientAddr,
+        host: String,
+        port: u16,
+        addr: UpstreamAddr,
+        transport: Transport,
+    ) -> Session {
+        let tls_name = match transport {
+            Transport::Tls => tls_name_for(&host),
+            Transport::Plain => None,
+        };
+        Session {
+            agent,
+            client,
+            host,
+            port,
+            addr,
+            transport,
+            tls_name,
+        }
+    }
+}
+
+/// How an agent's requests reach the gateway on a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Inside TLS the gateway terminated (a `CONNECT` tunnel or a
+    /// transparent connection): HTTPS, default port 443.
+    Tls,
+    /// A plain `http://` request through the explicit proxy: default port
+    /// 80, never a credential.
+    Plain,
+}
+
+impl Transport {
+    /// The port a request on this transport means when it names none.
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 443,
+            Transport::Plain => 80,
+        }
+    }
 }
 
 /// The upstream certificate name for `host` (a DNS name or IP literal).

@@ -45,7 +45,7 @@ use super::inject::{self, Destination};
 use super::record::AuditGuard;
 use super::target::{self, AuthorityError, SessionHost, TargetError};
 use super::upstream::{Protocols, UpstreamBody, UpstreamKey};
-use super::{Gateway, Session};
+use super::{Gateway, Session, Transport};
 use crate::policy::PathForms;
 use crate::policy::approvals::ApprovalOutcome;
 use crate::policy::engine::{self, RateOutcome, RequestFacts, Verdict};
@@ -168,7 +168,7 @@ async fn run_phases(
     let dest = Destination {
         host: &session.host,
         port: session.port,
-        tls: session.tls,
+        tls: session.transport == Transport::Tls,
     };
     let injected =
         inject::inject(&mut parts, &dest, agent, snap, &gw.vault).map_err(|e| match e {
@@ -213,7 +213,7 @@ fn session_host(session: &Session) -> SessionHost<'_> {
     SessionHost {
         host: &session.host,
         port: session.port,
-        tls: session.tls,
+        transport: session.transport,
     }
 }
 
@@ -330,7 +330,7 @@ async fn forward(
     audit: &mut AuditGuard,
 ) -> Result<Forwarded, ProxyError> {
     let key = UpstreamKey {
-        addr: session.addr,
+        addr: session.addr.get(),
         tls_name: session.tls_name.clone(),
         protocols: if req.version() == Version::HTTP_2 {
             Protocols::Http2OrHttp1

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::headers::MAX_HEADER_BYTES;
-use super::{Gateway, Session, pipeline};
+use super::{Gateway, Session, Transport, pipeline};
 use crate::tls::LeafName;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,8 +45,9 @@ pub enum SessionError {
     Certificate(String, String),
 }
 
-/// Accepts TLS from the agent (checking its SNI against the session's
-/// host when `sni_must_match`), then serves HTTP until the agent leaves.
+/// Accepts TLS from the agent (a server name, if the ClientHello has
+/// one, must be the session's host), then serves HTTP until the agent
+/// leaves.
 pub async fn serve_tls<IO>(
     gw: Arc<Gateway>,
     mut session: Session,
@@ -82,7 +83,8 @@ where
         .await
         .map_err(|_| SessionError::Handshake("timed out".into()))?
         .map_err(|e| SessionError::Handshake(e.to_string()))?;
-    session.tls = true;
+    // Whatever the caller built, requests on it are HTTPS now.
+    session.transport = Transport::Tls;
     serve_http(gw, Arc::new(session), tls).await;
     Ok(())
 }

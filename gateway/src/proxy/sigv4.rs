@@ -49,7 +49,11 @@ pub fn sign(
     let authority = super::target::outgoing_authority(&super::target::SessionHost {
         host: dest.host,
         port: dest.port,
-        tls: dest.tls,
+        transport: if dest.tls {
+            super::Transport::Tls
+        } else {
+            super::Transport::Plain
+        },
     });
     let host = http::HeaderValue::from_str(&authority)
         .map_err(|_| InjectError::Sign("bad host".into()))?;

@@ -31,6 +31,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, request};
 
+use super::Transport;
 use crate::policy::{PathError, PathForms};
 
 /// Why a request's authority is refused.
@@ -53,12 +54,12 @@ pub struct SessionHost<'a> {
     pub host: &'a str,
     pub port: u16,
     /// TLS (default port 443) or plain HTTP (80).
-    pub tls: bool,
+    pub transport: Transport,
 }
 
 impl SessionHost<'_> {
     fn default_port(&self) -> u16 {
-        if self.tls { 443 } else { 80 }
+        self.transport.default_port()
     }
 
     fn bare_host(&self) -> &str {
@@ -244,7 +245,7 @@ mod tests {
     const S: SessionHost<'static> = SessionHost {
         host: "api.x.com",
         port: 443,
-        tls: true,
+        transport: Transport::Tls,
     };
 
     fn req(target: &str, hosts: &[&str]) -> http::Request<()> {
@@ -276,7 +277,7 @@ mod tests {
         let v6 = SessionHost {
             host: "::1",
             port: 8443,
-            tls: true,
+            transport: Transport::Tls,
         };
         assert_eq!(check("/", &["[::1]:8443"], &v6), Ok(()));
         assert_eq!(check("/", &["[0:0::1]:8443"], &v6), Ok(()));
@@ -307,7 +308,7 @@ mod tests {
         ));
         let plain = SessionHost {
             port: 80,
-            tls: false,
+            transport: Transport::Plain,
             ..S
         };
         assert_eq!(check("/", &["api.x.com"], &plain), Ok(()));
@@ -345,7 +346,7 @@ mod tests {
         let v6 = SessionHost {
             host: "::1",
             port: 443,
-            tls: true,
+            transport: Transport::Tls,
         };
         assert_eq!(outgoing_authority(&v6), "[::1]");
         assert_eq!(
@@ -354,7 +355,7 @@ mod tests {
         );
         let plain = SessionHost {
             port: 80,
-            tls: false,
+            transport: Transport::Plain,
             ..S
         };
         assert_eq!(outgoing_authority(&plain), "api.x.com");

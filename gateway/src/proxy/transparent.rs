@@ -14,21 +14,24 @@
 //! identity, not the agent's, so the same rules apply; loopback is allowed
 //! only through `AIRLOCK_ALLOW_UPSTREAMS`) → the ClientHello's SNI, peeked,
 //! names the host (no SNI: the original IP, and Host headers are then not
-//! checked) → [`super::session::serve_tls`], dialling the original address
-//! and verifying the upstream certificate for that name. A connection that
-//! cannot be identified is closed: nothing goes out without identity.
+//! checked) → TLS and the requests ([`super::connection::intercept`]),
+//! dialling the original address and verifying the upstream certificate
+//! for that name. These are the connection stage's phases
+//! ([`super::connection`]); every refusal goes to its funnel
+//! ([`super::connection::refuse`]) and the connection is closed: nothing
+//! goes out without identity.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use super::record::AuditGuard;
-use super::session::{self, SessionError};
-use super::{Gateway, Session, tls_name_for};
+use super::connection::{self, Listener, NotTls, Refusal};
+use super::{Gateway, Session, Transport};
 use crate::intercept::agents::AgentMap;
-use crate::intercept::redirect::Redirector;
+use crate::intercept::redirect::{Redirected, Redirector};
+use crate::model::AgentName;
+use crate::model::net::{ClientAddr, OrigDst};
 use crate::shutdown::Shutdown;
 use crate::tls::sni::{MAX_CLIENT_HELLO_LEN, Sni, parse_client_hello_sni};
 
@@ -42,158 +45,134 @@ pub async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a transparent connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+    connection::accept(
+        listener,
+        Listener::Transparent,
+        shutdown,
+        move |stream, client| {
+            let (gw, agents) = (gw.clone(), agents.clone());
+            async move {
+                match open(&gw, &agents, redirector, &stream, client).await {
+                    Ok(session) => {
+                        let host = session.host.clone();
+                        connection::intercept(gw, session, stream, host).await;
+                    }
+                    Err(refusal) => connection::refuse(&gw, &refusal),
                 }
-            },
-            () = shutdown.wait() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
-        let agents = agents.clone();
-        tokio::spawn(async move { handle(gw, agents, redirector, stream, peer).await });
-    }
+            }
+        },
+    )
+    .await;
 }
 
-/// A refusal before any request: one audit record, then the connection
-/// is dropped.
-fn refuse(gw: &Gateway, agent: Option<&str>, host: &str, decision: &str, detail: String) {
-    tracing::info!(agent, host, decision, %detail, "transparent connection refused");
-    let mut audit = AuditGuard::start(
-        gw.audit.clone(),
-        agent,
-        "CONNECT",
-        host,
-        &http::Uri::default(),
-    );
-    audit.decision(decision, None);
-    audit.detail(detail);
-}
-
-async fn handle(
-    gw: Arc<Gateway>,
-    agents: Arc<AgentMap>,
+/// Identify → egress check → SNI: the session a redirected connection
+/// opens, or why it is refused.
+async fn open(
+    gw: &Gateway,
+    agents: &AgentMap,
     redirector: Redirector,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
-    let local = stream.local_addr().unwrap_or(peer);
-    let conn = match redirector.identify(&stream, peer, local) {
-        Ok(conn) => conn,
-        Err(e) => {
-            refuse(
-                &gw,
-                None,
-                &peer.to_string(),
-                "unknown_connection",
-                format!("a connection from {peer} reached the transparent listener: {e}"),
-            );
-            return;
-        }
-    };
+    stream: &TcpStream,
+    client: ClientAddr,
+) -> Result<Session, Refusal> {
+    let conn = redirected(redirector, stream, client)?;
+    let agent = identify(agents, &conn, client)?;
     let orig = conn.orig;
+    gw.egress
+        .check(orig.get())
+        .map_err(|error| Refusal::Destination {
+            agent: agent.clone(),
+            orig,
+            error,
+        })?;
+    let host = server_name(stream, orig)
+        .await
+        .map_err(|why| Refusal::NotTls {
+            agent: agent.clone(),
+            orig,
+            why,
+        })?;
+    tracing::debug!(%agent, %host, %orig, pid = conn.pid, uid = conn.uid, "transparent connection");
+    Ok(Session::new(
+        agent,
+        client,
+        host,
+        orig.port(),
+        orig.into(),
+        Transport::Tls,
+    ))
+}
+
+/// What the redirect says about the connection: its original destination
+/// and cgroups.
+fn redirected(
+    redirector: Redirector,
+    stream: &TcpStream,
+    client: ClientAddr,
+) -> Result<Redirected, Refusal> {
+    let local = stream.local_addr().unwrap_or(client.get());
+    redirector
+        .identify(stream, client, local)
+        .map_err(|why| Refusal::Unidentified { client, why })
+}
+
+/// The agent of the record's cgroup, if the client socket's own cgroup is
+/// that agent's too.
+fn identify(
+    agents: &AgentMap,
+    conn: &Redirected,
+    client: ClientAddr,
+) -> Result<AgentName, Refusal> {
     let Some(agent) = agents.lookup(conn.cgroup_id) else {
-        let pid = conn.pid.map(|p| format!("pid {p}, ")).unwrap_or_default();
-        refuse(
-            &gw,
-            None,
-            &orig.to_string(),
-            "unknown_agent",
-            format!(
-                "cgroup id {} ({pid}uid {}) is not an agent's cgroup: connection to {orig} \
-                 refused",
-                conn.cgroup_id, conn.uid
-            ),
-        );
-        return;
+        return Err(Refusal::UnknownCgroup {
+            orig: conn.orig,
+            cgroup: conn.cgroup_id,
+            pid: conn.pid,
+            uid: conn.uid,
+        });
     };
     if conn.socket_cgroup_id != conn.cgroup_id
         && agents.lookup(conn.socket_cgroup_id).as_ref() != Some(&agent)
     {
-        refuse(
-            &gw,
-            None,
-            &peer.to_string(),
-            "unknown_connection",
-            format!(
-                "a connection from {peer} carries agent {agent}'s record (cgroup id {}) but its \
-                 socket is in cgroup id {}, not that agent's: refused",
-                conn.cgroup_id, conn.socket_cgroup_id
-            ),
-        );
-        return;
+        return Err(Refusal::ForeignSocket {
+            client,
+            agent,
+            record: conn.cgroup_id,
+            socket: conn.socket_cgroup_id,
+        });
     }
-    if let Err(e) = gw.egress.check(orig) {
-        refuse(
-            &gw,
-            Some(agent.as_str()),
-            &orig.ip().to_string(),
-            e.kind(),
-            e.to_string(),
-        );
-        return;
-    }
-    // Without SNI the original IP is the host: requests must name it and
-    // it is the authority that goes upstream (see `proxy::target`).
-    let host = match peek_sni(&stream).await {
-        Ok(Some(name)) => name.trim_end_matches('.').to_ascii_lowercase(),
-        Ok(None) => orig.ip().to_string(),
-        Err(why) => {
-            refuse(
-                &gw,
-                Some(agent.as_str()),
-                &orig.to_string(),
-                "tls_failed",
-                format!("the connection to {orig} is not TLS: {why}"),
-            );
-            return;
-        }
-    };
-    let session = Session {
-        agent: agent.clone(),
-        client: peer,
-        tls_name: tls_name_for(&host),
-        host: host.clone(),
-        port: orig.port(),
-        addr: orig,
-        tls: false,
-    };
-    tracing::debug!(%agent, %host, %orig, pid = conn.pid, uid = conn.uid, "transparent connection");
-    if let Err(e) = session::serve_tls(gw.clone(), session, stream).await {
-        let decision = match e {
-            SessionError::SniMismatch { .. } => "exfiltration",
-            _ => "tls_failed",
-        };
-        refuse(&gw, Some(agent.as_str()), &host, decision, e.to_string());
-    }
+    Ok(agent)
+}
+
+/// The session's host: the ClientHello's SNI, or without one the original
+/// IP (requests must then name it, and it is the authority that goes
+/// upstream: see `proxy::target`).
+async fn server_name(stream: &TcpStream, orig: OrigDst) -> Result<String, NotTls> {
+    Ok(match peek_sni(stream).await? {
+        Some(name) => name.trim_end_matches('.').to_ascii_lowercase(),
+        None => orig.ip().to_string(),
+    })
 }
 
 /// The SNI of the ClientHello waiting on `stream`, read without consuming
 /// it. `Ok(None)`: a ClientHello without a name.
-async fn peek_sni(stream: &TcpStream) -> Result<Option<String>, String> {
+async fn peek_sni(stream: &TcpStream) -> Result<Option<String>, NotTls> {
     let mut buf = vec![0u8; MAX_CLIENT_HELLO_LEN];
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     let mut last = 0;
     loop {
         let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
             .await
-            .map_err(|_| "no ClientHello within 10 s".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| NotTls::Timeout(HELLO_TIMEOUT))?
+            .map_err(NotTls::Read)?;
         if n == 0 {
-            return Err("the client closed the connection".into());
+            return Err(NotTls::Closed);
         }
         match parse_client_hello_sni(&buf[..n]) {
             Sni::Name(name) => return Ok(Some(name)),
             Sni::Absent => return Ok(None),
-            Sni::NotTls => return Err("not a TLS ClientHello".into()),
+            Sni::NotTls => return Err(NotTls::NotHello),
             Sni::Incomplete if n == buf.len() => {
-                return Err("the ClientHello is too large".into());
+                return Err(NotTls::TooLarge);
             }
             Sni::Incomplete => {
                 // peek returns at once while bytes wait: give the rest time
