@@ -3,11 +3,17 @@
 //!
 //! How a connection flows, file by file:
 //!
-//! - [`explicit`]: the `HTTPS_PROXY` listener: `CONNECT` with the agent's
-//!   token ([`auth`]), the destination checked ([`egress`]), then TLS.
-//! - [`transparent`]: the transparent listener, fed by eBPF: the original
-//!   destination and the agent's cgroup from `getsockopt`, the host from
-//!   the ClientHello's SNI, then the same TLS session.
+//! - [`connection`]: the connection stage both listeners run: accept →
+//!   identify → egress check → TLS / SNI → the request driver; its
+//!   [`connection::Refusal`] names every way a connection is refused, and
+//!   one funnel logs and audits them.
+//! - [`explicit`]: the `HTTPS_PROXY` listener's phases: `CONNECT` with the
+//!   agent's token ([`auth`]), the destination resolved and checked
+//!   ([`egress`]), then TLS; or one plain `http://` request.
+//! - [`transparent`]: the transparent listener's phases, fed by eBPF or
+//!   nftables: the original destination and the agent's cgroup
+//!   ([`crate::intercept`]), the host from the ClientHello's SNI, then the
+//!   same TLS session.
 //! - [`session`]: TLS termination with a leaf for the server name from the
 //!   local CA ([`crate::tls`]), then HTTP/1.1 or HTTP/2 to the agent.
 //! - [`pipeline`]: the request path, phase by phase: identify → check the
