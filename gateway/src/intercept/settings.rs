@@ -312,4 +312,52 @@ mod tests {
         .unwrap();
         assert_eq!(s.mode, TransparentMode::Ebpf);
     }
+
+    /// The operator reads these; they say which value and what it should be.
+    #[test]
+    fn refusals_name_the_value() {
+        let err = |a: InterceptArgs| {
+            InterceptSettings::resolve(a, FileIntercept::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(InterceptArgs {
+                intercept_ports: Some("443,x".into()),
+                ..Default::default()
+            }),
+            "intercepted port \"x\" is not a TCP port (1-65535); give a list like 443,8443"
+        );
+        assert_eq!(
+            err(InterceptArgs {
+                agents_cgroup: Some("a/../b".into()),
+                ..Default::default()
+            }),
+            "agents' cgroup \"a/../b\" must be a cgroup path like airlock.slice, made of letters, \
+             digits and -_.@: (no '..' or empty parts)"
+        );
+        assert_eq!(
+            err(InterceptArgs {
+                gateway_cgroup: Some("airlock.slice/gw".into()),
+                ..Default::default()
+            }),
+            "the gateway cgroup \"airlock.slice/gw\" must be outside the agents' cgroup \
+             \"airlock.slice\" (and not contain it)"
+        );
+        assert_eq!(
+            err(InterceptArgs {
+                nft_table: Some("air lock".into()),
+                ..Default::default()
+            }),
+            "the nft table name \"air lock\" must start with a letter and hold only letters, \
+             digits, _ and - (at most 64)"
+        );
+        assert_eq!(
+            err(InterceptArgs {
+                transparent_port: Some(443),
+                ..Default::default()
+            }),
+            "the transparent listener's port 443 cannot also be an intercepted port"
+        );
+    }
 }

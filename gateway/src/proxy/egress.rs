@@ -29,9 +29,15 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The rules for upstream destinations.
 #[derive(Debug, Clone, Default)]
 pub struct Egress {
+    /// Networks the operator opened (`AIRLOCK_ALLOW_UPSTREAMS`) among the
+    /// refused kinds: a local test upstream, an internal service.
     pub allow: Vec<IpNet>,
+    /// Names answered without DNS (`--resolve HOST=IP`, lower case, no
+    /// trailing dot), checked like any resolved address.
     pub resolve: Vec<(String, IpAddr)>,
-    /// The daemon's own listening ports.
+    /// The daemon's own listening ports, refused on local addresses even
+    /// where the network is allowed: an agent must not reach the dashboard
+    /// or loop the proxy into itself.
     pub own_ports: Vec<u16>,
 }
 
