@@ -22,13 +22,14 @@
 //! 5. **hand over** to the request driver: [`super::session::serve_http`]
 //!    runs every request through [`super::pipeline`].
 //!
-//! Phases 2 to 4 end in a [`Session`] or a [`Refusal`]. A refusal goes to
-//! one of two funnels, by what can still be said to the agent: a refused
-//! proxy request (explicit, before any tunnel) is answered with a status
-//! and recorded by the request path's funnel ([`super::pipeline::refuse`]);
-//! a refused connection (transparent, or a tunnel whose TLS failed) has no
-//! HTTP to answer in: [`refuse`] logs it, records it, and the connection
-//! is closed. Nothing goes out without an identity.
+//! Phases 2 to 4 end in a [`Session`] or a refusal, which goes to one of
+//! two funnels by what can still be said to the agent. A refused proxy
+//! request (explicit, before any tunnel: no token, a bad or forbidden
+//! destination) is a [`ProxyError`], answered with its status and recorded
+//! by the request path's funnel ([`super::pipeline::refuse`]). A refused
+//! connection (transparent, or a tunnel whose TLS failed) is a
+//! [`Refusal`] and has no HTTP to answer in: [`refuse`] logs it, records
+//! it, and the connection is closed. Nothing goes out without an identity.
 
 use std::fmt;
 use std::future::Future;
