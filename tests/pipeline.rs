@@ -266,3 +266,21 @@ async fn headers_too_large_are_a_431() {
     );
     assert!(gw.up.requests().is_empty());
 }
+
+/// The pipeline's own limit, behind hyper's: a head hyper would take is
+/// still refused, and audited, when its fields add up past the limit.
+#[tokio::test]
+async fn the_pipeline_refuses_headers_past_its_limit() {
+    let gw = gateway().await;
+    let mut agent = gw.pipeline_only().await;
+    let req = http::Request::get("/echo/big")
+        .header(http::header::HOST, gw.target())
+        .header("x-big", "a".repeat(100 * 1024))
+        .body(Default::default())
+        .expect("a request");
+    let answer = InProc::send(&mut agent, req).await;
+    assert_eq!(answer.status, 431, "{answer:?}");
+    assert_eq!(answer.kind().as_deref(), Some("headers_too_large"));
+    assert_eq!(gw.audit().await.decision, "headers_too_large");
+    assert!(gw.up.requests().is_empty());
+}

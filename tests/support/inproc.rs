@@ -26,7 +26,7 @@ use airlock::policy::approvals::{Approvals, MemoryApprovals};
 use airlock::policy::{HostPattern, PathGlob, RateLimiter, RuleAction};
 use airlock::proxy::egress::Egress;
 use airlock::proxy::upstream::Upstreams;
-use airlock::proxy::{Gateway, explicit};
+use airlock::proxy::{Gateway, Session, explicit, pipeline, tls_name_for};
 use airlock::shutdown::ShutdownTrigger;
 use airlock::snapshot::{Snapshot, SnapshotHandle};
 use airlock::store::agents::AgentRecord;
@@ -221,6 +221,40 @@ impl InProc {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .expect("HTTP/1.1 with the gateway");
+        tokio::spawn(conn);
+        sender
+    }
+
+    /// A connection straight into the request driver
+    /// (`pipeline::serve_request`) for a session of `bot` with the
+    /// upstream, over hyper with a buffer far larger than the proxy's:
+    /// for what the pipeline checks itself behind hyper's own limits.
+    pub async fn pipeline_only(&self) -> SendRequest<Full<Bytes>> {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let session = Arc::new(Session {
+            agent: AgentName::parse("bot").expect("agent name"),
+            client: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            host: self.up.host().to_owned(),
+            port: self.up.port(),
+            addr: self.up.addr(),
+            tls: true,
+            tls_name: tls_name_for(self.up.host()),
+        });
+        let gw = self.gw.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let (gw, session) = (gw.clone(), session.clone());
+            async move {
+                Ok::<_, std::convert::Infallible>(pipeline::serve_request(&gw, &session, req).await)
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .max_buf_size(4 << 20)
+                .serve_connection(TokioIo::new(server), service),
+        );
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
+            .await
+            .expect("HTTP/1.1 with the pipeline");
         tokio::spawn(conn);
         sender
     }

@@ -61,6 +61,8 @@ pub trait ApprovalBackend: Send + Sync + fmt::Debug {
     fn expire(&self, id: i64) -> BoxFuture<'_, Result<bool, ApprovalError>>;
 }
 
+/// The held requests of this daemon: records each in the backend, wakes it
+/// on a decision, expires it on timeout, and tells the live queue.
 #[derive(Debug)]
 pub struct Approvals {
     /// Where the pending approvals are recorded and read back.
