@@ -132,7 +132,10 @@ async fn run(
 
     let snapshot = Arc::new(SnapshotHandle::default());
     snapshot.reload(&store).await?;
-    let approvals = Arc::new(Approvals::new(settings.proxy.approval_timeout));
+    let approvals = Arc::new(Approvals::new(
+        settings.proxy.approval_timeout,
+        Arc::new(store.clone()),
+    ));
     let (trigger, shutdown) = shutdown::channel();
     let listener_task = tokio::spawn(follow_changes(
         store.clone(),
@@ -178,7 +181,6 @@ async fn run(
     let gateway = Arc::new(Gateway {
         snapshot: snapshot.clone(),
         vault: vault.clone(),
-        store: store.clone(),
         limiter: RateLimiter::default(),
         approvals: approvals.clone(),
         audit,

@@ -24,25 +24,37 @@ use crate::token::TokenHash;
 pub struct Snapshot {
     /// Increases with each reload; tells a reader whether it is current.
     pub generation: u64,
+    /// When it was built, for `airlock status`; `None` only for the empty
+    /// snapshot a handle starts with.
     pub loaded_at: Option<DateTime<Utc>>,
+    /// Who may use the gateway, each with the secrets it is granted.
     pub agents: Vec<AgentRecord>,
+    /// The credentials, still sealed: a value is opened only when a
+    /// request it applies to is injected, so the snapshot never holds
+    /// plaintext.
     pub secrets: Vec<SecretRecord>,
+    /// The policy, in position order: any matching block wins, else the
+    /// first matching approval and rate limit apply (`policy::engine`).
     pub rules: Vec<RuleRecord>,
     /// Rows that could not be read, described. A corrupt agent or secret
     /// is left out (it cannot authenticate or be injected: safe); a corrupt
     /// rule might be a block rule, so its presence fails the gateway closed
     /// (see [`Snapshot::policy_intact`]).
     pub corrupt: Vec<String>,
+    /// Whether any of `corrupt` is a rule: what [`Snapshot::policy_intact`]
+    /// answers, kept apart so it is not re-derived per request.
     corrupt_rules: bool,
-    /// Index into `agents` by proxy-token hash.
+    /// Index into `agents` by proxy-token hash: how a `CONNECT` finds its
+    /// agent without scanning.
     by_token: HashMap<TokenHash, usize>,
-    /// Index into `agents` by name.
+    /// Index into `agents` by name: how each request re-checks that its
+    /// session's agent still exists.
     by_name: HashMap<AgentName, usize>,
 }
 
 impl Snapshot {
+    /// Generation 0: [`SnapshotHandle::install`] gives it its own.
     fn build(
-        generation: u64,
         agents: Loaded<AgentRecord>,
         secrets: Loaded<SecretRecord>,
         rules: Loaded<RuleRecord>,
@@ -67,7 +79,7 @@ impl Snapshot {
             .map(|(i, a)| (a.name.clone(), i))
             .collect();
         Snapshot {
-            generation,
+            generation: 0,
             loaded_at: Some(Utc::now()),
             agents,
             secrets,
@@ -77,6 +89,24 @@ impl Snapshot {
             by_token,
             by_name,
         }
+    }
+
+    /// A snapshot of `agents`, `secrets` and `rules`, all of them readable:
+    /// what a reload builds, for a gateway that has no database (the
+    /// in-process tests). Its generation is set by
+    /// [`SnapshotHandle::install`].
+    pub fn from_records(
+        agents: Vec<AgentRecord>,
+        secrets: Vec<SecretRecord>,
+        rules: Vec<RuleRecord>,
+    ) -> Self {
+        fn all<T>(items: Vec<T>) -> Loaded<T> {
+            Loaded {
+                items,
+                corrupt: Vec::new(),
+            }
+        }
+        Self::build(all(agents), all(secrets), all(rules))
     }
 
     /// The agent whose proxy token hashes to `hash`.
@@ -98,7 +128,10 @@ impl Snapshot {
 /// The current snapshot, and the means to replace it.
 #[derive(Debug, Default)]
 pub struct SnapshotHandle {
+    /// What readers load: swapped whole, never changed in place, so a
+    /// request sees one configuration from start to end.
     current: ArcSwap<Snapshot>,
+    /// The last generation handed out, so each swap gets a higher one.
     generation: AtomicU64,
     /// Serialises reloads so a slow, older read never replaces a newer one.
     /// Held across the database reads; the request path never takes it.
@@ -127,11 +160,20 @@ impl SnapshotHandle {
         {
             tracing::error!(error = %problem, "a configuration row cannot be read; fix or remove it");
         }
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        self.current.store(Arc::new(Snapshot::build(
-            generation, agents, secrets, rules,
-        )));
+        let generation = self.install(Snapshot::build(agents, secrets, rules));
         tracing::debug!(generation, "configuration snapshot reloaded");
         Ok(generation)
+    }
+
+    /// Swaps in `snapshot` under the next generation and returns it. A
+    /// reload ends here; a gateway without a database (the in-process
+    /// tests) configures itself with it directly, never alongside reloads.
+    pub fn install(&self, snapshot: Snapshot) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.current.store(Arc::new(Snapshot {
+            generation,
+            ..snapshot
+        }));
+        generation
     }
 }

@@ -11,6 +11,8 @@
 //! - `upstream`: test upstream servers.
 //! - `browser`: headless Chromium through chromedriver (dashboard tests).
 //! - `git_http`: a git smart-HTTP server behind a bearer token.
+//! - `inproc`: a gateway in the test's process, without the binary or a
+//!   database (tests/pipeline.rs).
 //! - `proxied`: a daemon and upstream behind the explicit proxy, with raw
 //!   async clients (tunnel, TLS), for the abuse and soak tests.
 //!
@@ -28,6 +30,8 @@ pub mod evidence;
 pub mod git_http;
 #[allow(dead_code)]
 pub mod gw;
+#[allow(dead_code)]
+pub mod inproc;
 pub mod pg;
 pub mod process;
 #[allow(dead_code)]

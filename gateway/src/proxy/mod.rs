@@ -57,21 +57,37 @@ use crate::model::net::{ClientAddr, UpstreamAddr};
 use crate::policy::RateLimiter;
 use crate::policy::approvals::Approvals;
 use crate::snapshot::SnapshotHandle;
-use crate::store::Store;
 use crate::tls::LeafCache;
 use crate::vault::Vault;
 
-/// Everything the request path needs, shared by every connection.
+/// Everything the request path needs, shared by every connection. It
+/// holds no database handle: a gateway can be built and driven in process
+/// (tests/pipeline.rs) with in-memory parts.
 pub struct Gateway {
+    /// The configuration (agents, sealed secrets, rules) requests are
+    /// judged by: one lock-free load per request, swapped on every change.
     pub snapshot: Arc<SnapshotHandle>,
+    /// Opens a secret's sealed value at the moment it is injected, so
+    /// plaintext exists only for the request that carries it.
     pub vault: Arc<Vault>,
-    /// Only for approvals; never on the ordinary request path.
-    pub store: Store,
+    /// Rate-limit buckets per (rule, agent); kept here, not in the
+    /// snapshot, so a reload does not refill them.
     pub limiter: RateLimiter,
+    /// Where a request held for a person waits, and how its approval is
+    /// recorded (the database in the daemon, memory in tests).
     pub approvals: Arc<Approvals>,
+    /// Where every request's audit record goes; also says whether records
+    /// can be stored now, since with `[audit] required` none is served
+    /// otherwise.
     pub audit: AuditSink,
+    /// Pooled upstream connections per (address, TLS name), and the roots
+    /// the upstreams' certificates are verified against.
     pub upstreams: upstream::Upstreams,
+    /// Leaf certificates minted by the local CA for the names agents
+    /// connect to, cached so a handshake does not sign one each time.
     pub leaves: LeafCache,
+    /// Which destinations may be dialed (no loopback, metadata services or
+    /// the daemon's own ports unless allowed), and fixed name resolutions.
     pub egress: egress::Egress,
     /// How long a response body may stall before the gateway gives up.
     pub idle_timeout: Duration,

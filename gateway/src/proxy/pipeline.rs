@@ -147,15 +147,14 @@ async fn run_phases(
         port: session.port,
         path: &path,
     };
-    let decided = decide(gw, &snap, &facts, audit).await?;
-    // Only a wait for approval brings a newer snapshot (it may have taken
-    // minutes): then look the agent up again, as it is now.
-    let fresh;
-    let (snap, agent) = if Arc::ptr_eq(&decided, &snap) {
-        (&snap, agent)
-    } else {
-        fresh = decided;
-        (&fresh, identify(&fresh, session)?)
+    let fresh = match decide(gw, &snap, &facts, audit).await? {
+        Cleared::Now => None,
+        Cleared::AfterApproval(fresh) => Some(fresh),
+    };
+    let (snap, agent) = match &fresh {
+        None => (&snap, agent),
+        // The wait may have taken minutes: the agent as it is now.
+        Some(fresh) => (fresh, identify(fresh, session)?),
     };
 
     // `None` when the path was canonical already: no copy of it is made.
@@ -254,14 +253,24 @@ fn prepare(
         .map_err(|e: TargetError| ProxyError::BadRequest(e.to_string()))
 }
 
-/// Phase 4: policy. Returns the snapshot to go on with (a fresh one after
-/// an approval wait).
+/// How a request passed policy; a refusal is the phase's error instead.
+enum Cleared {
+    /// Judged on the snapshot the request started with.
+    Now,
+    /// A person approved it. The wait may have taken minutes, so the rest
+    /// of the request reads this snapshot, loaded after the decision.
+    AfterApproval(Arc<Snapshot>),
+}
+
+/// Phase 4: policy. Refusals (blocked, rate-limited, approval denied or
+/// timed out) are errors; a request that may go on says on which
+/// snapshot.
 async fn decide(
     gw: &Arc<Gateway>,
-    snap: &Arc<Snapshot>,
+    snap: &Snapshot,
     facts: &RequestFacts<'_>,
     audit: &mut AuditGuard,
-) -> Result<Arc<Snapshot>, ProxyError> {
+) -> Result<Cleared, ProxyError> {
     let charge = |snap: &Snapshot, rule: i64| match engine::charge(
         &snap.rules,
         &gw.limiter,
@@ -274,25 +283,22 @@ async fn decide(
         }
     };
     match engine::evaluate(&snap.rules, facts) {
-        Verdict::Allow => Ok(snap.clone()),
+        Verdict::Allow => Ok(Cleared::Now),
         Verdict::Block { rule } => Err(ProxyError::Blocked { rule }),
         Verdict::Rate { rule } => {
             charge(snap, rule)?;
-            Ok(snap.clone())
+            Ok(Cleared::Now)
         }
         Verdict::Approve { rule, rate } => {
             let (approval, outcome) = gw
                 .approvals
-                .hold(
-                    &gw.store,
-                    NewApproval {
-                        agent: facts.agent.as_str(),
-                        method: facts.method,
-                        host: facts.host,
-                        path: facts.path.canonical(),
-                        rule_id: rule,
-                    },
-                )
+                .hold(NewApproval {
+                    agent: facts.agent.as_str(),
+                    method: facts.method,
+                    host: facts.host,
+                    path: facts.path.canonical(),
+                    rule_id: rule,
+                })
                 .await
                 .map_err(|e| {
                     ProxyError::Unavailable(format!("cannot record the approval request: {e}"))
@@ -305,7 +311,7 @@ async fn decide(
                     if let Some(rate) = rate {
                         charge(&snap, rate)?;
                     }
-                    Ok(snap)
+                    Ok(Cleared::AfterApproval(snap))
                 }
                 ApprovalOutcome::Denied => Err(ProxyError::ApprovalDenied { rule, approval }),
                 ApprovalOutcome::TimedOut => Err(ProxyError::ApprovalTimedOut {

@@ -12,11 +12,18 @@ use crate::token::TokenHash;
 /// An agent as stored, with the names of the secrets it is granted.
 #[derive(Debug, Clone)]
 pub struct AgentRecord {
+    /// The row's key: grants and rules refer to it, so a rename keeps them.
     pub id: Uuid,
+    /// What the audit trail, rules and the operator call the agent.
     pub name: AgentName,
+    /// SHA-256 of its proxy token: how an explicit-proxy `CONNECT` is
+    /// authenticated without the token being stored.
     pub token_hash: TokenHash,
+    /// The cgroup whose processes are this agent in transparent mode.
     pub cgroup: String,
+    /// The secrets it may have injected; no grant, no credential.
     pub grants: Vec<SecretName>,
+    /// For listings.
     pub created_at: DateTime<Utc>,
 }
 

@@ -1,11 +1,13 @@
 //! Requests held for a person's approval.
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{Store, StoreError, notify_change};
+use crate::policy::approvals::{ApprovalBackend, ApprovalError, ApprovalOutcome};
 
 /// An approval request as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -136,6 +138,35 @@ impl Store {
             .map(approval_from_row)
             .collect::<Result<_, _>>()
             .map_err(StoreError::from)
+    }
+}
+
+/// The daemon's backend: approvals are rows, visible to every daemon on
+/// the database and decided through any of them.
+impl ApprovalBackend for Store {
+    fn create<'a>(&'a self, new: NewApproval<'a>) -> BoxFuture<'a, Result<i64, ApprovalError>> {
+        Box::pin(async move { Ok(self.insert_approval(new).await?) })
+    }
+
+    fn decision(&self, id: i64) -> BoxFuture<'_, Result<Option<ApprovalOutcome>, ApprovalError>> {
+        Box::pin(async move {
+            Ok(match self.approval_status(id).await?.as_deref() {
+                Some("approved") => Some(ApprovalOutcome::Approved),
+                Some("denied") => Some(ApprovalOutcome::Denied),
+                Some("expired") => Some(ApprovalOutcome::TimedOut),
+                _ => None,
+            })
+        })
+    }
+
+    fn expire(&self, id: i64) -> BoxFuture<'_, Result<bool, ApprovalError>> {
+        Box::pin(async move {
+            match self.decide_approval(id, "expired").await {
+                Ok(_) => Ok(true),
+                Err(StoreError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 }
 

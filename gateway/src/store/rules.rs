@@ -11,15 +11,21 @@ use crate::policy::{HostPattern, Method, PathGlob, Rate, RuleAction};
 /// A rule as stored.
 #[derive(Debug, Clone)]
 pub struct RuleRecord {
+    /// Named in refusals and the audit trail (`blocked by rule 3`).
     pub id: i64,
+    /// The evaluation order, which the operator can change.
     pub position: i32,
+    /// The hosts it applies to.
     pub host: HostPattern,
+    /// The paths it applies to (any reading of the path).
     pub path: PathGlob,
     /// `None`: every method.
     pub method: Option<Method>,
     /// `None`: every agent.
     pub agent: Option<AgentName>,
+    /// Block, hold for approval, or rate-limit.
     pub action: RuleAction,
+    /// For listings.
     pub created_at: DateTime<Utc>,
 }
 

@@ -42,15 +42,23 @@ use crate::vault::{Plaintext, Sealed, Vault};
 /// A secret as stored. `sealed` opens only with [`SecretRecord::aad`].
 #[derive(Debug, Clone)]
 pub struct SecretRecord {
+    /// The row's key, bound into the seal so a ciphertext cannot move rows.
     pub id: Uuid,
+    /// What grants, placeholders (`airlock:NAME`) and the audit name.
     pub name: SecretName,
+    /// The only hosts the value may be sent to.
     pub host: HostPattern,
+    /// The paths the value may be sent to (for every reading of the path).
     pub path: PathGlob,
+    /// Where in the request the value goes.
     pub injection: Injection,
+    /// The value, opened only at injection time ([`SecretRecord::open`]).
     pub sealed: Sealed,
     /// Which associated data `sealed` was made with.
     pub seal_format: SealFormat,
+    /// The master key it was sealed under, so a key change is visible.
     pub key_id: String,
+    /// Bumped by each rotation, for listings and the audit of changes.
     pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
