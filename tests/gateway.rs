@@ -1,5 +1,5 @@
 //! End-to-end tests of the gateway through the explicit proxy: the real
-//! daemon, real upstream servers on loopback (tests/support/upstream.rs)
+//! daemon, real upstream servers on loopback (tests/support/upstream/)
 //! and real clients (curl, Python requests, Node's fetch, a Rust
 //! WebSocket client).
 

@@ -1,9 +1,9 @@
-//! Self-test of the test upstream servers (tests/support/upstream.rs), driven
+//! Self-test of the test upstream servers (tests/support/upstream/), driven
 //! by real clients: system curl (HTTP/2 and HTTP/1.1 over TLS, plain HTTP,
 //! h2c) and a tokio-tungstenite WebSocket client over TLS.
 
 #[allow(dead_code)]
-#[path = "support/upstream.rs"]
+#[path = "support/upstream/mod.rs"]
 mod upstream;
 
 use std::io::{BufRead, BufReader, Write};
