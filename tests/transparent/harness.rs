@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use airlock::intercept::bpf;
+use airlock::intercept::cgroup::Cgroup2;
+
 use crate::support;
 use crate::support::cgroups::remove_cgroup_tree;
 use crate::support::upstream::Upstream;
 use crate::support::{Daemon, Output, run};
-use airlock::intercept::bpf;
-use airlock::intercept::cgroup::Cgroup2;
 
 pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
