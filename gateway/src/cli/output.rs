@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 /// Prints rows as left-aligned columns under a header.
@@ -37,4 +38,9 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 /// `-` for a missing value.
 pub fn or_dash(v: Option<impl ToString>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A time as the tables show it: RFC 3339 in UTC, to the second.
+pub fn time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -176,11 +176,11 @@ fn misplaced(secret: &SecretRecord, at: Position<'_>) -> Option<String> {
 /// The opened values, each decrypted at most once per request.
 struct Values<'s, 'v> {
     vault: &'v Vault,
-    secrets: Vec<&'s SecretRecord>,
+    secrets: &'v [&'s SecretRecord],
     opened: Vec<Option<Plaintext>>,
 }
 
-impl Values<'_, '_> {
+impl<'s> Values<'s, '_> {
     fn get(&mut self, index: usize) -> Result<&[u8], InjectError> {
         let secret = self.secrets[index];
         let slot = &mut self.opened[index];
@@ -200,6 +200,27 @@ impl Values<'_, '_> {
             reason: "its value is not UTF-8 text".into(),
         })
     }
+
+    /// Step 4: the names for the audit, and what went out, to take out of
+    /// the response head. A SigV4 pair's secret key never leaves: only
+    /// the access key id of the one that signed is scrubbed.
+    fn into_injected(self, signed: Option<Signed>) -> Injected<'s> {
+        let mut injected = Injected {
+            secrets: self.secrets.iter().map(|s| s.name.to_string()).collect(),
+            scrub: Scrubber::default(),
+        };
+        let opened = self.secrets.iter().copied().zip(self.opened);
+        for (index, (secret, plain)) in opened.enumerate() {
+            let Some(plain) = plain else { continue };
+            let sent = match (&secret.injection, &signed) {
+                (Injection::AwsSigv4 { .. }, Some(s)) if s.index == index => 0..s.akid_len,
+                (Injection::AwsSigv4 { .. }, _) => continue,
+                _ => 0..plain.expose().len(),
+            };
+            injected.scrub.add(&secret.name, plain, sent);
+        }
+        injected
+    }
 }
 
 /// Checks the request's placeholders and injects every applying secret
@@ -212,10 +233,70 @@ pub fn inject<'s>(
     vault: &Vault,
 ) -> Result<Injected<'s>, InjectError> {
     let secrets = applicable(snap, agent, dest, parts.uri.path());
+    let scope = Scope {
+        snap,
+        agent,
+        dest,
+        applying: &secrets,
+    };
+    refuse_misplaced(parts, &scope)?;
 
-    // 1. Placeholders, before anything is opened.
-    check_placeholders(parts, |name, at| {
-        let reason = match at {
+    let mut values = Values {
+        vault,
+        opened: secrets.iter().map(|_| None).collect(),
+        secrets: &secrets,
+    };
+    let mut aws = None;
+    for (index, secret) in secrets.iter().copied().enumerate() {
+        match &secret.injection {
+            Injection::Header { name, template } => {
+                set_header(parts, secret, name, template, values.get(index)?)?;
+            }
+            Injection::Query { param } => set_query(parts, param, values.text(index)?)?,
+            Injection::AwsSigv4 { region, service } => {
+                aws.get_or_insert(AwsSigning {
+                    index,
+                    region,
+                    service,
+                });
+            }
+        }
+    }
+    let signed = aws
+        .map(|aws| sign_aws(parts, dest, &mut values, aws))
+        .transpose()?;
+    Ok(values.into_injected(signed))
+}
+
+/// What the placeholder check needs to know about the request to say why
+/// a placeholder is refused.
+struct Scope<'a, 's> {
+    snap: &'s Snapshot,
+    agent: &'a AgentRecord,
+    dest: &'a Destination<'a>,
+    /// The secrets that apply ([`applicable`]): only theirs may be placed.
+    applying: &'a [&'s SecretRecord],
+}
+
+/// Step 1, before anything is opened: a placeholder outside its secret's
+/// own position is an exfiltration attempt, so the request is refused
+/// with no plaintext decrypted.
+fn refuse_misplaced(parts: &Parts, scope: &Scope<'_, '_>) -> Result<(), InjectError> {
+    check_placeholders(parts, |name, at| match scope.misplacement(name, at) {
+        None => Ok(()),
+        Some(reason) => Err(InjectError::Exfiltration {
+            name: name.to_owned(),
+            reason,
+        }),
+    })
+}
+
+impl Scope<'_, '_> {
+    /// Why the placeholder `name` may not sit at `at`; `None` when it may.
+    /// The path and parameter names are never a secret's position, so no
+    /// secret needs looking up for them.
+    fn misplacement(&self, name: &str, at: Position<'_>) -> Option<String> {
+        match at {
             Position::Path => Some(
                 "placeholders are resolved only in their secret's header or query parameter, \
                  not in the URL path"
@@ -226,110 +307,103 @@ pub fn inject<'s>(
                  not in query parameter names"
                     .into(),
             ),
-            _ => match secrets.iter().find(|s| s.name.as_str() == name) {
+            _ => match self.applying.iter().find(|s| s.name.as_str() == name) {
                 Some(secret) => misplaced(secret, at),
-                None => Some(why_not(name, snap, agent, dest, &secrets)),
+                None => Some(self.why_not(name)),
             },
-        };
-        match reason {
-            None => Ok(()),
-            Some(reason) => Err(InjectError::Exfiltration {
-                name: name.to_owned(),
-                reason,
-            }),
-        }
-    })?;
-
-    // 2. Configured injections; SigV4 last, over the final request.
-    let mut values = Values {
-        vault,
-        opened: secrets.iter().map(|_| None).collect(),
-        secrets,
-    };
-    let mut injected = Injected::default();
-    let mut aws = None;
-    for index in 0..values.secrets.len() {
-        let secret = values.secrets[index];
-        injected.secrets.push(secret.name.to_string());
-        match &secret.injection {
-            Injection::Header { name, template } => {
-                let header =
-                    HeaderName::from_bytes(name.as_bytes()).map_err(|_| InjectError::Vault {
-                        name: secret.name.to_string(),
-                        reason: format!("its header name {name:?} is not valid"),
-                    })?;
-                let value = filled(template, values.get(index)?)?;
-                parts.headers.insert(header, value);
-            }
-            Injection::Query { param } => {
-                let value = values.text(index)?;
-                let pq = with_query_param(parts.uri.path(), parts.uri.query(), param, value)?;
-                set_path_and_query(&mut parts.uri, pq)?;
-            }
-            Injection::AwsSigv4 { region, service } => {
-                aws.get_or_insert((index, region.as_str(), service.as_str()));
-            }
         }
     }
-    let mut akid_len = None;
-    if let Some((index, region, service)) = aws {
-        let record = values.secrets[index];
-        let creds = values.text(index)?;
-        let (akid, secret) = creds.split_once(':').ok_or_else(|| InjectError::Vault {
-            name: record.name.to_string(),
-            reason: "its value is not ACCESS_KEY_ID:SECRET_ACCESS_KEY".into(),
-        })?;
-        akid_len = Some((index, akid.len()));
-        super::sigv4::sign(
-            parts,
-            dest,
-            region,
-            service,
-            akid,
-            secret,
-            SystemTime::now(),
-        )?;
-    }
 
-    // 3. What went out, to take out of the response head. Only the access
-    // key id of a SigV4 pair is ever on the wire.
-    for (index, plain) in values.opened.into_iter().enumerate() {
-        let Some(plain) = plain else { continue };
-        let secret: &'s SecretRecord = values.secrets[index];
-        let sent = match (&secret.injection, akid_len) {
-            (Injection::AwsSigv4 { .. }, Some((i, len))) if i == index => 0..len,
-            (Injection::AwsSigv4 { .. }, _) => continue,
-            _ => 0..plain.expose().len(),
+    /// The reason a placeholder cannot be resolved, for the agent and the
+    /// audit.
+    fn why_not(&self, name: &str) -> String {
+        let Some(secret) = self.snap.secrets.iter().find(|s| s.name.as_str() == name) else {
+            return "no secret has that name".into();
         };
-        injected.scrub.add(&secret.name, plain, sent);
+        if !self.agent.grants.contains(&secret.name) {
+            return format!("agent {} is not granted it", self.agent.name);
+        }
+        if !self.dest.tls {
+            return "secrets are never sent over plain HTTP".into();
+        }
+        if !secret.host.matches(self.dest.host, self.dest.port) {
+            return format!("it belongs to {}, not {}", secret.host, self.dest.host);
+        }
+        if self.applying.iter().all(|s| s.name.as_str() != name) {
+            return format!("it applies only to paths matching {}", secret.path);
+        }
+        "it cannot be used here".into()
     }
-    Ok(injected)
 }
 
-/// The reason a placeholder cannot be resolved, for the agent and the audit.
-fn why_not(
+/// Step 2 for a header secret: set (not append) the header, so whatever
+/// the agent sent there, placeholder or not, is replaced.
+fn set_header(
+    parts: &mut Parts,
+    secret: &SecretRecord,
     name: &str,
-    snap: &Snapshot,
-    agent: &AgentRecord,
+    template: &str,
+    value: &[u8],
+) -> Result<(), InjectError> {
+    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| InjectError::Vault {
+        name: secret.name.to_string(),
+        reason: format!("its header name {name:?} is not valid"),
+    })?;
+    parts.headers.insert(header, filled(template, value)?);
+    Ok(())
+}
+
+/// Step 2 for a query secret: replace the parameter (never a second
+/// `key=`, which servers resolve differently).
+fn set_query(parts: &mut Parts, param: &str, value: &str) -> Result<(), InjectError> {
+    let pq = with_query_param(parts.uri.path(), parts.uri.query(), param, value)?;
+    set_path_and_query(&mut parts.uri, pq)
+}
+
+/// The AWS SigV4 secret to sign with: the first that applies, if any.
+struct AwsSigning<'s> {
+    /// Its place in [`Values`].
+    index: usize,
+    region: &'s str,
+    service: &'s str,
+}
+
+/// What SigV4 put on the wire: only the access key id of the pair.
+struct Signed {
+    /// The secret's place in [`Values`].
+    index: usize,
+    /// How many leading bytes of its value (`AKID:SECRET`) went out.
+    akid_len: usize,
+}
+
+/// Step 3, after the header and query injections: the signature covers
+/// the request as it will be sent, so signing comes last.
+fn sign_aws(
+    parts: &mut Parts,
     dest: &Destination<'_>,
-    applying: &[&SecretRecord],
-) -> String {
-    let Some(secret) = snap.secrets.iter().find(|s| s.name.as_str() == name) else {
-        return "no secret has that name".into();
+    values: &mut Values<'_, '_>,
+    aws: AwsSigning<'_>,
+) -> Result<Signed, InjectError> {
+    let record = values.secrets[aws.index];
+    let creds = values.text(aws.index)?;
+    let (akid, secret) = creds.split_once(':').ok_or_else(|| InjectError::Vault {
+        name: record.name.to_string(),
+        reason: "its value is not ACCESS_KEY_ID:SECRET_ACCESS_KEY".into(),
+    })?;
+    let signed = Signed {
+        index: aws.index,
+        akid_len: akid.len(),
     };
-    if !agent.grants.contains(&secret.name) {
-        return format!("agent {} is not granted it", agent.name);
-    }
-    if !dest.tls {
-        return "secrets are never sent over plain HTTP".into();
-    }
-    if !secret.host.matches(dest.host, dest.port) {
-        return format!("it belongs to {}, not {}", secret.host, dest.host);
-    }
-    if applying.iter().all(|s| s.name.as_str() != name) {
-        return format!("it applies only to paths matching {}", secret.path);
-    }
-    "it cannot be used here".into()
+    super::sigv4::sign(
+        parts,
+        dest,
+        aws.region,
+        aws.service,
+        akid,
+        secret,
+        SystemTime::now(),
+    )?;
+    Ok(signed)
 }
 
 /// `template` with its `{value}` replaced by `value`, written straight
@@ -401,334 +475,5 @@ fn set_path_and_query(uri: &mut Uri, pq: PathAndQuery) -> Result<(), InjectError
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{AgentName, SecretName};
-    use crate::policy::{HostPattern, PathGlob};
-    use crate::store::secrets::{self, SealFormat};
-    use crate::token::TokenHash;
-    use crate::vault::MasterKey;
-
-    #[test]
-    fn templates_are_filled_once_and_marked_sensitive() {
-        let v = filled("Bearer {value}", b"sk-1").unwrap();
-        assert_eq!(v, "Bearer sk-1");
-        assert!(v.is_sensitive());
-        assert_eq!(filled("{value}", b"k").unwrap(), "k");
-        assert_eq!(filled("a {value} b", b"k").unwrap(), "a k b");
-        assert!(filled("Bearer {value}", b"bad\nvalue").is_err());
-    }
-
-    #[test]
-    fn query_params_are_replaced_not_duplicated() {
-        let pq = |q, v| with_query_param("/p", q, "key", v).unwrap().to_string();
-        assert_eq!(
-            pq(Some("a=1&key=x&b=2&key=y"), "s3cr t"),
-            "/p?a=1&b=2&key=s3cr%20t"
-        );
-        assert_eq!(pq(None, "v"), "/p?key=v");
-        assert_eq!(pq(Some("k%65y=old"), "v"), "/p?key=v");
-        assert_eq!(pq(Some("&&"), "v"), "/p?key=v");
-    }
-
-    struct Fixture {
-        vault: Vault,
-        snap: Snapshot,
-        agent: AgentRecord,
-    }
-
-    const HOST: &str = "api.example.com";
-    /// The SigV4 secret's host: signing replaces `Authorization`.
-    const S3: &str = "s3.example.com";
-
-    /// Three secrets for [`HOST`], one per way of injecting, and a SigV4
-    /// one for [`S3`], all granted.
-    fn fixture() -> Fixture {
-        let vault = Vault::new(&MasterKey::from_bytes([7; 32]));
-        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-        let mut snap = Snapshot::default();
-        let specs = [
-            (
-                "hdr",
-                Injection::header_from_spec("x-api-key").unwrap(),
-                "hdr-VALUE",
-            ),
-            (
-                "auth",
-                Injection::header_from_spec("Authorization").unwrap(),
-                "auth-VALUE",
-            ),
-            (
-                "q",
-                Injection::Query {
-                    param: "key".into(),
-                },
-                "q VALUE/+",
-            ),
-            (
-                "aws",
-                Injection::aws_from_spec("us-east-1/s3").unwrap(),
-                "AKIDVALUE:KEYVALUE",
-            ),
-        ];
-        for (i, (name, injection, value)) in specs.into_iter().enumerate() {
-            let mut record = SecretRecord {
-                id: uuid::Uuid::from_u128(i as u128 + 1),
-                name: SecretName::parse(name).unwrap(),
-                host: HostPattern::parse(if name == "aws" { S3 } else { HOST }).unwrap(),
-                path: PathGlob::parse("/**").unwrap(),
-                injection,
-                sealed: vault.seal(b"", b"").unwrap(),
-                seal_format: SealFormat::Bound,
-                key_id: vault.key_id().to_owned(),
-                version: 1,
-                created_at: epoch,
-                updated_at: epoch,
-            };
-            record.sealed = vault.seal(&record.aad(), value.as_bytes()).unwrap();
-            snap.secrets.push(record);
-        }
-        let agent = AgentRecord {
-            id: uuid::Uuid::from_u128(99),
-            name: AgentName::parse("a").unwrap(),
-            token_hash: TokenHash::of("t"),
-            cgroup: String::new(),
-            grants: snap.secrets.iter().map(|s| s.name.clone()).collect(),
-            created_at: epoch,
-        };
-        Fixture { vault, snap, agent }
-    }
-
-    impl Fixture {
-        fn run(
-            &self,
-            uri: &str,
-            host: &str,
-            headers: &[(&str, &str)],
-        ) -> Result<Parts, InjectError> {
-            let mut req = http::Request::get(uri);
-            for (n, v) in headers {
-                req = req.header(*n, *v);
-            }
-            let (mut parts, ()) = req.body(()).unwrap().into_parts();
-            let dest = Destination {
-                host,
-                port: 443,
-                tls: true,
-            };
-            inject(&mut parts, &dest, &self.agent, &self.snap, &self.vault)?;
-            Ok(parts)
-        }
-
-        #[track_caller]
-        fn refused(&self, uri: &str, headers: &[(&str, &str)], reason: &str) {
-            let host = if reason.contains("SigV4") { S3 } else { HOST };
-            match self.run(uri, host, headers) {
-                Err(e @ InjectError::Exfiltration { .. }) => {
-                    assert!(e.to_string().contains(reason), "{uri} {headers:?}: {e}");
-                }
-                other => panic!("{uri} {headers:?}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn placeholders_pass_only_where_their_secret_goes() {
-        let fx = fixture();
-        let p = fx
-            .run(
-                "/v1?key=airlock:q",
-                HOST,
-                &[
-                    ("x-api-key", "airlock:hdr"),
-                    ("authorization", "Bearer airlock:auth"),
-                ],
-            )
-            .unwrap();
-        assert_eq!(p.headers["x-api-key"], "hdr-VALUE");
-        assert_eq!(p.headers["authorization"], "Bearer auth-VALUE");
-        assert!(
-            p.uri.to_string().ends_with("?key=q%20VALUE%2F%2B"),
-            "{}",
-            p.uri
-        );
-        // However the query spells the name and the placeholder.
-        let p = fx.run("/v1?k%65y=%61irlock%3Aq&x=1", HOST, &[]).unwrap();
-        assert_eq!(p.uri.query(), Some("x=1&key=q%20VALUE%2F%2B"));
-    }
-
-    /// Issue #15, item 2: a placeholder in another header or query value
-    /// (which an API may echo back) resolved to the plaintext.
-    #[test]
-    fn a_placeholder_anywhere_else_is_refused() {
-        let fx = fixture();
-        let header = "may be used only in the x-api-key header";
-        let query = "may be used only as the value of query parameter key";
-        let aws = "AWS SigV4 key pair, which is never placed in a request";
-        fx.refused("/v1", &[("x-echo", "airlock:hdr")], header);
-        fx.refused(
-            "/v1",
-            &[("x-echo", "Bearer airlock:auth")],
-            "only in the authorization header",
-        );
-        fx.refused("/v1?q=airlock:q", &[], query);
-        fx.refused("/v1?key=airlock:q&q=%61irlock%3Aq", &[], query);
-        fx.refused("/v1?q=airlock:hdr", &[], header);
-        // Another secret's position.
-        fx.refused("/v1", &[("x-api-key", "airlock:q")], query);
-        fx.refused("/v1?key=airlock:hdr", &[], header);
-        fx.refused("/v1", &[("authorization", "airlock:hdr")], header);
-        // A SigV4 pair, anywhere.
-        fx.refused("/v1", &[("x-amz-meta-n", "airlock:aws")], aws);
-        fx.refused(
-            "/v1",
-            &[("authorization", "AWS4-HMAC-SHA256 Credential=airlock:aws/x")],
-            aws,
-        );
-        fx.refused("/v1?X-Amz-Credential=airlock:aws", &[], aws);
-        // The refusals that were there before.
-        fx.refused("/v1/%61irlock%3Aq", &[], "not in the URL path");
-        fx.refused("/v1?airlock:q=1", &[], "not in query parameter names");
-        fx.refused(
-            "/v1",
-            &[("x-api-key", "airlock:nosuch")],
-            "no secret has that name",
-        );
-        assert!(matches!(
-            fx.run("/v1?key=%61irlock%3Aq", "evil.test", &[]),
-            Err(InjectError::Exfiltration { .. })
-        ));
-    }
-
-    /// Issue #15, item 8: a row pointed at another host by a database
-    /// writer no longer opens; a row in the old format never opens here.
-    #[test]
-    fn a_row_changed_outside_airlock_is_never_injected() {
-        let mut fx = fixture();
-        fx.snap.secrets[0].host = HostPattern::parse("evil.test").unwrap();
-        let out = fx.run("/v1", "evil.test", &[]);
-        assert!(
-            matches!(&out, Err(InjectError::Vault { name, .. }) if name == "hdr"),
-            "{out:?}"
-        );
-        let mut fx = fixture();
-        if let Injection::Header { name, .. } = &mut fx.snap.secrets[0].injection {
-            *name = "x-echo".into();
-        }
-        assert!(matches!(
-            fx.run("/v1", HOST, &[]),
-            Err(InjectError::Vault { .. })
-        ));
-        let mut fx = fixture();
-        let legacy = &mut fx.snap.secrets[1];
-        legacy.seal_format = SealFormat::IdOnly;
-        legacy.sealed = fx.vault.seal(legacy.id.as_bytes(), b"auth-VALUE").unwrap();
-        let out = fx.run("/v1", HOST, &[]);
-        assert!(
-            matches!(&out, Err(e @ InjectError::Vault { .. }) if e.to_string().contains("old format")),
-            "{out:?}"
-        );
-    }
-
-    #[test]
-    fn the_aad_binds_every_field() {
-        let fx = fixture();
-        let s = &fx.snap.secrets[0];
-        let base = s.aad();
-        let other = |f: &dyn Fn(&mut SecretRecord)| {
-            let mut c = s.clone();
-            f(&mut c);
-            c.aad()
-        };
-        assert_ne!(other(&|c| c.id = uuid::Uuid::from_u128(77)), base);
-        assert_ne!(
-            other(&|c| c.name = SecretName::parse("hdr2").unwrap()),
-            base
-        );
-        assert_ne!(
-            other(&|c| c.host = HostPattern::parse("*.example.com").unwrap()),
-            base
-        );
-        assert_ne!(
-            other(&|c| c.path = PathGlob::parse("/v1/**").unwrap()),
-            base
-        );
-        assert_ne!(
-            other(&|c| c.injection = Injection::Query {
-                param: "x-api-key".into()
-            }),
-            base
-        );
-        // Same spelling, another split between fields.
-        let a = secrets::aad(
-            &s.id,
-            &s.name,
-            &s.host,
-            &s.path,
-            &Injection::Header {
-                name: "ab".into(),
-                template: "c{value}".into(),
-            },
-        );
-        let b = secrets::aad(
-            &s.id,
-            &s.name,
-            &s.host,
-            &s.path,
-            &Injection::Header {
-                name: "a".into(),
-                template: "bc{value}".into(),
-            },
-        );
-        assert_ne!(a, b);
-        assert_eq!(
-            other(&|c| c.host = HostPattern::parse("API.Example.com").unwrap()),
-            base
-        );
-    }
-
-    /// Issue #15, item 3: what was injected is what the scrubber removes
-    /// from the response head (for SigV4, the access key id only).
-    #[test]
-    fn the_injected_values_are_scrubbed_from_the_response_head() {
-        let fx = fixture();
-        let (mut parts, ()) = http::Request::get("/v1?key=airlock:q")
-            .body(())
-            .unwrap()
-            .into_parts();
-        let dest = Destination {
-            host: HOST,
-            port: 443,
-            tls: true,
-        };
-        let injected = inject(&mut parts, &dest, &fx.agent, &fx.snap, &fx.vault).unwrap();
-        assert_eq!(injected.secrets, ["hdr", "auth", "q"]);
-        let mut head = http::HeaderMap::new();
-        let location = format!("https://{HOST}/next?{}", parts.uri.query().unwrap());
-        head.insert("location", HeaderValue::from_str(&location).unwrap());
-        head.insert(
-            "x-echo",
-            HeaderValue::from_static("Bearer auth-VALUE, hdr-VALUE"),
-        );
-        head.insert("x-raw", HeaderValue::from_static("q VALUE/+"));
-        assert_eq!(injected.scrub.response_head(&mut head), 3);
-        assert_eq!(
-            head["location"],
-            format!("https://{HOST}/next?key=airlock:q")
-        );
-        assert_eq!(head["x-echo"], "Bearer airlock:auth, airlock:hdr");
-        assert_eq!(head["x-raw"], "airlock:q");
-
-        let (mut parts, ()) = http::Request::put("/bucket/object")
-            .body(())
-            .unwrap()
-            .into_parts();
-        let dest = Destination { host: S3, ..dest };
-        let injected = inject(&mut parts, &dest, &fx.agent, &fx.snap, &fx.vault).unwrap();
-        assert_eq!(injected.secrets, ["aws"]);
-        let mut head = http::HeaderMap::new();
-        head.insert("x-aws", HeaderValue::from_static("AKIDVALUE KEYVALUE"));
-        assert_eq!(injected.scrub.response_head(&mut head), 1);
-        assert_eq!(head["x-aws"], "airlock:aws KEYVALUE");
-    }
-}
+#[path = "inject_tests.rs"]
+mod tests;

@@ -1,0 +1,159 @@
+//! The forms: CSRF tokens are needed, and bad input re-renders the form.
+
+use std::process::Command;
+
+use crate::harness::*;
+use crate::support;
+use crate::support::{Daemon, run};
+
+#[test]
+fn forms_need_csrf_and_bad_input_rerenders() {
+    let daemon = Daemon::start();
+    set_password(&daemon, PASSWORD);
+    let web = Web::of(&daemon);
+    let csrf = web.login_ok(PASSWORD);
+    let value = format!("sk-form-{}", support::random_hex(12));
+    let fields = |csrf: &'static str| {
+        move |host: &str| -> Vec<(String, String)> {
+            let mut f = vec![
+                ("name", "typed-name"),
+                ("host", host),
+                ("kind", "header"),
+                ("target", "authorization"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<Vec<_>>();
+            if !csrf.is_empty() {
+                f.push(("csrf".into(), csrf.into()));
+            }
+            f
+        }
+    };
+    let post = |mut f: Vec<(String, String)>, csrf: Option<&str>| {
+        f.push(("value".into(), value.clone()));
+        if let Some(c) = csrf {
+            f.push(("csrf".into(), c.into()));
+        }
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        web.post_form("/secrets", &refs)
+    };
+    let before = daemon.state();
+    // No CSRF token, or a wrong one: 403, nothing changes.
+    let missing = post(fields("")("api.test.local"), None);
+    assert_eq!(missing.code, 403, "{missing:?}");
+    let wrong = post(fields("")("api.test.local"), Some("not-the-token"));
+    assert_eq!(wrong.code, 403);
+    // The API with a session cookie wants the token in a header.
+    let jar = web.jar.path().join("cookies");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-b"])
+        .arg(&jar)
+        .args([
+            "-X",
+            "DELETE",
+            &format!("{}{}/api/v1/secrets/x", web.base, web.home()),
+        ]);
+    assert_eq!(run(&mut cmd, None, HTTP_TIMEOUT).stdout, "403");
+    assert_eq!(daemon.state(), before);
+
+    // Bad input: the page comes back with the error beside the field and
+    // what was typed, except the value.
+    let bad = post(fields("")("not a host!"), Some(&csrf));
+    assert_eq!(bad.code, 400, "{bad:?}");
+    assert!(bad.body.contains("field-error"), "{}", bad.body);
+    assert!(bad.body.contains("value=\"typed-name\""));
+    assert!(bad.body.contains("value=\"not a host!\""));
+    assert!(!bad.body.contains(&value), "the value is never sent back");
+    assert_eq!(daemon.state(), before);
+
+    // Escaping: a hostile name is text, never markup.
+    let hostile = web.post_form(
+        "/agents",
+        &[("csrf", &csrf), ("name", "<script>alert(1)</script>")],
+    );
+    assert_eq!(hostile.code, 400);
+    assert!(!hostile.body.contains("<script>alert"), "{}", hostile.body);
+    assert!(hostile.body.contains("&#60;script&#62;") || hostile.body.contains("&lt;script&gt;"));
+
+    // Good input: added, and the value is nowhere on the page.
+    let good = post(fields("")("api.test.local"), Some(&csrf));
+    assert_eq!(good.code, 303, "{good:?}");
+    let page = web.get("/secrets");
+    assert!(page.body.contains("typed-name") && page.body.contains("added"));
+    assert!(!page.body.contains(&value));
+
+    // The approvals page streams its queue (server-sent events) and keeps a
+    // plain refresh link for browsers without JavaScript.
+    let approvals = web.get("/approvals");
+    assert!(
+        approvals.body.contains("data-live=\"approvals/events\"")
+            && approvals.body.contains("href=\"approvals\""),
+        "{}",
+        approvals.body
+    );
+    let events = web.url("/approvals/events");
+    let stream = web.curl(&["-N", "--max-time", "2", &events]);
+    assert_eq!(stream.code, 200, "{stream:?}");
+    assert!(
+        stream.body.contains("event: queue") && stream.body.contains("Nothing is waiting"),
+        "{stream:?}"
+    );
+    assert_eq!(Web::of(&daemon).get("/approvals/events").code, 303);
+
+    // A rule edited in place from the rules page.
+    let added = web.post_form(
+        "/rules",
+        &[("csrf", &csrf), ("host", "edit.test"), ("action", "block")],
+    );
+    assert_eq!(added.code, 303, "{added:?}");
+    let rules = web.get("/rules").body;
+    let id: String = rules
+        .split("rules/")
+        .filter_map(|s| s.split_once("/edit").map(|(id, _)| id))
+        .find(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .expect("an edit link")
+        .to_owned();
+    let form = web.get(&format!("/rules/{id}/edit"));
+    assert_eq!(form.code, 200, "{form:?}");
+    assert!(
+        form.body.contains(&format!("Edit rule {id}")) && form.body.contains("value=\"edit.test\"")
+    );
+    let bad = web.post_form(
+        &format!("/rules/{id}/edit"),
+        &[
+            ("csrf", &csrf),
+            ("host", "bad host!"),
+            ("path", "/typed/**"),
+            ("action", "block"),
+        ],
+    );
+    assert_eq!(bad.code, 400, "{bad:?}");
+    assert!(bad.body.contains("field-error") && bad.body.contains("value=\"/typed/**\""));
+    assert!(
+        bad.body.contains(&format!("action=\"rules/{id}/edit\"")),
+        "still the edit form"
+    );
+    let saved = web.post_form(
+        &format!("/rules/{id}/edit"),
+        &[
+            ("csrf", &csrf),
+            ("host", "edit.test"),
+            ("path", "/v2/**"),
+            ("method", "DELETE"),
+            ("action", "rate"),
+            ("rate", "10/min"),
+        ],
+    );
+    assert_eq!(saved.code, 303, "{saved:?}");
+    let page = web.get("/rules").body;
+    assert!(
+        page.contains(&format!("Rule {id} saved.")) && page.contains("/v2/**"),
+        "{page}"
+    );
+    assert!(
+        page.contains("rate 10/min") && page.contains("DELETE"),
+        "{page}"
+    );
+    assert_eq!(web.get("/rules/999999/edit").code, 404);
+}

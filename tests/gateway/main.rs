@@ -1,0 +1,20 @@
+//! End-to-end tests of the gateway through the explicit proxy: the real
+//! daemon, real upstream servers on loopback (tests/support/upstream/)
+//! and real clients (curl, Python requests, Node's fetch, a Rust
+//! WebSocket client).
+//!
+//! One module per behaviour; [`harness`] holds what several share.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod harness;
+
+mod clients;
+mod injection;
+mod leaks;
+mod names;
+mod policy;
+mod refusals;
+mod sigv4;
+mod streaming;
