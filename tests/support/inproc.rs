@@ -26,7 +26,8 @@ use airlock::policy::approvals::{Approvals, MemoryApprovals};
 use airlock::policy::{HostPattern, PathGlob, RateLimiter, RuleAction};
 use airlock::proxy::egress::Egress;
 use airlock::proxy::upstream::Upstreams;
-use airlock::proxy::{Gateway, Session, explicit, pipeline, tls_name_for};
+use airlock::model::net::{ClientAddr, UpstreamAddr};
+use airlock::proxy::{Gateway, Session, Transport, explicit, pipeline};
 use airlock::shutdown::ShutdownTrigger;
 use airlock::snapshot::{Snapshot, SnapshotHandle};
 use airlock::store::agents::AgentRecord;
@@ -231,15 +232,14 @@ impl InProc {
     /// for what the pipeline checks itself behind hyper's own limits.
     pub async fn pipeline_only(&self) -> SendRequest<Full<Bytes>> {
         let (client, server) = tokio::io::duplex(1 << 20);
-        let session = Arc::new(Session {
-            agent: AgentName::parse("bot").expect("agent name"),
-            client: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            host: self.up.host().to_owned(),
-            port: self.up.port(),
-            addr: self.up.addr(),
-            tls: true,
-            tls_name: tls_name_for(self.up.host()),
-        });
+        let session = Arc::new(Session::new(
+            AgentName::parse("bot").expect("agent name"),
+            ClientAddr::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            self.up.host().to_owned(),
+            self.up.port(),
+            UpstreamAddr::new(self.up.addr()),
+            Transport::Tls,
+        ));
         let gw = self.gw.clone();
         let service = hyper::service::service_fn(move |req| {
             let (gw, session) = (gw.clone(), session.clone());
