@@ -628,7 +628,7 @@ async fn approvals(client: &AdminClient, follow: bool, all: bool, json: bool) ->
                         a.id.to_string(),
                         a.agent.clone(),
                         format!("{} {}{}", a.method, a.host, a.path),
-                        a.status.clone(),
+                        a.status.to_string(),
                         a.requested_at.to_rfc3339_opts(SecondsFormat::Secs, true),
                     ]
                 })

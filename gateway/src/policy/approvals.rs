@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
-use crate::store::approvals::NewApproval;
+use crate::store::approvals::{ApprovalStatus, NewApproval};
 use crate::store::{Store, StoreError};
 
 /// How a held request ended.
@@ -63,9 +63,9 @@ impl Approvals {
         self.waiting().insert(id, tx);
         self.announce();
         // A decision may have landed between the insert and the register.
-        match store.approval_status(id).await?.as_deref() {
-            Some("approved") => self.resolve(id, true),
-            Some("denied") => self.resolve(id, false),
+        match store.approval_status(id).await? {
+            Some(ApprovalStatus::Approved) => self.resolve(id, true),
+            Some(ApprovalStatus::Denied) => self.resolve(id, false),
             _ => {}
         }
         let outcome = match tokio::time::timeout(self.timeout, rx).await {
@@ -73,16 +73,14 @@ impl Approvals {
             Ok(Ok(false)) => ApprovalOutcome::Denied,
             Ok(Err(_)) | Err(_) => {
                 self.waiting().remove(&id);
-                match store.decide_approval(id, "expired").await {
+                match store.decide_approval(id, ApprovalStatus::Expired).await {
                     Ok(_) => ApprovalOutcome::TimedOut,
                     // Decided at the last moment: honour the decision.
-                    Err(StoreError::NotFound { .. }) => {
-                        match store.approval_status(id).await?.as_deref() {
-                            Some("approved") => ApprovalOutcome::Approved,
-                            Some("denied") => ApprovalOutcome::Denied,
-                            _ => ApprovalOutcome::TimedOut,
-                        }
-                    }
+                    Err(StoreError::NotFound { .. }) => match store.approval_status(id).await? {
+                        Some(ApprovalStatus::Approved) => ApprovalOutcome::Approved,
+                        Some(ApprovalStatus::Denied) => ApprovalOutcome::Denied,
+                        _ => ApprovalOutcome::TimedOut,
+                    },
                     Err(e) => return Err(e),
                 }
             }

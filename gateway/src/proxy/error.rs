@@ -11,6 +11,20 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use super::body::ProxyBody;
+use crate::audit::Decision;
+
+/// Which side of the gateway a failure lies on: who has to act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The agent: its request or connection was refused or malformed.
+    Downstream,
+    /// The origin: it could not be reached, or did not answer in time or
+    /// correctly.
+    Upstream,
+    /// The gateway itself (its audit trail, rules or vault): an operator's
+    /// problem, logged.
+    Internal,
+}
 
 /// Why a request did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +67,8 @@ pub enum ProxyError {
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
+struct Body {
+    error: Decision,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<i64>,
@@ -80,21 +94,40 @@ impl ProxyError {
     }
 
     /// The short word in the JSON body and the audit trail's decision.
-    pub fn kind(&self) -> &'static str {
+    pub fn decision(&self) -> Decision {
         match self {
-            ProxyError::AuthRequired => "auth_required",
-            ProxyError::UnknownAgent(_) => "unknown_agent",
-            ProxyError::Blocked { .. } => "blocked",
-            ProxyError::Exfiltration { .. } => "exfiltration",
-            ProxyError::RateLimited { .. } => "rate_limited",
-            ProxyError::ApprovalDenied { .. } => "approval_denied",
-            ProxyError::ApprovalTimedOut { .. } => "approval_timeout",
-            ProxyError::DestinationRefused(_) => "destination_refused",
-            ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::HeadersTooLarge { .. } => "headers_too_large",
-            ProxyError::Upstream(_) => "upstream_error",
-            ProxyError::UpstreamTimeout(_) => "upstream_timeout",
-            ProxyError::Unavailable(_) => "unavailable",
+            ProxyError::AuthRequired => Decision::AuthRequired,
+            ProxyError::UnknownAgent(_) => Decision::UnknownAgent,
+            ProxyError::Blocked { .. } => Decision::Blocked,
+            ProxyError::Exfiltration { .. } => Decision::Exfiltration,
+            ProxyError::RateLimited { .. } => Decision::RateLimited,
+            ProxyError::ApprovalDenied { .. } => Decision::ApprovalDenied,
+            ProxyError::ApprovalTimedOut { .. } => Decision::ApprovalTimeout,
+            ProxyError::DestinationRefused(_) => Decision::DestinationRefused,
+            ProxyError::BadRequest(_) => Decision::BadRequest,
+            ProxyError::HeadersTooLarge { .. } => Decision::HeadersTooLarge,
+            ProxyError::Upstream(_) => Decision::UpstreamError,
+            ProxyError::UpstreamTimeout(_) => Decision::UpstreamTimeout,
+            ProxyError::Unavailable(_) => Decision::Unavailable,
+        }
+    }
+
+    /// Which side failed, so the funnel logs only what an operator must
+    /// see (a refused agent request is the agent's business).
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::AuthRequired
+            | ProxyError::UnknownAgent(_)
+            | ProxyError::Blocked { .. }
+            | ProxyError::Exfiltration { .. }
+            | ProxyError::RateLimited { .. }
+            | ProxyError::ApprovalDenied { .. }
+            | ProxyError::ApprovalTimedOut { .. }
+            | ProxyError::DestinationRefused(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::HeadersTooLarge { .. } => Side::Downstream,
+            ProxyError::Upstream(_) | ProxyError::UpstreamTimeout(_) => Side::Upstream,
+            ProxyError::Unavailable(_) => Side::Internal,
         }
     }
 
@@ -112,7 +145,7 @@ impl ProxyError {
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
         let body = serde_json::to_vec(&Body {
-            error: self.kind(),
+            error: self.decision(),
             message: self.to_string(),
             rule: self.rule(),
         })
@@ -160,5 +193,30 @@ mod tests {
         assert_eq!(ProxyError::Blocked { rule: 1 }.status(), 403);
         assert_eq!(ProxyError::Upstream("x".into()).status(), 502);
         assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
+    }
+
+    #[test]
+    fn the_body_names_the_decision() {
+        let body = Body {
+            error: ProxyError::Blocked { rule: 3 }.decision(),
+            message: "blocked by rule 3".into(),
+            rule: Some(3),
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":"blocked","message":"blocked by rule 3","rule":3}"#
+        );
+    }
+
+    #[test]
+    fn only_the_gateway_and_the_upstream_are_failures() {
+        assert_eq!(ProxyError::Blocked { rule: 1 }.side(), Side::Downstream);
+        assert_eq!(ProxyError::BadRequest("x".into()).side(), Side::Downstream);
+        assert_eq!(ProxyError::Upstream("x".into()).side(), Side::Upstream);
+        assert_eq!(
+            ProxyError::UpstreamTimeout("x".into()).side(),
+            Side::Upstream
+        );
+        assert_eq!(ProxyError::Unavailable("x".into()).side(), Side::Internal);
     }
 }

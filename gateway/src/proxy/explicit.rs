@@ -206,8 +206,10 @@ fn tunnel(gw: Arc<Gateway>, session: Session, mut req: Request<Incoming>) -> Res
             );
             audit.decision(
                 match e {
-                    session::SessionError::SniMismatch { .. } => "exfiltration",
-                    _ => "tls_failed",
+                    session::SessionError::SniMismatch { .. } => {
+                        crate::audit::Decision::Exfiltration
+                    }
+                    _ => crate::audit::Decision::TlsFailed,
                 },
                 None,
             );

@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::record::AuditGuard;
 use super::session::{self, SessionError};
 use super::{Gateway, Session, tls_name_for};
+use crate::audit::Decision;
 use crate::intercept::agents::AgentMap;
 use crate::intercept::redirect::Redirector;
 use crate::shutdown::Shutdown;
@@ -63,8 +64,8 @@ pub async fn run(
 
 /// A refusal before any request: one audit record, then the connection
 /// is dropped.
-fn refuse(gw: &Gateway, agent: Option<&str>, host: &str, decision: &str, detail: String) {
-    tracing::info!(agent, host, decision, %detail, "transparent connection refused");
+fn refuse(gw: &Gateway, agent: Option<&str>, host: &str, decision: Decision, detail: String) {
+    tracing::info!(agent, host, %decision, %detail, "transparent connection refused");
     let mut audit = AuditGuard::start(
         gw.audit.clone(),
         agent,
@@ -91,7 +92,7 @@ async fn handle(
                 &gw,
                 None,
                 &peer.to_string(),
-                "unknown_connection",
+                Decision::UnknownConnection,
                 format!("a connection from {peer} reached the transparent listener: {e}"),
             );
             return;
@@ -104,7 +105,7 @@ async fn handle(
             &gw,
             None,
             &orig.to_string(),
-            "unknown_agent",
+            Decision::UnknownAgent,
             format!(
                 "cgroup id {} ({pid}uid {}) is not an agent's cgroup: connection to {orig} \
                  refused",
@@ -120,7 +121,7 @@ async fn handle(
             &gw,
             None,
             &peer.to_string(),
-            "unknown_connection",
+            Decision::UnknownConnection,
             format!(
                 "a connection from {peer} carries agent {agent}'s record (cgroup id {}) but its \
                  socket is in cgroup id {}, not that agent's: refused",
@@ -134,7 +135,7 @@ async fn handle(
             &gw,
             Some(agent.as_str()),
             &orig.ip().to_string(),
-            e.kind(),
+            e.decision(),
             e.to_string(),
         );
         return;
@@ -149,7 +150,7 @@ async fn handle(
                 &gw,
                 Some(agent.as_str()),
                 &orig.to_string(),
-                "tls_failed",
+                Decision::TlsFailed,
                 format!("the connection to {orig} is not TLS: {why}"),
             );
             return;
@@ -167,8 +168,8 @@ async fn handle(
     tracing::debug!(%agent, %host, %orig, pid = conn.pid, uid = conn.uid, "transparent connection");
     if let Err(e) = session::serve_tls(gw.clone(), session, stream).await {
         let decision = match e {
-            SessionError::SniMismatch { .. } => "exfiltration",
-            _ => "tls_failed",
+            SessionError::SniMismatch { .. } => Decision::Exfiltration,
+            _ => Decision::TlsFailed,
         };
         refuse(&gw, Some(agent.as_str()), &host, decision, e.to_string());
     }

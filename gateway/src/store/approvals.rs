@@ -6,6 +6,20 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{Store, StoreError, notify_change};
+use crate::model::word_enum;
+
+word_enum! {
+    /// Where an approval request stands; the `status` column and the
+    /// notification payload hold its word.
+    pub enum ApprovalStatus as "approval status" {
+        /// Held: a request waits for a person.
+        Pending => "pending",
+        Approved => "approved",
+        Denied => "denied",
+        /// Nobody decided within the timeout; the request was refused.
+        Expired => "expired",
+    }
+}
 
 /// An approval request as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -16,8 +30,8 @@ pub struct ApprovalRecord {
     pub host: String,
     pub path: String,
     pub rule_id: Option<i64>,
-    /// pending, approved, denied or expired.
-    pub status: String,
+    #[schema(value_type = String, example = "pending")]
+    pub status: ApprovalStatus,
     pub requested_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
 }
@@ -33,15 +47,24 @@ pub struct NewApproval<'a> {
 }
 
 /// The notification payload announcing a decision: `approval:ID:STATUS`.
-pub fn decision_payload(id: i64, status: &str) -> String {
+pub fn decision_payload(id: i64, status: ApprovalStatus) -> String {
     format!("approval:{id}:{status}")
 }
 
 /// Parses [`decision_payload`]'s output.
-pub fn parse_decision_payload(payload: &str) -> Option<(i64, &str)> {
+pub fn parse_decision_payload(payload: &str) -> Option<(i64, ApprovalStatus)> {
     let rest = payload.strip_prefix("approval:")?;
     let (id, status) = rest.split_once(':')?;
-    Some((id.parse().ok()?, status))
+    Some((id.parse().ok()?, status.parse().ok()?))
+}
+
+/// The `status` column, which the schema limits to the four words.
+fn status_from_row(row: &PgRow) -> Result<ApprovalStatus, sqlx::Error> {
+    let word: String = row.try_get("status")?;
+    word.parse().map_err(|e| sqlx::Error::ColumnDecode {
+        index: "status".into(),
+        source: Box::new(e),
+    })
 }
 
 fn approval_from_row(row: &PgRow) -> Result<ApprovalRecord, sqlx::Error> {
@@ -52,7 +75,7 @@ fn approval_from_row(row: &PgRow) -> Result<ApprovalRecord, sqlx::Error> {
         host: row.try_get("host")?,
         path: row.try_get("path")?,
         rule_id: row.try_get("rule_id")?,
-        status: row.try_get("status")?,
+        status: status_from_row(row)?,
         requested_at: row.try_get("requested_at")?,
         decided_at: row.try_get("decided_at")?,
     })
@@ -74,7 +97,7 @@ impl Store {
         .bind(new.rule_id)
         .fetch_one(&mut *tx)
         .await?;
-        notify_change(&mut tx, &decision_payload(id, "pending")).await?;
+        notify_change(&mut tx, &decision_payload(id, ApprovalStatus::Pending)).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -84,7 +107,7 @@ impl Store {
     pub async fn decide_approval(
         &self,
         id: i64,
-        status: &str,
+        status: ApprovalStatus,
     ) -> Result<ApprovalRecord, StoreError> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(&format!(
@@ -92,7 +115,7 @@ impl Store {
              WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
         ))
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -113,13 +136,12 @@ impl Store {
         Ok(approval_from_row(&row)?)
     }
 
-    pub async fn approval_status(&self, id: i64) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT status FROM approvals WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+    pub async fn approval_status(&self, id: i64) -> Result<Option<ApprovalStatus>, StoreError> {
+        let row = sqlx::query("SELECT status FROM approvals WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(status_from_row).transpose()?)
     }
 
     /// Pending approvals, oldest first; or with `all`, the latest 200 of any status.
@@ -146,10 +168,30 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         assert_eq!(
-            parse_decision_payload(&decision_payload(42, "approved")),
-            Some((42, "approved"))
+            parse_decision_payload(&decision_payload(42, ApprovalStatus::Approved)),
+            Some((42, ApprovalStatus::Approved))
         );
+        for &status in ApprovalStatus::ALL {
+            assert_eq!(
+                parse_decision_payload(&decision_payload(7, status)),
+                Some((7, status))
+            );
+        }
         assert_eq!(parse_decision_payload("agents"), None);
         assert_eq!(parse_decision_payload("approval:x:approved"), None);
+        assert_eq!(parse_decision_payload("approval:1:maybe"), None);
+    }
+
+    #[test]
+    fn statuses_round_trip_as_their_words() {
+        for &s in ApprovalStatus::ALL {
+            assert_eq!(s.as_str().parse::<ApprovalStatus>(), Ok(s));
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<ApprovalStatus>(&json).unwrap(), s);
+        }
+        let words: Vec<&str> = ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect();
+        // The schema's CHECK and the stored rows use these.
+        assert_eq!(words, ["pending", "approved", "denied", "expired"]);
     }
 }
