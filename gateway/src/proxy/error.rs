@@ -5,6 +5,8 @@
 //! `{"error":"blocked","message":"blocked by rule 3","rule":3}`; a 407
 //! carries `Proxy-Authenticate`, a 429 `Retry-After`.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
@@ -24,6 +26,69 @@ pub enum Side {
     /// The gateway itself (its audit trail, rules or vault): an operator's
     /// problem, logged.
     Internal,
+}
+
+/// The error that stopped an upstream or gateway step.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// A failure upstream or inside the gateway: what was being done, and the
+/// error that stopped it, kept as the [`std::error::Error::source`] so a
+/// caller can tell an I/O error from a TLS one without reading text. It
+/// reads as `context: cause`, the message agents and the audit get.
+#[derive(Debug)]
+pub struct Failure {
+    context: Cow<'static, str>,
+    cause: Option<Cause>,
+}
+
+impl Failure {
+    /// A failure the cause says all about.
+    pub fn of(cause: impl Into<Cause>) -> Self {
+        Failure::caused("", cause)
+    }
+
+    pub fn caused(context: impl Into<Cow<'static, str>>, cause: impl Into<Cause>) -> Self {
+        Failure {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+}
+
+impl From<&'static str> for Failure {
+    fn from(context: &'static str) -> Self {
+        Failure {
+            context: context.into(),
+            cause: None,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(context: String) -> Self {
+        Failure {
+            context: context.into(),
+            cause: None,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&*self.context, &self.cause) {
+            ("", Some(cause)) => write!(f, "{cause}"),
+            (context, Some(cause)) => write!(f, "{context}: {cause}"),
+            (context, None) => f.write_str(context),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// Why a request did not go through.
@@ -58,12 +123,14 @@ pub enum ProxyError {
     BadRequest(String),
     #[error("the request's headers are larger than {limit} bytes")]
     HeadersTooLarge { limit: usize },
-    #[error("{0}")]
-    Upstream(String),
+    /// The origin could not be reached or answered wrongly.
+    #[error(transparent)]
+    Upstream(Failure),
     #[error("{0}")]
     UpstreamTimeout(String),
-    #[error("{0}")]
-    Unavailable(String),
+    /// The gateway cannot serve (audit trail, rules, vault, approvals).
+    #[error(transparent)]
+    Unavailable(Failure),
 }
 
 #[derive(Serialize)]
@@ -75,6 +142,16 @@ struct Body {
 }
 
 impl ProxyError {
+    /// An upstream step failed with `cause`.
+    pub fn upstream(context: impl Into<Cow<'static, str>>, cause: impl Into<Cause>) -> Self {
+        ProxyError::Upstream(Failure::caused(context, cause))
+    }
+
+    /// A gateway step failed with `cause`.
+    pub fn unavailable(context: impl Into<Cow<'static, str>>, cause: impl Into<Cause>) -> Self {
+        ProxyError::Unavailable(Failure::caused(context, cause))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
@@ -206,6 +283,22 @@ mod tests {
             serde_json::to_string(&body).unwrap(),
             r#"{"error":"blocked","message":"blocked by rule 3","rule":3}"#
         );
+    }
+
+    #[test]
+    fn failures_keep_their_cause_and_read_as_before() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = ProxyError::upstream("cannot connect to 192.0.2.1:443", io);
+        assert_eq!(e.to_string(), "cannot connect to 192.0.2.1:443: refused");
+        let source = std::error::Error::source(&e);
+        let io = source.and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        let bare = ProxyError::Unavailable(Failure::of(std::io::Error::other("vault sealed")));
+        assert_eq!(bare.to_string(), "vault sealed");
+        assert_eq!(ProxyError::Upstream("closed".into()).to_string(), "closed");
     }
 
     #[test]

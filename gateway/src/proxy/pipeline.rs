@@ -39,7 +39,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::body::{Counted, ProxyBody};
-use super::error::{ProxyError, Side};
+use super::error::{Failure, ProxyError, Side};
 use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
 use super::record::AuditGuard;
@@ -173,7 +173,7 @@ async fn run_phases(
             inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
                 reason: e.to_string(),
             },
-            other => ProxyError::Unavailable(other.to_string()),
+            other => ProxyError::Unavailable(Failure::of(other)),
         })?;
     audit.secrets(injected.secrets);
 
@@ -292,9 +292,7 @@ async fn decide(
                     },
                 )
                 .await
-                .map_err(|e| {
-                    ProxyError::Unavailable(format!("cannot record the approval request: {e}"))
-                })?;
+                .map_err(|e| ProxyError::unavailable("cannot record the approval request", e))?;
             match outcome {
                 ApprovalOutcome::Approved => {
                     audit.decision(Decision::Approved, Some(rule));
