@@ -53,10 +53,9 @@ impl Failure {
             cause: Some(cause.into()),
         }
     }
-}
 
-impl From<&'static str> for Failure {
-    fn from(context: &'static str) -> Self {
+    /// A failure found by the gateway itself, with no error behind it.
+    fn bare(context: impl Into<Cow<'static, str>>) -> Self {
         Failure {
             context: context.into(),
             cause: None,
@@ -64,12 +63,15 @@ impl From<&'static str> for Failure {
     }
 }
 
+impl From<&'static str> for Failure {
+    fn from(context: &'static str) -> Self {
+        Failure::bare(context)
+    }
+}
+
 impl From<String> for Failure {
     fn from(context: String) -> Self {
-        Failure {
-            context: context.into(),
-            cause: None,
-        }
+        Failure::bare(context)
     }
 }
 

@@ -65,7 +65,7 @@ pub async fn run(
 /// A refusal before any request: one audit record, then the connection
 /// is dropped.
 fn refuse(gw: &Gateway, agent: Option<&str>, host: &str, decision: Decision, detail: String) {
-    tracing::info!(agent, host, %decision, %detail, "transparent connection refused");
+    tracing::info!(agent, host, decision = decision.as_str(), %detail, "transparent connection refused");
     let mut audit = AuditGuard::start(
         gw.audit.clone(),
         agent,
