@@ -59,7 +59,7 @@ async fn allowed_requests_get_the_secret_the_agent_never_sees() {
         "the agent saw the secret: {answer:?}"
     );
     let record = gw.audit().await;
-    assert_eq!(record.decision, "allowed");
+    assert_eq!(record.decision.as_str(), "allowed");
     assert_eq!(record.secrets, ["up"]);
     assert_eq!(record.status, Some(302));
     assert_eq!(record.agent.as_deref(), Some("bot"));
@@ -74,7 +74,7 @@ async fn a_bad_token_is_refused_at_connect() {
         head.to_ascii_lowercase().contains("proxy-authenticate"),
         "{head}"
     );
-    assert_eq!(gw.audit().await.decision, "auth_required");
+    assert_eq!(gw.audit().await.decision.as_str(), "auth_required");
     assert!(gw.up.requests().is_empty());
 }
 
@@ -87,7 +87,7 @@ async fn an_agent_removed_after_connect_is_refused() {
     assert_eq!(answer.status, 403, "{answer:?}");
     assert_eq!(answer.kind().as_deref(), Some("unknown_agent"));
     let record = gw.audit().await;
-    assert_eq!(record.decision, "unknown_agent");
+    assert_eq!(record.decision.as_str(), "unknown_agent");
     assert_eq!(record.status, Some(403));
     assert!(gw.up.requests().is_empty());
 }
@@ -100,7 +100,7 @@ async fn a_destination_egress_forbids_is_refused_at_connect() {
         let (_, head) = gw.connect(&target, &gw.token).await;
         assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
         let record = gw.audit().await;
-        assert_eq!(record.decision, "destination_refused", "{target}");
+        assert_eq!(record.decision.as_str(), "destination_refused", "{target}");
         assert_eq!(record.agent.as_deref(), Some("bot"));
     }
 }
@@ -114,7 +114,7 @@ async fn a_block_rule_refuses_before_the_vault() {
         assert_eq!(answer.status, 403, "{path}: {answer:?}");
         assert_eq!(answer.kind().as_deref(), Some("blocked"));
         let record = gw.audit().await;
-        assert_eq!(record.decision, "blocked");
+        assert_eq!(record.decision.as_str(), "blocked");
         assert_eq!(record.rule_id, Some(1));
         assert!(record.secrets.is_empty());
     }
@@ -146,7 +146,7 @@ async fn an_approved_request_goes_through() {
     assert_eq!(seen.path, "/echo/pay/now");
     assert!(seen.contains(&gw.value), "injected after the approval");
     let record = gw.audit().await;
-    assert_eq!(record.decision, "approved");
+    assert_eq!(record.decision.as_str(), "approved");
     assert_eq!(record.rule_id, Some(2));
     assert_eq!(record.detail, Some(format!("approval {}", pending.id)));
 }
@@ -164,7 +164,7 @@ async fn a_denied_request_is_refused() {
     let answer = request.await.expect("the request task");
     assert_eq!(answer.status, 403, "{answer:?}");
     assert_eq!(answer.kind().as_deref(), Some("approval_denied"));
-    assert_eq!(gw.audit().await.decision, "approval_denied");
+    assert_eq!(gw.audit().await.decision.as_str(), "approval_denied");
     assert!(gw.up.requests().is_empty());
 }
 
@@ -175,7 +175,7 @@ async fn an_unanswered_request_times_out() {
     assert_eq!(answer.status, 403, "{answer:?}");
     assert_eq!(answer.kind().as_deref(), Some("approval_timeout"));
     let record = gw.audit().await;
-    assert_eq!(record.decision, "approval_timeout");
+    assert_eq!(record.decision.as_str(), "approval_timeout");
     assert_eq!(record.rule_id, Some(2));
     let approvals = gw.approvals.list();
     assert_eq!(approvals.len(), 1);
@@ -190,13 +190,13 @@ async fn a_rate_limit_refuses_past_its_count() {
     let mut agent = gw.agent(&gw.target()).await;
     let first = InProc::send(&mut agent, gw.get("/echo/limited/a")).await;
     assert_eq!(first.status, 200, "{first:?}");
-    assert_eq!(gw.audit().await.decision, "allowed");
+    assert_eq!(gw.audit().await.decision.as_str(), "allowed");
     let second = InProc::send(&mut agent, gw.get("/echo/limited/b")).await;
     assert_eq!(second.status, 429, "{second:?}");
     assert_eq!(second.kind().as_deref(), Some("rate_limited"));
     assert!(second.headers.contains_key("retry-after"));
     let record = gw.audit().await;
-    assert_eq!(record.decision, "rate_limited");
+    assert_eq!(record.decision.as_str(), "rate_limited");
     assert_eq!(record.rule_id, Some(3));
     assert_eq!(gw.up.requests().len(), 1);
 }
@@ -217,7 +217,7 @@ async fn an_upstream_that_is_down_is_a_502() {
     let answer = InProc::send(&mut agent, req).await;
     assert_eq!(answer.status, 502, "{answer:?}");
     assert_eq!(answer.kind().as_deref(), Some("upstream_error"));
-    assert_eq!(gw.audit().await.decision, "upstream_error");
+    assert_eq!(gw.audit().await.decision.as_str(), "upstream_error");
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn dot_segments_are_a_bad_request() {
         let answer = gw.fetch(path).await;
         assert_eq!(answer.status, 400, "{path}: {answer:?}");
         assert_eq!(answer.kind().as_deref(), Some("bad_request"), "{path}");
-        assert_eq!(gw.audit().await.decision, "bad_request", "{path}");
+        assert_eq!(gw.audit().await.decision.as_str(), "bad_request", "{path}");
     }
     assert!(gw.up.requests().is_empty());
 }
@@ -243,7 +243,7 @@ async fn another_host_in_the_request_is_exfiltration() {
     let answer = InProc::send(&mut agent, req).await;
     assert_eq!(answer.status, 403, "{answer:?}");
     assert_eq!(answer.kind().as_deref(), Some("exfiltration"));
-    assert_eq!(gw.audit().await.decision, "exfiltration");
+    assert_eq!(gw.audit().await.decision.as_str(), "exfiltration");
     assert!(gw.up.requests().is_empty());
 }
 
@@ -281,6 +281,6 @@ async fn the_pipeline_refuses_headers_past_its_limit() {
     let answer = InProc::send(&mut agent, req).await;
     assert_eq!(answer.status, 431, "{answer:?}");
     assert_eq!(answer.kind().as_deref(), Some("headers_too_large"));
-    assert_eq!(gw.audit().await.decision, "headers_too_large");
+    assert_eq!(gw.audit().await.decision.as_str(), "headers_too_large");
     assert!(gw.up.requests().is_empty());
 }

@@ -16,6 +16,7 @@
 //! somewhere ([`AuditSink::accepting`]); without it, requests are served
 //! and the records that could not be stored are dropped and counted.
 
+mod decision;
 pub mod spool;
 mod writer;
 
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 pub use crate::store::audit::NewRequestEvent as AuditRecord;
+pub use decision::Decision;
 pub use writer::run_writer;
 
 const CHANNEL_CAPACITY: usize = 65_536;

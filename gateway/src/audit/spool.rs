@@ -281,11 +281,12 @@ fn keep_aside(file: &mut File, from: u64, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Decision;
 
     fn record(n: u32) -> AuditRecord {
         AuditRecord {
             agent: Some(format!("agent-{n}")),
-            decision: "allowed".into(),
+            decision: Decision::Allowed,
             status: Some(200),
             ..AuditRecord::begin()
         }

@@ -43,6 +43,7 @@ use super::error::ProxyError;
 use super::record::AuditGuard;
 use super::session::{self, SessionError};
 use super::{Gateway, Session};
+use crate::audit::Decision;
 use crate::intercept::redirect::Unidentified;
 use crate::model::AgentName;
 use crate::model::net::{CgroupId, ClientAddr, OrigDst};
@@ -199,17 +200,19 @@ fn pid_note(pid: Option<u32>) -> String {
 impl Refusal {
     /// The audit trail's decision for this refusal: the one place a
     /// refused connection is named.
-    pub fn decision(&self) -> &'static str {
+    pub fn decision(&self) -> Decision {
         match self {
-            Refusal::Unidentified { .. } | Refusal::ForeignSocket { .. } => "unknown_connection",
-            Refusal::UnknownCgroup { .. } => "unknown_agent",
-            Refusal::Destination { error, .. } => error.kind(),
-            Refusal::NotTls { .. } => "tls_failed",
+            Refusal::Unidentified { .. } | Refusal::ForeignSocket { .. } => {
+                Decision::UnknownConnection
+            }
+            Refusal::UnknownCgroup { .. } => Decision::UnknownAgent,
+            Refusal::Destination { error, .. } => error.decision(),
+            Refusal::NotTls { .. } => Decision::TlsFailed,
             Refusal::Tls {
                 error: SessionError::SniMismatch { .. },
                 ..
-            } => "exfiltration",
-            Refusal::Tls { .. } => "tls_failed",
+            } => Decision::Exfiltration,
+            Refusal::Tls { .. } => Decision::TlsFailed,
         }
     }
 
@@ -248,7 +251,7 @@ pub fn refuse(gw: &Gateway, refusal: &Refusal) {
     let agent = refusal.agent().map(AgentName::as_str);
     let host = refusal.host();
     let detail = refusal.to_string();
-    tracing::info!(agent, %host, decision, %detail, "connection refused");
+    tracing::info!(agent, %host, decision = decision.as_str(), %detail, "connection refused");
     let mut audit = AuditGuard::start(
         gw.audit.clone(),
         agent,
@@ -278,7 +281,7 @@ mod tests {
             pid: Some(42),
             uid: 1000,
         };
-        assert_eq!(unknown.decision(), "unknown_agent");
+        assert_eq!(unknown.decision().as_str(), "unknown_agent");
         assert_eq!(
             unknown.to_string(),
             "cgroup id 7 (pid 42, uid 1000) is not an agent's cgroup: connection to 10.1.2.3:443 \
@@ -299,7 +302,7 @@ mod tests {
             record: CgroupId::new(7),
             socket: CgroupId::new(8),
         };
-        assert_eq!(crossed.decision(), "unknown_connection");
+        assert_eq!(crossed.decision().as_str(), "unknown_connection");
         assert!(crossed.agent().is_none());
         assert_eq!(crossed.host(), "127.0.0.1:40000");
         assert!(crossed.to_string().contains("carries agent bot's record"));
@@ -308,7 +311,7 @@ mod tests {
             orig,
             error: ProxyError::DestinationRefused("no".into()),
         };
-        assert_eq!(egress.decision(), "destination_refused");
+        assert_eq!(egress.decision().as_str(), "destination_refused");
         assert_eq!(egress.host(), "10.1.2.3");
         let sni = Refusal::Tls {
             agent: agent(),
@@ -318,13 +321,13 @@ mod tests {
                 host: "a.test".into(),
             },
         };
-        assert_eq!(sni.decision(), "exfiltration");
+        assert_eq!(sni.decision().as_str(), "exfiltration");
         let slow = Refusal::NotTls {
             agent: agent(),
             orig,
             why: NotTls::Timeout(Duration::from_secs(10)),
         };
-        assert_eq!(slow.decision(), "tls_failed");
+        assert_eq!(slow.decision().as_str(), "tls_failed");
         assert_eq!(
             slow.to_string(),
             "the connection to 10.1.2.3:443 is not TLS: no ClientHello within 10 s"

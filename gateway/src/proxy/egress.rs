@@ -154,7 +154,7 @@ impl Egress {
         let addrs = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((bare, port)))
             .await
             .map_err(|_| ProxyError::UpstreamTimeout(format!("resolving {host} timed out")))?
-            .map_err(|e| ProxyError::Upstream(format!("cannot resolve {host}: {e}")))?;
+            .map_err(|e| ProxyError::upstream(format!("cannot resolve {host}"), e))?;
         let mut refused = None;
         for addr in addrs {
             match self.check(addr) {
@@ -162,7 +162,8 @@ impl Egress {
                 Err(e) => refused = Some(e),
             }
         }
-        Err(refused.unwrap_or_else(|| ProxyError::Upstream(format!("{host} has no address"))))
+        Err(refused
+            .unwrap_or_else(|| ProxyError::Upstream(format!("{host} has no address").into())))
     }
 }
 

@@ -5,12 +5,93 @@
 //! `{"error":"blocked","message":"blocked by rule 3","rule":3}`; a 407
 //! carries `Proxy-Authenticate`, a 429 `Retry-After`.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use super::body::ProxyBody;
+use crate::audit::Decision;
+
+/// Which side of the gateway a failure lies on: who has to act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The agent: its request or connection was refused or malformed.
+    Downstream,
+    /// The origin: it could not be reached, or did not answer in time or
+    /// correctly.
+    Upstream,
+    /// The gateway itself (its audit trail, rules or vault): an operator's
+    /// problem, logged.
+    Internal,
+}
+
+/// The error that stopped an upstream or gateway step.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// A failure upstream or inside the gateway: what was being done, and the
+/// error that stopped it, kept as the [`std::error::Error::source`] so a
+/// caller can tell an I/O error from a TLS one without reading text. It
+/// reads as `context: cause`, the message agents and the audit get.
+#[derive(Debug)]
+pub struct Failure {
+    context: Cow<'static, str>,
+    cause: Option<Cause>,
+}
+
+impl Failure {
+    /// A failure the cause says all about.
+    pub fn of(cause: impl Into<Cause>) -> Self {
+        Failure::caused("", cause)
+    }
+
+    pub fn caused(context: impl Into<Cow<'static, str>>, cause: impl Into<Cause>) -> Self {
+        Failure {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// A failure found by the gateway itself, with no error behind it.
+    fn bare(context: impl Into<Cow<'static, str>>) -> Self {
+        Failure {
+            context: context.into(),
+            cause: None,
+        }
+    }
+}
+
+impl From<&'static str> for Failure {
+    fn from(context: &'static str) -> Self {
+        Failure::bare(context)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(context: String) -> Self {
+        Failure::bare(context)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&*self.context, &self.cause) {
+            ("", Some(cause)) => write!(f, "{cause}"),
+            (context, Some(cause)) => write!(f, "{context}: {cause}"),
+            (context, None) => f.write_str(context),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Why a request did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -44,23 +125,35 @@ pub enum ProxyError {
     BadRequest(String),
     #[error("the request's headers are larger than {limit} bytes")]
     HeadersTooLarge { limit: usize },
-    #[error("{0}")]
-    Upstream(String),
+    /// The origin could not be reached or answered wrongly.
+    #[error(transparent)]
+    Upstream(Failure),
     #[error("{0}")]
     UpstreamTimeout(String),
-    #[error("{0}")]
-    Unavailable(String),
+    /// The gateway cannot serve (audit trail, rules, vault, approvals).
+    #[error(transparent)]
+    Unavailable(Failure),
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
+struct Body {
+    error: Decision,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<i64>,
 }
 
 impl ProxyError {
+    /// An upstream step failed with `cause`.
+    pub fn upstream(context: impl Into<Cow<'static, str>>, cause: impl Into<Cause>) -> Self {
+        ProxyError::Upstream(Failure::caused(context, cause))
+    }
+
+    /// A gateway step failed with `cause`.
+    pub fn unavailable(context: impl Into<Cow<'static, str>>, cause: impl Into<Cause>) -> Self {
+        ProxyError::Unavailable(Failure::caused(context, cause))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
@@ -80,21 +173,40 @@ impl ProxyError {
     }
 
     /// The short word in the JSON body and the audit trail's decision.
-    pub fn kind(&self) -> &'static str {
+    pub fn decision(&self) -> Decision {
         match self {
-            ProxyError::AuthRequired => "auth_required",
-            ProxyError::UnknownAgent(_) => "unknown_agent",
-            ProxyError::Blocked { .. } => "blocked",
-            ProxyError::Exfiltration { .. } => "exfiltration",
-            ProxyError::RateLimited { .. } => "rate_limited",
-            ProxyError::ApprovalDenied { .. } => "approval_denied",
-            ProxyError::ApprovalTimedOut { .. } => "approval_timeout",
-            ProxyError::DestinationRefused(_) => "destination_refused",
-            ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::HeadersTooLarge { .. } => "headers_too_large",
-            ProxyError::Upstream(_) => "upstream_error",
-            ProxyError::UpstreamTimeout(_) => "upstream_timeout",
-            ProxyError::Unavailable(_) => "unavailable",
+            ProxyError::AuthRequired => Decision::AuthRequired,
+            ProxyError::UnknownAgent(_) => Decision::UnknownAgent,
+            ProxyError::Blocked { .. } => Decision::Blocked,
+            ProxyError::Exfiltration { .. } => Decision::Exfiltration,
+            ProxyError::RateLimited { .. } => Decision::RateLimited,
+            ProxyError::ApprovalDenied { .. } => Decision::ApprovalDenied,
+            ProxyError::ApprovalTimedOut { .. } => Decision::ApprovalTimeout,
+            ProxyError::DestinationRefused(_) => Decision::DestinationRefused,
+            ProxyError::BadRequest(_) => Decision::BadRequest,
+            ProxyError::HeadersTooLarge { .. } => Decision::HeadersTooLarge,
+            ProxyError::Upstream(_) => Decision::UpstreamError,
+            ProxyError::UpstreamTimeout(_) => Decision::UpstreamTimeout,
+            ProxyError::Unavailable(_) => Decision::Unavailable,
+        }
+    }
+
+    /// Which side failed, so the funnel logs only what an operator must
+    /// see (a refused agent request is the agent's business).
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::AuthRequired
+            | ProxyError::UnknownAgent(_)
+            | ProxyError::Blocked { .. }
+            | ProxyError::Exfiltration { .. }
+            | ProxyError::RateLimited { .. }
+            | ProxyError::ApprovalDenied { .. }
+            | ProxyError::ApprovalTimedOut { .. }
+            | ProxyError::DestinationRefused(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::HeadersTooLarge { .. } => Side::Downstream,
+            ProxyError::Upstream(_) | ProxyError::UpstreamTimeout(_) => Side::Upstream,
+            ProxyError::Unavailable(_) => Side::Internal,
         }
     }
 
@@ -112,7 +224,7 @@ impl ProxyError {
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
         let body = serde_json::to_vec(&Body {
-            error: self.kind(),
+            error: self.decision(),
             message: self.to_string(),
             rule: self.rule(),
         })
@@ -160,5 +272,46 @@ mod tests {
         assert_eq!(ProxyError::Blocked { rule: 1 }.status(), 403);
         assert_eq!(ProxyError::Upstream("x".into()).status(), 502);
         assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
+    }
+
+    #[test]
+    fn the_body_names_the_decision() {
+        let body = Body {
+            error: ProxyError::Blocked { rule: 3 }.decision(),
+            message: "blocked by rule 3".into(),
+            rule: Some(3),
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":"blocked","message":"blocked by rule 3","rule":3}"#
+        );
+    }
+
+    #[test]
+    fn failures_keep_their_cause_and_read_as_before() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = ProxyError::upstream("cannot connect to 192.0.2.1:443", io);
+        assert_eq!(e.to_string(), "cannot connect to 192.0.2.1:443: refused");
+        let source = std::error::Error::source(&e);
+        let io = source.and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        let bare = ProxyError::Unavailable(Failure::of(std::io::Error::other("vault sealed")));
+        assert_eq!(bare.to_string(), "vault sealed");
+        assert_eq!(ProxyError::Upstream("closed".into()).to_string(), "closed");
+    }
+
+    #[test]
+    fn only_the_gateway_and_the_upstream_are_failures() {
+        assert_eq!(ProxyError::Blocked { rule: 1 }.side(), Side::Downstream);
+        assert_eq!(ProxyError::BadRequest("x".into()).side(), Side::Downstream);
+        assert_eq!(ProxyError::Upstream("x".into()).side(), Side::Upstream);
+        assert_eq!(
+            ProxyError::UpstreamTimeout("x".into()).side(),
+            Side::Upstream
+        );
+        assert_eq!(ProxyError::Unavailable("x".into()).side(), Side::Internal);
     }
 }

@@ -39,13 +39,14 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::body::{Counted, ProxyBody};
-use super::error::ProxyError;
+use super::error::{Failure, ProxyError, Side};
 use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
 use super::record::AuditGuard;
 use super::target::{self, AuthorityError, SessionHost, TargetError};
 use super::upstream::{Protocols, UpstreamBody, UpstreamKey};
 use super::{Gateway, Session, Transport};
+use crate::audit::Decision;
 use crate::policy::PathForms;
 use crate::policy::approvals::ApprovalOutcome;
 use crate::policy::engine::{self, RateOutcome, RequestFacts, Verdict};
@@ -86,13 +87,10 @@ pub async fn serve_request(
 /// The funnel: one log line for gateway-side failures, the audit outcome,
 /// the agent's answer.
 pub fn refuse(e: ProxyError, mut audit: AuditGuard) -> Response<ProxyBody> {
-    if matches!(
-        e,
-        ProxyError::Upstream(_) | ProxyError::UpstreamTimeout(_) | ProxyError::Unavailable(_)
-    ) {
+    if e.side() != Side::Downstream {
         tracing::warn!(error = %e, "request failed");
     }
-    audit.decision(e.kind(), e.rule());
+    audit.decision(e.decision(), e.rule());
     audit.status(e.status().as_u16());
     audit.detail(e.to_string());
     e.into_response()
@@ -174,7 +172,7 @@ async fn run_phases(
             inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
                 reason: e.to_string(),
             },
-            other => ProxyError::Unavailable(other.to_string()),
+            other => ProxyError::Unavailable(Failure::of(other)),
         })?;
     audit.secrets(injected.secrets);
 
@@ -300,12 +298,10 @@ async fn decide(
                     rule_id: rule,
                 })
                 .await
-                .map_err(|e| {
-                    ProxyError::Unavailable(format!("cannot record the approval request: {e}"))
-                })?;
+                .map_err(|e| ProxyError::unavailable("cannot record the approval request", e))?;
             match outcome {
                 ApprovalOutcome::Approved => {
-                    audit.decision("approved", Some(rule));
+                    audit.decision(Decision::Approved, Some(rule));
                     audit.detail(format!("approval {approval}"));
                     let snap = gw.snapshot.load();
                     if let Some(rate) = rate {

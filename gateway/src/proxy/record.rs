@@ -12,14 +12,24 @@ use std::time::Instant;
 
 use http::Uri;
 
-use crate::audit::{AuditRecord, AuditSink};
+use crate::audit::{AuditRecord, AuditSink, Decision};
 
+/// One request's audit record in the making; emits it when dropped.
 pub struct AuditGuard {
+    /// Where the record goes on drop: a channel send that never waits, so
+    /// dropping is cheap anywhere (even inside a response body).
     sink: AuditSink,
+    /// When the request arrived, for the record's duration.
     started: Instant,
+    /// Filled in by the phases as they run; taken out on drop.
     record: AuditRecord,
+    /// Bytes sent upstream, counted by the request body as it streams
+    /// (shared with it, hence atomic), read on drop.
     up: Arc<AtomicU64>,
+    /// Bytes sent back to the agent, likewise counted by the response body.
     down: Arc<AtomicU64>,
+    /// Set by [`AuditGuard::dismiss`]: the guard stood for a step that
+    /// is not a request of its own, so nothing is recorded.
     dismissed: bool,
 }
 
@@ -40,7 +50,7 @@ impl AuditGuard {
                 // A `String` the caller built is moved in, not copied.
                 host: Some(host.into()),
                 path: Some(redacted_target(uri)),
-                decision: "allowed".to_owned(),
+                decision: Decision::Allowed,
                 ..AuditRecord::begin()
             },
             up: Arc::default(),
@@ -49,8 +59,10 @@ impl AuditGuard {
         }
     }
 
-    pub fn decision(&mut self, decision: &str, rule: Option<i64>) {
-        decision.clone_into(&mut self.record.decision);
+    /// How the request ended, and the rule that decided it (a rule noted
+    /// earlier is kept when `rule` is `None`).
+    pub fn decision(&mut self, decision: Decision, rule: Option<i64>) {
+        self.record.decision = decision;
         if rule.is_some() {
             self.record.rule_id = rule;
         }

@@ -210,7 +210,7 @@ impl Upstreams {
             .map_err(|_| {
                 ProxyError::UpstreamTimeout(format!("connecting to {} timed out", key.addr))
             })?
-            .map_err(|e| ProxyError::Upstream(format!("cannot connect to {}: {e}", key.addr)))?;
+            .map_err(|e| ProxyError::upstream(format!("cannot connect to {}", key.addr), e))?;
         let _ = tcp.set_nodelay(true);
         let Some(name) = &key.tls_name else {
             return handshake_h1(TokioIo::new(tcp), upgrades).await;
@@ -225,11 +225,8 @@ impl Upstreams {
                 ProxyError::UpstreamTimeout(format!("TLS handshake with {} timed out", key.addr))
             })?
             .map_err(|e| {
-                ProxyError::Upstream(format!(
-                    "TLS with upstream {} ({}) failed: {e}",
-                    name.to_str(),
-                    key.addr
-                ))
+                let context = format!("TLS with upstream {} ({}) failed", name.to_str(), key.addr);
+                ProxyError::upstream(context, e)
             })?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         let io = TokioIo::new(tls);
@@ -238,7 +235,7 @@ impl Upstreams {
                 .handshake(io)
                 .await
                 .map_err(|e| {
-                    ProxyError::Upstream(format!("HTTP/2 handshake with {} failed: {e}", key.addr))
+                    ProxyError::upstream(format!("HTTP/2 handshake with {} failed", key.addr), e)
                 })?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -277,7 +274,7 @@ where
     let (sender, conn) = http1::Builder::new()
         .handshake(io)
         .await
-        .map_err(|e| ProxyError::Upstream(format!("HTTP/1.1 handshake failed: {e}")))?;
+        .map_err(|e| ProxyError::upstream("HTTP/1.1 handshake failed", e))?;
     tokio::spawn(async move {
         let result = if upgrades {
             conn.with_upgrades().await
@@ -382,10 +379,10 @@ async fn wait_headers(
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(mut e)) => match e.take_message() {
             Some(req) => Err(SendError::NotSent(Box::new(req))),
-            None => Err(SendError::Other(ProxyError::Upstream(format!(
-                "the upstream failed: {}",
-                e.error()
-            )))),
+            None => Err(SendError::Other(ProxyError::upstream(
+                "the upstream failed",
+                e.into_error(),
+            ))),
         },
     }
 }

@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::types::AuditEvent;
 use super::{Service, ServiceError, parse_since};
+use crate::audit::Decision;
 use crate::model::AgentName;
 use crate::store::StoreError;
 
@@ -111,7 +112,12 @@ impl AuditSearch {
         }) {
             return Err(invalid(
                 "decision",
-                "a decision is a word like allowed, blocked or approval_denied",
+                format!(
+                    "a decision is a word like {}, {} or {}",
+                    Decision::Allowed,
+                    Decision::Blocked,
+                    Decision::ApprovalDenied
+                ),
             ));
         }
         let status = given(&self.status)

@@ -6,20 +6,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{Service, ServiceError};
+use crate::audit::Decision;
 use crate::store::StoreError;
-
-/// Decisions that mean "the gateway said no" (policy, identity or egress),
-/// as opposed to an upstream failing.
-pub const REFUSED_DECISIONS: &[&str] = &[
-    "blocked",
-    "exfiltration",
-    "rate_limited",
-    "approval_denied",
-    "approval_timeout",
-    "destination_refused",
-    "unknown_agent",
-    "auth_required",
-];
 
 /// How many top hosts the overview lists.
 const TOP_HOSTS: i64 = 8;
@@ -37,7 +25,7 @@ pub struct Overview {
     pub requests_last_minute: i64,
     /// Requests in the last hour.
     pub requests_last_hour: i64,
-    /// Refused requests (see [`REFUSED_DECISIONS`]) in the last hour.
+    /// Refused requests (see [`Decision::is_refusal`]) in the last hour.
     pub refused_last_hour: i64,
     /// Requests held and waiting for a person now.
     pub pending_approvals: i64,
@@ -48,7 +36,7 @@ pub struct Overview {
 impl Service {
     pub async fn overview(&self) -> Result<Overview, ServiceError> {
         let pool = self.store.pool();
-        let refused: Vec<String> = REFUSED_DECISIONS.iter().map(|s| (*s).to_owned()).collect();
+        let refused = Decision::words(Decision::is_refusal);
         let row = sqlx::query(
             "SELECT
                  count(*) FILTER (WHERE at >= now() - interval '1 minute') AS last_minute,

@@ -23,6 +23,7 @@ use crate::policy::approvals::Approvals;
 use crate::policy::{HostPattern, PathGlob};
 use crate::snapshot::SnapshotHandle;
 use crate::store::agents::NewAgent;
+use crate::store::approvals::ApprovalStatus;
 use crate::store::audit::AuditFilter;
 use crate::store::secrets::{self, NewSecret};
 use crate::store::{Store, StoreError};
@@ -361,7 +362,11 @@ impl Service {
         id: i64,
         approve: bool,
     ) -> Result<ApprovalView, ServiceError> {
-        let status = if approve { "approved" } else { "denied" };
+        let status = if approve {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::Denied
+        };
         let record = self.store.decide_approval(id, status).await?;
         self.approvals.resolve(id, approve);
         Ok(record)

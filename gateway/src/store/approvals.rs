@@ -8,6 +8,20 @@ use sqlx::postgres::PgRow;
 
 use super::{Store, StoreError, notify_change};
 use crate::policy::approvals::{ApprovalBackend, ApprovalError, ApprovalOutcome};
+use crate::model::word_enum;
+
+word_enum! {
+    /// Where an approval request stands; the `status` column and the
+    /// notification payload hold its word.
+    pub enum ApprovalStatus as "approval status" {
+        /// Held: a request waits for a person.
+        Pending => "pending",
+        Approved => "approved",
+        Denied => "denied",
+        /// Nobody decided within the timeout; the request was refused.
+        Expired => "expired",
+    }
+}
 
 /// An approval request as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -18,8 +32,8 @@ pub struct ApprovalRecord {
     pub host: String,
     pub path: String,
     pub rule_id: Option<i64>,
-    /// pending, approved, denied or expired.
-    pub status: String,
+    #[schema(value_type = String, example = "pending")]
+    pub status: ApprovalStatus,
     pub requested_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
 }
@@ -35,15 +49,24 @@ pub struct NewApproval<'a> {
 }
 
 /// The notification payload announcing a decision: `approval:ID:STATUS`.
-pub fn decision_payload(id: i64, status: &str) -> String {
+pub fn decision_payload(id: i64, status: ApprovalStatus) -> String {
     format!("approval:{id}:{status}")
 }
 
 /// Parses [`decision_payload`]'s output.
-pub fn parse_decision_payload(payload: &str) -> Option<(i64, &str)> {
+pub fn parse_decision_payload(payload: &str) -> Option<(i64, ApprovalStatus)> {
     let rest = payload.strip_prefix("approval:")?;
     let (id, status) = rest.split_once(':')?;
-    Some((id.parse().ok()?, status))
+    Some((id.parse().ok()?, status.parse().ok()?))
+}
+
+/// The `status` column, which the schema limits to the four words.
+fn status_from_row(row: &PgRow) -> Result<ApprovalStatus, sqlx::Error> {
+    let word: String = row.try_get("status")?;
+    word.parse().map_err(|e| sqlx::Error::ColumnDecode {
+        index: "status".into(),
+        source: Box::new(e),
+    })
 }
 
 fn approval_from_row(row: &PgRow) -> Result<ApprovalRecord, sqlx::Error> {
@@ -54,7 +77,7 @@ fn approval_from_row(row: &PgRow) -> Result<ApprovalRecord, sqlx::Error> {
         host: row.try_get("host")?,
         path: row.try_get("path")?,
         rule_id: row.try_get("rule_id")?,
-        status: row.try_get("status")?,
+        status: status_from_row(row)?,
         requested_at: row.try_get("requested_at")?,
         decided_at: row.try_get("decided_at")?,
     })
@@ -76,7 +99,7 @@ impl Store {
         .bind(new.rule_id)
         .fetch_one(&mut *tx)
         .await?;
-        notify_change(&mut tx, &decision_payload(id, "pending")).await?;
+        notify_change(&mut tx, &decision_payload(id, ApprovalStatus::Pending)).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -86,7 +109,7 @@ impl Store {
     pub async fn decide_approval(
         &self,
         id: i64,
-        status: &str,
+        status: ApprovalStatus,
     ) -> Result<ApprovalRecord, StoreError> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(&format!(
@@ -94,7 +117,7 @@ impl Store {
              WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
         ))
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -115,13 +138,12 @@ impl Store {
         Ok(approval_from_row(&row)?)
     }
 
-    pub async fn approval_status(&self, id: i64) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT status FROM approvals WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+    pub async fn approval_status(&self, id: i64) -> Result<Option<ApprovalStatus>, StoreError> {
+        let row = sqlx::query("SELECT status FROM approvals WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(status_from_row).transpose()?)
     }
 
     /// Pending approvals, oldest first; or with `all`, the latest 200 of any status.
@@ -150,18 +172,18 @@ impl ApprovalBackend for Store {
 
     fn decision(&self, id: i64) -> BoxFuture<'_, Result<Option<ApprovalOutcome>, ApprovalError>> {
         Box::pin(async move {
-            Ok(match self.approval_status(id).await?.as_deref() {
-                Some("approved") => Some(ApprovalOutcome::Approved),
-                Some("denied") => Some(ApprovalOutcome::Denied),
-                Some("expired") => Some(ApprovalOutcome::TimedOut),
-                _ => None,
+            Ok(match self.approval_status(id).await? {
+                Some(ApprovalStatus::Approved) => Some(ApprovalOutcome::Approved),
+                Some(ApprovalStatus::Denied) => Some(ApprovalOutcome::Denied),
+                Some(ApprovalStatus::Expired) => Some(ApprovalOutcome::TimedOut),
+                Some(ApprovalStatus::Pending) | None => None,
             })
         })
     }
 
     fn expire(&self, id: i64) -> BoxFuture<'_, Result<bool, ApprovalError>> {
         Box::pin(async move {
-            match self.decide_approval(id, "expired").await {
+            match self.decide_approval(id, ApprovalStatus::Expired).await {
                 Ok(_) => Ok(true),
                 Err(StoreError::NotFound { .. }) => Ok(false),
                 Err(e) => Err(e.into()),
@@ -177,10 +199,30 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         assert_eq!(
-            parse_decision_payload(&decision_payload(42, "approved")),
-            Some((42, "approved"))
+            parse_decision_payload(&decision_payload(42, ApprovalStatus::Approved)),
+            Some((42, ApprovalStatus::Approved))
         );
+        for &status in ApprovalStatus::ALL {
+            assert_eq!(
+                parse_decision_payload(&decision_payload(7, status)),
+                Some((7, status))
+            );
+        }
         assert_eq!(parse_decision_payload("agents"), None);
         assert_eq!(parse_decision_payload("approval:x:approved"), None);
+        assert_eq!(parse_decision_payload("approval:1:maybe"), None);
+    }
+
+    #[test]
+    fn statuses_round_trip_as_their_words() {
+        for &s in ApprovalStatus::ALL {
+            assert_eq!(s.as_str().parse::<ApprovalStatus>(), Ok(s));
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<ApprovalStatus>(&json).unwrap(), s);
+        }
+        let words: Vec<&str> = ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect();
+        // The schema's CHECK and the stored rows use these.
+        assert_eq!(words, ["pending", "approved", "denied", "expired"]);
     }
 }

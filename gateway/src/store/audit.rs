@@ -10,29 +10,54 @@ use uuid::Uuid;
 
 use super::chain::{self, Entry};
 use super::{Store, StoreError};
+use crate::audit::Decision;
 
 /// One audit row as read back.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
+    /// The row's place in the trail and its hash chain; also how `--follow`
+    /// pages forward.
     pub id: i64,
+    /// When the request arrived (or the change was made).
     pub at: DateTime<Utc>,
+    /// `request` or `admin`: says how to read `decision`.
     pub kind: String,
+    /// Whose request, or which agent a change is about; none when the
+    /// connection could not be tied to an agent.
     pub agent: Option<String>,
+    /// With `host` and `path`, what the request asked for (`CONNECT` for a
+    /// connection refused before any request).
     pub method: Option<String>,
+    /// Where the request went, as [`crate::proxy::record::display_host`]
+    /// names it.
     pub host: Option<String>,
+    /// The target with query values removed: they may hold credentials.
     pub path: Option<String>,
+    /// For a request, a [`Decision`] word; for an admin row, the action
+    /// (`rule.add`). Text, not a `Decision`, because the column holds both.
     pub decision: String,
+    /// The rule that decided, so an operator can find why.
     pub rule_id: Option<i64>,
+    /// The names (never the values) of the secrets injected.
     pub secrets: Vec<String>,
+    /// The status the agent got; none when it got no HTTP answer.
     pub status: Option<i32>,
+    /// Bytes of the request body sent upstream (none for admin rows).
     pub bytes_up: Option<i64>,
+    /// Bytes of the response body sent back to the agent.
     pub bytes_down: Option<i64>,
+    /// From arrival to the last byte back: slow upstreams and long
+    /// approval waits show here.
     pub duration_us: Option<i64>,
+    /// Why, in words: the error an agent got, the approval's id, what a
+    /// change did.
     pub detail: Option<String>,
 }
 
 /// One request to record; written in batches by [`crate::audit`], or
-/// spooled to disk while the database is away (hence serde).
+/// spooled to disk while the database is away (hence serde). The fields
+/// are [`AuditEvent`]'s, filled in by [`crate::proxy::record::AuditGuard`]
+/// as the request goes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewRequestEvent {
     /// Names the record from the moment it is made, so a replay from the
@@ -40,17 +65,28 @@ pub struct NewRequestEvent {
     pub record_id: Uuid,
     /// At the precision the database keeps ([`chain::to_stored_precision`]).
     pub at: DateTime<Utc>,
+    /// The agent, once identified; none for a connection tied to no agent.
     pub agent: Option<String>,
+    /// What was asked for: method, host and redacted path (see
+    /// [`AuditEvent`]).
     pub method: Option<String>,
     pub host: Option<String>,
     pub path: Option<String>,
-    pub decision: String,
+    /// Typed, so only a real decision is recorded; stored, spooled and
+    /// hashed as its word ([`Decision::as_str`]).
+    pub decision: Decision,
+    /// The rule that decided, if one did.
     pub rule_id: Option<i64>,
+    /// Names of the secrets injected: which credentials a request used.
     pub secrets: Vec<String>,
+    /// The agent's status; none when it got no HTTP answer.
     pub status: Option<i32>,
+    /// Counted as the bodies stream, so known only when the request ends;
+    /// always present for a request, unlike an admin row's.
     pub bytes_up: i64,
     pub bytes_down: i64,
     pub duration_us: i64,
+    /// Why, in words (the agent's error message, the approval's id).
     pub detail: Option<String>,
 }
 
@@ -169,7 +205,7 @@ impl NewRequestEvent {
             method: self.method.as_deref(),
             host: self.host.as_deref(),
             path: self.path.as_deref(),
-            decision: &self.decision,
+            decision: self.decision.as_str(),
             rule_id: self.rule_id,
             secrets: &self.secrets,
             status: self.status,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::shutdown::Shutdown;
 use sqlx::postgres::PgListener;
 
-use super::approvals::parse_decision_payload;
+use super::approvals::{ApprovalStatus, parse_decision_payload};
 use super::{CHANGES_CHANNEL, Store};
 use crate::policy::approvals::Approvals;
 use crate::snapshot::SnapshotHandle;
@@ -69,8 +69,8 @@ pub async fn follow_changes(
 /// Routes one notification; true when the configuration changed.
 fn dispatch(payload: &str, approvals: &Approvals) -> bool {
     match parse_decision_payload(payload) {
-        Some((id, "approved")) => approvals.resolve(id, true),
-        Some((id, "denied")) => approvals.resolve(id, false),
+        Some((id, ApprovalStatus::Approved)) => approvals.resolve(id, true),
+        Some((id, ApprovalStatus::Denied)) => approvals.resolve(id, false),
         // Held or expired, possibly by another daemon: the live queue
         // must hear of it.
         Some(_) => approvals.announce(),

@@ -50,7 +50,7 @@ pub async fn list(client: &AdminClient, follow: bool, all: bool, json: bool) -> 
                         a.id.to_string(),
                         a.agent.clone(),
                         format!("{} {}{}", a.method, a.host, a.path),
-                        a.status.clone(),
+                        a.status.to_string(),
                         output::time(&a.requested_at),
                     ]
                 })

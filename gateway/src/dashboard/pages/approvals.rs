@@ -13,6 +13,7 @@ use crate::dashboard::render::{Chrome, ago, html, service_error_page, when};
 use crate::dashboard::session::SessionCtx;
 use crate::service::ServiceError;
 use crate::service::types::{ApprovalQuery, ApprovalView};
+use crate::store::approvals::ApprovalStatus;
 
 /// How many decided approvals the page lists.
 const RECENT: usize = 20;
@@ -23,7 +24,7 @@ pub struct ApprovalRow {
     pub method: String,
     pub host: String,
     pub path: String,
-    pub status: String,
+    pub status: &'static str,
     pub tone: &'static str,
     pub requested: String,
     pub waiting: String,
@@ -38,12 +39,12 @@ impl From<&ApprovalView> for ApprovalRow {
             method: a.method.clone(),
             host: a.host.clone(),
             path: a.path.clone(),
-            tone: match a.status.as_str() {
-                "approved" => "ok",
-                "pending" => "warn",
-                _ => "bad",
+            tone: match a.status {
+                ApprovalStatus::Approved => "ok",
+                ApprovalStatus::Pending => "warn",
+                ApprovalStatus::Denied | ApprovalStatus::Expired => "bad",
             },
-            status: a.status.clone(),
+            status: a.status.as_str(),
             requested: when(&a.requested_at),
             waiting: ago(&a.requested_at),
             rule: a.rule_id.map(|r| format!("#{r}")).unwrap_or_default(),
@@ -93,7 +94,7 @@ pub async fn page(
     let recent = all
         .iter()
         .rev()
-        .filter(|a| a.status != "pending")
+        .filter(|a| a.status != ApprovalStatus::Pending)
         .take(RECENT)
         .map(ApprovalRow::from)
         .collect();
@@ -139,10 +140,7 @@ pub async fn decide(
             true,
             format!(
                 "Request {id} ({} {}{}) {}.",
-                a.method,
-                a.host,
-                a.path,
-                if approve { "approved" } else { "denied" }
+                a.method, a.host, a.path, a.status
             ),
         ),
         Err(e) => (false, format!("Request {id}: {e}")),

@@ -9,6 +9,7 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::audit::Decision;
 use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, FormErrors, html, service_error_page, when};
 use crate::dashboard::session::SessionCtx;
@@ -17,22 +18,6 @@ use crate::service::audit_search::AuditSearch;
 use crate::service::types::AuditEvent;
 
 const FIELDS: &[&str] = &["agent", "host", "decision", "status", "from", "to", "page"];
-
-/// The decisions the filter offers (the gateway's and the admin API's).
-const DECISIONS: &[&str] = &[
-    "allowed",
-    "approved",
-    "blocked",
-    "exfiltration",
-    "rate_limited",
-    "approval_denied",
-    "approval_timeout",
-    "destination_refused",
-    "unknown_agent",
-    "auth_required",
-    "upstream_error",
-    "upstream_timeout",
-];
 
 /// One audit row as the pages show it.
 pub struct Row {
@@ -53,12 +38,15 @@ pub struct Row {
     pub detail: String,
 }
 
+/// A request's decision by how it ended; an admin row's action (`rule.add`)
+/// is information.
 fn tone(decision: &str) -> &'static str {
-    match decision {
-        "allowed" | "approved" => "ok",
-        d if d.contains('.') => "info",
-        "upstream_error" | "upstream_timeout" | "rate_limited" => "warn",
-        _ => "bad",
+    match decision.parse::<Decision>() {
+        Ok(Decision::Allowed | Decision::Approved) => "ok",
+        Ok(Decision::UpstreamError | Decision::UpstreamTimeout | Decision::RateLimited) => "warn",
+        Ok(_) => "bad",
+        Err(_) if decision.contains('.') => "info",
+        Err(_) => "bad",
     }
 }
 
@@ -98,7 +86,8 @@ struct AuditPage {
     page: i64,
     pages: i64,
     agents: Vec<String>,
-    decisions: &'static [&'static str],
+    /// The filter offers every decision there is.
+    decisions: &'static [Decision],
     /// The filter as a query string, for the pager and export links.
     query: String,
 }
@@ -187,7 +176,7 @@ pub async fn page(
             page,
             pages,
             agents,
-            decisions: DECISIONS,
+            decisions: Decision::ALL,
             query,
         },
     )
@@ -313,5 +302,49 @@ mod tests {
             ..AuditSearch::default()
         };
         assert_eq!(filter_query(&q), "host=a+b%26c");
+    }
+
+    #[test]
+    fn the_filter_offers_every_decision() {
+        let page = AuditPage {
+            chrome: Chrome {
+                active: "audit",
+                csrf: String::new(),
+                base: "/s/k".into(),
+                flash: None,
+                mode: String::new(),
+                version: "test",
+            },
+            q: AuditSearch {
+                decision: Some(Decision::TlsFailed.as_str().into()),
+                ..AuditSearch::default()
+            },
+            errors: FormErrors::none(FIELDS),
+            rows: Vec::new(),
+            total: 0,
+            page: 1,
+            pages: 1,
+            agents: Vec::new(),
+            decisions: Decision::ALL,
+            query: String::new(),
+        }
+        .render()
+        .unwrap();
+        for d in Decision::ALL {
+            let option = format!("<option value=\"{d}\"");
+            assert!(page.contains(&option), "{d} is not offered");
+        }
+        assert!(page.contains(&format!(
+            "<option value=\"{}\" selected>",
+            Decision::TlsFailed
+        )));
+    }
+
+    #[test]
+    fn admin_actions_are_information() {
+        assert_eq!(tone(Decision::Allowed.as_str()), "ok");
+        assert_eq!(tone(Decision::UpstreamTimeout.as_str()), "warn");
+        assert_eq!(tone(Decision::TlsFailed.as_str()), "bad");
+        assert_eq!(tone("rule.add"), "info");
     }
 }
