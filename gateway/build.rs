@@ -1,24 +1,24 @@
 //! Embeds the eBPF object built by `cargo xtask build-ebpf`, when present.
 
 use std::env;
+use std::error::Error;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-fn main() {
+fn main() -> Result<(), Box<dyn Error>> {
     // sqlx::migrate! embeds migrations/ at compile time; a new migration
     // alone must trigger a rebuild.
     println!("cargo::rerun-if-changed=../migrations");
     println!("cargo::rustc-check-cfg=cfg(airlock_ebpf)");
-    let manifest =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let object = env::var_os("AIRLOCK_EBPF_OBJECT")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("../target/ebpf/airlock.bpf.o"));
     println!("cargo::rerun-if-env-changed=AIRLOCK_EBPF_OBJECT");
     println!("cargo::rerun-if-changed={}", object.display());
     if let Ok(bytes) = fs::read(&object) {
-        let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-        fs::write(out.join("airlock.bpf.o"), bytes).expect("writing OUT_DIR/airlock.bpf.o");
+        let out = PathBuf::from(env::var("OUT_DIR")?);
+        fs::write(out.join("airlock.bpf.o"), bytes)?;
         println!("cargo::rustc-cfg=airlock_ebpf");
     } else {
         println!(
@@ -26,4 +26,5 @@ fn main() {
             object.display()
         );
     }
+    Ok(())
 }

@@ -28,6 +28,12 @@
 //! exactly `Ipv6Addr::octets()`.
 #![no_std]
 #![deny(unsafe_code)]
+// See gateway/src/lib.rs, "Lints".
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::unchecked_time_subtraction
+)]
 
 /// `cgroup/connect4`: records and redirects agents' TCP connects; refuses UDP.
 pub const PROG_CONNECT4: &str = "airlock_conn4";
@@ -169,11 +175,15 @@ pub const fn mapped_v4(octets: [u8; 4]) -> [u8; 16] {
 #[cfg(feature = "user")]
 #[allow(unsafe_code)]
 mod pod {
-    // SAFETY (all three): `#[repr(C)]`, `Copy`, made only of integers and
-    // byte arrays, with explicit padding so there are no uninitialised
-    // bytes; any bit pattern is a valid value.
+    // What makes each sound: `#[repr(C)]`, `Copy`, made only of integers
+    // and byte arrays, with explicit padding so there are no uninitialised
+    // bytes; any bit pattern is a valid value (the layout tests below).
+
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::OrigInfo {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::TupleKey {}
 }
 

@@ -2,14 +2,18 @@
 //! module `intercept`). Names, map layouts and the whole flow are described
 //! in `gateway-common`, the one place both sides take them from.
 //!
-//! Byte orders differ field by field in the kernel's contexts (see
-//! `/work/shared/EBPF.md`): `bpf_sock_addr.user_port` is a big-endian u16 in
-//! a u32; in `bpf_sock_ops` `local_port` is host order and `remote_port`
-//! network order shifted; in `bpf_sock` `src_port` is host order and
-//! `dst_port` big-endian. IP words are network order everywhere, so their
-//! native bytes are the address octets. Context fields are read and written
-//! one at a time with volatile accesses: the verifier refuses the merged or
-//! widened accesses LLVM otherwise makes of neighbouring fields.
+//! Byte orders differ field by field in the kernel's contexts (their
+//! definitions are in the kernel's `include/uapi/linux/bpf.h`):
+//! `bpf_sock_addr.user_port` is a big-endian u16 in a u32; in
+//! `bpf_sock_ops` `local_port` is host order and `remote_port` network
+//! order shifted; in `bpf_sock` `src_port` is host order and `dst_port`
+//! big-endian. IP words are network order everywhere, so their native bytes
+//! are the address octets. Context fields are read and written one at a
+//! time with volatile accesses: the verifier refuses the merged or widened
+//! accesses LLVM otherwise makes of neighbouring fields.
+//!
+//! Every program is a thin entry that turns its `try_` function's `Result`
+//! into the verdict the kernel expects.
 #![no_std]
 #![no_main]
 
@@ -88,6 +92,18 @@ const _: () = {
     ));
 };
 
+/// Why a program could not do its job. What that means is the entry's
+/// call: a connect refuses, the others leave the kernel's own answer.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// `AIRLOCK_CONFIG` has no listener port: no daemon configured the maps.
+    Unconfigured,
+    /// A map refused the record (full): the connection would go unrecorded.
+    NotRecorded,
+    /// The option buffer is too small for the answer.
+    NoRoom,
+}
+
 // ---------------------------------------------------------------- entries
 
 #[cgroup_sock_addr(connect4)]
@@ -102,39 +118,41 @@ pub fn airlock_conn6(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn airlock_send4(ctx: SockAddrContext) -> i32 {
-    try_sendmsg(&ctx)
+    verdict(try_sendmsg(&ctx))
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn airlock_send6(ctx: SockAddrContext) -> i32 {
-    try_sendmsg(&ctx)
+    verdict(try_sendmsg(&ctx))
 }
 
 #[sock_ops]
 pub fn airlock_estab(ctx: SockOpsContext) -> u32 {
-    try_established(&ctx);
+    // A record that cannot be re-keyed is not found by the gateway, which
+    // then refuses the connection: nothing more to do here.
+    let _ = try_established(&ctx);
     1
 }
 
 #[cgroup_sockopt(getsockopt)]
 pub fn airlock_getopt(ctx: SockoptContext) -> i32 {
-    try_getsockopt(&ctx);
     // Always let the call complete: with our answer written into the
-    // context, or untouched (the kernel's own answer) for other sockets.
+    // context, or untouched (the kernel's own answer) otherwise.
+    let _ = try_getsockopt(&ctx);
     ALLOW
 }
 
-// ---------------------------------------------------------------- connect
-
-/// Only `ALLOW` allows; anything else (an error included) refuses. Spelled
-/// out so the verifier sees a return value in [0, 1].
+/// Only `Ok(ALLOW)` allows; anything else (a fault included) refuses.
+/// Spelled out so the verifier sees a return value in [0, 1].
 #[inline(always)]
-fn verdict(r: Result<i32, ()>) -> i32 {
+fn verdict(r: Result<i32, Fault>) -> i32 {
     match r {
         Ok(ALLOW) => ALLOW,
         _ => REFUSE,
     }
 }
+
+// ---------------------------------------------------------------- connect
 
 #[inline(always)]
 fn is_intercepted(port: u16) -> bool {
@@ -154,7 +172,7 @@ fn user_port(sa: *mut bpf_sock_addr) -> u16 {
 /// `Err` (no configuration, no room to record) refuses: a connection is
 /// never let out unrecorded.
 #[inline(always)]
-fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, ()> {
+fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, Fault> {
     let sa = ctx.sock_addr;
     let port = user_port(sa);
     if !is_intercepted(port) {
@@ -168,10 +186,10 @@ fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, ()> {
     if sock_type != SOCK_STREAM {
         return Ok(ALLOW);
     }
-    let config = AIRLOCK_CONFIG.get(0).ok_or(())?;
+    let config = AIRLOCK_CONFIG.get(0).ok_or(Fault::Unconfigured)?;
     let listen_port = config.listen_port;
     if listen_port == 0 {
-        return Err(());
+        return Err(Fault::Unconfigured);
     }
 
     let (addr, family, mapped) = if v6 {
@@ -198,7 +216,9 @@ fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, ()> {
     };
     // SAFETY: the helper takes the context pointer.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-    AIRLOCK_COOKIE.insert(cookie, info, 0).map_err(|_| ())?;
+    AIRLOCK_COOKIE
+        .insert(cookie, info, 0)
+        .map_err(|_| Fault::NotRecorded)?;
 
     // SAFETY: writes of the destination fields the connect hooks may change.
     unsafe {
@@ -245,11 +265,11 @@ fn boot_ns() -> u64 {
 
 /// Unconnected UDP (`sendto`) to an intercepted port: refused (QUIC).
 #[inline(always)]
-fn try_sendmsg(ctx: &SockAddrContext) -> i32 {
+fn try_sendmsg(ctx: &SockAddrContext) -> Result<i32, Fault> {
     if is_intercepted(user_port(ctx.sock_addr)) {
-        REFUSE
+        Ok(REFUSE)
     } else {
-        ALLOW
+        Ok(ALLOW)
     }
 }
 
@@ -257,19 +277,21 @@ fn try_sendmsg(ctx: &SockAddrContext) -> i32 {
 
 /// On an agent's connection being established, moves its record from the
 /// cookie map to the 4-tuple map, where the gateway's getsockopt finds it.
+/// Other callbacks, and connections without a record (not redirected),
+/// are left alone.
 #[inline(always)]
-fn try_established(ctx: &SockOpsContext) {
+fn try_established(ctx: &SockOpsContext) -> Result<(), Fault> {
     let ops = ctx.ops;
     // SAFETY: context reads.
     let op = unsafe { read_volatile(addr_of!((*ops).op)) };
     if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
-        return;
+        return Ok(());
     }
     // SAFETY: the helper takes the context pointer.
     let cookie = unsafe { bpf_get_socket_cookie(ops.cast()) };
     // SAFETY: the value is copied out at once.
     let Some(mut info) = (unsafe { AIRLOCK_COOKIE.get(cookie) }).copied() else {
-        return;
+        return Ok(());
     };
     // The age the gateway checks starts here: from now on the record can
     // be found by a 4-tuple, which later connections may reuse.
@@ -303,9 +325,11 @@ fn try_established(ctx: &SockOpsContext) {
         server_port: u32::from_be(remote_port) as u16,
         _pad: 0,
     };
-    // If this fails the gateway finds no record and refuses the connection.
-    let _ = AIRLOCK_TUPLE.insert(key, info, 0);
+    let filed = AIRLOCK_TUPLE.insert(key, info, 0);
+    // Gone either way: filed under its 4-tuple, or lost (the LRU would
+    // evict it later).
     let _ = AIRLOCK_COOKIE.remove(cookie);
+    filed.map_err(|_| Fault::NotRecorded)
 }
 
 // ---------------------------------------------------------------- getsockopt
@@ -337,9 +361,11 @@ enum Ask {
 }
 
 /// Answers the gateway's getsockopt for an accepted, redirected connection
-/// from the 4-tuple map. Anything else is left as the kernel answered it.
+/// from the 4-tuple map. Anything else (another option, a socket without a
+/// record, a family that does not match the question) is left as the
+/// kernel answered it.
 #[inline(always)]
-fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
+fn try_getsockopt(ctx: &SockoptContext) -> Result<(), Fault> {
     let so: *mut bpf_sockopt = ctx.sockopt;
     // SAFETY: context reads.
     let (level, optname) = unsafe {
@@ -352,17 +378,19 @@ fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
         (SOL_IP, SO_ORIGINAL_DST) => Ask::OrigDst4,
         (SOL_IPV6, IP6T_SO_ORIGINAL_DST) => Ask::OrigDst6,
         (SOL_IP, SO_AIRLOCK_ORIG_INFO) => Ask::Info,
-        _ => return None,
+        _ => return Ok(()),
     };
     // SAFETY: context read of the socket pointer.
     let sk: *mut bpf_sock = unsafe { read_volatile(addr_of!((*so).__bindgen_anon_1.sk)) };
     if sk.is_null() {
-        return None;
+        return Ok(());
     }
     let key = accepted_key(sk);
     // SAFETY: a reference into the map's value, read (never copied: the
     // stack is 512 bytes) before the entry is removed below.
-    let info: &OrigInfo = unsafe { AIRLOCK_TUPLE.get(&key) }?;
+    let Some(info) = (unsafe { AIRLOCK_TUPLE.get(key) }) else {
+        return Ok(());
+    };
     // SAFETY: context reads of the option buffer bounds.
     let (optval, optval_end) = unsafe {
         (
@@ -373,7 +401,7 @@ fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
     let len = match ask {
         Ask::OrigDst4 => {
             if info.family != AF_INET {
-                return None;
+                return Ok(());
             }
             let v = SockaddrIn {
                 family: AF_INET,
@@ -385,7 +413,7 @@ fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
         }
         Ask::OrigDst6 => {
             if info.family != AF_INET6 {
-                return None;
+                return Ok(());
             }
             let v = SockaddrIn6 {
                 family: AF_INET6,
@@ -404,9 +432,9 @@ fn try_getsockopt(ctx: &SockoptContext) -> Option<()> {
         write_volatile(addr_of_mut!((*so).retval), 0);
     }
     if ask == Ask::Info {
-        let _ = AIRLOCK_TUPLE.remove(&key);
+        let _ = AIRLOCK_TUPLE.remove(key);
     }
-    Some(())
+    Ok(())
 }
 
 /// The 4-tuple of an accepted socket, as the agent's side recorded it.
@@ -441,12 +469,12 @@ fn accepted_key(sk: *mut bpf_sock) -> TupleKey {
 
 /// Copies `value` into the option buffer if it fits; its length if so.
 #[inline(always)]
-fn write_opt<T>(optval: *mut u8, optval_end: *mut u8, value: &T) -> Option<usize> {
-    let len = core::mem::size_of::<T>();
+fn write_opt<T>(optval: *mut u8, optval_end: *mut u8, value: &T) -> Result<usize, Fault> {
+    let len = size_of::<T>();
     // The verifier needs this very comparison (pointer + constant against
     // the end pointer) before any write through `optval`.
     if optval.is_null() || optval.wrapping_add(len) > optval_end {
-        return None;
+        return Err(Fault::NoRoom);
     }
     let src = (value as *const T).cast::<u8>();
     for i in 0..len {
@@ -454,7 +482,7 @@ fn write_opt<T>(optval: *mut u8, optval_end: *mut u8, value: &T) -> Option<usize
         // above); `src` points at `len` bytes of `value`.
         unsafe { write_volatile(optval.add(i), *src.add(i)) };
     }
-    Some(len)
+    Ok(len)
 }
 
 #[inline(always)]
@@ -489,6 +517,6 @@ const fn const_str_eq(a: &str, b: &str) -> bool {
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }

@@ -11,6 +11,7 @@
 //!   TOML file) and what they default to.
 //! - [`datadir`]: the data directory, its files and the lock that keeps a
 //!   second daemon off it.
+//! - [`logging`]: the daemon's `tracing` output, lines or JSON.
 //! - [`model`]: validated names and the ways a secret is injected.
 //! - [`policy`]: host patterns, path globs and rules.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secret values.
@@ -24,6 +25,7 @@
 //! - [`service`]: the one place that validates and writes configuration;
 //!   the admin API and the dashboard both call it.
 //! - [`audit`]: the batched writer of the audit trail.
+//! - [`token`]: agents' proxy tokens, kept only as their SHA-256.
 //! - [`admin`]: the JSON API on the root-only Unix socket, and its client.
 //! - [`dashboard`]: the operator's web pages and the same JSON API over TCP,
 //!   behind a password (pages) or an API token (scripts).
@@ -35,6 +37,25 @@
 //! - [`ebpf`]: the eBPF object embedded in the binary.
 //! - [`intercept`]: transparent interception: cgroups, loading and pinning
 //!   the eBPF programs, cgroup id → agent, `airlock run`.
+//!
+//! # Lints
+//!
+//! The workspace's lint table (`Cargo.toml`, docs/architecture.md "Lints")
+//! applies to every target. The lints against panics (`unwrap`, `expect`,
+//! a `Duration` or `Instant` subtraction that can underflow) are denied
+//! here and in `main.rs` instead, so that they do not reach the
+//! integration tests in `tests/`: crates of their own, in which a panic is
+//! how a test fails (clippy's `allow-unwrap-in-tests` covers `#[test]`
+//! functions and `#[cfg(test)]` modules, not the tests' support code).
+//! The library prints nothing either: the daemon's output is its
+//! `tracing` log (filtered, and JSON when asked); only the binary's
+//! `cli` writes to the terminal.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::unchecked_time_subtraction
+)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod admin;
 pub mod audit;

@@ -11,6 +11,12 @@
 //! - `profile`: instructions per proxied request under callgrind.
 //! - `fuzz`: the cargo-fuzz targets in `fuzz/`, each for a bounded time
 //!   (docs/fuzzing.md); `test` also runs each briefly.
+// See gateway/src/lib.rs, "Lints".
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::unchecked_time_subtraction
+)]
 
 mod bench;
 mod cmd;

@@ -49,7 +49,11 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 pub fn run() -> Result<()> {
     debian_packages()?;
     nightly_toolchain()?;
-    rust_src()?;
+    // build-std builds `core` for the eBPF target from rust-src; the lint
+    // gate runs clippy on the eBPF crate, which needs nightly's clippy (the
+    // minimal profile installs neither).
+    nightly_component("rust-src")?;
+    nightly_component("clippy")?;
     bpf_linker()?;
     cargo_fuzz()?;
     python_requests()?;
@@ -230,22 +234,25 @@ fn nightly_toolchain() -> Result<()> {
     Ok(())
 }
 
-fn rust_src() -> Result<()> {
-    let step = "rust-src for nightly";
-    begin(step);
+fn nightly_component(component: &str) -> Result<()> {
+    let step = format!("{component} for nightly");
+    begin(&step);
     let installed =
         cmd::probe(rustup()?.args(["component", "list", "--toolchain", "nightly", "--installed"]))
             .is_some_and(|list| {
-                list.lines()
-                    .any(|l| l.trim() == "rust-src" || l.starts_with("rust-src-"))
+                list.lines().any(|l| {
+                    l.trim() == component
+                        || l.strip_prefix(component)
+                            .is_some_and(|r| r.starts_with('-'))
+                })
             });
     if installed {
         done("ok (already installed)");
         return Ok(());
     }
     install(
-        step,
-        rustup()?.args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+        &step,
+        rustup()?.args(["component", "add", component, "--toolchain", "nightly"]),
     )?;
     println!("setup: {step} ... ok (installed)");
     Ok(())

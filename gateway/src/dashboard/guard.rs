@@ -14,7 +14,7 @@
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -153,7 +153,7 @@ pub async fn api_auth(State(state): State<DashState>, req: Request, next: Next) 
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    let set = |h: &mut axum::http::HeaderMap, name: header::HeaderName, value: &'static str| {
+    let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
         if !h.contains_key(&name) {
             h.insert(name, HeaderValue::from_static(value));
         }

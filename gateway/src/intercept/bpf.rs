@@ -72,8 +72,83 @@ pub fn link_pin(pin_dir: &Path, prog: &str) -> PathBuf {
     pin_dir.join(format!("link_{prog}"))
 }
 
-fn err(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
+/// Why the programs could not be loaded, adopted or attached: each says
+/// which object and which step, and carries aya's own error (for a program
+/// the kernel refused, the verifier's log), which the daemon reports as
+/// the reason eBPF did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error("cannot remove the incomplete pinned set: {0}")]
+    ReleaseIncomplete(#[source] io::Error),
+    #[error("cannot create the pin directory: {0}")]
+    CreatePinDir(#[source] io::Error),
+    #[error("cannot open {}: {source}", path.display())]
+    OpenCgroup { path: PathBuf, source: io::Error },
+    #[error("cannot load the eBPF object: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("the eBPF object has no program {0}")]
+    NoProgram(&'static str),
+    #[error("no map {0}")]
+    NoMap(&'static str),
+    #[error("{name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    /// The pinned map `name` has another build's key or value size.
+    #[error(
+        "{name} has {found_key}-byte keys and {found_value}-byte values, this build {key} and {value}"
+    )]
+    Layout {
+        name: &'static str,
+        found_key: usize,
+        found_value: usize,
+        key: usize,
+        value: usize,
+    },
+    /// The object's program `name` is not of the kind expected.
+    #[error("{name}: {source}")]
+    ProgramKind {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("the kernel refused {name}: {source}")]
+    Refused {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("cannot attach {name}: {source}")]
+    Attach {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("{name}: {source}")]
+    Link {
+        name: &'static str,
+        source: aya::programs::links::LinkError,
+    },
+    #[error("cannot adopt {}: {source}", path.display())]
+    Adopt {
+        path: PathBuf,
+        source: aya::programs::links::LinkError,
+    },
+    #[error("cannot pin {}: {source}", path.display())]
+    Pin {
+        path: PathBuf,
+        source: aya::pin::PinError,
+    },
+}
+
+/// For `intercept`'s start-up, whose errors are still strings: it reports
+/// this one as the reason eBPF did not start.
+impl From<BpfError> for String {
+    fn from(e: BpfError) -> Self {
+        e.to_string()
+    }
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> BpfError {
+    move |source| BpfError::Map { name, source }
 }
 
 /// Loads the object with its maps pinned under `pin_dir`, writes the
@@ -89,7 +164,7 @@ pub fn load(
     config: Config,
     ports: &[u16],
     not_before_ns: u64,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, BpfError> {
     let links_present = AGENT_PROGRAMS
         .iter()
         .filter(|p| link_pin(pin_dir, p).exists())
@@ -115,17 +190,15 @@ pub fn load(
                 "an incomplete set of pinned eBPF objects was found: replacing it"
             );
         }
-        release(pin_dir).map_err(|e| err("cannot remove the incomplete pinned set", e))?;
-        fs::create_dir_all(pin_dir).map_err(|e| err("cannot create the pin directory", e))?;
+        release(pin_dir).map_err(BpfError::ReleaseIncomplete)?;
+        fs::create_dir_all(pin_dir).map_err(BpfError::CreatePinDir)?;
     }
 
     let mut loader = EbpfLoader::new();
     for m in MAPS {
         loader.map_pin_path(m, pin_dir.join(m));
     }
-    let mut ebpf = loader
-        .load(object)
-        .map_err(|e| err("cannot load the eBPF object", e))?;
+    let mut ebpf = loader.load(object).map_err(BpfError::Load)?;
     configure(&mut ebpf, config, ports)?;
     let flushed = flush_stale(&mut ebpf, not_before_ns)?;
     if flushed > 0 {
@@ -139,10 +212,9 @@ pub fn load(
         let mut links = Vec::new();
         for prog in AGENT_PROGRAMS {
             let path = link_pin(pin_dir, prog);
-            links.push(
-                PinnedLink::from_pin(&path)
-                    .map_err(|e| err(&format!("cannot adopt {}", path.display()), e))?,
-            );
+            let link =
+                PinnedLink::from_pin(&path).map_err(|source| BpfError::Adopt { path, source })?;
+            links.push(link);
         }
         links
     } else {
@@ -156,17 +228,17 @@ pub fn load(
         }
     };
 
-    let gw_cgroup =
-        File::open(gateway).map_err(|e| err(&format!("cannot open {}", gateway.display()), e))?;
+    let gw_cgroup = open_cgroup(gateway)?;
+    let name = PROG_GETSOCKOPT;
     let prog: &mut CgroupSockopt = ebpf
-        .program_mut(PROG_GETSOCKOPT)
-        .ok_or_else(|| format!("the eBPF object has no program {PROG_GETSOCKOPT}"))?
+        .program_mut(name)
+        .ok_or(BpfError::NoProgram(name))?
         .try_into()
-        .map_err(|e| err(PROG_GETSOCKOPT, e))?;
+        .map_err(|source| BpfError::ProgramKind { name, source })?;
     prog.load()
-        .map_err(|e| err(&format!("the kernel refused {PROG_GETSOCKOPT}"), e))?;
+        .map_err(|source| BpfError::Refused { name, source })?;
     prog.attach(&gw_cgroup, CgroupAttachMode::Single)
-        .map_err(|e| err(&format!("cannot attach {PROG_GETSOCKOPT}"), e))?;
+        .map_err(|source| BpfError::Attach { name, source })?;
     Ok(Loaded {
         _ebpf: ebpf,
         _links: links,
@@ -177,19 +249,22 @@ pub fn load(
 
 /// `Err` (what differs) unless the pinned record maps have this build's
 /// key and value sizes.
-fn pinned_layout(pin_dir: &Path) -> Result<(), String> {
+fn pinned_layout(pin_dir: &Path) -> Result<(), BpfError> {
     let expect = [
         (MAP_BY_COOKIE, size_of::<u64>(), size_of::<OrigInfo>()),
         (MAP_BY_TUPLE, size_of::<TupleKey>(), size_of::<OrigInfo>()),
     ];
     for (name, key, value) in expect {
-        let info = MapInfo::from_pin(pin_dir.join(name)).map_err(|e| err(name, e))?;
-        let found = (info.key_size() as usize, info.value_size() as usize);
-        if found != (key, value) {
-            return Err(format!(
-                "{name} has {}-byte keys and {}-byte values, this build {key} and {value}",
-                found.0, found.1
-            ));
+        let info = MapInfo::from_pin(pin_dir.join(name)).map_err(map_err(name))?;
+        let (found_key, found_value) = (info.key_size() as usize, info.value_size() as usize);
+        if (found_key, found_value) != (key, value) {
+            return Err(BpfError::Layout {
+                name,
+                found_key,
+                found_value,
+                key,
+                value,
+            });
         }
     }
     Ok(())
@@ -200,19 +275,19 @@ fn pinned_layout(pin_dir: &Path) -> Result<(), String> {
 /// connection to an earlier listener (every connection to this one was
 /// made after it was bound), and left in the tuple map it would name an
 /// agent for whichever later connection reuses its 4-tuple.
-fn flush_stale(ebpf: &mut Ebpf, not_before_ns: u64) -> Result<usize, String> {
+fn flush_stale(ebpf: &mut Ebpf, not_before_ns: u64) -> Result<usize, BpfError> {
     Ok(flush_map::<u64>(ebpf, MAP_BY_COOKIE, not_before_ns)?
         + flush_map::<TupleKey>(ebpf, MAP_BY_TUPLE, not_before_ns)?)
 }
 
 fn flush_map<K: aya::Pod>(
     ebpf: &mut Ebpf,
-    name: &str,
+    name: &'static str,
     not_before_ns: u64,
-) -> Result<usize, String> {
+) -> Result<usize, BpfError> {
     let mut map: BpfHashMap<&mut MapData, K, OrigInfo> =
-        BpfHashMap::try_from(ebpf.map_mut(name).ok_or_else(|| format!("no map {name}"))?)
-            .map_err(|e| err(name, e))?;
+        BpfHashMap::try_from(ebpf.map_mut(name).ok_or(BpfError::NoMap(name))?)
+            .map_err(map_err(name))?;
     let stale: Vec<K> = map
         .iter()
         .filter_map(Result::ok)
@@ -226,7 +301,7 @@ fn flush_map<K: aya::Pod>(
             // Taken meanwhile (read by getsockopt, evicted): gone either way.
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(name, e)),
+            Err(e) => return Err(map_err(name)(e)),
         }
     }
     Ok(removed)
@@ -239,28 +314,26 @@ fn is_stale(info: &OrigInfo, not_before_ns: u64) -> bool {
 
 /// Writes the listener port, the agent level and the intercepted ports
 /// into the (pinned, shared) maps.
-fn configure(ebpf: &mut Ebpf, config: Config, ports: &[u16]) -> Result<(), String> {
+fn configure(ebpf: &mut Ebpf, config: Config, ports: &[u16]) -> Result<(), BpfError> {
     let mut cfg: Array<_, Config> = Array::try_from(
         ebpf.map_mut(MAP_CONFIG)
-            .ok_or_else(|| format!("no map {MAP_CONFIG}"))?,
+            .ok_or(BpfError::NoMap(MAP_CONFIG))?,
     )
-    .map_err(|e| err(MAP_CONFIG, e))?;
-    cfg.set(0, config, 0).map_err(|e| err(MAP_CONFIG, e))?;
-    let mut map: BpfHashMap<_, u16, u8> = BpfHashMap::try_from(
-        ebpf.map_mut(MAP_PORTS)
-            .ok_or_else(|| format!("no map {MAP_PORTS}"))?,
-    )
-    .map_err(|e| err(MAP_PORTS, e))?;
+    .map_err(map_err(MAP_CONFIG))?;
+    cfg.set(0, config, 0).map_err(map_err(MAP_CONFIG))?;
+    let mut map: BpfHashMap<_, u16, u8> =
+        BpfHashMap::try_from(ebpf.map_mut(MAP_PORTS).ok_or(BpfError::NoMap(MAP_PORTS))?)
+            .map_err(map_err(MAP_PORTS))?;
     let stale: Vec<u16> = map
         .keys()
         .filter_map(Result::ok)
         .filter(|p| !ports.contains(p))
         .collect();
     for p in stale {
-        map.remove(&p).map_err(|e| err(MAP_PORTS, e))?;
+        map.remove(&p).map_err(map_err(MAP_PORTS))?;
     }
     for &p in ports {
-        map.insert(p, 1, 0).map_err(|e| err(MAP_PORTS, e))?;
+        map.insert(p, 1, 0).map_err(map_err(MAP_PORTS))?;
     }
     Ok(())
 }
@@ -269,18 +342,16 @@ fn attach_agent_programs(
     ebpf: &mut Ebpf,
     pin_dir: &Path,
     parent: &Path,
-) -> Result<Vec<PinnedLink>, String> {
-    let cgroup =
-        File::open(parent).map_err(|e| err(&format!("cannot open {}", parent.display()), e))?;
+) -> Result<Vec<PinnedLink>, BpfError> {
+    let cgroup = open_cgroup(parent)?;
     let mut links = Vec::new();
     for name in AGENT_PROGRAMS {
-        let program = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("the eBPF object has no program {name}"))?;
-        let refused =
-            |e: aya::programs::ProgramError| err(&format!("the kernel refused {name}"), e);
+        let program = ebpf.program_mut(name).ok_or(BpfError::NoProgram(name))?;
+        let kind = |source| BpfError::ProgramKind { name, source };
+        let refused = |source| BpfError::Refused { name, source };
+        let link = |source| BpfError::Link { name, source };
         let link: FdLink = if name == PROG_SOCK_OPS {
-            let prog: &mut SockOps = program.try_into().map_err(|e| err(name, e))?;
+            let prog: &mut SockOps = program.try_into().map_err(kind)?;
             prog.load().map_err(refused)?;
             let id = prog
                 .attach(&cgroup, CgroupAttachMode::Single)
@@ -288,9 +359,9 @@ fn attach_agent_programs(
             prog.take_link(id)
                 .map_err(refused)?
                 .try_into()
-                .map_err(|e| err(name, e))?
+                .map_err(link)?
         } else {
-            let prog: &mut CgroupSockAddr = program.try_into().map_err(|e| err(name, e))?;
+            let prog: &mut CgroupSockAddr = program.try_into().map_err(kind)?;
             prog.load().map_err(refused)?;
             let id = prog
                 .attach(&cgroup, CgroupAttachMode::Single)
@@ -298,15 +369,22 @@ fn attach_agent_programs(
             prog.take_link(id)
                 .map_err(refused)?
                 .try_into()
-                .map_err(|e| err(name, e))?
+                .map_err(link)?
         };
         let path = link_pin(pin_dir, name);
-        links.push(
-            link.pin(&path)
-                .map_err(|e| err(&format!("cannot pin {}", path.display()), e))?,
-        );
+        let pinned = link
+            .pin(&path)
+            .map_err(|source| BpfError::Pin { path, source })?;
+        links.push(pinned);
     }
     Ok(links)
+}
+
+fn open_cgroup(path: &Path) -> Result<File, BpfError> {
+    File::open(path).map_err(|source| BpfError::OpenCgroup {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Removes every pinned link and map under `pin_dir`, and the directory:
@@ -341,6 +419,7 @@ pub fn release(pin_dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// The ids of the programs attached to the cgroup at `dir` for
 /// `attach_type` (the kernel's `BPF_PROG_QUERY`, what `bpftool cgroup
 /// show` prints).
+#[allow(unsafe_code)]
 pub fn attached_program_ids(dir: &Path, attach_type: u32) -> io::Result<Vec<u32>> {
     #[repr(C)]
     #[derive(Default)]
@@ -375,7 +454,7 @@ pub fn attached_program_ids(dir: &Path, attach_type: u32) -> io::Result<Vec<u32>
             nix::libc::SYS_bpf,
             BPF_PROG_QUERY,
             &mut attr as *mut QueryAttr,
-            std::mem::size_of::<QueryAttr>(),
+            size_of::<QueryAttr>(),
         )
     };
     if rc < 0 {

@@ -133,6 +133,7 @@ impl Cgroup2 {
     /// handle (cgroup2 exports its directories by id as `FILEID_KERNFS`
     /// handles, which is how systemd resolves cgroup ids), then named by
     /// `/proc/self/fd`. Needs `CAP_DAC_READ_SEARCH` (root).
+    #[allow(unsafe_code)]
     pub fn rel_path_of_id(&self, id: u64) -> io::Result<String> {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         /// `struct file_handle` with room for the 8-byte cgroup id.
@@ -211,6 +212,7 @@ pub fn owned_path(parent: &str, name: &impl std::fmt::Display) -> String {
 pub const OWNER_XATTR: &str = "trusted.airlock.agent";
 
 /// The agent id marked on the cgroup at `dir`, if any.
+#[allow(unsafe_code)]
 pub fn owner_mark(dir: &Path) -> io::Result<Option<String>> {
     let path = c_path(dir)?;
     let name = c_str(OWNER_XATTR)?;
@@ -238,6 +240,7 @@ pub fn owner_mark(dir: &Path) -> io::Result<Option<String>> {
 }
 
 /// Marks the cgroup at `dir` as made for agent `id`.
+#[allow(unsafe_code)]
 pub fn set_owner_mark(dir: &Path, id: &str) -> io::Result<()> {
     let path = c_path(dir)?;
     let name = c_str(OWNER_XATTR)?;

@@ -70,6 +70,7 @@ fn octets(ip: IpAddr) -> [u8; 16] {
 /// The owner of the TCP socket whose local address is `local` and whose
 /// remote address is `remote`. `NotFound` when no such socket exists
 /// (e.g. the client already closed it).
+#[allow(unsafe_code)]
 pub fn tcp_socket_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<SocketOwner> {
     // An IPv4-mapped client socket is found by its IPv4 tuple: that is
     // how the kernel hashes it.
@@ -85,7 +86,7 @@ pub fn tcp_socket_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Soc
         }
     };
     let req = Request {
-        nlmsg_len: std::mem::size_of::<Request>() as u32,
+        nlmsg_len: size_of::<Request>() as u32,
         nlmsg_type: SOCK_DIAG_BY_FAMILY,
         nlmsg_flags: NLM_F_REQUEST,
         nlmsg_seq: 1,
@@ -106,14 +107,8 @@ pub fn tcp_socket_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Soc
     let n = with_socket(|fd| {
         // SAFETY: `req` is a plain #[repr(C)] value read for its full size;
         // `fd` is an open netlink socket.
-        let sent = unsafe {
-            libc::send(
-                fd,
-                (&req as *const Request).cast(),
-                std::mem::size_of::<Request>(),
-                0,
-            )
-        };
+        let sent =
+            unsafe { libc::send(fd, (&req as *const Request).cast(), size_of::<Request>(), 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -143,6 +138,7 @@ thread_local! {
 
 /// Runs `f` with this thread's netlink socket, opening it on first use
 /// and dropping it after an error (a fresh one next time).
+#[allow(unsafe_code)]
 fn with_socket<T>(f: impl FnOnce(i32) -> io::Result<T>) -> io::Result<T> {
     SOCKET.with(|cell| {
         let mut slot = cell.borrow_mut();

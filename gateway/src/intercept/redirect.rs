@@ -100,6 +100,7 @@ pub const MAX_RECORD_AGE: Duration = Duration::from_secs(5);
 
 /// `CLOCK_BOOTTIME` now, in nanoseconds: the clock the eBPF programs stamp
 /// records with (`bpf_ktime_get_boot_ns`).
+#[allow(unsafe_code)]
 pub fn boot_time_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -172,6 +173,7 @@ impl Redirector {
 
 /// `getsockopt` of a plain `#[repr(C)]` value of type `T`; the answer
 /// must fill it exactly.
+#[allow(unsafe_code)]
 fn getsockopt_exact<T: Default>(fd: &impl AsRawFd, level: i32, name: i32) -> io::Result<T> {
     let mut value = T::default();
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;

@@ -95,10 +95,18 @@ pub enum EnvArg {
     Pass(String),
 }
 
-impl FromStr for EnvArg {
-    type Err = String;
+/// An `--env` whose name is not a variable name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a variable name (letters, digits and _, not starting with a digit): use --env \
+     NAME=VALUE or --env NAME"
+)]
+pub struct BadEnvName(String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for EnvArg {
+    type Err = BadEnvName;
+
+    fn from_str(s: &str) -> Result<Self, BadEnvName> {
         let (name, value) = match s.split_once('=') {
             Some((name, value)) => (name, Some(value)),
             None => (s, None),
@@ -109,10 +117,7 @@ impl FromStr for EnvArg {
             .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            return Err(format!(
-                "{name:?} is not a variable name (letters, digits and _, not starting with a \
-                 digit): use --env NAME=VALUE or --env NAME"
-            ));
+            return Err(BadEnvName(name.to_owned()));
         }
         Ok(match value {
             Some(value) => EnvArg::Set {
@@ -355,6 +360,9 @@ fn become_user(t: &Target) -> Result<(), RunError> {
 }
 
 /// `--as-invoking-user`: say plainly what the agent holds.
+// On the terminal of the operator who asked for it, the last thing before
+// exec: `airlock run` has no log.
+#[allow(clippy::print_stderr)]
 fn warn_invoking_user(agent: &str, t: &Target) {
     let groups = match &t.groups {
         Groups::AllOf(name) => nix::unistd::getgrouplist(name, t.gid)

@@ -551,19 +551,28 @@ pub enum BusyCgroup {
     Keep,
 }
 
+/// Why an agent's cgroup could not be emptied and removed.
+#[derive(Debug, thiserror::Error)]
+enum StopError {
+    #[error(transparent)]
+    Cgroup(#[from] std::io::Error),
+    /// The blocking task that waits for the processes did not finish
+    /// (it panicked, or the runtime is shutting down).
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Kills the processes of the Airlock-owned agent cgroup at `dir` and
 /// removes it (off the async threads: it waits for them to exit).
-async fn stop_processes(agent: &AgentName, dir: std::path::PathBuf) -> Result<(), String> {
+async fn stop_processes(agent: &AgentName, dir: std::path::PathBuf) -> Result<(), StopError> {
     use crate::intercept::cgroup::{self, Removed};
     let shown = dir.display().to_string();
-    match tokio::task::spawn_blocking(move || cgroup::kill_and_remove(&dir)).await {
-        Ok(Ok(Removed::Gone { killed })) => {
+    match tokio::task::spawn_blocking(move || cgroup::kill_and_remove(&dir)).await?? {
+        Removed::Gone { killed } => {
             tracing::info!(%agent, cgroup = %shown, killed,
                 "removed the agent's cgroup, killing the processes in it");
-            Ok(())
         }
-        Ok(Ok(Removed::Absent)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Removed::Absent => {}
     }
+    Ok(())
 }

@@ -35,7 +35,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::{Change, Loaded, Store, StoreError, commit_change};
-use crate::model::{Injection, SecretName};
+use crate::model::{Injection, InjectionError, SecretName};
 use crate::policy::{HostPattern, PathGlob};
 use crate::vault::{Plaintext, Sealed, Vault};
 
@@ -82,13 +82,25 @@ impl SealFormat {
         }
     }
 
-    fn from_column(v: i16) -> Result<Self, String> {
+    fn from_column(v: i16) -> Result<Self, ColumnError> {
         match v {
             1 => Ok(SealFormat::IdOnly),
             2 => Ok(SealFormat::Bound),
-            other => Err(format!("unknown seal_format {other}")),
+            other => Err(ColumnError::SealFormat(other)),
         }
     }
+}
+
+/// Why a row's columns make no secret; the row is then reported as
+/// corrupt ([`StoreError::Corrupt`]) with this as the reason.
+#[derive(Debug, thiserror::Error)]
+enum ColumnError {
+    #[error("unknown seal_format {0}")]
+    SealFormat(i16),
+    #[error("unknown injection kind {0:?}")]
+    InjectionKind(String),
+    #[error(transparent)]
+    Injection(#[from] InjectionError),
 }
 
 /// Why a secret's value cannot be had. Never carries the value.
@@ -202,17 +214,17 @@ fn injection_from_columns(
     kind: &str,
     target: String,
     template: Option<String>,
-) -> Result<Injection, String> {
+) -> Result<Injection, ColumnError> {
     let injection = match (kind, template) {
         ("header", Some(template)) => Injection::Header {
             name: target,
             template,
         },
         ("query", None) => Injection::Query { param: target },
-        ("aws_sigv4", None) => Injection::aws_from_spec(&target).map_err(|e| e.to_string())?,
-        (kind, _) => return Err(format!("unknown injection kind {kind:?}")),
+        ("aws_sigv4", None) => Injection::aws_from_spec(&target)?,
+        (kind, _) => return Err(ColumnError::InjectionKind(kind.to_owned())),
     };
-    injection.validate().map_err(|e| e.to_string())?;
+    injection.validate()?;
     Ok(injection)
 }
 
@@ -239,10 +251,11 @@ fn secret_from_row(row: &PgRow) -> Result<SecretRecord, StoreError> {
         row.try_get("injection_target")?,
         row.try_get("header_template")?,
     )
-    .map_err(corrupt)?;
+    .map_err(|e| corrupt(e.to_string()))?;
     let sealed = Sealed::from_parts(row.try_get("nonce")?, row.try_get("ciphertext")?)
         .map_err(|e| corrupt(e.to_string()))?;
-    let seal_format = SealFormat::from_column(row.try_get("seal_format")?).map_err(corrupt)?;
+    let seal_format =
+        SealFormat::from_column(row.try_get("seal_format")?).map_err(|e| corrupt(e.to_string()))?;
     Ok(SecretRecord {
         id,
         name,

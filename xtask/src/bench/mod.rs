@@ -186,6 +186,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// Raises our open-file limit to its hard limit: the children (the
 /// daemon, nginx, the idle-connection holder) inherit it. The daemon does
 /// not raise its own.
+#[allow(unsafe_code)]
 fn raise_nofile() {
     // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
     unsafe {

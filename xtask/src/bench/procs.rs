@@ -75,6 +75,9 @@ pub fn track(name: &'static str, pid: u32, signal: i32, order: u8) {
 }
 
 /// Installs the Ctrl-C / SIGTERM handler: stop everything, then exit.
+// The handler runs on its own thread while the bench blocks elsewhere:
+// exiting from it, once everything it started is stopped, is the point.
+#[allow(clippy::exit)]
 pub fn install_signal_handler() -> Result<()> {
     ctrlc::set_handler(|| {
         eprintln!("\nbench: interrupted; stopping what it started");
@@ -121,6 +124,7 @@ fn start_time(pid: i32) -> Option<u64> {
 
 /// Whether `pid` is still the process we registered. Reaps it if it is our
 /// child and has exited.
+#[allow(unsafe_code)]
 fn alive(t: &Tracked) -> bool {
     // SAFETY: waitpid with WNOHANG on a pid only reaps it if it is our own
     // exited child; it never blocks.
@@ -137,6 +141,7 @@ fn alive(t: &Tracked) -> bool {
     }
 }
 
+#[allow(unsafe_code)]
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) with a positive pid we started (checked by `alive`).
     unsafe {
@@ -304,6 +309,7 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
 }
 
 /// Clock ticks per second for `/proc/PID/stat` times.
+#[allow(unsafe_code)]
 pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -362,6 +368,7 @@ pub fn tree_ticks(pid: u32) -> u64 {
 }
 
 /// User+system CPU seconds of our waited-for children so far (oha).
+#[allow(unsafe_code)]
 pub fn children_cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the zeroed struct we pass.
     let usage = unsafe {

@@ -3,10 +3,10 @@
 //! `airlock_login` cookie, which another site can neither read nor set.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use askama::Template;
 use axum::Form;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -23,7 +23,7 @@ use crate::dashboard::session::{
 use crate::service::types::SecretValue;
 
 /// How long the login form may sit open.
-const LOGIN_FORM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+const LOGIN_FORM_LIFETIME: Duration = Duration::from_secs(3600);
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -111,7 +111,7 @@ pub async fn submit(
     let mut resp = Redirect::to(&format!("{}/", session.base)).into_response();
     for c in [
         session.set_cookie(),
-        set_cookie(LOGIN_COOKIE, "", std::time::Duration::ZERO),
+        set_cookie(LOGIN_COOKIE, "", Duration::ZERO),
     ] {
         if let Ok(v) = c.parse() {
             resp.headers_mut().append(header::SET_COOKIE, v);
@@ -257,7 +257,7 @@ pub async fn logout(
 ) -> Response {
     state.sessions.end(&session);
     let mut resp = Redirect::to("/login").into_response();
-    if let Ok(v) = session_cookie(&session.base, "", std::time::Duration::ZERO).parse() {
+    if let Ok(v) = session_cookie(&session.base, "", Duration::ZERO).parse() {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
@@ -265,7 +265,7 @@ pub async fn logout(
 
 /// The answer to an address that failed too many logins, for the password
 /// form and the OpenID Connect callback alike.
-fn too_many_logins(state: &DashState, wait: std::time::Duration) -> Response {
+fn too_many_logins(state: &DashState, wait: Duration) -> Response {
     login_page(
         state,
         StatusCode::TOO_MANY_REQUESTS,
