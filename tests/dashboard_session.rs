@@ -122,7 +122,7 @@ fn replay(dash: &str, preview_hosts: &[String], cookie: &str, base: &str) -> Vec
     }
     // (method, path, form fields)
     type Write<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
-    let writes: [Write; 4] = [
+    let writes: [Write<'_>; 4] = [
         (
             "POST",
             format!("{base}/approvals/1/approve"),

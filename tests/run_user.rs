@@ -582,7 +582,7 @@ fn bad_run_users_are_refused_before_anything_runs() {
     let nobody_invoked: Vec<(String, String)> = vec![("SUDO_UID".into(), "65534".into())];
     // (flags, extra environment, what standard error must say)
     type Case<'a> = (&'a [&'a str], &'a [(String, String)], &'a [&'a str]);
-    let cases: [Case; 10] = [
+    let cases: [Case<'_>; 10] = [
         (
             &["--user", "no-such-user-xyz"],
             &[],

@@ -49,7 +49,7 @@ pub enum DaemonError {
     KeyCheck(#[from] KeyCheckError),
     #[error("cannot open the admin socket {path}: {source}")]
     AdminSocket {
-        path: std::path::PathBuf,
+        path: PathBuf,
         source: std::io::Error,
     },
     #[error("cannot install signal handlers: {0}")]

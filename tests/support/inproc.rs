@@ -21,12 +21,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, mpsc};
 
 use airlock::audit::{AuditRecord, AuditSettings};
+use airlock::model::net::{ClientAddr, UpstreamAddr};
 use airlock::model::{AgentName, Injection, SecretName};
 use airlock::policy::approvals::{Approvals, MemoryApprovals};
 use airlock::policy::{HostPattern, PathGlob, RateLimiter, RuleAction};
 use airlock::proxy::egress::Egress;
 use airlock::proxy::upstream::Upstreams;
-use airlock::model::net::{ClientAddr, UpstreamAddr};
 use airlock::proxy::{Gateway, Session, Transport, explicit, pipeline};
 use airlock::shutdown::ShutdownTrigger;
 use airlock::snapshot::{Snapshot, SnapshotHandle};

@@ -88,7 +88,7 @@ pub(crate) struct Isolation {
 
 impl Isolation {
     pub(crate) fn new(mode: Mode) -> Isolation {
-        let id = crate::support::random_hex(4);
+        let id = support::random_hex(4);
         Isolation {
             mode,
             cg: Cgroup2::find().expect("cgroup v2"),

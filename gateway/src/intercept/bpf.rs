@@ -139,14 +139,6 @@ pub enum BpfError {
     },
 }
 
-/// For `intercept`'s start-up, whose errors are still strings: it reports
-/// this one as the reason eBPF did not start.
-impl From<BpfError> for String {
-    fn from(e: BpfError) -> Self {
-        e.to_string()
-    }
-}
-
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> BpfError {
     move |source| BpfError::Map { name, source }
 }

@@ -176,7 +176,7 @@ impl Redirector {
 #[allow(unsafe_code)]
 fn getsockopt_exact<T: Default>(fd: &impl AsRawFd, level: i32, name: i32) -> io::Result<T> {
     let mut value = T::default();
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    let mut len = size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` is a plain value of exactly `len` bytes that the
     // kernel may overwrite; `len` is a valid socklen_t; the fd is an open
     // socket borrowed for the call.
@@ -192,7 +192,7 @@ fn getsockopt_exact<T: Default>(fd: &impl AsRawFd, level: i32, name: i32) -> io:
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    if len as usize != std::mem::size_of::<T>() {
+    if len as usize != size_of::<T>() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("the original-destination answer has {len} bytes"),

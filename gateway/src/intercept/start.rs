@@ -57,11 +57,11 @@ pub enum StartError {
     NoObject,
     #[error("{0}")]
     Bpffs(std::io::Error),
-    /// The loader's own message (verifier log, missing hook, EPERM).
-    #[error("{0}")]
-    Ebpf(String),
-    #[error("{0}")]
-    Nftables(String),
+    /// The loader's own error (verifier log, missing hook, EPERM).
+    #[error(transparent)]
+    Ebpf(#[from] bpf::BpfError),
+    #[error(transparent)]
+    Nftables(#[from] nft::NftError),
     /// `auto` mode: the steps every mode needs failed.
     #[error("transparent interception could not start: {0}")]
     Prepare(Box<StartError>),
@@ -243,8 +243,7 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         config,
         &settings.ports,
         p.bound_after_ns,
-    )
-    .map_err(|e| StartError::Ebpf(e.to_string()))?;
+    )?;
     match nft::remove(&settings.nft_table) {
         Ok(true) => tracing::info!(table = %settings.nft_table,
             "removed the nftables fallback's table left by an earlier run"),
@@ -268,9 +267,8 @@ fn start_nft(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, Str
         &settings.agents_cgroup,
         &settings.ports,
         p.port,
-    )
-    .map_err(|e| StartError::Nftables(e.to_string()))?;
-    nft::install(&rules).map_err(|e| StartError::Nftables(e.to_string()))?;
+    )?;
+    nft::install(&rules)?;
     match bpf::release(&settings.pin_dir) {
         Ok(removed) if !removed.is_empty() => tracing::info!(pin_dir = %settings.pin_dir.display(),
             "released the pinned eBPF programs left by an earlier run"),

@@ -7,8 +7,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{Store, StoreError, notify_change};
-use crate::policy::approvals::{ApprovalBackend, ApprovalError, ApprovalOutcome};
 use crate::model::word_enum;
+use crate::policy::approvals::{ApprovalBackend, ApprovalError, ApprovalOutcome};
 
 word_enum! {
     /// Where an approval request stands; the `status` column and the
