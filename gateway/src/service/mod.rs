@@ -5,30 +5,29 @@
 //! After each write the local snapshot is reloaded at once; other daemons
 //! on the same database follow through `LISTEN/NOTIFY`.
 
+mod agents;
 pub mod audit_search;
 pub mod credentials;
 pub mod insights;
 pub mod probe;
 pub mod rule_order;
 mod rules;
+mod secrets;
 pub mod types;
+
+pub use agents::BusyCgroup;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use uuid::Uuid;
 
-use crate::model::{AgentName, Injection, SecretName};
+use crate::model::AgentName;
 use crate::policy::approvals::Approvals;
-use crate::policy::{HostPattern, PathGlob};
 use crate::snapshot::SnapshotHandle;
-use crate::store::agents::NewAgent;
 use crate::store::approvals::ApprovalStatus;
 use crate::store::audit::AuditFilter;
-use crate::store::secrets::{self, NewSecret};
 use crate::store::{Store, StoreError};
-use crate::token::Token;
-use crate::vault::{Sealed, Vault, VaultError};
+use crate::vault::{Vault, VaultError};
 use types::*;
 
 /// What went wrong, in terms an API client can act on.
@@ -82,9 +81,6 @@ impl From<VaultError> for ServiceError {
     }
 }
 
-/// Longest secret value accepted: far above any real API key, far below
-/// anything that would strain a header.
-const MAX_VALUE_LEN: usize = 16 * 1024;
 const DEFAULT_AUDIT_LIMIT: i64 = 100;
 const MAX_AUDIT_LIMIT: i64 = 10_000;
 
@@ -135,197 +131,6 @@ impl Service {
         if let Err(e) = self.snapshot.reload(&self.store).await {
             tracing::error!(error = %e, "reloading configuration after a change failed");
         }
-    }
-
-    // ---- secrets ----
-
-    pub async fn list_secrets(&self) -> Result<Vec<SecretView>, ServiceError> {
-        Ok(self
-            .store
-            .list_secrets()
-            .await?
-            .iter()
-            .map(SecretView::from)
-            .collect())
-    }
-
-    pub async fn add_secret(&self, req: AddSecret) -> Result<SecretView, ServiceError> {
-        let name = SecretName::parse(&req.name).map_err(|e| ServiceError::invalid("name", e))?;
-        let host = HostPattern::parse(&req.host).map_err(|e| ServiceError::invalid("host", e))?;
-        if host.is_wildcard_any() {
-            return Err(ServiceError::invalid(
-                "host",
-                "a secret must name the host it belongs to; '*' would send it everywhere",
-            ));
-        }
-        let path = PathGlob::parse(req.path.as_deref().unwrap_or(PathGlob::ANY))
-            .map_err(|e| ServiceError::invalid("path", e))?;
-        req.injection
-            .validate()
-            .map_err(|e| ServiceError::invalid("injection", e))?;
-        check_value(&req.injection, &req.value)?;
-        let id = Uuid::new_v4();
-        let sealed = self.vault.seal(
-            &secrets::aad(&id, &name, &host, &path, &req.injection),
-            req.value.expose().as_bytes(),
-        )?;
-        self.store
-            .insert_secret(NewSecret {
-                id,
-                name: &name,
-                host: &host,
-                path: &path,
-                injection: &req.injection,
-                sealed: &sealed,
-                key_id: self.vault.key_id(),
-            })
-            .await?;
-        self.refresh().await;
-        Ok(SecretView::from(&self.store.get_secret(&name).await?))
-    }
-
-    pub async fn rotate_secret(
-        &self,
-        name: &str,
-        req: RotateSecret,
-    ) -> Result<SecretView, ServiceError> {
-        let name = SecretName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
-        let current = self.store.get_secret(&name).await?;
-        check_value(&current.injection, &req.value)?;
-        self.store
-            .rotate_secret(&name, |aad| -> Result<(Sealed, String), ServiceError> {
-                let sealed = self.vault.seal(aad, req.value.expose().as_bytes())?;
-                Ok((sealed, self.vault.key_id().to_owned()))
-            })
-            .await?;
-        self.refresh().await;
-        Ok(SecretView::from(&self.store.get_secret(&name).await?))
-    }
-
-    pub async fn delete_secret(&self, name: &str) -> Result<(), ServiceError> {
-        let name = SecretName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
-        self.store.delete_secret(&name).await?;
-        self.refresh().await;
-        Ok(())
-    }
-
-    // ---- agents ----
-
-    pub async fn list_agents(&self) -> Result<Vec<AgentView>, ServiceError> {
-        Ok(self
-            .store
-            .list_agents()
-            .await?
-            .iter()
-            .map(AgentView::from)
-            .collect())
-    }
-
-    /// The cgroup Airlock creates and owns for an agent given no `--cgroup`.
-    fn default_cgroup(&self, name: &AgentName) -> String {
-        crate::intercept::cgroup::owned_path(&self.agents_cgroup, name)
-    }
-
-    pub async fn add_agent(&self, req: AddAgent) -> Result<AgentCreated, ServiceError> {
-        let name = AgentName::parse(&req.name).map_err(|e| ServiceError::invalid("name", e))?;
-        let grants = req
-            .grants
-            .iter()
-            .map(|g| SecretName::parse(g))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ServiceError::invalid("grants", e))?;
-        let cgroup = match req.cgroup {
-            Some(path) => validate_cgroup(&path)?,
-            None => self.default_cgroup(&name),
-        };
-        let token = Token::generate();
-        self.store
-            .insert_agent(NewAgent {
-                name: &name,
-                token_hash: token.hash(),
-                cgroup: &cgroup,
-                grants: &grants,
-            })
-            .await?;
-        self.refresh().await;
-        let agent = AgentView::from(&self.store.get_agent(&name).await?);
-        Ok(AgentCreated {
-            agent,
-            token: SecretValue::new(token.expose().to_owned()),
-        })
-    }
-
-    /// Deletes the agent. Its processes must not outlive it as anyone's
-    /// identity:
-    ///
-    /// - the cgroup Airlock owns (the default `PARENT/agent-NAME`) is
-    ///   emptied, every process in it killed, and removed; if its
-    ///   processes cannot be stopped the agent is not removed (an error
-    ///   says why). Anything that joins it while the agent is being removed
-    ///   is killed by the second pass after the row is gone; if that fails
-    ///   too, the cgroup keeps the removed agent's mark and is refused as
-    ///   an unknown cgroup, even once the name is added again
-    ///   ([`crate::intercept::agents`]);
-    /// - a `--cgroup` one belongs to systemd or a container runtime: it is
-    ///   never killed or removed, and while processes are in it the removal
-    ///   is refused unless `busy` is [`BusyCgroup::Keep`] (`--force`); they
-    ///   are then an unknown cgroup, until an agent is added with that
-    ///   `--cgroup` again, which is the operator naming them.
-    pub async fn delete_agent(&self, name: &str, busy: BusyCgroup) -> Result<(), ServiceError> {
-        let name = AgentName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
-        let rel = self.store.get_agent(&name).await?.cgroup;
-        let rel = rel.trim_matches('/').to_owned();
-        let dir = crate::intercept::cgroup::Cgroup2::find()
-            .ok()
-            .map(|cg| cg.path(&rel));
-        let owned = rel == self.default_cgroup(&name);
-        if owned && let Some(dir) = &dir {
-            stop_processes(&name, dir.clone()).await.map_err(|e| {
-                ServiceError::Conflict(format!(
-                    "cannot stop the processes of agent {name}'s cgroup {}: {e}; the agent \
-                         is not removed",
-                    dir.display()
-                ))
-            })?;
-        } else if busy == BusyCgroup::Refuse
-            && let Some(dir) = &dir
-            && crate::intercept::cgroup::populated(dir).unwrap_or(false)
-        {
-            return Err(ServiceError::Conflict(format!(
-                "agent {name}'s cgroup {rel} (given with --cgroup, so not Airlock's to stop) \
-                 still has processes: stop them first (e.g. systemctl stop the unit), or \
-                 remove the agent anyway with --force (they are then refused as an unknown \
-                 cgroup, until an agent is added with this cgroup again)"
-            )));
-        }
-        self.store.delete_agent(&name).await?;
-        // After the refresh no rebuild of the agent map recreates it.
-        self.refresh().await;
-        if owned
-            && let Some(dir) = dir
-            && let Err(e) = stop_processes(&name, dir.clone()).await
-        {
-            tracing::warn!(agent = %name, cgroup = %dir.display(), error = %e,
-                "a process joined the removed agent's cgroup and cannot be stopped: the \
-                 cgroup is kept, marked as the removed agent's, and refused");
-        }
-        Ok(())
-    }
-
-    pub async fn grant(&self, agent: &str, secret: &str) -> Result<GrantResult, ServiceError> {
-        let agent = AgentName::parse(agent).map_err(|e| ServiceError::invalid("agent", e))?;
-        let secret = SecretName::parse(secret).map_err(|e| ServiceError::invalid("secret", e))?;
-        let added = self.store.grant(&agent, &secret).await?;
-        self.refresh().await;
-        Ok(GrantResult { added })
-    }
-
-    pub async fn revoke(&self, agent: &str, secret: &str) -> Result<(), ServiceError> {
-        let agent = AgentName::parse(agent).map_err(|e| ServiceError::invalid("agent", e))?;
-        let secret = SecretName::parse(secret).map_err(|e| ServiceError::invalid("secret", e))?;
-        self.store.revoke(&agent, &secret).await?;
-        self.refresh().await;
-        Ok(())
     }
 
     // ---- rules ----
@@ -405,68 +210,6 @@ impl Service {
     }
 }
 
-/// A value must be non-empty, bounded, and fit where it will be injected.
-fn check_value(injection: &Injection, value: &SecretValue) -> Result<(), ServiceError> {
-    let v = value.expose();
-    if v.is_empty() {
-        return Err(ServiceError::invalid(
-            "value",
-            "the secret value is empty: pipe the value on standard input",
-        ));
-    }
-    if v.len() > MAX_VALUE_LEN {
-        return Err(ServiceError::invalid(
-            "value",
-            format!("the secret value is longer than {MAX_VALUE_LEN} bytes"),
-        ));
-    }
-    // Never echo the value: only say what kind of character is wrong.
-    if v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-        return Err(ServiceError::invalid(
-            "value",
-            "the secret value contains a line break or control character \
-             (a trailing newline is removed for you; others are not allowed)",
-        ));
-    }
-    if let Injection::AwsSigv4 { .. } = injection {
-        let ok = v
-            .split_once(':')
-            .is_some_and(|(id, key)| !id.is_empty() && !key.is_empty());
-        if !ok {
-            return Err(ServiceError::invalid(
-                "value",
-                "an AWS SigV4 secret's value must be ACCESS_KEY_ID:SECRET_ACCESS_KEY",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A cgroup path: relative to the agents' parent cgroup, or absolute from
-/// the cgroup2 root. No `..`, no empty or hidden components.
-fn validate_cgroup(path: &str) -> Result<String, ServiceError> {
-    let trimmed = path.trim_matches('/');
-    let ok = !trimmed.is_empty()
-        && path.len() <= 512
-        && trimmed.split('/').all(|c| {
-            !c.is_empty()
-                && !c.starts_with('.')
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b))
-        });
-    if ok {
-        Ok(path.to_owned())
-    } else {
-        Err(ServiceError::invalid(
-            "cgroup",
-            format!(
-                "cgroup {path:?} must be a path of names made of letters, digits and -_.@: \
-                 (no '..' or empty parts)"
-            ),
-        ))
-    }
-}
-
 /// `--since`: an RFC 3339 time, or a duration back from `now` such as
 /// `90s`, `15m`, `2h`, `7d`.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ServiceError> {
@@ -519,60 +262,4 @@ mod tests {
             assert!(parse_since(bad, now).is_err(), "{bad:?}");
         }
     }
-
-    #[test]
-    fn values_are_checked_without_being_echoed() {
-        let header = Injection::header_from_spec("authorization").unwrap();
-        let err = check_value(&header, &SecretValue::new("sk-abc\r\nX: y".into())).unwrap_err();
-        assert!(!err.to_string().contains("sk-abc"));
-        assert!(check_value(&header, &SecretValue::new(String::new())).is_err());
-        assert!(check_value(&header, &SecretValue::new("sk-abc".into())).is_ok());
-        let aws = Injection::aws_from_spec("us-east-1/s3").unwrap();
-        assert!(check_value(&aws, &SecretValue::new("AKIA".into())).is_err());
-        assert!(check_value(&aws, &SecretValue::new("AKIA:secret".into())).is_ok());
-    }
-
-    #[test]
-    fn cgroup_paths_are_checked() {
-        assert!(validate_cgroup("airlock.slice/agent-a").is_ok());
-        assert!(validate_cgroup("/system.slice/my-agent.service").is_ok());
-        for bad in ["", "/", "a/../b", "a//b", "a/.hidden", "a b"] {
-            assert!(validate_cgroup(bad).is_err(), "{bad:?}");
-        }
-    }
-}
-
-/// Whether `agent rm` may leave processes in a `--cgroup` agent's cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BusyCgroup {
-    /// Refuse the removal while processes are in it.
-    Refuse,
-    /// Remove the agent anyway (`--force`); the processes stay, unknown.
-    Keep,
-}
-
-/// Why an agent's cgroup could not be emptied and removed.
-#[derive(Debug, thiserror::Error)]
-enum StopError {
-    #[error(transparent)]
-    Cgroup(#[from] std::io::Error),
-    /// The blocking task that waits for the processes did not finish
-    /// (it panicked, or the runtime is shutting down).
-    #[error(transparent)]
-    Task(#[from] tokio::task::JoinError),
-}
-
-/// Kills the processes of the Airlock-owned agent cgroup at `dir` and
-/// removes it (off the async threads: it waits for them to exit).
-async fn stop_processes(agent: &AgentName, dir: std::path::PathBuf) -> Result<(), StopError> {
-    use crate::intercept::cgroup::{self, Removed};
-    let shown = dir.display().to_string();
-    match tokio::task::spawn_blocking(move || cgroup::kill_and_remove(&dir)).await?? {
-        Removed::Gone { killed } => {
-            tracing::info!(%agent, cgroup = %shown, killed,
-                "removed the agent's cgroup, killing the processes in it");
-        }
-        Removed::Absent => {}
-    }
-    Ok(())
 }
