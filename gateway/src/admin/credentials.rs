@@ -9,7 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, put};
 
-use super::routes::{ApiResult, AppState, body};
+use super::failure::{ApiResult, body};
+use super::routes::AppState;
 use crate::service::credentials::{ApiTokenCreated, ApiTokenView, CreateApiToken, SetPassword};
 
 /// Adds the credential routes to `router`.

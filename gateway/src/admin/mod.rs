@@ -33,6 +33,7 @@
 
 pub mod client;
 mod credentials;
+mod failure;
 mod openapi;
 mod routes;
 mod status;

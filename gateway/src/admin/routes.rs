@@ -3,17 +3,17 @@
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::{Json, Router};
 
 use super::StatusInfo;
+use super::failure::{ApiResult, Failure, bad_request, body, not_found, query};
 use crate::service::audit_search::{AuditPage, AuditSearch};
 use crate::service::insights::Overview;
 use crate::service::probe::{ProbeRequest, ProbeResult};
 use crate::service::rule_order::Direction;
 use crate::service::types::*;
-use crate::service::{BusyCgroup, Service, ServiceError};
+use crate::service::{BusyCgroup, Service};
 use crate::store::verify::ChainReport;
 
 #[derive(Clone)]
@@ -80,71 +80,6 @@ shared_routes! {
     "/api/v1/approvals" => { get: list_approvals },
     "/api/v1/approvals/{id}/approve" => { post: approve },
     "/api/v1/approvals/{id}/deny" => { post: deny },
-}
-
-/// An error answer: a status and `{error, field}`.
-pub(super) struct Failure(StatusCode, ApiError);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
-    }
-}
-
-impl From<ServiceError> for Failure {
-    fn from(e: ServiceError) -> Self {
-        let (status, field) = match &e {
-            ServiceError::Invalid { field, .. } => (StatusCode::BAD_REQUEST, Some(*field)),
-            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, None),
-            ServiceError::Conflict(_) => (StatusCode::CONFLICT, None),
-            ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
-            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %e, "admin request failed");
-        }
-        Failure(
-            status,
-            ApiError {
-                error: e.to_string(),
-                field: field.map(str::to_owned),
-            },
-        )
-    }
-}
-
-fn bad_request(message: String) -> Failure {
-    Failure(
-        StatusCode::BAD_REQUEST,
-        ApiError {
-            error: message,
-            field: None,
-        },
-    )
-}
-
-/// The body, or a 400 that says what is wrong with it (serde's message
-/// names the field and never echoes values).
-pub(super) fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, Failure> {
-    json.map(|Json(v)| v)
-        .map_err(|e| bad_request(format!("invalid request body: {}", e.body_text())))
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Failure> {
-    q.map(|Query(v)| v)
-        .map_err(|e| bad_request(format!("invalid query: {}", e.body_text())))
-}
-
-pub(super) type ApiResult<T> = Result<T, Failure>;
-
-async fn not_found() -> Failure {
-    Failure(
-        StatusCode::NOT_FOUND,
-        ApiError {
-            error: "no such API endpoint".into(),
-            field: None,
-        },
-    )
 }
 
 #[utoipa::path(
