@@ -108,15 +108,24 @@ pub async fn page(
     )
 }
 
+/// Why the live queue could not be rendered this time (the stream keeps
+/// going and the browser keeps the last queue it showed).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum QueueError {
+    #[error("cannot list the pending approvals: {0}")]
+    List(#[from] ServiceError),
+    #[error("cannot render the queue: {0}")]
+    Render(#[from] askama::Error),
+}
+
 /// The queue's HTML fragment, as the live stream sends it.
-pub(super) async fn queue_html(state: &DashState, csrf: &str) -> Result<String, String> {
-    let pending = pending(state).await.map_err(|e| e.to_string())?;
-    QueueFragment {
+pub(super) async fn queue_html(state: &DashState, csrf: &str) -> Result<String, QueueError> {
+    let pending = pending(state).await?;
+    Ok(QueueFragment {
         csrf: csrf.to_owned(),
         pending,
     }
-    .render()
-    .map_err(|e| e.to_string())
+    .render()?)
 }
 
 pub async fn decide(
