@@ -190,7 +190,8 @@ fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_un
     let value = format!("sk-trust-{}", support::random_hex(12));
     let addr = format!("127.0.0.1:{}", up.port());
     add_secret(&daemon, "up", &addr, &value, "bot");
-    let ca_pem = fs::read_to_string(daemon.data_dir().join(airlock::tls::CA_CERT_FILE)).expect("the daemon's CA");
+    let ca_pem = fs::read_to_string(daemon.data_dir().join(airlock::tls::CA_CERT_FILE))
+        .expect("the daemon's CA");
     let host_bundle =
         fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").expect("the host bundle");
     assert!(
@@ -249,7 +250,12 @@ fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_un
     let inside = agent_run(
         &daemon,
         "bot",
-        &["grep", "-c", "Airlock local CA", "/etc/ssl/certs/ca-certificates.crt"],
+        &[
+            "grep",
+            "-c",
+            "Airlock local CA",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ],
     );
     assert_eq!(inside.stdout.trim(), "1", "{inside:#?}");
     let view = daemon.data_dir().join(trust_view::JAVA_FILE);

@@ -188,7 +188,11 @@ fn java_keystore(
     let mut out = Vec::new();
     out.extend_from_slice(&0xFEED_FEEDu32.to_be_bytes());
     out.extend_from_slice(&2u32.to_be_bytes());
-    out.extend_from_slice(&u32::try_from(certs.len()).map_err(|_| too_many())?.to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(certs.len())
+            .map_err(|_| too_many())?
+            .to_be_bytes(),
+    );
     let utf = |out: &mut Vec<u8>, s: &str| -> Result<(), TrustViewError> {
         let len = u16::try_from(s.len()).map_err(|_| too_many())?;
         out.extend_from_slice(&len.to_be_bytes());
@@ -349,7 +353,10 @@ mod tests {
         let (_, a) = cert("a.example");
         let (_, b) = cert("b.example");
         let jks = java_keystore(&[a.clone(), b.clone()], "changeit", 7).unwrap();
-        assert_eq!(&jks[..12], &[0xFE, 0xED, 0xFE, 0xED, 0, 0, 0, 2, 0, 0, 0, 2]);
+        assert_eq!(
+            &jks[..12],
+            &[0xFE, 0xED, 0xFE, 0xED, 0, 0, 0, 2, 0, 0, 0, 2]
+        );
         // tag 2, alias, date 7, "X.509", length, DER.
         let mut first = 2u32.to_be_bytes().to_vec();
         first.extend_from_slice(&[0, 9]);
