@@ -10,20 +10,20 @@
 //!    directory, which is 0711: readable by path to every user);
 //! 3. join the agent's cgroup (its identity on the transparent path;
 //!    children inherit it);
-//! 3b. enter a mount namespace of its own where the system's trust store
+//! 4. enter a mount namespace of its own where the system's trust store
 //!    paths show those files ([`super::trust_view::enter`]), so clients
 //!    that ignore the CA variables (Java, GnuTLS, Go) trust Airlock too;
 //!    if it cannot be made (no `CAP_SYS_ADMIN`: a non-root
 //!    `--as-invoking-user`, a container, a seccomp filter), the agent
 //!    runs with the CA variables only and `airlock run` warns, naming
 //!    the clients that will not trust the gateway;
-//! 4. become the user: `setgroups` (its primary group only, except with
+//! 5. become the user: `setgroups` (its primary group only, except with
 //!    `--as-invoking-user`), `setgid`, `setuid`, a check that root cannot
 //!    be regained, then `PR_SET_NO_NEW_PRIVS`;
-//! 5. as that user: enter the working directory and check that the CA
+//! 6. as that user: enter the working directory and check that the CA
 //!    bundle is readable, so either failure is a clear error rather than
 //!    an agent that half works;
-//! 6. exec CMD, so CMD's exit status is the command's.
+//! 7. exec CMD, so CMD's exit status is the command's.
 //!
 //! The environment is built, not inherited: `PATH` (the invoker's, else a
 //! standard one), `HOME`, `USER` and `LOGNAME` of the agent's user,
@@ -309,7 +309,7 @@ fn agent_env(
     env
 }
 
-/// Step 4: groups, gid, uid, no new privileges.
+/// Step 5: groups, gid, uid, no new privileges.
 fn become_user(t: &Target) -> Result<(), RunError> {
     let fail = |step| move |source| RunError::Drop { step, source };
     if t.switch == Switch::Required {
