@@ -28,10 +28,12 @@ use std::process::Command;
 
 use airlock::intercept::run::CA_VARIABLES;
 use airlock::intercept::trust_view;
-use harness::{Isolation, Mode, add_agent, add_secret, agent_run, skip_reason, start_daemon};
+use harness::{
+    CLIENT_TIMEOUT, Isolation, Mode, add_agent, add_secret, agent_run, skip_reason, start_daemon,
+};
 use sha2::{Digest, Sha256};
 use support::upstream::{Upstream, UpstreamOpts};
-use support::{Output, run};
+use support::{Daemon, Output, run};
 
 const JAVA_CLIENT: &str = r#"
 import java.net.URI;
@@ -132,18 +134,55 @@ fn without_ca_variables(client: &[&str]) -> Vec<String> {
     args
 }
 
-#[test]
-fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_unchanged() {
-    let Some(mode) = [Mode::Ebpf, Mode::Nftables]
+/// The redirect mechanism to use, or `None` (after saying why) when
+/// neither can run here; under CI that fails the test instead.
+fn mode() -> Option<Mode> {
+    let mode = [Mode::Ebpf, Mode::Nftables]
         .into_iter()
-        .find(|m| skip_reason(*m).is_none())
-    else {
+        .find(|m| skip_reason(*m).is_none());
+    if mode.is_none() {
         let why = skip_reason(Mode::Nftables).unwrap_or_default();
         assert!(
             std::env::var_os("CI").is_none(),
-            "the trust view test needs root and transparent interception: {why}"
+            "the trust view tests need root and transparent interception: {why}"
         );
-        eprintln!("SKIPPED: the trust view test needs root and transparent interception: {why}");
+        eprintln!("SKIPPED: the trust view tests need root and transparent interception: {why}");
+    }
+    mode
+}
+
+/// A daemon intercepting for agent `bot`, which holds the upstream's
+/// secret (its value returned) for `127.0.0.1:PORT`.
+fn start(mode: Mode) -> (Isolation, Upstream, Daemon, String) {
+    let iso = Isolation::new(mode);
+    let up = Upstream::start(UpstreamOpts::https());
+    let daemon = start_daemon(&iso, &up, &[]);
+    add_agent(&daemon, &iso, "bot");
+    let value = format!("sk-trust-{}", support::random_hex(12));
+    add_secret(
+        &daemon,
+        "up",
+        &format!("127.0.0.1:{}", up.port()),
+        &value,
+        "bot",
+    );
+    (iso, up, daemon, value)
+}
+
+#[track_caller]
+fn assert_injected(up: &Upstream, path: &str, value: &str) {
+    let seen = up.requests_to(path);
+    assert_eq!(seen.len(), 1, "{path}: {seen:#?}");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {value}").as_str()),
+        "{path}: the credential was not injected"
+    );
+}
+
+#[test]
+fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_unchanged() {
+    let Some(mode) = mode() else {
         return;
     };
     for (program, package) in [
@@ -183,13 +222,8 @@ fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_un
     );
     assert!(build.success(), "go build: {build:#?}");
 
-    let iso = Isolation::new(mode);
-    let up = Upstream::start(UpstreamOpts::https());
-    let daemon = start_daemon(&iso, &up, &[]);
-    add_agent(&daemon, &iso, "bot");
-    let value = format!("sk-trust-{}", support::random_hex(12));
+    let (_iso, up, daemon, value) = start(mode);
     let addr = format!("127.0.0.1:{}", up.port());
-    add_secret(&daemon, "up", &addr, &value, "bot");
     let ca_pem = fs::read_to_string(daemon.data_dir().join(airlock::tls::CA_CERT_FILE))
         .expect("the daemon's CA");
     let host_bundle =
@@ -236,13 +270,7 @@ fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_un
             !out.stderr.contains("does not see Airlock's CA"),
             "{name}: no trust view: {out:#?}"
         );
-        let seen = up.requests_to(&format!("/echo/{name}"));
-        assert_eq!(seen.len(), 1, "{name}: {seen:#?}");
-        assert_eq!(
-            seen[0].header("authorization"),
-            Some(format!("Bearer {value}").as_str()),
-            "{name}: the credential was not injected"
-        );
+        assert_injected(&up, &format!("/echo/{name}"), &value);
     }
 
     // What the agent sees at the system paths is the view; the host's
@@ -271,4 +299,62 @@ fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_un
     assert!(cmp.success(), "Java's cacerts is not the view: {cmp:#?}");
     drop(daemon);
     assert_eq!(host_trust_store(), before, "the host's trust store changed");
+}
+
+/// Where the namespace cannot be made (here: `airlock run` without
+/// `CAP_SYS_ADMIN`), the agent still runs, with the CA variables, and
+/// `airlock run` says which clients will refuse the gateway.
+#[test]
+fn without_a_mount_namespace_the_agent_runs_with_the_ca_variables_and_a_warning() {
+    let Some(mode) = mode() else {
+        return;
+    };
+    require_tool("setpriv", "util-linux");
+    require_tool("wget", "wget");
+    let (_iso, up, daemon, value) = start(mode);
+    let url = |path: &str| format!("https://127.0.0.1:{}/echo/{path}", up.port());
+    let without_sys_admin = |client: &[String]| -> Output {
+        let airlock = daemon.command();
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--bounding-set", "-sys_admin", "--"])
+            .arg(airlock.get_program())
+            .args(["run", "--agent", "bot", "--user", "nobody", "--"])
+            .args(client)
+            .current_dir("/");
+        for (k, v) in airlock.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        run(&mut cmd, None, CLIENT_TIMEOUT)
+    };
+    let curl: Vec<String> = ["curl", "-sS", "--noproxy", "*", "-m", "20"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([url("fallback-curl")])
+        .collect();
+    let out = without_sys_admin(&curl);
+    assert!(out.success(), "curl with the CA variables: {out:#?}");
+    for needle in [
+        "warning",
+        "does not see Airlock's CA",
+        "unshare",
+        "Java, GnuTLS",
+    ] {
+        assert!(out.stderr.contains(needle), "no {needle:?} in: {out:#?}");
+    }
+    assert_injected(&up, "/echo/fallback-curl", &value);
+
+    let wget: Vec<String> = ["wget", "-q", "-O", "-", "--no-proxy", "--no-hsts"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([url("fallback-wget")])
+        .collect();
+    let out = without_sys_admin(&wget);
+    assert!(
+        !out.success(),
+        "wget (GnuTLS) trusted the gateway with no view: {out:#?}"
+    );
+    assert!(up.requests_to("/echo/fallback-wget").is_empty());
 }
