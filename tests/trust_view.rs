@@ -1,8 +1,8 @@
 //! Inside `airlock run`, clients with trust stores of their own trust
 //! Airlock's CA with no settings at all (issue #17, item 3), for real: as
 //! root, against a real daemon intercepting transparently, Java's
-//! `java.net.http.HttpClient`, Debian's `wget` (GnuTLS), a Go client and
-//! curl each reach a loopback HTTPS upstream through the gateway with the
+//! `java.net.http.HttpClient`, Debian's `wget` (GnuTLS), a Go client,
+//! Python's `ssl` defaults (OpenSSL) and curl each reach a loopback HTTPS upstream through the gateway with the
 //! credential injected, with every CA variable removed from their
 //! environment. The host's trust store is byte for byte the same
 //! afterwards.
@@ -181,7 +181,8 @@ fn assert_injected(up: &Upstream, path: &str, value: &str) {
 }
 
 #[test]
-fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_unchanged() {
+fn clients_with_trust_stores_of_their_own_trust_airlock_with_no_settings_and_the_host_is_unchanged()
+{
     let Some(mode) = mode() else {
         return;
     };
@@ -236,7 +237,13 @@ fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_un
     let url = |client: &str| format!("https://{addr}/echo/{client}");
     let java_src = java_src.display().to_string();
     let go_bin = go_bin.display().to_string();
-    let clients: [(&str, Vec<String>); 4] = [
+    // Python's ssl module with OpenSSL's default paths (no cafile).
+    let python = format!(
+        "import ssl, urllib.request; \
+         print(urllib.request.urlopen({:?}, context=ssl.create_default_context()).status)",
+        url("python")
+    );
+    let clients: [(&str, Vec<String>); 5] = [
         ("java", vec!["java".into(), java_src, url("java")]),
         (
             "wget",
@@ -247,6 +254,7 @@ fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_un
                 .collect(),
         ),
         ("go", vec![go_bin, url("go")]),
+        ("python", vec!["python3".into(), "-c".into(), python]),
         (
             "curl",
             ["curl", "-sS", "--noproxy", "*", "-m", "20"]
@@ -297,6 +305,23 @@ fn java_wget_go_and_curl_trust_airlock_with_no_settings_and_the_host_store_is_un
         ],
     );
     assert!(cmp.success(), "Java's cacerts is not the view: {cmp:#?}");
+    // Java's own tool reads it, and its digest checks out under `changeit`.
+    let keytool = run(
+        Command::new("keytool")
+            .args([
+                "-list",
+                "-storepass",
+                trust_view::JAVA_PASSWORD,
+                "-keystore",
+            ])
+            .arg(&view),
+        None,
+        CLIENT_TIMEOUT,
+    );
+    assert!(
+        keytool.success() && keytool.stdout.contains("airlock-local-ca"),
+        "{keytool:#?}"
+    );
     drop(daemon);
     assert_eq!(host_trust_store(), before, "the host's trust store changed");
 }
