@@ -201,7 +201,10 @@ fn clients_with_trust_stores_of_their_own_trust_airlock_with_no_settings_and_the
     );
 
     // The clients, readable and runnable by `nobody` (the agent's user).
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = tempfile::Builder::new()
+        .prefix("airlock-test-trust-")
+        .tempdir()
+        .expect("tempdir");
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let java_src = tmp.path().join("Fetch.java");
     fs::write(&java_src, JAVA_CLIENT).expect("writing the Java client");
@@ -324,6 +327,18 @@ fn clients_with_trust_stores_of_their_own_trust_airlock_with_no_settings_and_the
     );
     drop(daemon);
     assert_eq!(host_trust_store(), before, "the host's trust store changed");
+    // No bind mount of the view propagated back to the host's namespace.
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let leaked: Vec<&str> = mounts
+        .lines()
+        .filter(|l| {
+            trust_view::PEM_PATHS
+                .iter()
+                .chain(trust_view::JAVA_PATHS)
+                .any(|p| l.contains(&format!(" {p} ")))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "mounts on the host: {leaked:#?}");
 }
 
 /// Where the namespace cannot be made (here: `airlock run` without
