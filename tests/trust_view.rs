@@ -5,7 +5,9 @@
 //! Python's `ssl` defaults (OpenSSL) and curl each reach a loopback HTTPS upstream through the gateway with the
 //! credential injected, with every CA variable removed from their
 //! environment. The host's trust store is byte for byte the same
-//! afterwards.
+//! afterwards, and the view's mounts never reach the namespace `airlock
+//! run` started in, even a shared one. Where the namespace cannot be made,
+//! the agent runs with the CA variables and a warning.
 //!
 //! The isolation (own cgroups, pins, nft table) is the transparent tests'
 //! ([`harness`]). Without root, cgroup v2 or a redirect mechanism the test
@@ -178,6 +180,25 @@ fn assert_injected(up: &Upstream, path: &str, value: &str) {
         Some(format!("Bearer {value}").as_str()),
         "{path}: the credential was not injected"
     );
+}
+
+/// `WRAPPER... airlock ARGS...` with the environment `daemon.command()`
+/// would give `airlock`.
+fn wrapped(daemon: &Daemon, wrapper: &[&str], args: &[&str]) -> Output {
+    let airlock = daemon.command();
+    let (program, wrapper_args) = wrapper.split_first().expect("a wrapper");
+    let mut cmd = Command::new(program);
+    cmd.args(wrapper_args)
+        .arg(airlock.get_program())
+        .args(args)
+        .current_dir("/");
+    for (k, v) in airlock.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    run(&mut cmd, None, CLIENT_TIMEOUT)
 }
 
 #[test]
@@ -354,20 +375,13 @@ fn without_a_mount_namespace_the_agent_runs_with_the_ca_variables_and_a_warning(
     let (_iso, up, daemon, value) = start(mode);
     let url = |path: &str| format!("https://127.0.0.1:{}/echo/{path}", up.port());
     let without_sys_admin = |client: &[String]| -> Output {
-        let airlock = daemon.command();
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--bounding-set", "-sys_admin", "--"])
-            .arg(airlock.get_program())
-            .args(["run", "--agent", "bot", "--user", "nobody", "--"])
-            .args(client)
-            .current_dir("/");
-        for (k, v) in airlock.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        run(&mut cmd, None, CLIENT_TIMEOUT)
+        let mut run_args = vec!["run", "--agent", "bot", "--user", "nobody", "--"];
+        run_args.extend(client.iter().map(String::as_str));
+        wrapped(
+            &daemon,
+            &["setpriv", "--bounding-set", "-sys_admin", "--"],
+            &run_args,
+        )
     };
     let curl: Vec<String> = ["curl", "-sS", "--noproxy", "*", "-m", "20"]
         .iter()
@@ -397,4 +411,53 @@ fn without_a_mount_namespace_the_agent_runs_with_the_ca_variables_and_a_warning(
         "wget (GnuTLS) trusted the gateway with no view: {out:#?}"
     );
     assert!(up.requests_to("/echo/fallback-wget").is_empty());
+}
+
+/// The view's mounts never reach the namespace `airlock run` was started
+/// in, even where that namespace's mounts are shared (systemd makes `/`
+/// shared on most hosts; this machine's may not be, so the test makes a
+/// shared one of its own with `unshare`).
+#[test]
+fn the_view_never_propagates_to_a_shared_parent_namespace() {
+    let Some(mode) = mode() else {
+        return;
+    };
+    require_tool("unshare", "util-linux");
+    let (_iso, _up, daemon, _) = start(mode);
+    // In the shared namespace: airlock run (whose agent sees the view),
+    // then the namespace's own mount table once the agent has exited.
+    let script = r#""$0" run --agent bot --user nobody -- grep -c "Airlock local CA" /etc/ssl/certs/ca-certificates.crt && echo --- && cat /proc/self/mountinfo"#;
+    let out = wrapped(
+        &daemon,
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "shared",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        &[],
+    );
+    assert!(out.success(), "{out:#?}");
+    let (inside, parent) = out.stdout.split_once("---").expect("both parts");
+    assert_eq!(
+        inside.trim(),
+        "1",
+        "the agent did not see the view: {out:#?}"
+    );
+    assert!(
+        parent.contains("shared:"),
+        "the parent is not shared: {parent}"
+    );
+    let leaked: Vec<&str> = parent
+        .lines()
+        .filter(|l| l.contains("/etc/ssl/") || l.contains("cacerts"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the view reached the parent: {leaked:#?}"
+    );
 }
