@@ -156,6 +156,11 @@ async fn run(
 
     let ca = Arc::new(CertificateAuthority::load_or_create(data.root())?);
     tracing::info!(ca = %ca.cert_path().display(), "local CA ready");
+    // The agents' view of the trust store (systemd drop-ins bind these
+    // files); not fatal here: each `airlock run` refreshes them again.
+    if let Err(e) = crate::intercept::trust_view::refresh(data.root(), ca.cert_path()) {
+        tracing::warn!(error = %e, "cannot write the agents' trust files");
+    }
     let listen_error = |source| DaemonError::ProxyListen {
         addr: settings.proxy.listen,
         source,

@@ -19,7 +19,9 @@ use crate::cmd;
 /// transparent fallback, git for its smart-HTTP client test, systemd for
 /// `systemd-analyze verify` of the units; Python's requests for the system
 /// interpreter, because `airlock run` agents are unprivileged users that
-/// cannot reach root's pip or pyenv installs.
+/// cannot reach root's pip or pyenv installs; a JDK with Java's system
+/// `cacerts`, wget (GnuTLS) and Go for the trust view test's clients,
+/// which read trust stores of their own rather than `SSL_CERT_FILE`.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -37,6 +39,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "git",
     "systemd",
     "python3-requests",
+    "openjdk-17-jdk-headless",
+    "ca-certificates-java",
+    "wget",
+    "golang-go",
 ];
 
 /// The bpf-linker release that builds against Debian's LLVM 22.

@@ -14,7 +14,9 @@
 //!   itself in either mode: original destination and cgroup id.
 //! - [`agents`]: cgroup id → agent, rebuilt on each configuration change.
 //! - [`run`]: `airlock run --agent NAME -- CMD`; [`agent_user`]: which
-//!   user it runs as (by default the agent's own, created on first run).
+//!   user it runs as (by default the agent's own, created on first run);
+//!   [`trust_view`]: the system trust store as the agent sees it (the OS
+//!   roots plus Airlock's CA, in a mount namespace of its own).
 //! - [`settings`]: flags, environment and the `[intercept]` table,
 //!   resolved and checked; [`state`]: the state file the CLI reads, and
 //!   [`release`].
@@ -49,6 +51,7 @@ pub mod run;
 pub mod settings;
 pub mod start;
 pub mod state;
+pub mod trust_view;
 
 pub use settings::{
     DEFAULT_AGENTS_CGROUP, DEFAULT_GATEWAY_CGROUP, DEFAULT_INTERCEPT_PORTS, DEFAULT_PIN_DIR,

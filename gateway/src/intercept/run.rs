@@ -5,17 +5,25 @@
 //!
 //! 1. decide the user ([`super::agent_user`]: by default the agent's own,
 //!    created on first run) and the environment;
-//! 2. write the CA bundle (OS roots plus Airlock's CA, 0644 in the data
+//! 2. refresh the trust files ([`super::trust_view`]: the OS roots plus
+//!    Airlock's CA as a PEM bundle and a Java keystore, 0644 in the data
 //!    directory, which is 0711: readable by path to every user);
 //! 3. join the agent's cgroup (its identity on the transparent path;
 //!    children inherit it);
-//! 4. become the user: `setgroups` (its primary group only, except with
+//! 4. enter a mount namespace of its own where the system's trust store
+//!    paths show those files ([`super::trust_view::enter`]), so clients
+//!    that ignore the CA variables (Java, GnuTLS, Go) trust Airlock too;
+//!    if it cannot be made (no `CAP_SYS_ADMIN`: a non-root
+//!    `--as-invoking-user`, a container, a seccomp filter), the agent
+//!    runs with the CA variables only and `airlock run` warns, naming
+//!    the clients that will not trust the gateway;
+//! 5. become the user: `setgroups` (its primary group only, except with
 //!    `--as-invoking-user`), `setgid`, `setuid`, a check that root cannot
 //!    be regained, then `PR_SET_NO_NEW_PRIVS`;
-//! 5. as that user: enter the working directory and check that the CA
+//! 6. as that user: enter the working directory and check that the CA
 //!    bundle is readable, so either failure is a clear error rather than
 //!    an agent that half works;
-//! 6. exec CMD, so CMD's exit status is the command's.
+//! 7. exec CMD, so CMD's exit status is the command's.
 //!
 //! The environment is built, not inherited: `PATH` (the invoker's, else a
 //! standard one), `HOME`, `USER` and `LOGNAME` of the agent's user,
@@ -32,9 +40,7 @@
 //! access or choose another, never a silent fallback to somewhere else.
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,9 +50,9 @@ use nix::unistd::{AccessFlags, Group, Uid};
 
 use super::agent_user::{self, AgentUserError, Chosen, Groups, RunAs, Switch, Target};
 use super::cgroup::{self, Cgroup2};
+use super::trust_view::{self, TrustViewError};
 
-/// The bundle of OS roots plus Airlock's CA, in the data directory.
-pub const BUNDLE_FILE: &str = "agent-ca-bundle.pem";
+pub use super::trust_view::BUNDLE_FILE;
 
 /// The variables that point clients at the CA bundle.
 pub const CA_VARIABLES: &[&str] = &[
@@ -63,13 +69,6 @@ const PASSED_THROUGH: &[&str] = &["PATH", "TERM", "COLORTERM", "LANG", "LANGUAGE
 
 /// `PATH` when the invoker has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Where distributions keep their trusted roots, in order of preference.
-const OS_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
 
 /// What to run, and as which agent.
 #[derive(Debug)]
@@ -137,10 +136,8 @@ pub enum RunError {
     User(#[from] AgentUserError),
     #[error("--env {0}: {0} is not set in airlock run's environment (or say --env {0}=VALUE)")]
     EnvUnset(String),
-    #[error("cannot read Airlock's CA {path}: {source}")]
-    ReadCa { path: PathBuf, source: io::Error },
-    #[error("cannot write the CA bundle {path}: {source}")]
-    WriteBundle { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Trust(#[from] TrustViewError),
     #[error("cannot find the cgroup2 mount: {0}")]
     Cgroup2(io::Error),
     #[error("cannot create agent cgroup {path}: {source}")]
@@ -190,50 +187,18 @@ pub enum RunError {
     },
 }
 
-/// Writes the OS roots plus `ca_cert` to `<data dir>/agent-ca-bundle.pem`
-/// (0644, replaced atomically) and returns its path.
-pub fn write_bundle(data_dir: &Path, ca_cert: &Path) -> Result<PathBuf, RunError> {
-    let ca = fs::read(ca_cert).map_err(|source| RunError::ReadCa {
-        path: ca_cert.to_owned(),
-        source,
-    })?;
-    let mut bundle = OS_BUNDLES
-        .iter()
-        .find_map(|p| fs::read(p).ok())
-        .unwrap_or_default();
-    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
-        bundle.push(b'\n');
-    }
-    bundle.extend_from_slice(b"# Airlock local CA\n");
-    bundle.extend_from_slice(&ca);
-    let path = data_dir.join(BUNDLE_FILE);
-    let tmp = data_dir.join(format!(".{BUNDLE_FILE}.{}", std::process::id()));
-    let write = || -> io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-        f.write_all(&bundle)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        RunError::WriteBundle {
-            path: path.clone(),
-            source,
-        }
-    })?;
-    Ok(path)
-}
-
 /// Joins the cgroup, drops privileges and becomes the command. Returns
 /// only on failure.
 pub fn exec(spec: &RunSpec<'_>) -> RunError {
-    let (mut cmd, target) = match prepare(spec) {
+    let (mut cmd, target, view) = match prepare(spec) {
         Ok(prepared) => prepared,
         Err(e) => return e,
     };
     if target.chosen == Chosen::InvokingUser {
         warn_invoking_user(spec.agent, &target);
+    }
+    if let Err(e) = view {
+        warn_no_view(spec.agent, &e);
     }
     let source = cmd.exec();
     RunError::Exec {
@@ -242,7 +207,11 @@ pub fn exec(spec: &RunSpec<'_>) -> RunError {
     }
 }
 
-fn prepare(spec: &RunSpec<'_>) -> Result<(Command, Target), RunError> {
+/// What [`prepare`] made: the command, its user, and whether the trust
+/// view is in place (else why not).
+type Prepared = (Command, Target, Result<Vec<PathBuf>, TrustViewError>);
+
+fn prepare(spec: &RunSpec<'_>) -> Result<Prepared, RunError> {
     let (program, args) = spec.command.split_first().ok_or(RunError::NoCommand)?;
     let inherited: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let extra = resolve_extra(&inherited, spec.env)?;
@@ -252,9 +221,11 @@ fn prepare(spec: &RunSpec<'_>) -> Result<(Command, Target), RunError> {
     };
     let mut target = agent_user::resolve(spec.run_as, spec.agent, spec.data_dir)?;
     agent_user::ensure_home(&mut target, spec.agent, spec.data_dir)?;
-    let bundle = write_bundle(spec.data_dir, spec.ca_cert)?;
+    let files = trust_view::refresh(spec.data_dir, spec.ca_cert)?;
+    let bundle = files.bundle.clone();
     let env = agent_env(&inherited, &target, &bundle, extra);
     join_cgroup(spec)?;
+    let view = trust_view::enter(&files);
     become_user(&target)?;
     nix::unistd::chdir(&cwd).map_err(|source| RunError::Cwd {
         user: target.name.clone(),
@@ -270,7 +241,7 @@ fn prepare(spec: &RunSpec<'_>) -> Result<(Command, Target), RunError> {
     })?;
     let mut cmd = Command::new(program);
     cmd.args(args).env_clear().envs(env);
-    Ok((cmd, target))
+    Ok((cmd, target, view))
 }
 
 fn join_cgroup(spec: &RunSpec<'_>) -> Result<(), RunError> {
@@ -338,7 +309,7 @@ fn agent_env(
     env
 }
 
-/// Step 4: groups, gid, uid, no new privileges.
+/// Step 5: groups, gid, uid, no new privileges.
 fn become_user(t: &Target) -> Result<(), RunError> {
     let fail = |step| move |source| RunError::Drop { step, source };
     if t.switch == Switch::Required {
@@ -357,6 +328,19 @@ fn become_user(t: &Target) -> Result<(), RunError> {
         }
     }
     nix::sys::prctl::set_no_new_privs().map_err(fail("PR_SET_NO_NEW_PRIVS"))
+}
+
+/// No trust view: the agent still has the CA variables, but clients with
+/// a trust store of their own will refuse the gateway's certificates.
+// On the operator's terminal, like the warning below.
+#[allow(clippy::print_stderr)]
+fn warn_no_view(agent: &str, e: &TrustViewError) {
+    eprintln!(
+        "airlock: warning: agent {agent} does not see Airlock's CA in the system trust store \
+         ({e}): only clients that read SSL_CERT_FILE and the other CA variables (curl, \
+         OpenSSL, Python, Node, git) trust the gateway; Java, GnuTLS (wget) and Go clients will \
+         refuse its certificates. Run airlock run as root, outside a container, to get the view"
+    );
 }
 
 /// `--as-invoking-user`: say plainly what the agent holds.
