@@ -155,6 +155,9 @@ pub enum CaCommand {
     Install,
     /// Remove the CA from the operating system's trust store.
     Uninstall,
+    /// Print a systemd drop-in that gives an agent unit the same view of
+    /// the trust store as `airlock run` (the host's roots plus the CA).
+    SystemdDropin,
 }
 
 #[derive(Debug, Args)]
