@@ -4,7 +4,8 @@
 //! <data dir>/            0711: the embedded PostgreSQL's user must pass through
 //!   airlock.lock         flock held by the running daemon; holds its pid
 //!   admin.sock           the admin API, 0600 (root only; bound in .admin.d/, see admin::bind)
-//!   agent-ca-bundle.pem  OS roots + Airlock's CA for agents, 0644 (airlock run)
+//!   agent-ca-bundle.pem  OS roots + Airlock's CA for agents, 0644 (airlock run's trust view)
+//!   agent-cacerts.jks    the same as Java's cacerts, 0644; agent-trust.stamp says what they were built from
 //!   agent-home/NAME/     each agent's home, 0700, its own user's (airlock run)
 //!   master.key           the master key when not given in the environment, 0600
 //!   dashboard-password   the generated first-start admin password, 0600, until set-password
@@ -13,7 +14,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -127,6 +128,35 @@ pub struct DaemonLock {
     _file: Flock<File>,
 }
 
+/// Writes `contents` to a temporary file beside `path` with `mode` (set
+/// explicitly, so the umask cannot make a public file unreadable or a
+/// private one wider), fsyncs it, renames it over `path` and fsyncs the
+/// directory: a reader, a bind mount or a crash sees the old file or the
+/// new one, never half of either. The temporary name carries the pid, so
+/// two processes writing the same file cannot take each other's.
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +184,27 @@ mod tests {
             .lock_for_daemon()
             .unwrap_err();
         assert!(matches!(err, DataDirError::Create { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_whole_with_its_own_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"old and longer").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        write_atomically(&path, b"new", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "the mode given, not the old file's or the umask's"
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["f"], "no temporary file left");
+        let missing = dir.path().join("no-such-dir").join("f");
+        assert!(write_atomically(&missing, b"x", 0o644).is_err());
     }
 }

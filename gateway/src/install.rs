@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -61,10 +60,7 @@ fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), InstallError> {
     }
     // Through a temporary file: a running binary cannot be overwritten in
     // place, and a half-written unit must never be loaded.
-    let tmp = path.with_extension("airlock-new");
-    fs::write(&tmp, contents).map_err(err)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(err)?;
-    fs::rename(&tmp, path).map_err(err)
+    crate::datadir::write_atomically(path, contents, mode).map_err(err)
 }
 
 /// Installs the running binary and the units into `targets`.
@@ -103,6 +99,8 @@ pub fn install(targets: &Targets) -> Result<Installed, InstallError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -6,11 +6,13 @@
 //! operator sets a password of their own (`airlock admin set-password`
 //! removes it); `airlock status` says where it is while it exists.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
+use crate::datadir::write_atomically;
 use crate::service::types::SecretValue;
 
 /// The file's name in the data directory.
@@ -21,30 +23,17 @@ pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(FILE_NAME)
 }
 
-/// Writes the password: into a fresh 0600 file beside the final one, then
-/// renamed over it, so no reader ever sees a partial or wider-open file
-/// (and a stale file from an earlier first start is replaced whole).
+/// Writes the password 0600 and replaced whole
+/// ([`write_atomically`]), so no reader ever sees a partial or wider-open
+/// file (and a stale file from an earlier first start is replaced whole).
 pub fn write(data_dir: &Path, password: &SecretValue) -> Result<PathBuf, (PathBuf, io::Error)> {
     let path = path(data_dir);
-    let tmp = data_dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
-    let written = (|| {
-        let _ = fs::remove_file(&tmp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(password.expose().as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)
-    })();
-    match written {
+    let mut line = Zeroizing::new(Vec::with_capacity(password.expose().len() + 1));
+    line.extend_from_slice(password.expose().as_bytes());
+    line.push(b'\n');
+    match write_atomically(&path, &line, 0o600) {
         Ok(()) => Ok(path),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err((path, e))
-        }
+        Err(e) => Err((path, e)),
     }
 }
 

@@ -27,9 +27,7 @@ pub struct State {
 
 pub(super) fn write_state(data_dir: &Path, state: &State) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-    let tmp = data_dir.join(format!(".{STATE_FILE}.tmp"));
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(tmp, data_dir.join(STATE_FILE))
+    crate::datadir::write_atomically(&data_dir.join(STATE_FILE), &json, 0o644)
 }
 
 /// What the last daemon on `data_dir` recorded, if anything.

@@ -29,8 +29,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,6 +38,8 @@ use nix::sched::{CloneFlags, unshare};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
+
+use crate::datadir::write_atomically;
 
 /// The bundle of OS roots plus Airlock's CA, in the data directory.
 pub const BUNDLE_FILE: &str = "agent-ca-bundle.pem";
@@ -150,10 +151,10 @@ pub fn refresh(data_dir: &Path, ca_cert: &Path) -> Result<TrustFiles, TrustViewE
         .filter_map(Result::ok)
         .collect();
     let jks = java_keystore(&certs, JAVA_PASSWORD, now_millis())?;
-    write_atomically(&files.bundle, &bundle)?;
-    write_atomically(&files.java, &jks)?;
+    write_public(&files.bundle, &bundle)?;
+    write_public(&files.java, &jks)?;
     // Last: a stamp names only files that are complete.
-    write_atomically(&stamp_path, stamp.as_bytes())?;
+    write_public(&stamp_path, stamp.as_bytes())?;
     Ok(files)
 }
 
@@ -224,28 +225,13 @@ fn java_keystore(
     Ok(out)
 }
 
-/// Replaces `path` with `data` (0644) by a rename, so a reader (or a bind
-/// mount made meanwhile) sees the old file or the new, never half.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<(), TrustViewError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{}.{}",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
-    let write = || -> io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        TrustViewError::Write {
-            path: path.to_owned(),
-            source,
-        }
+/// The view's files are public certificates only: 0644, replaced whole
+/// ([`write_atomically`]) so a bind mount made meanwhile sees the old file
+/// or the new.
+fn write_public(path: &Path, data: &[u8]) -> Result<(), TrustViewError> {
+    write_atomically(path, data, 0o644).map_err(|source| TrustViewError::Write {
+        path: path.to_owned(),
+        source,
     })
 }
 
@@ -327,6 +313,8 @@ pub fn systemd_lines(files: &TrustFiles) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn cert(cn: &str) -> (String, CertificateDer<'static>) {

@@ -14,9 +14,9 @@
 //! key. A loaded pair is proven at start by minting and verifying a leaf.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,7 @@ use zeroize::Zeroizing;
 
 pub use super::name::LeafName;
 use super::{TlsError, crypto_provider, der};
+use crate::datadir::write_atomically;
 
 pub const CA_CERT_FILE: &str = "ca.crt";
 pub const CA_KEY_FILE: &str = "ca.key";
@@ -374,33 +375,6 @@ fn exists(path: &Path) -> Result<bool, TlsError> {
             source,
         }),
     }
-}
-
-/// Writes `contents` to a temporary file with `mode` (set explicitly, so
-/// the umask cannot make `ca.crt` unreadable to agents), fsyncs it, renames
-/// it over `path` and fsyncs the directory: a crash leaves the old file or
-/// the new one, never half of either.
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{file_name}.tmp"));
-    let _ = fs::remove_file(&tmp);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

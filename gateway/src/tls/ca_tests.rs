@@ -46,7 +46,15 @@ fn created_once_then_reloaded_unchanged() {
     assert_eq!(first.fingerprint(), second.fingerprint());
     assert_eq!(fs::read_to_string(second.cert_path()).unwrap(), pem);
     assert_eq!(fs::read_to_string(ca_dir.join("ca.key")).unwrap(), key_pem);
-    assert!(!ca_dir.join(".ca.key.tmp").exists());
+    let temporaries: Vec<_> = fs::read_dir(&ca_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(
+        temporaries.is_empty(),
+        "no temporary file left: {temporaries:?}"
+    );
 }
 
 #[test]

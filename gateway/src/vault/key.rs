@@ -6,9 +6,9 @@
 //! `SECRET_ENCRYPTION_KEY` on every gateway host.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use aes_gcm::{Aes256Gcm, Key};
@@ -152,20 +152,9 @@ pub fn persist_new_key(key: &MasterKey, path: &Path) -> Result<(), KeyError> {
         path: path.to_owned(),
         source,
     };
-    let text = Zeroizing::new(STANDARD.encode(key.0.as_slice()));
-    let tmp = path.with_extension("key.tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(create)?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all())
-        .map_err(create)?;
-    fs::rename(&tmp, path).map_err(create)
+    let mut text = Zeroizing::new(STANDARD.encode(key.0.as_slice()));
+    text.push('\n');
+    crate::datadir::write_atomically(path, text.as_bytes(), 0o600).map_err(create)
 }
 
 #[cfg(test)]
