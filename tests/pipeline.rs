@@ -124,12 +124,7 @@ async fn a_block_rule_refuses_before_the_vault() {
 #[tokio::test]
 async fn an_approved_request_goes_through() {
     let gw = gateway().await;
-    let request = tokio::spawn({
-        let mut agent = gw.agent(&gw.target()).await;
-        let req = gw.get("/echo/pay/now");
-        async move { InProc::send(&mut agent, req).await }
-    });
-    let pending = gw.approvals.next_pending().await;
+    let (request, pending) = gw.held("/echo/pay/now").await;
     assert_eq!(
         (
             pending.method.as_str(),
@@ -154,12 +149,7 @@ async fn an_approved_request_goes_through() {
 #[tokio::test]
 async fn a_denied_request_is_refused() {
     let gw = gateway().await;
-    let request = tokio::spawn({
-        let mut agent = gw.agent(&gw.target()).await;
-        let req = gw.get("/echo/pay/now");
-        async move { InProc::send(&mut agent, req).await }
-    });
-    let pending = gw.approvals.next_pending().await;
+    let (request, pending) = gw.held("/echo/pay/now").await;
     assert!(gw.approvals.decide(&gw.gw.approvals, pending.id, false));
     let answer = request.await.expect("the request task");
     assert_eq!(answer.status, 403, "{answer:?}");

@@ -19,11 +19,12 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 
 use airlock::audit::{AuditRecord, AuditSettings};
 use airlock::model::net::{ClientAddr, UpstreamAddr};
 use airlock::model::{AgentName, Injection, SecretName};
-use airlock::policy::approvals::{Approvals, MemoryApprovals};
+use airlock::policy::approvals::{Approvals, MemoryApproval, MemoryApprovals};
 use airlock::policy::{HostPattern, PathGlob, RateLimiter, RuleAction};
 use airlock::proxy::egress::Egress;
 use airlock::proxy::upstream::Upstreams;
@@ -289,6 +290,15 @@ impl InProc {
     pub async fn fetch(&self, path: &str) -> Answer {
         let mut agent = self.agent(&self.target()).await;
         Self::send(&mut agent, self.get(path)).await
+    }
+
+    /// `GET path`, sent on a task of its own, and the approval it is held
+    /// for: the test decides it (or not) and then awaits the answer.
+    pub async fn held(&self, path: &str) -> (JoinHandle<Answer>, MemoryApproval) {
+        let mut agent = self.agent(&self.target()).await;
+        let req = self.get(path);
+        let answer = tokio::spawn(async move { Self::send(&mut agent, req).await });
+        (answer, self.approvals.next_pending().await)
     }
 
     /// The next audit record.
