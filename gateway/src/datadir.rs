@@ -62,6 +62,20 @@ impl DataDir {
         self.root.join("airlock.lock")
     }
 
+    /// The pid of the daemon that holds this directory's lock, if one runs
+    /// (`airlock doctor`): a shared lock is refused while it holds its own.
+    pub fn running_daemon(&self) -> Option<u32> {
+        let file = File::open(self.lock_path()).ok()?;
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_unlocked_on_drop) => None,
+            Err((mut file, _)) => {
+                let mut pid = String::new();
+                file.read_to_string(&mut pid).ok()?;
+                pid.trim().parse().ok()
+            }
+        }
+    }
+
     /// Creates the directory if needed, checks it is writable and takes the
     /// daemon lock. The lock is released when the guard drops or the process
     /// dies, however it dies.

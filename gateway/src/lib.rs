@@ -29,6 +29,7 @@
 //! - [`admin`]: the JSON API on the root-only Unix socket, and its client.
 //! - [`dashboard`]: the operator's web pages and the same JSON API over TCP,
 //!   behind a password (pages) or an API token (scripts).
+//! - [`doctor`]: `airlock doctor`: what works on this host, and what to do.
 //! - [`daemon`]: `airlock serve`: start-up, supervision and shutdown;
 //!   [`shutdown`] is the signal every task watches.
 //! - [`install`]: `airlock install-service`: the binary and systemd units.
@@ -63,6 +64,7 @@ pub mod config;
 pub mod daemon;
 pub mod dashboard;
 pub mod datadir;
+pub mod doctor;
 pub mod ebpf;
 pub mod install;
 pub mod intercept;

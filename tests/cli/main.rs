@@ -10,6 +10,7 @@ mod support;
 mod agent;
 mod audit;
 mod ca;
+mod doctor;
 mod leaks;
 mod no_daemon;
 mod rule;

@@ -30,6 +30,9 @@ pub enum Command {
     /// Run the daemon: the admin API, the store and (later) the gateway.
     // Boxed: its many flags would make every other variant as large.
     Serve(Box<ServeArgs>),
+    /// Check what works on this host and what does not, before or after
+    /// `serve`: takes serve's flags and checks the settings they make.
+    Doctor(Box<DoctorArgs>),
     /// Is the daemon running, on which database, with what configuration.
     Status {
         #[arg(long)]
@@ -158,6 +161,15 @@ pub enum CaCommand {
     /// Print a systemd drop-in that gives an agent unit the same view of
     /// the trust store as `airlock run` (the host's roots plus the CA).
     SystemdDropin,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// One JSON object instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]

@@ -37,7 +37,7 @@ pub enum TransparentMode {
 }
 
 impl TransparentMode {
-    pub(super) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             TransparentMode::Off => "off",
             TransparentMode::Auto => "auto",

@@ -21,6 +21,9 @@ use zeroize::Zeroizing;
 pub const KEY_ENV: &str = "SECRET_ENCRYPTION_KEY";
 const KEY_LEN: usize = 32;
 
+/// The key file in the data directory (mode 0600, root).
+pub const MASTER_KEY_FILE: &str = "master.key";
+
 /// The 256-bit master key; zeroized on drop, never printed.
 pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
 
@@ -112,7 +115,7 @@ pub fn load_master_key(
         })?;
         return Ok((key, KeySource::Environment));
     }
-    let path = data_dir.join("master.key");
+    let path = data_dir.join(MASTER_KEY_FILE);
     match fs::metadata(&path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;

@@ -18,7 +18,9 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-pub use key::{KEY_ENV, KeyError, KeySource, MasterKey, load_master_key, persist_new_key};
+pub use key::{
+    KEY_ENV, KeyError, KeySource, MASTER_KEY_FILE, MasterKey, load_master_key, persist_new_key,
+};
 
 /// A nonce and ciphertext (with its 16-byte tag), as stored.
 #[derive(Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@ mod agent;
 mod approval;
 mod audit;
 mod ca;
+mod doctor;
 mod rule;
 mod run;
 mod secret;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Serve(args) => serve::serve(overrides, *args),
+        Command::Doctor(args) => doctor::run(overrides, *args),
         Command::InstallService {
             unit_dir,
             bin_dir,

@@ -10,7 +10,21 @@ use airlock::config::{Overrides, Settings};
 
 /// `airlock serve`: the daemon, on a multi-threaded runtime, until it stops.
 pub fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
-    let settings = Settings::resolve(Overrides {
+    let settings = settings(overrides, args)?;
+    airlock::logging::init(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(airlock::daemon::serve(settings))?;
+    Ok(())
+}
+
+/// The settings `serve` runs with: its flags over `overrides` (the global
+/// flags), the environment, the config file and the defaults. `doctor`
+/// takes the same flags and checks these.
+pub fn settings(overrides: Overrides, args: ServeArgs) -> Result<Settings> {
+    Ok(Settings::resolve(Overrides {
         database_url: args.database_url,
         log_format: args.log_format,
         pg_bin_dir: args.pg_bin_dir,
@@ -33,14 +47,7 @@ pub fn serve(overrides: Overrides, args: ServeArgs) -> Result<()> {
         oidc_allowed_emails: args.oidc_allowed_emails,
         oidc_allowed_domain: args.oidc_allowed_domain,
         ..overrides
-    })?;
-    airlock::logging::init(settings.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(airlock::daemon::serve(settings))?;
-    Ok(())
+    })?)
 }
 
 /// `airlock install-service`: the binary and the systemd units.

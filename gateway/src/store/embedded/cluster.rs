@@ -36,7 +36,7 @@ pub(super) fn prepare(
 
 /// Finds the directory with `initdb` and `postgres`: the configured one, the
 /// newest `/usr/lib/postgresql/*/bin` (Debian), or `pg_config --bindir`.
-fn find_binaries(explicit: Option<&Path>) -> Result<PathBuf, EmbeddedError> {
+pub(crate) fn find_binaries(explicit: Option<&Path>) -> Result<PathBuf, EmbeddedError> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
     if let Some(dir) = explicit {
         return if has_both(dir) {

@@ -44,6 +44,8 @@ use super::Target;
 
 mod cluster;
 
+pub(crate) use cluster::find_binaries;
+
 /// The database role and database the daemon uses inside its cluster.
 const DB_USER: &str = "airlock";
 const DB_NAME: &str = "airlock";
