@@ -12,6 +12,7 @@
 //! - [`datadir`]: the data directory, its files and the lock that keeps a
 //!   second daemon off it.
 //! - [`logging`]: the daemon's `tracing` output, lines or JSON.
+//! - [`metrics`]: `GET /metrics` (Prometheus), counted off the request path.
 //! - [`model`]: validated names and the ways a secret is injected.
 //! - [`policy`]: host patterns, path globs and rules.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secret values.
@@ -69,6 +70,7 @@ pub mod ebpf;
 pub mod install;
 pub mod intercept;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod proxy;

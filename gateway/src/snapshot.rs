@@ -133,6 +133,9 @@ pub struct SnapshotHandle {
     current: ArcSwap<Snapshot>,
     /// The last generation handed out, so each swap gets a higher one.
     generation: AtomicU64,
+    /// When the current snapshot was installed (ms since the Unix epoch),
+    /// for `/metrics`.
+    installed_ms: AtomicU64,
     /// Serialises reloads so a slow, older read never replaces a newer one.
     /// Held across the database reads; the request path never takes it.
     reload_lock: tokio::sync::Mutex<()>,
@@ -174,6 +177,19 @@ impl SnapshotHandle {
             generation,
             ..snapshot
         }));
+        self.installed_ms.store(unix_ms(), Ordering::Relaxed);
         generation
     }
+
+    /// How long the current snapshot has been in place.
+    pub fn age(&self) -> std::time::Duration {
+        let installed = self.installed_ms.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(unix_ms().saturating_sub(installed))
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -13,6 +13,7 @@ mod harness;
 mod clients;
 mod injection;
 mod leaks;
+mod metrics;
 mod names;
 mod policy;
 mod refusals;

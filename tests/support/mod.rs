@@ -11,6 +11,7 @@
 //! - `upstream`: test upstream servers.
 //! - `browser`: headless Chromium through chromedriver (dashboard tests).
 //! - `git_http`: a git smart-HTTP server behind a bearer token.
+//! - `prometheus`: a real Prometheus server scraping `/metrics`.
 //! - `inproc`: a gateway in the test's process, without the binary or a
 //!   database (tests/pipeline.rs).
 //! - `proxied`: a daemon and upstream behind the explicit proxy, with raw
@@ -34,6 +35,8 @@ pub mod gw;
 pub mod inproc;
 pub mod pg;
 pub mod process;
+#[allow(dead_code)]
+pub mod prometheus;
 #[allow(dead_code)]
 pub mod proxied;
 #[allow(dead_code)]

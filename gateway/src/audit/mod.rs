@@ -77,6 +77,10 @@ pub struct AuditState {
     /// Records that neither the database nor the spool could take are held
     /// in memory.
     pub stalled: AtomicBool,
+    /// Records waiting in the channel when the writer last took a batch.
+    pub queue_depth: AtomicU64,
+    /// What `/metrics` says about requests, counted by the writer.
+    pub requests: crate::metrics::RequestMetrics,
 }
 
 impl AuditSink {

@@ -45,7 +45,12 @@ pub async fn run_writer(
     loop {
         // With a backlog, wake up to retry even when no record arrives.
         let wait = w.has_backlog().then_some(w.retry_at);
+        let before = w.held.len();
         let open = collect(&mut rx, &mut w.held, wait, &shutdown).await;
+        w.state.requests.observe(&w.held[before..]);
+        w.state
+            .queue_depth
+            .store(rx.len() as u64, Ordering::Relaxed);
         w.turn().await;
         if !open {
             break;

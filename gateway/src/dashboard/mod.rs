@@ -40,7 +40,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
@@ -156,7 +159,9 @@ pub fn router(
         logins: Arc::new(LoginLimiter::default()),
         shutdown,
     };
-    let api = tcp_router(service, status).layer(from_fn_with_state(state.clone(), guard::api_auth));
+    let api = tcp_router(service, status)
+        .route("/metrics", get(metrics).with_state(state.clone()))
+        .layer(from_fn_with_state(state.clone(), guard::api_auth));
     let protected =
         pages::protected().route_layer(from_fn_with_state(state.clone(), guard::require_session));
     let routes = Router::new()
@@ -183,4 +188,16 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> st
     )
     .with_graceful_shutdown(async move { shutdown.wait().await })
     .await
+}
+
+/// `GET /metrics`: the Prometheus text format, behind the API's
+/// authentication (an API token, as scrapers send it).
+async fn metrics(State(state): State<DashState>) -> Response {
+    match crate::metrics::render(&state.status, &state.service).await {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "/metrics: cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }

@@ -32,6 +32,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -341,10 +342,12 @@ async fn forward(
         },
     };
     let req = req.map(|body| Counted::new(body, audit.up_counter()));
+    let sent = Instant::now();
     let mut resp = match &upgrade {
         Some(_) => gw.upstreams.send_upgrade(&key, req).await?,
         None => gw.upstreams.send(&key, req).await?,
     };
+    audit.head(sent.elapsed());
     audit.status(resp.status().as_u16());
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(agent) = upgrade.filter(|_| is_websocket_switch(resp.headers())) else {

@@ -80,6 +80,14 @@ impl AuditGuard {
         self.record.detail = Some(detail.into());
     }
 
+    /// The upstream answered with its head after `upstream`; the head now
+    /// goes back to the agent.
+    pub fn head(&mut self, upstream: std::time::Duration) {
+        let us = |d: std::time::Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        self.record.latency.upstream_us = Some(us(upstream));
+        self.record.latency.head_us = Some(us(self.started.elapsed()));
+    }
+
     pub fn agent(&mut self, agent: &str) {
         self.record.agent = Some(agent.to_owned());
     }

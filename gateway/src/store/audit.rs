@@ -88,6 +88,18 @@ pub struct NewRequestEvent {
     pub duration_us: i64,
     /// Why, in words (the agent's error message, the approval's id).
     pub detail: Option<String>,
+    /// For `/metrics` only: neither stored, spooled nor hashed.
+    #[serde(skip)]
+    pub latency: Latency,
+}
+
+/// Where a forwarded request's time to its response head went, in
+/// microseconds: the upstream's share, and the whole (so the gateway's
+/// own share is the difference). `None` for requests never forwarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    pub upstream_us: Option<u32>,
+    pub head_us: Option<u32>,
 }
 
 /// Which rows to read.

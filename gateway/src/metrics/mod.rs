@@ -1,0 +1,162 @@
+//! `GET /metrics` on the dashboard listener: the Prometheus text format
+//! (OpenMetrics), for an API token. Names, labels and bounds are in
+//! docs/metrics.md.
+//!
+//! Two kinds of metric: what requests did ([`RequestMetrics`], counted by
+//! the audit writer off the request path), and the state of the daemon
+//! read at scrape time from the counters it keeps anyway (the audit
+//! writer's, the snapshot's, the approvals waiting). A scrape builds a
+//! fresh registry over shared handles, so nothing here is global.
+
+mod requests;
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+pub use requests::{AGENT_CAP, HOST_CAP, NO_AGENT, OTHER, RequestMetrics};
+
+use crate::admin::StatusInfo;
+use crate::service::Service;
+
+/// The `Content-Type` of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ModeLabel {
+    mode: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+/// How `airlock status` describes the interception mode, as one word.
+fn mode_word(mode: &str) -> &'static str {
+    if mode.contains("(eBPF") {
+        "ebpf"
+    } else if mode.contains("(nftables") {
+        "nftables"
+    } else {
+        "off"
+    }
+}
+
+/// The whole scrape.
+pub async fn render(status: &StatusInfo, service: &Service) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    let audit = &status.audit;
+    audit.requests.register(&mut registry);
+
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    registry.register(
+        "airlock_audit_records_written",
+        "Audit records written to the database (directly or replayed from the spool)",
+        ConstCounter::new(load(&audit.written)),
+    );
+    registry.register(
+        "airlock_audit_records_spooled",
+        "Audit records that went to the on-disk spool while the database was away",
+        ConstCounter::new(load(&audit.spooled)),
+    );
+    registry.register(
+        "airlock_audit_records_lost",
+        "Audit records lost: the queue was full, or nothing could store them",
+        ConstCounter::new(load(&audit.dropped)),
+    );
+    registry.register(
+        "airlock_audit_queue_depth",
+        "Audit records waiting for the writer when it last took a batch",
+        ConstGauge::new(gauge(load(&audit.queue_depth))),
+    );
+    registry.register(
+        "airlock_audit_spool_bytes",
+        "Bytes of audit records waiting in the spool",
+        ConstGauge::new(gauge(load(&audit.spool_bytes))),
+    );
+    registry.register(
+        "airlock_audit_stalled",
+        "1 while records can be stored neither in the database nor in the spool",
+        ConstGauge::new(i64::from(audit.stalled.load(Ordering::Relaxed))),
+    );
+
+    let snapshots = service.snapshot();
+    registry.register(
+        "airlock_snapshot_generation",
+        "Generation of the configuration snapshot the request path reads",
+        ConstGauge::new(gauge(snapshots.load().generation)),
+    );
+    registry.register(
+        "airlock_snapshot_age_seconds",
+        "Seconds since the configuration snapshot was last swapped in",
+        ConstGauge::new(snapshots.age().as_secs_f64()),
+    );
+
+    // The one database read of a scrape (never on the request path).
+    let waiting = match service.store().list_approvals(false).await {
+        Ok(list) => gauge(list.len() as u64),
+        Err(e) => {
+            tracing::warn!(error = %e, "/metrics: cannot count the approvals waiting");
+            -1
+        }
+    };
+    registry.register(
+        "airlock_approvals_waiting",
+        "Requests held for a person's approval (-1: the database did not answer)",
+        ConstGauge::new(waiting),
+    );
+
+    let mode = Family::<ModeLabel, Gauge>::default();
+    mode.get_or_create(&ModeLabel {
+        mode: mode_word(&status.mode),
+    })
+    .set(1);
+    registry.register(
+        "airlock_interception_mode",
+        "The transparent interception mode (ebpf, nftables or off) this daemon runs",
+        mode,
+    );
+    registry.register(
+        "airlock_build",
+        "This daemon's version",
+        Info::new(VersionLabel {
+            version: env!("CARGO_PKG_VERSION"),
+        }),
+    );
+
+    let mut out = String::with_capacity(16 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+fn gauge(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mode_word;
+
+    #[test]
+    fn modes_are_words() {
+        assert_eq!(mode_word("transparent (eBPF): agents under ..."), "ebpf");
+        assert_eq!(
+            mode_word("transparent (eBPF, adopted pinned programs): ..."),
+            "ebpf"
+        );
+        assert_eq!(
+            mode_word("transparent (nftables, table inet airlock): ..."),
+            "nftables"
+        );
+        assert_eq!(
+            mode_word("explicit proxy only: transparent interception is off"),
+            "off"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! `GET /metrics` on the dashboard listener: behind an API token, the
+//! request counter agrees with what was sent (by agent, host, decision and
+//! status class), no secret or token is in it, and a real Prometheus
+//! scrapes it with a bearer token and can query the counter.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::gw::Gw;
+use crate::support::prometheus::{self, Prometheus};
+use crate::support::{Output, run, wait_until};
+
+fn get(url: &str, token: Option<&str>) -> Output {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-D", "-", url]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    run(&mut cmd, None, Duration::from_secs(15))
+}
+
+/// The value of the sample line that starts with `series` (name and
+/// labels exactly as encoded).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_count_requests_for_an_api_token_and_prometheus_scrapes_them() {
+    let gw = Gw::start();
+    let host = gw.host();
+    gw.daemon.cli_ok(&[
+        "rule",
+        "add",
+        "--host",
+        &host,
+        "--path",
+        "/echo/admin/**",
+        "--block",
+    ]);
+    for _ in 0..3 {
+        assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/echo/ok")])), 200);
+    }
+    assert_eq!(Gw::code(&gw.curl(&[&gw.up.url("/echo/admin/x")])), 403);
+
+    let dash = gw.daemon.status_json()["dashboard_addr"]
+        .as_str()
+        .expect("dashboard_addr")
+        .to_owned();
+    let url = format!("http://{dash}/metrics");
+    let anonymous = get(&url, None);
+    assert!(
+        anonymous.stdout.starts_with("HTTP/1.1 401"),
+        "{anonymous:#?}"
+    );
+    let wrong = get(&url, Some("not-a-token"));
+    assert!(wrong.stdout.starts_with("HTTP/1.1 401"), "{wrong:#?}");
+
+    let token = gw
+        .daemon
+        .cli_ok(&["admin", "token", "create", "prometheus"])
+        .trim()
+        .to_owned();
+    let allowed = format!(
+        r#"airlock_requests_total{{agent="bot",host="{host}",decision="allowed",status="2xx"}}"#
+    );
+    let blocked = format!(
+        r#"airlock_requests_total{{agent="bot",host="{host}",decision="blocked",status="4xx"}}"#
+    );
+    // The writer counts a batch within its 50 ms window.
+    let text = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let out = get(&url, Some(&token));
+        (sample(&out.stdout, &allowed) == Some(3.0)).then_some(out.stdout)
+    })
+    .unwrap_or_else(|| panic!("no {allowed} 3 in {}", get(&url, Some(&token)).stdout));
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("application/openmetrics-text"), "{text}");
+    assert_eq!(sample(&text, &blocked), Some(1.0), "{text}");
+    assert!(
+        sample(
+            &text,
+            r#"airlock_upstream_latency_seconds_count{agent="bot"}"#
+        ) == Some(3.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "airlock_audit_records_lost_total"), Some(0.0));
+    assert_eq!(sample(&text, "airlock_approvals_waiting"), Some(0.0));
+    assert!(text.contains("airlock_snapshot_generation "), "{text}");
+    assert!(
+        text.contains(r#"airlock_interception_mode{mode="off"} 1"#),
+        "{text}"
+    );
+    for secret in [&gw.value, &gw.token, &token] {
+        assert!(!text.contains(secret.as_str()), "a secret is in /metrics");
+    }
+
+    if !prometheus::available() {
+        eprintln!("SKIPPED: the Prometheus part needs /usr/bin/prometheus (cargo xtask setup)");
+        return;
+    }
+    let prom = Prometheus::start(&dash, "/metrics", &token);
+    let query = format!(
+        r#"airlock_requests_total{{agent="bot",decision="allowed",host="{host}",status="2xx"}}"#
+    );
+    let seen = wait_until(Duration::from_secs(30), Duration::from_millis(500), || {
+        let result = prom.query(&query);
+        let value = result.first()?["value"][1].as_str()?.to_owned();
+        (value == "3").then_some(value)
+    });
+    assert!(
+        seen.is_some(),
+        "Prometheus never had the counter: target {:?}, result {:?}, log {}",
+        prom.target_health(),
+        prom.query(&query),
+        prom.log()
+    );
+    let (health, error) = prom.target_health();
+    assert_eq!(health, "up", "{error}");
+}
