@@ -12,10 +12,11 @@ use tokio::net::TcpListener;
 
 use super::agents::AgentMap;
 use super::cgroup::{self, Cgroup2};
+use super::netns_follow::Follower;
 use super::redirect::{self, Redirector};
 use super::settings::{InterceptSettings, TransparentMode};
 use super::state::{State, write_state};
-use super::{bpf, nft};
+use super::{bpf, netns, nft};
 use crate::snapshot::SnapshotHandle;
 
 /// Why the daemon must not start.
@@ -53,6 +54,9 @@ pub enum StartError {
     Listen { port: u16, source: std::io::Error },
     #[error("{0}")]
     ListenerAddr(std::io::Error),
+    /// eBPF needs the cookie to tell the host's namespace from agents'.
+    #[error("cannot read the network namespace cookie of the transparent listener: {0}")]
+    NetnsCookie(std::io::Error),
     #[error("this build has no eBPF object (build it with `cargo xtask build-ebpf`)")]
     NoObject,
     #[error("{0}")]
@@ -78,6 +82,8 @@ enum Backend {
     /// Holding the programs keeps the getsockopt program attached.
     Ebpf {
         _loaded: bpf::Loaded,
+        /// Serves agents' own network namespaces; taken by the daemon.
+        netns: Option<Follower>,
     },
     Nftables,
 }
@@ -85,7 +91,7 @@ enum Backend {
 impl Backend {
     fn redirector(&self) -> Redirector {
         match self {
-            Backend::Ebpf { .. } => Redirector::Ebpf,
+            Backend::Ebpf { .. } => Redirector::Ebpf { netns: None },
             Backend::Nftables => Redirector::Nftables,
         }
     }
@@ -105,6 +111,10 @@ pub struct Transparent {
     pub agents: Arc<AgentMap>,
     /// How the accepted connections say where they were going.
     pub redirector: Redirector,
+    /// eBPF only: reaches agents' own network namespaces and hands their
+    /// listeners to the daemon ([`Follower::run`]). The nftables fallback
+    /// redirects in the host's namespace only.
+    pub netns: Option<Follower>,
     /// Keeps the redirect in place while held.
     pub attached: Attached,
 }
@@ -191,6 +201,8 @@ struct Prepared {
     /// `CLOCK_BOOTTIME` just before the listeners were bound: eBPF records
     /// older than this are an earlier daemon's, flushed at load.
     bound_after_ns: u64,
+    /// The cookie of the daemon's own network namespace.
+    host_netns: u64,
 }
 
 async fn prepare(settings: &InterceptSettings) -> Result<Prepared, StartError> {
@@ -215,6 +227,12 @@ async fn prepare(settings: &InterceptSettings) -> Result<Prepared, StartError> {
     })?;
     let bound_after_ns = redirect::boot_time_ns();
     let (listeners, port) = bind(settings.port).await?;
+    let host_netns = listeners
+        .first()
+        .map(netns::netns_cookie)
+        .transpose()
+        .map_err(StartError::NetnsCookie)?
+        .unwrap_or_default();
     Ok(Prepared {
         cg,
         parent,
@@ -222,6 +240,7 @@ async fn prepare(settings: &InterceptSettings) -> Result<Prepared, StartError> {
         listeners,
         port,
         bound_after_ns,
+        host_netns,
     })
 }
 
@@ -235,7 +254,7 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         agent_level: p.cg.level(&settings.agents_cgroup) + 1,
         ..Config::default()
     };
-    let loaded = bpf::load(
+    let mut loaded = bpf::load(
         object,
         &settings.pin_dir,
         &p.parent,
@@ -243,7 +262,19 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         config,
         &settings.ports,
         p.bound_after_ns,
+        p.host_netns,
     )?;
+    let netns = match loaded.netns.take() {
+        Some(map) => match Follower::new(p.parent.clone(), p.port, map) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow agents' network namespaces: only the \
+                    host's is served, agents in others are refused");
+                None
+            }
+        },
+        None => None,
+    };
     match nft::remove(&settings.nft_table) {
         Ok(true) => tracing::info!(table = %settings.nft_table,
             "removed the nftables fallback's table left by an earlier run"),
@@ -255,7 +286,13 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
     } else {
         "eBPF"
     };
-    Ok((Backend::Ebpf { _loaded: loaded }, how.to_owned()))
+    Ok((
+        Backend::Ebpf {
+            _loaded: loaded,
+            netns,
+        },
+        how.to_owned(),
+    ))
 }
 
 /// The nftables table; then this daemon's pinned eBPF programs, if an
@@ -292,7 +329,7 @@ async fn try_start(
         TransparentMode::Auto => StartError::Prepare(Box::new(e)),
         _ => e,
     })?;
-    let (backend, how) = match settings.mode {
+    let (mut backend, how) = match settings.mode {
         TransparentMode::Ebpf => start_ebpf(settings, &p)?,
         TransparentMode::Nftables => start_nft(settings, &p)?,
         _ => match start_ebpf(settings, &p) {
@@ -332,6 +369,10 @@ async fn try_start(
             port: p.port,
             agents,
             redirector: backend.redirector(),
+            netns: match &mut backend {
+                Backend::Ebpf { netns, .. } => netns.take(),
+                Backend::Nftables => None,
+            },
             attached: Attached { _backend: backend },
         },
         how,
