@@ -74,7 +74,13 @@ pub const MAP_BY_TUPLE: &str = "AIRLOCK_TUPLE";
 pub const MAP_NETNS: &str = "AIRLOCK_NETNS";
 
 /// Every map, all pinned under the daemon's pin directory.
-pub const MAPS: [&str; 5] = [MAP_CONFIG, MAP_PORTS, MAP_BY_COOKIE, MAP_BY_TUPLE, MAP_NETNS];
+pub const MAPS: [&str; 5] = [
+    MAP_CONFIG,
+    MAP_PORTS,
+    MAP_BY_COOKIE,
+    MAP_BY_TUPLE,
+    MAP_NETNS,
+];
 
 /// Capacity of [`MAP_PORTS`].
 pub const MAX_PORTS: u32 = 64;

@@ -33,8 +33,7 @@ use aya::programs::{CgroupAttachMode, CgroupSockAddr, CgroupSockopt, SockOps, lo
 use aya::{Ebpf, EbpfLoader};
 use gateway_common::{
     AGENT_PROGRAMS, Config, MAP_BY_COOKIE, MAP_BY_TUPLE, MAP_CONFIG, MAP_NETNS, MAP_PORTS, MAPS,
-    OrigInfo,
-    PROG_GETSOCKOPT, PROG_SOCK_OPS, TupleKey,
+    OrigInfo, PROG_GETSOCKOPT, PROG_SOCK_OPS, TupleKey,
 };
 
 /// The kernel's `bpf_attach_type` values this module attaches with.

@@ -16,10 +16,10 @@
 //! ([`super::netns`]) therefore comes with a [`NetnsDiag`] made there too.
 
 use std::cell::RefCell;
-use std::sync::Mutex;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
 
 use nix::libc;
 

@@ -84,10 +84,7 @@ pub fn ip_netns_name(id: NetnsId) -> Option<String> {
     std::fs::read_dir("/run/netns")
         .ok()?
         .filter_map(Result::ok)
-        .find(|e| {
-            std::fs::metadata(e.path())
-                .is_ok_and(|m| m.dev() == id.dev && m.ino() == id.ino)
-        })
+        .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.dev() == id.dev && m.ino() == id.ino))
         .map(|e| e.file_name().to_string_lossy().into_owned())
 }
 
@@ -163,7 +160,8 @@ fn enter_and_open(ns: &File, port: u16) -> Result<Opened, NetnsError> {
         return Err(NetnsError::LoopbackDown);
     }
     let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let listen = |addr| TcpListener::bind(addr).map_err(|source| NetnsError::Listen { addr, source });
+    let listen =
+        |addr| TcpListener::bind(addr).map_err(|source| NetnsError::Listen { addr, source });
     let mut listeners = vec![listen(v4)?];
     // No `::1` (IPv6 disabled there): native-IPv6 connects then find no
     // listener and fail, which is closed.
@@ -261,7 +259,16 @@ mod tests {
         let err = open_in(pid, id, 0).unwrap_err();
         assert!(matches!(err, NetnsError::LoopbackDown), "{err}");
         let up = std::process::Command::new("nsenter")
-            .args(["-t", &pid.to_string(), "-n", "ip", "link", "set", "lo", "up"])
+            .args([
+                "-t",
+                &pid.to_string(),
+                "-n",
+                "ip",
+                "link",
+                "set",
+                "lo",
+                "up",
+            ])
             .status()
             .unwrap();
         assert!(up.success());
