@@ -170,10 +170,14 @@ struct Setup {
     ca: String,
 }
 
-/// A daemon with agents `agents`, each granted its own key for the
+/// An eBPF daemon with agents `agents`, each granted its own key for the
 /// upstream (`sk-<agent>-...`, returned in the same order).
 fn setup(agents: &[&str]) -> (Setup, Vec<String>) {
-    let iso = Isolation::new(Mode::Ebpf);
+    setup_in(Mode::Ebpf, agents)
+}
+
+fn setup_in(mode: Mode, agents: &[&str]) -> (Setup, Vec<String>) {
+    let iso = Isolation::new(mode);
     let up = Upstream::start(UpstreamOpts::https());
     let daemon = start_daemon(&iso, &up, &[]);
     let authority = format!("{}:{}", up.host(), up.port());
@@ -458,4 +462,26 @@ fn ebpf_a_killed_daemon_fails_closed_in_a_namespace_and_a_restart_reaches_it_aga
         parse_client(&out).1
     );
     s.assert_served_as("/echo/again", &keys[0], "bot");
+}
+
+/// The nftables fallback cannot see other namespaces' traffic: an agent
+/// process in a namespace of its own is named in a warning saying it is
+/// not intercepted (and nothing is opened there).
+#[test]
+fn nftables_an_agent_in_its_own_network_namespace_is_warned_about() {
+    require!(Mode::Nftables);
+    let (s, _) = setup_in(Mode::Nftables, &["bot"]);
+    let ns = IpNetns::new(true);
+    let _resident = Resident::start(&s.agent_dir("bot"), Some(&ns.path()));
+    s.wait_log(&ns.name, Duration::from_secs(5));
+    let log = s.daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&ns.name))
+        .unwrap_or_default();
+    assert!(line.contains("NOT intercepted"), "{line}");
+    assert!(
+        !log.contains("serving agents in network namespace"),
+        "{log}"
+    );
 }

@@ -18,6 +18,17 @@
 //! released: its cookie leaves the map and its listeners close, so the
 //! gateway does not keep a dead container's namespace alive. A scan that
 //! stopped at its bounds ([`MAX_DIRS`], [`MAX_PIDS`]) releases nothing.
+//!
+//! What one agent can make the daemon do is bounded: at most
+//! [`MAX_NETNS_PER_AGENT`] of its namespaces are served (so one agent
+//! making namespaces in a loop cannot use up [`MAX_NETNS`] for the
+//! others), and a namespace that could not be reached is retried after a
+//! growing delay ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]), not on every
+//! scan.
+//!
+//! In the nftables mode nothing can be served (a REDIRECT in the host's
+//! namespace never sees another namespace's traffic): the follower then
+//! only warns, once per namespace, that its agents are not intercepted.
 
 use std::collections::HashMap;
 use std::io;
@@ -51,6 +62,12 @@ pub const FAST_RESCANS: [Duration; 4] = [
 /// Bounds of one scan: cgroup directories, and processes looked at.
 pub const MAX_DIRS: usize = 16_384;
 pub const MAX_PIDS: usize = 65_536;
+/// Namespaces served at once for one agent (its cgroup and all below).
+pub const MAX_NETNS_PER_AGENT: usize = 64;
+/// The first retry of a namespace that could not be reached, and the
+/// longest wait between retries.
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(8);
 
 /// A namespace's listeners, handed to the daemon to accept on until
 /// `stop` fires (the namespace released, or the daemon stopping).
@@ -64,6 +81,8 @@ pub struct Served {
 /// A namespace being served.
 struct Reached {
     cookie: u64,
+    /// The agent cgroup (the parent's child) it was found under.
+    agent: PathBuf,
     /// Dropped on release: the namespace's accept loops end.
     _stop: ShutdownTrigger,
     /// Complete scans in a row that did not find it.
@@ -75,6 +94,15 @@ struct Reached {
 struct Found {
     pid: u32,
     cgroup: PathBuf,
+    /// The agent-level cgroup `cgroup` is in or below.
+    agent: PathBuf,
+}
+
+/// A namespace that could not be reached: warned about once per reason.
+struct Failed {
+    why: String,
+    retry_at: Instant,
+    backoff: Duration,
 }
 
 /// The outcome of one scan of the agents' tree.
@@ -90,17 +118,19 @@ pub struct Follower {
     parent: PathBuf,
     port: u16,
     host: NetnsId,
-    map: NetnsMap,
+    /// `None` in the nftables mode: warn, serve nothing.
+    map: Option<NetnsMap>,
     reached: HashMap<NetnsId, Reached>,
-    /// Namespaces that could not be reached, with why: warned once per
-    /// reason, retried on every scan (loopback brought up later works).
-    failed: HashMap<NetnsId, String>,
+    /// Namespaces that could not be reached (loopback brought up later,
+    /// say, makes the next retry work).
+    failed: HashMap<NetnsId, Failed>,
     served: Arc<AtomicUsize>,
 }
 
 impl Follower {
-    /// For the agents' parent cgroup at `parent`, listeners on `port`.
-    pub fn new(parent: PathBuf, port: u16, map: NetnsMap) -> io::Result<Follower> {
+    /// For the agents' parent cgroup at `parent`, listeners on `port`,
+    /// served namespaces marked in `map` (`None`: the nftables mode).
+    pub fn new(parent: PathBuf, port: u16, map: Option<NetnsMap>) -> io::Result<Follower> {
         Ok(Follower {
             parent,
             port,
@@ -162,9 +192,13 @@ impl Follower {
             .await
             .unwrap_or_default();
         self.failed.retain(|id, _| scan.found.contains_key(id));
+        let now = Instant::now();
         for (id, found) in &scan.found {
             if let Some(r) = self.reached.get_mut(id) {
                 r.missed = 0;
+                continue;
+            }
+            if self.failed.get(id).is_some_and(|f| f.retry_at > now) {
                 continue;
             }
             self.reach(*id, found.clone(), serve).await;
@@ -192,14 +226,36 @@ impl Follower {
     /// serves them; a failure is warned about once and retried next scan.
     async fn reach(&mut self, id: NetnsId, found: Found, serve: &impl Fn(Served)) {
         let found_at = Instant::now();
+        if self.map.is_none() {
+            return self.failed_once(
+                id,
+                &found,
+                "its agents are NOT intercepted: the nftables fallback redirects in the host's \
+                 network namespace only, so their connections are not redirected (run the eBPF \
+                 mode, --transparent ebpf, to intercept containers)",
+            );
+        }
         // The host's own counts against the map's capacity.
         if self.reached.len() + 1 >= MAX_NETNS as usize {
-            self.failed_once(id, &found, &format!(
+            let why = format!(
                 "the gateway already serves {} network namespaces, its limit: this one's agents' \
                  connections are refused",
                 self.reached.len()
-            ));
-            return;
+            );
+            return self.failed_once(id, &found, &why);
+        }
+        let of_agent = self
+            .reached
+            .values()
+            .filter(|r| r.agent == found.agent)
+            .count();
+        if of_agent >= MAX_NETNS_PER_AGENT {
+            let why = format!(
+                "the gateway already serves {of_agent} network namespaces of agent cgroup {}, \
+                 the limit for one agent: this one's connections are refused",
+                found.agent.display()
+            );
+            return self.failed_once(id, &found, &why);
         }
         let (pid, port) = (found.pid, self.port);
         let opened = tokio::task::spawn_blocking(move || netns::open_in(pid, id, port))
@@ -228,13 +284,18 @@ impl Follower {
             diag: Arc::new(opened.diag),
             stop,
         });
-        if let Err(e) = self.map.insert(opened.cookie) {
+        let marked = match self.map.as_mut() {
+            Some(map) => map.insert(opened.cookie),
+            None => Ok(()),
+        };
+        if let Err(e) = marked {
             return self.failed_once(id, &found, &e.to_string());
         }
         self.reached.insert(
             id,
             Reached {
                 cookie: opened.cookie,
+                agent: found.agent.clone(),
                 _stop: trigger,
                 missed: 0,
             },
@@ -254,24 +315,36 @@ impl Follower {
         );
     }
 
+    /// Records that `id` could not be reached and when to try again;
+    /// warns unless this is the reason already warned about.
     fn failed_once(&mut self, id: NetnsId, found: &Found, why: &str) {
-        if self.failed.get(&id).map(String::as_str) == Some(why) {
-            return;
+        let backoff = match self.failed.get(&id) {
+            Some(f) => (f.backoff * 2).min(RETRY_MAX),
+            None => RETRY_FIRST,
+        };
+        if self.failed.get(&id).is_none_or(|f| f.why != why) {
+            tracing::warn!(
+                netns = %id,
+                ip_netns = netns::ip_netns_name(id),
+                pid = found.pid,
+                cgroup = %found.cgroup.display(),
+                "cannot serve agents in network namespace {id}: {why}"
+            );
         }
-        tracing::warn!(
-            netns = %id,
-            ip_netns = netns::ip_netns_name(id),
-            pid = found.pid,
-            cgroup = %found.cgroup.display(),
-            "cannot serve agents in network namespace {id}: {why}"
+        self.failed.insert(
+            id,
+            Failed {
+                why: why.to_owned(),
+                retry_at: Instant::now() + backoff,
+                backoff,
+            },
         );
-        self.failed.insert(id, why.to_owned());
     }
 
     fn release(&mut self, id: NetnsId, r: Reached) {
         // First the map, so new connects are refused rather than sent to
         // a listener about to close.
-        if let Err(e) = self.map.remove(r.cookie) {
+        if let Some(Err(e)) = self.map.as_mut().map(|m| m.remove(r.cookie)) {
             tracing::warn!(netns = %id, error = %e, "cannot unmark a released network namespace");
         }
         drop(r);
@@ -289,12 +362,16 @@ fn scan(parent: &Path, host: NetnsId, watch: Option<&Watch>) -> Scan {
         complete: true,
         ..Scan::default()
     };
-    let mut stack = subdirs(parent);
+    // (directory, the agent-level cgroup it is in or below)
+    let mut stack: Vec<(PathBuf, PathBuf)> = subdirs(parent)
+        .into_iter()
+        .map(|d| (d.clone(), d))
+        .collect();
     if let Some(w) = watch {
         w.add(parent);
     }
     let (mut dirs, mut pids) = (0usize, 0usize);
-    while let Some(dir) = stack.pop() {
+    while let Some((dir, agent)) = stack.pop() {
         dirs += 1;
         if dirs > MAX_DIRS {
             out.complete = false;
@@ -315,13 +392,14 @@ fn scan(parent: &Path, host: NetnsId, watch: Option<&Watch>) -> Scan {
                     out.found.entry(id).or_insert_with(|| Found {
                         pid,
                         cgroup: dir.clone(),
+                        agent: agent.clone(),
                     });
                 }
                 // The host's, or the process has exited.
                 _ => {}
             }
         }
-        stack.extend(subdirs(&dir));
+        stack.extend(subdirs(&dir).into_iter().map(|d| (d, agent.clone())));
     }
     out
 }

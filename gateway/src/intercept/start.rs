@@ -111,9 +111,10 @@ pub struct Transparent {
     pub agents: Arc<AgentMap>,
     /// How the accepted connections say where they were going.
     pub redirector: Redirector,
-    /// eBPF only: reaches agents' own network namespaces and hands their
-    /// listeners to the daemon ([`Follower::run`]). The nftables fallback
-    /// redirects in the host's namespace only.
+    /// Follows agents' own network namespaces ([`Follower::run`]): eBPF
+    /// reaches them and hands their listeners to the daemon; the nftables
+    /// fallback redirects in the host's namespace only, so there it only
+    /// warns about them.
     pub netns: Option<Follower>,
     /// Keeps the redirect in place while held.
     pub attached: Attached,
@@ -265,14 +266,7 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         p.host_netns,
     )?;
     let netns = match loaded.netns.take() {
-        Some(map) => match Follower::new(p.parent.clone(), p.port, map) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot follow agents' network namespaces: only the \
-                    host's is served, agents in others are refused");
-                None
-            }
-        },
+        Some(map) => follower(p, Some(map)),
         None => None,
     };
     match nft::remove(&settings.nft_table) {
@@ -293,6 +287,20 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         },
         how.to_owned(),
     ))
+}
+
+/// The follower of agents' network namespaces (`map`: `None` in the
+/// nftables mode, where it only warns about them).
+fn follower(p: &Prepared, map: Option<bpf::NetnsMap>) -> Option<Follower> {
+    match Follower::new(p.parent.clone(), p.port, map) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot follow agents' network namespaces: only the \
+                host's is served, agents in others are refused (eBPF) or not intercepted \
+                (nftables)");
+            None
+        }
+    }
 }
 
 /// The nftables table; then this daemon's pinned eBPF programs, if an
@@ -354,6 +362,10 @@ async fn try_start(
             }
         },
     };
+    let netns = match &mut backend {
+        Backend::Ebpf { netns, .. } => netns.take(),
+        Backend::Nftables => follower(&p, None),
+    };
     let agents = AgentMap::new(p.cg.clone(), &settings.agents_cgroup, snapshot);
     let state = State {
         cgroup2: p.cg.mount.clone(),
@@ -369,10 +381,7 @@ async fn try_start(
             port: p.port,
             agents,
             redirector: backend.redirector(),
-            netns: match &mut backend {
-                Backend::Ebpf { netns, .. } => netns.take(),
-                Backend::Nftables => None,
-            },
+            netns,
             attached: Attached { _backend: backend },
         },
         how,
