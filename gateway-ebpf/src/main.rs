@@ -28,8 +28,8 @@ use aya_ebpf::macros::{cgroup_sock_addr, cgroup_sockopt, map, sock_ops};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap};
 use aya_ebpf::programs::{SockAddrContext, SockOpsContext, SockoptContext};
 use gateway_common::{
-    AF_INET, AF_INET6, Config, IP6T_SO_ORIGINAL_DST, MAX_CONNECTIONS, MAX_NETNS, MAX_PORTS, OrigInfo,
-    SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP, SOL_IPV6, TupleKey, mapped_v4,
+    AF_INET, AF_INET6, Config, IP6T_SO_ORIGINAL_DST, MAX_CONNECTIONS, MAX_NETNS, MAX_PORTS,
+    OrigInfo, SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP, SOL_IPV6, TupleKey, mapped_v4,
 };
 
 /// The cgroup sock_addr / sockopt verdict that lets the call proceed.

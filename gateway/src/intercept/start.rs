@@ -81,9 +81,8 @@ pub enum StartError {
 enum Backend {
     /// Holding the programs keeps the getsockopt program attached.
     Ebpf {
-        _loaded: bpf::Loaded,
-        /// Serves agents' own network namespaces; taken by the daemon.
-        netns: Option<Follower>,
+        /// Its `netns` map is taken for the namespace follower.
+        loaded: Box<bpf::Loaded>,
     },
     Nftables,
 }
@@ -255,7 +254,7 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         agent_level: p.cg.level(&settings.agents_cgroup) + 1,
         ..Config::default()
     };
-    let mut loaded = bpf::load(
+    let loaded = bpf::load(
         object,
         &settings.pin_dir,
         &p.parent,
@@ -265,10 +264,6 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         p.bound_after_ns,
         p.host_netns,
     )?;
-    let netns = match loaded.netns.take() {
-        Some(map) => follower(p, Some(map)),
-        None => None,
-    };
     match nft::remove(&settings.nft_table) {
         Ok(true) => tracing::info!(table = %settings.nft_table,
             "removed the nftables fallback's table left by an earlier run"),
@@ -282,8 +277,7 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
     };
     Ok((
         Backend::Ebpf {
-            _loaded: loaded,
-            netns,
+            loaded: Box::new(loaded),
         },
         how.to_owned(),
     ))
@@ -363,7 +357,7 @@ async fn try_start(
         },
     };
     let netns = match &mut backend {
-        Backend::Ebpf { netns, .. } => netns.take(),
+        Backend::Ebpf { loaded } => loaded.netns.take().and_then(|m| follower(&p, Some(m))),
         Backend::Nftables => follower(&p, None),
     };
     let agents = AgentMap::new(p.cg.clone(), &settings.agents_cgroup, snapshot);
