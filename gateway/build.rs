@@ -3,14 +3,17 @@
 use std::env;
 use std::error::Error;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn Error>> {
     // sqlx::migrate! embeds migrations/ at compile time; a new migration
     // alone must trigger a rebuild.
     println!("cargo::rerun-if-changed=../migrations");
     println!("cargo::rustc-check-cfg=cfg(airlock_ebpf)");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read when the script runs, not when it was compiled: a target
+    // directory copied from another checkout keeps its compiled script,
+    // which would otherwise embed that checkout's object.
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("no CARGO_MANIFEST_DIR")?);
     let object = env::var_os("AIRLOCK_EBPF_OBJECT")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("../target/ebpf/airlock.bpf.o"));

@@ -15,8 +15,11 @@
 //! cgroup): they record an [`OrigInfo`] under the socket cookie
 //! ([`MAP_BY_COOKIE`]) and rewrite the destination to the transparent
 //! listener ([`Config::listen_port`] on `127.0.0.1`, or `[::1]` for native
-//! IPv6). When the connection is established, [`PROG_SOCK_OPS`] moves the
-//! record to [`MAP_BY_TUPLE`], keyed by the connection's [`TupleKey`]. The
+//! IPv6) of the connecting socket's own network namespace. Only namespaces
+//! the daemon has opened a listener in ([`MAP_NETNS`], by netns cookie) are
+//! redirected; in any other the connect is refused. When the connection is
+//! established, [`PROG_SOCK_OPS`] moves the record to [`MAP_BY_TUPLE`],
+//! keyed by the connection's [`TupleKey`] (its namespace and 4-tuple). The
 //! gateway accepts and calls `getsockopt`: [`PROG_GETSOCKOPT`] (attached to
 //! the gateway's own cgroup) answers `SO_ORIGINAL_DST` and
 //! [`SO_AIRLOCK_ORIG_INFO`] from that map. UDP to an intercepted port is
@@ -65,12 +68,25 @@ pub const MAP_PORTS: &str = "AIRLOCK_PORTS";
 pub const MAP_BY_COOKIE: &str = "AIRLOCK_COOKIE";
 /// `LruHashMap<TupleKey, OrigInfo>`: 4-tuple → original destination.
 pub const MAP_BY_TUPLE: &str = "AIRLOCK_TUPLE";
+/// `HashMap<u64, u8>`: the network namespaces (by netns cookie, value 1)
+/// where a transparent listener of the daemon is open: the host's and each
+/// agent namespace it reached. A connect from any other is refused.
+pub const MAP_NETNS: &str = "AIRLOCK_NETNS";
 
 /// Every map, all pinned under the daemon's pin directory.
-pub const MAPS: [&str; 4] = [MAP_CONFIG, MAP_PORTS, MAP_BY_COOKIE, MAP_BY_TUPLE];
+pub const MAPS: [&str; 5] = [
+    MAP_CONFIG,
+    MAP_PORTS,
+    MAP_BY_COOKIE,
+    MAP_BY_TUPLE,
+    MAP_NETNS,
+];
 
 /// Capacity of [`MAP_PORTS`].
 pub const MAX_PORTS: u32 = 64;
+/// Capacity of [`MAP_NETNS`]: the host plus the agent namespaces served at
+/// once (each holds two listeners and a thread's worth of set-up).
+pub const MAX_NETNS: u32 = 1024;
 /// Capacity of the two LRU maps: connections in flight between `connect()`
 /// and the gateway's `getsockopt`.
 pub const MAX_CONNECTIONS: u32 = 65_536;
@@ -149,9 +165,15 @@ pub struct OrigInfo {
     pub recorded_ns: u64,
 }
 
-/// A TCP connection as both ends see it, the agent being the client.
+/// A TCP connection as both ends see it, the agent being the client, in
+/// the network namespace both ends are in.
 ///
-/// Layout: 40 bytes, 4-byte aligned, no implicit padding.
+/// The namespace is part of the key because a 4-tuple is only unique
+/// within one: two containers can both have `127.0.0.1:40000 →
+/// 127.0.0.1:10256`, and without it the second record would overwrite
+/// the first and lend its agent's identity to the other's connection.
+///
+/// Layout: 48 bytes, 8-byte aligned, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TupleKey {
@@ -163,6 +185,9 @@ pub struct TupleKey {
     pub server_port: u16,
     /// Explicit padding; always zero.
     pub _pad: u32,
+    /// The connection's network namespace (`bpf_get_netns_cookie`, the
+    /// value `SO_NETNS_COOKIE` reads in userspace).
+    pub netns_cookie: u64,
 }
 
 /// `addr` as 16 octets: IPv4 (network-order octets) mapped into IPv6.
@@ -206,10 +231,13 @@ mod tests {
         assert_eq!(offset_of!(OrigInfo, family), 34);
         assert_eq!(offset_of!(OrigInfo, _pad), 36);
         assert_eq!(offset_of!(OrigInfo, recorded_ns), 40);
-        assert_eq!(size_of::<TupleKey>(), 40);
+        assert_eq!(size_of::<TupleKey>(), 48);
+        assert_eq!(align_of::<TupleKey>(), 8);
         assert_eq!(offset_of!(TupleKey, server_addr), 16);
         assert_eq!(offset_of!(TupleKey, client_port), 32);
         assert_eq!(offset_of!(TupleKey, server_port), 34);
+        assert_eq!(offset_of!(TupleKey, _pad), 36);
+        assert_eq!(offset_of!(TupleKey, netns_cookie), 40);
     }
 
     #[test]

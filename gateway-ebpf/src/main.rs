@@ -22,14 +22,14 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use aya_ebpf::bindings::{bpf_sock, bpf_sock_addr, bpf_sockopt};
 use aya_ebpf::helpers::{
     bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-    bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_boot_ns,
+    bpf_get_current_uid_gid, bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_ktime_get_boot_ns,
 };
 use aya_ebpf::macros::{cgroup_sock_addr, cgroup_sockopt, map, sock_ops};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap};
 use aya_ebpf::programs::{SockAddrContext, SockOpsContext, SockoptContext};
 use gateway_common::{
-    AF_INET, AF_INET6, Config, IP6T_SO_ORIGINAL_DST, MAX_CONNECTIONS, MAX_PORTS, OrigInfo,
-    SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP, SOL_IPV6, TupleKey, mapped_v4,
+    AF_INET, AF_INET6, Config, IP6T_SO_ORIGINAL_DST, MAX_CONNECTIONS, MAX_NETNS, MAX_PORTS,
+    OrigInfo, SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP, SOL_IPV6, TupleKey, mapped_v4,
 };
 
 /// The cgroup sock_addr / sockopt verdict that lets the call proceed.
@@ -72,6 +72,8 @@ static AIRLOCK_COOKIE: LruHashMap<u64, OrigInfo> = LruHashMap::with_max_entries(
 #[map]
 static AIRLOCK_TUPLE: LruHashMap<TupleKey, OrigInfo> =
     LruHashMap::with_max_entries(MAX_CONNECTIONS, 0);
+#[map]
+static AIRLOCK_NETNS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
 
 const _: () = {
     assert!(const_str_eq(gateway_common::MAP_CONFIG, "AIRLOCK_CONFIG"));
@@ -81,6 +83,7 @@ const _: () = {
         "AIRLOCK_COOKIE"
     ));
     assert!(const_str_eq(gateway_common::MAP_BY_TUPLE, "AIRLOCK_TUPLE"));
+    assert!(const_str_eq(gateway_common::MAP_NETNS, "AIRLOCK_NETNS"));
     assert!(const_str_eq(gateway_common::PROG_CONNECT4, "airlock_conn4"));
     assert!(const_str_eq(gateway_common::PROG_CONNECT6, "airlock_conn6"));
     assert!(const_str_eq(gateway_common::PROG_SENDMSG4, "airlock_send4"));
@@ -160,6 +163,24 @@ fn is_intercepted(port: u16) -> bool {
     unsafe { AIRLOCK_PORTS.get(port).is_some() }
 }
 
+/// Whether the daemon has a transparent listener in the network namespace
+/// `netns` (a cookie): the rewrite to loopback lands on it only there.
+#[inline(always)]
+fn is_reached(netns: u64) -> bool {
+    // SAFETY: a map lookup; the value is only tested for presence.
+    unsafe { AIRLOCK_NETNS.get(netns).is_some() }
+}
+
+/// The verdict for a connect from a namespace the daemon has not reached
+/// (a container started a moment ago, `unshare -n`, a daemon that is not
+/// running): refused, never let through. The daemon reaches it within its
+/// rescan period; the agent's retry then works.
+#[inline(always)]
+fn refuse_unreached(_netns: u64) -> i32 {
+    // events: report NetnsUnreached here
+    REFUSE
+}
+
 /// The destination port of a sock_addr call, host order.
 #[inline(always)]
 fn user_port(sa: *mut bpf_sock_addr) -> u16 {
@@ -177,6 +198,11 @@ fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, Fault> {
     let port = user_port(sa);
     if !is_intercepted(port) {
         return Ok(ALLOW);
+    }
+    // SAFETY: the helper takes the context pointer.
+    let netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
+    if !is_reached(netns) {
+        return Ok(refuse_unreached(netns));
     }
     // SAFETY: context reads.
     let sock_type = unsafe { read_volatile(addr_of!((*sa).type_)) };
@@ -324,6 +350,8 @@ fn try_established(ctx: &SockOpsContext) -> Result<(), Fault> {
         client_port: local_port as u16,
         server_port: u32::from_be(remote_port) as u16,
         _pad: 0,
+        // SAFETY: the helper takes the context pointer.
+        netns_cookie: unsafe { bpf_get_netns_cookie(ops.cast()) },
     };
     let filed = AIRLOCK_TUPLE.insert(key, info, 0);
     // Gone either way: filed under its 4-tuple, or lost (the LRU would
@@ -385,7 +413,10 @@ fn try_getsockopt(ctx: &SockoptContext) -> Result<(), Fault> {
     if sk.is_null() {
         return Ok(());
     }
-    let key = accepted_key(sk);
+    // The accepted socket's namespace: the listener's, the agent's too.
+    // SAFETY: the helper takes the context pointer.
+    let netns = unsafe { bpf_get_netns_cookie(so.cast()) };
+    let key = accepted_key(sk, netns);
     // SAFETY: a reference into the map's value, read (never copied: the
     // stack is 512 bytes) before the entry is removed below.
     let Some(info) = (unsafe { AIRLOCK_TUPLE.get(key) }) else {
@@ -437,9 +468,10 @@ fn try_getsockopt(ctx: &SockoptContext) -> Result<(), Fault> {
     Ok(())
 }
 
-/// The 4-tuple of an accepted socket, as the agent's side recorded it.
+/// The 4-tuple of an accepted socket in namespace `netns_cookie`, as the
+/// agent's side recorded it.
 #[inline(always)]
-fn accepted_key(sk: *mut bpf_sock) -> TupleKey {
+fn accepted_key(sk: *mut bpf_sock, netns_cookie: u64) -> TupleKey {
     // SAFETY: reads of the kernel's `bpf_sock` fields, 4 bytes each
     // (dst_port 2), all before any branch (see `try_established`).
     let (family, src4, dst4, src6, dst6, src_port, dst_port) = unsafe {
@@ -464,6 +496,7 @@ fn accepted_key(sk: *mut bpf_sock) -> TupleKey {
         client_port: u16::from_be(dst_port),
         server_port: src_port as u16,
         _pad: 0,
+        netns_cookie,
     }
 }
 

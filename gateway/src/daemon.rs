@@ -21,6 +21,7 @@ use crate::admin::{self, StatusInfo};
 use crate::config::{Database, Settings};
 use crate::datadir::{DataDir, DataDirError};
 use crate::intercept::Transparent;
+use crate::intercept::redirect::Redirector;
 use crate::policy::RateLimiter;
 use crate::policy::approvals::Approvals;
 use crate::proxy::{self, Gateway, egress::Egress, upstream::Upstreams};
@@ -285,8 +286,9 @@ async fn run(
 }
 
 /// Serves the transparent listeners and keeps their agent map current
-/// until shutdown; the redirect stays attached until every listener is
-/// closed.
+/// until shutdown, and (eBPF) the listeners opened in agents' own network
+/// namespaces as the follower reaches them, each until its namespace is
+/// released; the redirect stays attached until every listener is closed.
 fn serve_transparent(
     gw: Arc<Gateway>,
     transparent: Transparent,
@@ -296,6 +298,7 @@ fn serve_transparent(
         listeners,
         agents,
         redirector,
+        netns,
         attached,
         ..
     } = transparent;
@@ -305,10 +308,27 @@ fn serve_transparent(
             tasks.push(tokio::spawn(proxy::transparent::run(
                 gw.clone(),
                 agents.clone(),
-                redirector,
+                redirector.clone(),
                 listener,
                 shutdown.clone(),
             )));
+        }
+        if let Some(follower) = netns {
+            let serve = move |served: crate::intercept::netns_follow::Served| {
+                let redirector = Redirector::Ebpf {
+                    netns: Some(served.diag),
+                };
+                for listener in served.listeners {
+                    tokio::spawn(proxy::transparent::run(
+                        gw.clone(),
+                        agents.clone(),
+                        redirector.clone(),
+                        listener,
+                        served.stop.clone(),
+                    ));
+                }
+            };
+            tasks.push(tokio::spawn(follower.run(serve, shutdown.clone())));
         }
         for t in tasks {
             let _ = t.await;

@@ -32,8 +32,8 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, CgroupSockopt, SockOps, loaded_programs};
 use aya::{Ebpf, EbpfLoader};
 use gateway_common::{
-    AGENT_PROGRAMS, Config, MAP_BY_COOKIE, MAP_BY_TUPLE, MAP_CONFIG, MAP_PORTS, MAPS, OrigInfo,
-    PROG_GETSOCKOPT, PROG_SOCK_OPS, TupleKey,
+    AGENT_PROGRAMS, Config, MAP_BY_COOKIE, MAP_BY_TUPLE, MAP_CONFIG, MAP_NETNS, MAP_PORTS, MAPS,
+    OrigInfo, PROG_GETSOCKOPT, PROG_SOCK_OPS, TupleKey,
 };
 
 /// The kernel's `bpf_attach_type` values this module attaches with.
@@ -65,6 +65,60 @@ pub struct Loaded {
     pub adopted: bool,
     /// Records an earlier daemon left in the maps, removed before serving.
     pub flushed: usize,
+    /// The reached namespaces (`AIRLOCK_NETNS`), taken by the daemon's
+    /// namespace follower (`super::netns_follow`).
+    pub netns: Option<NetnsMap>,
+}
+
+/// `AIRLOCK_NETNS`: the network namespaces (by cookie) where a transparent
+/// listener is open. Connects from any other are refused by connect4/6.
+pub struct NetnsMap(BpfHashMap<MapData, u64, u8>);
+
+impl NetnsMap {
+    /// Marks namespace `cookie` as served.
+    pub fn insert(&mut self, cookie: u64) -> Result<(), BpfError> {
+        self.0.insert(cookie, 1, 0).map_err(map_err(MAP_NETNS))
+    }
+
+    /// Unmarks it (its listeners are closed or about to be).
+    pub fn remove(&mut self, cookie: u64) -> Result<(), BpfError> {
+        match self.0.remove(&cookie) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.kind() == io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(map_err(MAP_NETNS)(e)),
+        }
+    }
+}
+
+/// Leaves only the host's namespace (`host_cookie`) in `AIRLOCK_NETNS`:
+/// the pinned map outlives a killed daemon, and the namespaces it served
+/// have no listener until this one reaches them again. The host's is
+/// written first, so host agents are never refused meanwhile.
+fn reset_netns(ebpf: &mut Ebpf, host_cookie: u64) -> Result<(), BpfError> {
+    let mut map: BpfHashMap<_, u64, u8> =
+        BpfHashMap::try_from(ebpf.map_mut(MAP_NETNS).ok_or(BpfError::NoMap(MAP_NETNS))?)
+            .map_err(map_err(MAP_NETNS))?;
+    map.insert(host_cookie, 1, 0).map_err(map_err(MAP_NETNS))?;
+    let stale: Vec<u64> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|c| *c != host_cookie)
+        .collect();
+    for c in stale {
+        map.remove(&c).map_err(map_err(MAP_NETNS))?;
+    }
+    Ok(())
+}
+
+fn take_netns(ebpf: &mut Ebpf) -> Result<NetnsMap, BpfError> {
+    let map = ebpf.take_map(MAP_NETNS).ok_or(BpfError::NoMap(MAP_NETNS))?;
+    Ok(NetnsMap(
+        BpfHashMap::try_from(map).map_err(map_err(MAP_NETNS))?,
+    ))
 }
 
 /// Where the link of program `prog` is pinned.
@@ -147,7 +201,9 @@ fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> BpfError {
 /// configuration, flushes the connection records made before
 /// `not_before_ns` (`CLOCK_BOOTTIME`, taken before the transparent
 /// listener was bound), and adopts or attaches the agent-side programs on
-/// `parent` and the getsockopt program on `gateway`.
+/// `parent` and the getsockopt program on `gateway`. `host_netns` is the
+/// cookie of the daemon's own network namespace, the one served first.
+#[allow(clippy::too_many_arguments)]
 pub fn load(
     object: &[u8],
     pin_dir: &Path,
@@ -156,6 +212,7 @@ pub fn load(
     config: Config,
     ports: &[u16],
     not_before_ns: u64,
+    host_netns: u64,
 ) -> Result<Loaded, BpfError> {
     let links_present = AGENT_PROGRAMS
         .iter()
@@ -192,6 +249,7 @@ pub fn load(
     }
     let mut ebpf = loader.load(object).map_err(BpfError::Load)?;
     configure(&mut ebpf, config, ports)?;
+    reset_netns(&mut ebpf, host_netns)?;
     let flushed = flush_stale(&mut ebpf, not_before_ns)?;
     if flushed > 0 {
         tracing::info!(
@@ -231,11 +289,13 @@ pub fn load(
         .map_err(|source| BpfError::Refused { name, source })?;
     prog.attach(&gw_cgroup, CgroupAttachMode::Single)
         .map_err(|source| BpfError::Attach { name, source })?;
+    let netns = Some(take_netns(&mut ebpf)?);
     Ok(Loaded {
         _ebpf: ebpf,
         _links: links,
         adopted: adopt,
         flushed,
+        netns,
     })
 }
 

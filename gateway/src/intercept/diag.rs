@@ -10,11 +10,16 @@
 //! `NLM_F_DUMP`) finds it; the answer carries `INET_DIAG_CGROUP_ID`
 //! (Linux 5.7+) and the owner's uid. One netlink socket per calling
 //! thread is kept open, so a lookup is a `send` and a `recv`.
+//!
+//! sock_diag sees only the sockets of the namespace its netlink socket was
+//! made in. A listener opened in an agent's network namespace
+//! ([`super::netns`]) therefore comes with a [`NetnsDiag`] made there too.
 
 use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
 
 use nix::libc;
 
@@ -70,8 +75,48 @@ fn octets(ip: IpAddr) -> [u8; 16] {
 /// The owner of the TCP socket whose local address is `local` and whose
 /// remote address is `remote`. `NotFound` when no such socket exists
 /// (e.g. the client already closed it).
-#[allow(unsafe_code)]
 pub fn tcp_socket_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<SocketOwner> {
+    let req = request(local, remote)?;
+    with_socket(|fd| exchange(fd, &req))
+}
+
+/// A sock_diag socket of one network namespace: lookups through it find
+/// that namespace's sockets. Shared by the namespace's accepting tasks; a
+/// lookup holds it for one `send` and one `recv`.
+pub struct NetnsDiag {
+    fd: Mutex<OwnedFd>,
+}
+
+impl NetnsDiag {
+    /// A socket in the calling thread's current network namespace.
+    pub fn open() -> io::Result<NetnsDiag> {
+        Ok(NetnsDiag {
+            fd: Mutex::new(open_socket()?),
+        })
+    }
+
+    /// [`tcp_socket_owner`], asked in this socket's namespace.
+    pub fn tcp_socket_owner(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> io::Result<SocketOwner> {
+        let req = request(local, remote)?;
+        // Nothing between a lookup's send and recv can panic, so a
+        // poisoned lock still guards a socket with no reply pending.
+        let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        exchange(fd.as_raw_fd(), &req)
+    }
+}
+
+impl std::fmt::Debug for NetnsDiag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetnsDiag")
+    }
+}
+
+/// The exact-match request for the socket `local` → `remote`.
+fn request(local: SocketAddr, remote: SocketAddr) -> io::Result<Request> {
     // An IPv4-mapped client socket is found by its IPv4 tuple: that is
     // how the kernel hashes it.
     let (local, remote) = (unmap(local), unmap(remote));
@@ -85,7 +130,7 @@ pub fn tcp_socket_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Soc
             ));
         }
     };
-    let req = Request {
+    Ok(Request {
         nlmsg_len: size_of::<Request>() as u32,
         nlmsg_type: SOCK_DIAG_BY_FAMILY,
         nlmsg_flags: NLM_F_REQUEST,
@@ -102,24 +147,43 @@ pub fn tcp_socket_owner(local: SocketAddr, remote: SocketAddr) -> io::Result<Soc
         dst: octets(remote.ip()),
         ifindex: 0,
         cookie: [INET_DIAG_NOCOOKIE; 2],
-    };
+    })
+}
+
+/// One request and its reply on the netlink socket `fd`.
+#[allow(unsafe_code)]
+fn exchange(fd: i32, req: &Request) -> io::Result<SocketOwner> {
     let mut buf = [0u8; 1024];
-    let n = with_socket(|fd| {
-        // SAFETY: `req` is a plain #[repr(C)] value read for its full size;
-        // `fd` is an open netlink socket.
-        let sent =
-            unsafe { libc::send(fd, (&req as *const Request).cast(), size_of::<Request>(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `buf` is writable for its full length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
-    })?;
-    parse_reply(&buf[..n])
+    // SAFETY: `req` is a plain #[repr(C)] value read for its full size;
+    // `fd` is an open netlink socket.
+    let sent = unsafe { libc::send(fd, (req as *const Request).cast(), size_of::<Request>(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `buf` is writable for its full length.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    parse_reply(&buf[..n as usize])
+}
+
+/// A new sock_diag socket in the calling thread's network namespace.
+#[allow(unsafe_code)]
+fn open_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked before use.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 fn unmap(a: SocketAddr) -> SocketAddr {
@@ -138,28 +202,12 @@ thread_local! {
 
 /// Runs `f` with this thread's netlink socket, opening it on first use
 /// and dropping it after an error (a fresh one next time).
-#[allow(unsafe_code)]
 fn with_socket<T>(f: impl FnOnce(i32) -> io::Result<T>) -> io::Result<T> {
     SOCKET.with(|cell| {
         let mut slot = cell.borrow_mut();
         let fd = match slot.as_ref() {
             Some(fd) => fd.as_raw_fd(),
-            None => {
-                // SAFETY: plain socket(2); the result is checked before use.
-                let raw = unsafe {
-                    libc::socket(
-                        libc::AF_NETLINK,
-                        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                        NETLINK_SOCK_DIAG,
-                    )
-                };
-                if raw < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: `raw` is a new descriptor nothing else owns.
-                slot.insert(unsafe { OwnedFd::from_raw_fd(raw) })
-                    .as_raw_fd()
-            }
+            None => slot.insert(open_socket()?).as_raw_fd(),
         };
         let r = f(fd);
         if r.is_err() {

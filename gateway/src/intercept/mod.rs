@@ -13,6 +13,9 @@
 //! - [`redirect`] and [`diag`]: what an accepted connection says about
 //!   itself in either mode: original destination and cgroup id.
 //! - [`agents`]: cgroup id → agent, rebuilt on each configuration change.
+//! - [`netns`] and [`netns_follow`] (eBPF mode): the transparent listener
+//!   opened inside each agent network namespace (containers), found by
+//!   scanning and watching the agents' tree (docs/containers.md).
 //! - [`run`]: `airlock run --agent NAME -- CMD`; [`agent_user`]: which
 //!   user it runs as (by default the agent's own, created on first run);
 //!   [`trust_view`]: the system trust store as the agent sees it (the OS
@@ -45,6 +48,8 @@ pub mod agents;
 pub mod bpf;
 pub mod cgroup;
 pub mod diag;
+pub mod netns;
+pub mod netns_follow;
 pub mod nft;
 pub mod redirect;
 pub mod run;

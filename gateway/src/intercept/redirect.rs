@@ -4,7 +4,9 @@
 //! - eBPF: one `getsockopt(SOL_IP, SO_AIRLOCK_ORIG_INFO)`, answered by the
 //!   gateway's getsockopt program from the record connect4/6 made
 //!   (destination, cgroup id, pid, uid, when it was filed), then the client
-//!   socket's own cgroup by its 4-tuple ([`super::diag`]).
+//!   socket's own cgroup by its 4-tuple ([`super::diag`]), asked in the
+//!   listener's network namespace (the host's, or an agent's own:
+//!   [`super::netns`]).
 //! - nftables: the standard `SO_ORIGINAL_DST` / `IP6T_SO_ORIGINAL_DST`,
 //!   answered by conntrack from the REDIRECT, then the client socket's
 //!   cgroup by its 4-tuple ([`super::diag`]).
@@ -34,6 +36,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_common::{
@@ -42,13 +45,17 @@ use gateway_common::{
 };
 use nix::libc;
 
-use super::diag;
+use super::diag::{self, NetnsDiag};
 use crate::model::net::{CgroupId, ClientAddr, OrigDst};
 
 /// Which mechanism redirected the connections a listener accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Redirector {
-    Ebpf,
+    Ebpf {
+        /// The sock_diag socket of the listener's network namespace when
+        /// it is an agent's own (`None`: the host's, the daemon's own).
+        netns: Option<Arc<NetnsDiag>>,
+    },
     Nftables,
 }
 
@@ -129,19 +136,23 @@ impl Redirector {
     /// The original destination and identity of `stream`, accepted from
     /// `peer` on local address `local`.
     pub fn identify(
-        self,
+        &self,
         stream: &impl AsRawFd,
         peer: ClientAddr,
         local: SocketAddr,
     ) -> Result<Redirected, Unidentified> {
         let peer = peer.get();
         match self {
-            Redirector::Ebpf => {
+            Redirector::Ebpf { netns } => {
                 let info = original_info(stream).map_err(Unidentified::NotRedirected)?;
                 check_age(info.recorded_ns, boot_time_ns())?;
                 // The client socket was redirected by rewriting its
                 // destination: its own remote address is this listener.
-                let owner = diag::tcp_socket_owner(peer, local).map_err(Unidentified::NoOwner)?;
+                let owner = match netns {
+                    Some(ns) => ns.tcp_socket_owner(peer, local),
+                    None => diag::tcp_socket_owner(peer, local),
+                }
+                .map_err(Unidentified::NoOwner)?;
                 Ok(Redirected {
                     orig: OrigDst::new(original_addr(&info)),
                     cgroup_id: CgroupId::new(info.cgroup_id),

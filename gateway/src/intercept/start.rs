@@ -12,10 +12,11 @@ use tokio::net::TcpListener;
 
 use super::agents::AgentMap;
 use super::cgroup::{self, Cgroup2};
+use super::netns_follow::Follower;
 use super::redirect::{self, Redirector};
 use super::settings::{InterceptSettings, TransparentMode};
 use super::state::{State, write_state};
-use super::{bpf, nft};
+use super::{bpf, netns, nft};
 use crate::snapshot::SnapshotHandle;
 
 /// Why the daemon must not start.
@@ -53,6 +54,9 @@ pub enum StartError {
     Listen { port: u16, source: std::io::Error },
     #[error("{0}")]
     ListenerAddr(std::io::Error),
+    /// eBPF needs the cookie to tell the host's namespace from agents'.
+    #[error("cannot read the network namespace cookie of the transparent listener: {0}")]
+    NetnsCookie(std::io::Error),
     #[error("this build has no eBPF object (build it with `cargo xtask build-ebpf`)")]
     NoObject,
     #[error("{0}")]
@@ -77,7 +81,8 @@ pub enum StartError {
 enum Backend {
     /// Holding the programs keeps the getsockopt program attached.
     Ebpf {
-        _loaded: bpf::Loaded,
+        /// Its `netns` map is taken for the namespace follower.
+        loaded: Box<bpf::Loaded>,
     },
     Nftables,
 }
@@ -85,7 +90,7 @@ enum Backend {
 impl Backend {
     fn redirector(&self) -> Redirector {
         match self {
-            Backend::Ebpf { .. } => Redirector::Ebpf,
+            Backend::Ebpf { .. } => Redirector::Ebpf { netns: None },
             Backend::Nftables => Redirector::Nftables,
         }
     }
@@ -105,6 +110,11 @@ pub struct Transparent {
     pub agents: Arc<AgentMap>,
     /// How the accepted connections say where they were going.
     pub redirector: Redirector,
+    /// Follows agents' own network namespaces ([`Follower::run`]): eBPF
+    /// reaches them and hands their listeners to the daemon; the nftables
+    /// fallback redirects in the host's namespace only, so there it only
+    /// warns about them.
+    pub netns: Option<Follower>,
     /// Keeps the redirect in place while held.
     pub attached: Attached,
 }
@@ -191,6 +201,8 @@ struct Prepared {
     /// `CLOCK_BOOTTIME` just before the listeners were bound: eBPF records
     /// older than this are an earlier daemon's, flushed at load.
     bound_after_ns: u64,
+    /// The cookie of the daemon's own network namespace.
+    host_netns: u64,
 }
 
 async fn prepare(settings: &InterceptSettings) -> Result<Prepared, StartError> {
@@ -215,6 +227,12 @@ async fn prepare(settings: &InterceptSettings) -> Result<Prepared, StartError> {
     })?;
     let bound_after_ns = redirect::boot_time_ns();
     let (listeners, port) = bind(settings.port).await?;
+    let host_netns = listeners
+        .first()
+        .map(netns::netns_cookie)
+        .transpose()
+        .map_err(StartError::NetnsCookie)?
+        .unwrap_or_default();
     Ok(Prepared {
         cg,
         parent,
@@ -222,6 +240,7 @@ async fn prepare(settings: &InterceptSettings) -> Result<Prepared, StartError> {
         listeners,
         port,
         bound_after_ns,
+        host_netns,
     })
 }
 
@@ -243,6 +262,7 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         config,
         &settings.ports,
         p.bound_after_ns,
+        p.host_netns,
     )?;
     match nft::remove(&settings.nft_table) {
         Ok(true) => tracing::info!(table = %settings.nft_table,
@@ -255,7 +275,26 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
     } else {
         "eBPF"
     };
-    Ok((Backend::Ebpf { _loaded: loaded }, how.to_owned()))
+    Ok((
+        Backend::Ebpf {
+            loaded: Box::new(loaded),
+        },
+        how.to_owned(),
+    ))
+}
+
+/// The follower of agents' network namespaces (`map`: `None` in the
+/// nftables mode, where it only warns about them).
+fn follower(p: &Prepared, map: Option<bpf::NetnsMap>) -> Option<Follower> {
+    match Follower::new(p.parent.clone(), p.port, map) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot follow agents' network namespaces: only the \
+                host's is served, agents in others are refused (eBPF) or not intercepted \
+                (nftables)");
+            None
+        }
+    }
 }
 
 /// The nftables table; then this daemon's pinned eBPF programs, if an
@@ -292,7 +331,7 @@ async fn try_start(
         TransparentMode::Auto => StartError::Prepare(Box::new(e)),
         _ => e,
     })?;
-    let (backend, how) = match settings.mode {
+    let (mut backend, how) = match settings.mode {
         TransparentMode::Ebpf => start_ebpf(settings, &p)?,
         TransparentMode::Nftables => start_nft(settings, &p)?,
         _ => match start_ebpf(settings, &p) {
@@ -317,6 +356,10 @@ async fn try_start(
             }
         },
     };
+    let netns = match &mut backend {
+        Backend::Ebpf { loaded } => loaded.netns.take().and_then(|m| follower(&p, Some(m))),
+        Backend::Nftables => follower(&p, None),
+    };
     let agents = AgentMap::new(p.cg.clone(), &settings.agents_cgroup, snapshot);
     let state = State {
         cgroup2: p.cg.mount.clone(),
@@ -332,6 +375,7 @@ async fn try_start(
             port: p.port,
             agents,
             redirector: backend.redirector(),
+            netns,
             attached: Attached { _backend: backend },
         },
         how,

@@ -50,9 +50,9 @@ pub async fn run(
         Listener::Transparent,
         shutdown,
         move |stream, client| {
-            let (gw, agents) = (gw.clone(), agents.clone());
+            let (gw, agents, redirector) = (gw.clone(), agents.clone(), redirector.clone());
             async move {
-                match open(&gw, &agents, redirector, &stream, client).await {
+                match open(&gw, &agents, &redirector, &stream, client).await {
                     Ok(session) => {
                         let host = session.host.clone();
                         connection::intercept(gw, session, stream, host).await;
@@ -70,7 +70,7 @@ pub async fn run(
 async fn open(
     gw: &Gateway,
     agents: &AgentMap,
-    redirector: Redirector,
+    redirector: &Redirector,
     stream: &TcpStream,
     client: ClientAddr,
 ) -> Result<Session, Refusal> {
@@ -105,7 +105,7 @@ async fn open(
 /// What the redirect says about the connection: its original destination
 /// and cgroups.
 fn redirected(
-    redirector: Redirector,
+    redirector: &Redirector,
     stream: &TcpStream,
     client: ClientAddr,
 ) -> Result<Redirected, Refusal> {
