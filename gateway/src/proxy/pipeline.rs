@@ -42,6 +42,7 @@ use super::body::{Counted, ProxyBody};
 use super::error::{Failure, ProxyError, Side};
 use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
+use super::inject_oauth2;
 use super::record::AuditGuard;
 use super::target::{self, AuthorityError, SessionHost, TargetError};
 use super::upstream::{Protocols, UpstreamBody, UpstreamKey};
@@ -167,13 +168,7 @@ async fn run_phases(
         port: session.port,
         tls: session.transport == Transport::Tls,
     };
-    let injected =
-        inject::inject(&mut parts, &dest, agent, snap, &gw.vault).map_err(|e| match e {
-            inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
-                reason: e.to_string(),
-            },
-            other => ProxyError::Unavailable(Failure::of(other)),
-        })?;
+    let injected = inject_credentials(gw, &mut parts, &dest, agent, snap).await?;
     audit.secrets(injected.secrets);
 
     let mut forwarded = forward(
@@ -184,13 +179,56 @@ async fn run_phases(
         audit,
     )
     .await?;
+    if forwarded.status() == StatusCode::UNAUTHORIZED {
+        // The provider revoked or expired the token early: the next
+        // request renews it (docs/credentials.md: no replay of this one).
+        for (secret, token) in &injected.oauth2 {
+            gw.credentials.rejected(secret, token);
+        }
+    }
     // What was injected never comes back in the response head; the
     // plaintexts are zeroized when `injected.scrub` drops, here.
     injected.scrub.response_head(forwarded.headers_mut());
     Ok(forwarded)
 }
 
+/// Phase 6: placeholders checked (nothing opened before), then the OAuth2
+/// tokens had (cached, or renewed single-flight), then every applying
+/// secret injected.
+async fn inject_credentials<'s>(
+    gw: &Arc<Gateway>,
+    parts: &mut http::request::Parts,
+    dest: &Destination<'_>,
+    agent: &AgentRecord,
+    snap: &'s Snapshot,
+) -> Result<inject::Injected<'s>, ProxyError> {
+    let refused = |e: inject::InjectError| match e {
+        inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
+            reason: e.to_string(),
+        },
+        other => ProxyError::Unavailable(Failure::of(other)),
+    };
+    let applying = inject::check(parts, dest, agent, snap).map_err(refused)?;
+    let tokens = if inject_oauth2::needs_tokens(&applying) {
+        inject_oauth2::obtain(&gw.credentials, &applying)
+            .await
+            .map_err(ProxyError::Credential)?
+    } else {
+        inject_oauth2::Tokens::default()
+    };
+    applying
+        .apply(parts, dest, &gw.vault, &tokens)
+        .map_err(refused)
+}
+
 impl Forwarded {
+    fn status(&self) -> StatusCode {
+        match self {
+            Forwarded::Stream(resp) => resp.status(),
+            Forwarded::Upgrade { response, .. } => response.status(),
+        }
+    }
+
     fn headers_mut(&mut self) -> &mut http::HeaderMap {
         match self {
             Forwarded::Stream(resp) => resp.headers_mut(),
