@@ -60,9 +60,9 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod admin;
-pub mod credentials;
 pub mod audit;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod dashboard;
 pub mod datadir;

@@ -28,12 +28,27 @@ pub fn note_cli_input(args: &[&str], input: &[u8]) {
     let Some(dir) = dir().filter(|_| is_secret_value) else {
         return;
     };
-    let value = String::from_utf8_lossy(input);
+    // An OAuth2 secret reads its client secret and refresh token as two
+    // lines: each is a value of its own.
+    for value in String::from_utf8_lossy(input).lines() {
+        record(&dir, value);
+    }
+}
+
+/// Records a secret value a test did not pass on the CLI's standard
+/// input (an access or refresh token an OAuth2 provider issued).
+pub fn note_secret(value: &str) {
+    if let Some(dir) = dir() {
+        record(&dir, value);
+    }
+}
+
+fn record(dir: &Path, value: &str) {
     let value = value.trim();
-    if value.is_empty() || value.contains('\n') {
+    if value.is_empty() {
         return;
     }
-    let _ = fs::create_dir_all(&dir);
+    let _ = fs::create_dir_all(dir);
     if let Ok(mut f) = OpenOptions::new()
         .create(true)
         .append(true)

@@ -244,7 +244,12 @@ pub struct ValueInput {
 #[derive(Debug, clap::Args)]
 pub struct OAuth2Args {
     /// OAuth2: the provider's token endpoint (https://).
-    #[arg(long, value_name = "URL", requires = "client_id", requires = "oauth2_grant")]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "client_id",
+        requires = "oauth2_grant"
+    )]
     pub oauth2_token_url: Option<String>,
     /// OAuth2: the client id.
     #[arg(long, value_name = "ID", requires = "oauth2_token_url")]

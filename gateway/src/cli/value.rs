@@ -62,11 +62,15 @@ pub fn read_oauth2(
     }
     let file_secret = secret_file
         .map(|path| {
-            let raw = Zeroizing::new(std::fs::read(path).with_context(|| {
-                format!("reading the client secret from {}", path.display())
-            })?);
+            let raw =
+                Zeroizing::new(std::fs::read(path).with_context(|| {
+                    format!("reading the client secret from {}", path.display())
+                })?);
             let text = std::str::from_utf8(&raw).map_err(|_| {
-                anyhow::anyhow!("the client secret file {} is not UTF-8 text", path.display())
+                anyhow::anyhow!(
+                    "the client secret file {} is not UTF-8 text",
+                    path.display()
+                )
             })?;
             let first = text.lines().next().unwrap_or("");
             if first.is_empty() {

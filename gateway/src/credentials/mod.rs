@@ -168,7 +168,10 @@ impl Credentials {
     }
 
     /// The access token for `secret`, renewed first when it is due.
-    pub async fn access_token(&self, secret: &SecretRecord) -> Result<AccessToken, CredentialError> {
+    pub async fn access_token(
+        &self,
+        secret: &SecretRecord,
+    ) -> Result<AccessToken, CredentialError> {
         let Injection::OAuth2(grant) = &secret.injection else {
             return Err(internal(secret.name.as_str(), "it is not an OAuth2 secret"));
         };
@@ -227,7 +230,10 @@ impl Credentials {
     ) -> Result<Cached, CredentialError> {
         let name = secret.name.as_str();
         let store = self.store.as_ref().ok_or_else(|| {
-            internal(name, "OAuth2 secrets need the database, and this gateway has none")
+            internal(
+                name,
+                "OAuth2 secrets need the database, and this gateway has none",
+            )
         })?;
         let lock = tokio::time::timeout(LOCK_WAIT, store.lock_tokens(secret.id))
             .await
@@ -242,7 +248,10 @@ impl Credentials {
             })?
             .map_err(|e| internal(name, e))?;
         let Some(row) = &lock.row else {
-            return Err(internal(name, "it has no token row: remove it and add it again"));
+            return Err(internal(
+                name,
+                "it has no token row: remove it and add it again",
+            ));
         };
         if row.status == TokenStatus::NeedsReconnection {
             let detail = row.status_detail.clone().unwrap_or_default();
@@ -312,7 +321,10 @@ impl Credentials {
             .await
         {
             tracing::error!(secret = %name, error = %e, "cannot store the renewed OAuth2 tokens; if the provider rotated the refresh token, the secret needs reconnection");
-            return Err(internal(name, format!("its renewed tokens cannot be stored: {e}")));
+            return Err(internal(
+                name,
+                format!("its renewed tokens cannot be stored: {e}"),
+            ));
         }
         tracing::debug!(secret = %name, lifetime = set.lifetime_secs, "OAuth2 access token renewed");
         Ok(Cached::new(

@@ -85,7 +85,9 @@ impl TokenClient {
             .timeout(REQUEST_TIMEOUT)
             .https_only(true)
             .build()
-            .map_err(|e| EndpointError::Unreachable(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                EndpointError::Unreachable(format!("cannot build the HTTP client: {e}"))
+            })?;
         Ok(TokenClient { http })
     }
 
@@ -222,9 +224,11 @@ fn read_answer(status: u16, raw: &[u8]) -> Result<TokenResponse, EndpointError> 
     // Some providers send expires_in as a string.
     let lifetime = match answer.expires_in {
         None => DEFAULT_LIFETIME,
-        Some(serde_json::Value::Number(n)) => n.as_u64().map(Duration::from_secs).ok_or_else(
-            || EndpointError::Malformed("its expires_in is not a whole number of seconds".into()),
-        )?,
+        Some(serde_json::Value::Number(n)) => {
+            n.as_u64().map(Duration::from_secs).ok_or_else(|| {
+                EndpointError::Malformed("its expires_in is not a whole number of seconds".into())
+            })?
+        }
         Some(serde_json::Value::String(s)) => s.parse().map(Duration::from_secs).map_err(|_| {
             EndpointError::Malformed("its expires_in is not a whole number of seconds".into())
         })?,
@@ -248,7 +252,9 @@ fn read_answer(status: u16, raw: &[u8]) -> Result<TokenResponse, EndpointError> 
 /// RFC 6749 error codes are short ASCII words; anything else is not
 /// repeated (it could be a page quoting the request).
 fn is_error_code(code: &str) -> bool {
-    !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 /// The codes after which only the operator can help.
@@ -272,13 +278,22 @@ mod tests {
         .unwrap();
         assert_eq!(ok.access_token.as_str(), "at-1");
         assert_eq!(ok.lifetime, Duration::from_secs(60));
-        assert_eq!(ok.refresh_token.as_deref().map(String::as_str), Some("rt-2"));
+        assert_eq!(
+            ok.refresh_token.as_deref().map(String::as_str),
+            Some("rt-2")
+        );
         assert!(!format!("{ok:?}").contains("at-1"));
 
         let revoked = read_answer(400, br#"{"error":"invalid_grant"}"#).unwrap_err();
         assert!(revoked.is_refusal());
         let other = read_answer(503, b"<html>down</html>").unwrap_err();
-        assert!(matches!(other, EndpointError::Failed { status: 503, code: None }));
+        assert!(matches!(
+            other,
+            EndpointError::Failed {
+                status: 503,
+                code: None
+            }
+        ));
         let missing = read_answer(200, br#"{"token_type":"bearer"}"#).unwrap_err();
         assert!(matches!(missing, EndpointError::Malformed(_)));
         let mac = read_answer(200, br#"{"access_token":"x","token_type":"mac"}"#).unwrap_err();

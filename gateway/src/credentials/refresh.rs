@@ -188,7 +188,11 @@ mod tests {
         let e = Entry::default();
         let now = Utc::now();
         assert!(matches!(e.peek(now), Peek::Renew(None)));
-        e.renewed(Cached::new(token("a"), now + ChronoDuration::seconds(10), 10));
+        e.renewed(Cached::new(
+            token("a"),
+            now + ChronoDuration::seconds(10),
+            10,
+        ));
         assert!(matches!(e.peek(now), Peek::Fresh(_)));
         let due = now + ChronoDuration::milliseconds(9500);
         assert!(matches!(e.peek(due), Peek::Renew(Some(_))));
@@ -224,7 +228,11 @@ mod tests {
         let e = Entry::default();
         let now = Utc::now();
         let t = token("a");
-        e.renewed(Cached::new(t.clone(), now + ChronoDuration::seconds(100), 100));
+        e.renewed(Cached::new(
+            t.clone(),
+            now + ChronoDuration::seconds(100),
+            100,
+        ));
         e.reject(&t);
         assert!(matches!(e.peek(now), Peek::Renew(None)));
         assert!(e.is_rejected("a"));

@@ -225,7 +225,10 @@ impl OAuth2Grant {
             return Err(InjectionError::BadClientId);
         }
         if self.scopes.len() > 64 {
-            return Err(InjectionError::BadScope(format!("{} scopes", self.scopes.len())));
+            return Err(InjectionError::BadScope(format!(
+                "{} scopes",
+                self.scopes.len()
+            )));
         }
         // RFC 6749 §3.3 scope-token: no space, `"` or `\`.
         for scope in &self.scopes {

@@ -312,7 +312,13 @@ fn apply<'s>(
             }
             Injection::Query { param } => set_query(parts, param, values.text(index)?)?,
             Injection::OAuth2(_) => {
-                set_header(parts, secret, "authorization", "Bearer {value}", values.get(index)?)?;
+                set_header(
+                    parts,
+                    secret,
+                    "authorization",
+                    "Bearer {value}",
+                    values.get(index)?,
+                )?;
             }
             Injection::AwsSigv4 { region, service } => {
                 aws.get_or_insert(AwsSigning {

@@ -30,11 +30,17 @@ impl Tokens {
     }
 
     fn get(&self, secret: &SecretRecord) -> Option<&AccessToken> {
-        self.0.iter().find(|(id, _)| *id == secret.id).map(|(_, t)| t)
+        self.0
+            .iter()
+            .find(|(id, _)| *id == secret.id)
+            .map(|(_, t)| t)
     }
 
     /// The tokens that went out, with their secrets.
-    pub(super) fn sent<'s>(&self, secrets: &[&'s SecretRecord]) -> Vec<(&'s SecretRecord, AccessToken)> {
+    pub(super) fn sent<'s>(
+        &self,
+        secrets: &[&'s SecretRecord],
+    ) -> Vec<(&'s SecretRecord, AccessToken)> {
         secrets
             .iter()
             .filter_map(|s| self.get(s).map(|t| (*s, t.clone())))

@@ -45,7 +45,7 @@ use super::inject::{self, Destination};
 use super::inject_oauth2;
 use super::record::AuditGuard;
 use super::target::{self, AuthorityError, SessionHost, TargetError};
-use super::upstream::{Protocols, UpstreamBody, UpstreamKey};
+use super::upstream::{AgentBody, Protocols, UpstreamBody, UpstreamKey};
 use super::{Gateway, Session, Transport};
 use crate::audit::Decision;
 use crate::policy::PathForms;
@@ -168,9 +168,17 @@ async fn run_phases(
         port: session.port,
         tls: session.transport == Transport::Tls,
     };
-    let injected = inject_credentials(gw, &mut parts, &dest, agent, snap).await?;
-    audit.secrets(injected.secrets);
+    let applying = inject::check(&parts, &dest, agent, snap).map_err(inject_refused)?;
+    // A bodiless request with an OAuth2 token can be sent again if the
+    // upstream refuses the token: its head is kept, before injection.
+    let replay = (inject_oauth2::needs_tokens(&applying)
+        && upgrade.is_none()
+        && http_body::Body::is_end_stream(&body))
+    .then(|| head_copy(&parts));
+    let mut injected = inject_credentials(gw, &mut parts, &dest, applying).await?;
+    audit.secrets(std::mem::take(&mut injected.secrets));
 
+    let body = AgentBody::Left(body);
     let mut forwarded = forward(
         gw,
         session,
@@ -179,11 +187,30 @@ async fn run_phases(
         audit,
     )
     .await?;
-    if forwarded.status() == StatusCode::UNAUTHORIZED {
-        // The provider revoked or expired the token early: the next
-        // request renews it (docs/credentials.md: no replay of this one).
+    if forwarded.status() == StatusCode::UNAUTHORIZED && !injected.oauth2.is_empty() {
+        // The provider revoked or expired the token early: renew it, and
+        // send the request once more if it has no body; else the agent
+        // gets the 401 and the next request has a new token.
         for (secret, token) in &injected.oauth2 {
             gw.credentials.rejected(secret, token);
+        }
+        if let Some(mut parts) = replay {
+            let applying = inject::check(&parts, &dest, agent, snap).map_err(inject_refused)?;
+            let again = inject_credentials(gw, &mut parts, &dest, applying).await?;
+            let empty = AgentBody::Right(http_body_util::Empty::new());
+            forwarded =
+                forward(gw, session, Request::from_parts(parts, empty), None, audit).await?;
+            if forwarded.status() == StatusCode::UNAUTHORIZED {
+                for (secret, token) in &again.oauth2 {
+                    gw.credentials.rejected(secret, token);
+                }
+                return Err(ProxyError::Upstream(Failure::from(format!(
+                    "the upstream refused a freshly renewed OAuth2 access token of secret(s) {} \
+                     (401): check the secret's scopes and the client's permissions at the provider",
+                    again.secrets.join(", ")
+                ))));
+            }
+            again.scrub.response_head(forwarded.headers_mut());
         }
     }
     // What was injected never comes back in the response head; the
@@ -192,23 +219,34 @@ async fn run_phases(
     Ok(forwarded)
 }
 
-/// Phase 6: placeholders checked (nothing opened before), then the OAuth2
-/// tokens had (cached, or renewed single-flight), then every applying
-/// secret injected.
-async fn inject_credentials<'s>(
-    gw: &Arc<Gateway>,
-    parts: &mut http::request::Parts,
-    dest: &Destination<'_>,
-    agent: &AgentRecord,
-    snap: &'s Snapshot,
-) -> Result<inject::Injected<'s>, ProxyError> {
-    let refused = |e: inject::InjectError| match e {
+/// The request head as it was before injection, for a replay.
+fn head_copy(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+fn inject_refused(e: inject::InjectError) -> ProxyError {
+    match e {
         inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
             reason: e.to_string(),
         },
         other => ProxyError::Unavailable(Failure::of(other)),
-    };
-    let applying = inject::check(parts, dest, agent, snap).map_err(refused)?;
+    }
+}
+
+/// Phase 6, once the placeholders are checked ([`inject::check`]: nothing
+/// opened before): the OAuth2 tokens had (cached, or renewed
+/// single-flight), then every applying secret injected.
+async fn inject_credentials<'s>(
+    gw: &Arc<Gateway>,
+    parts: &mut http::request::Parts,
+    dest: &Destination<'_>,
+    applying: inject::Applying<'s>,
+) -> Result<inject::Injected<'s>, ProxyError> {
     let tokens = if inject_oauth2::needs_tokens(&applying) {
         inject_oauth2::obtain(&gw.credentials, &applying)
             .await
@@ -218,7 +256,7 @@ async fn inject_credentials<'s>(
     };
     applying
         .apply(parts, dest, &gw.vault, &tokens)
-        .map_err(refused)
+        .map_err(inject_refused)
 }
 
 impl Forwarded {
@@ -365,7 +403,7 @@ async fn decide(
 async fn forward(
     gw: &Arc<Gateway>,
     session: &Session,
-    req: Request<Incoming>,
+    req: Request<AgentBody>,
     upgrade: Option<OnUpgrade>,
     audit: &mut AuditGuard,
 ) -> Result<Forwarded, ProxyError> {

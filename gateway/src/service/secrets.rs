@@ -143,8 +143,13 @@ impl Service {
         // never holds the row across the network.
         let oauth2_tokens = match &current.injection {
             Injection::OAuth2(grant) => Some(
-                self.first_tokens(grant, &req.value, req.refresh_token.as_ref(), &current.aad())
-                    .await?,
+                self.first_tokens(
+                    grant,
+                    &req.value,
+                    req.refresh_token.as_ref(),
+                    &current.aad(),
+                )
+                .await?,
             ),
             _ => no_refresh_token(req.refresh_token.as_ref())?,
         };

@@ -142,12 +142,13 @@ impl Store {
         let row = match row {
             None => None,
             Some(r) => Some(TokenRow {
-                sealed: Sealed::from_parts(r.try_get("nonce")?, r.try_get("ciphertext")?)
-                    .map_err(|e| StoreError::Corrupt {
+                sealed: Sealed::from_parts(r.try_get("nonce")?, r.try_get("ciphertext")?).map_err(
+                    |e| StoreError::Corrupt {
                         table: "oauth2_tokens",
                         id: secret_id.to_string(),
                         reason: e.to_string(),
-                    })?,
+                    },
+                )?,
                 access_expires_at: r.try_get("access_expires_at")?,
                 status: TokenStatus::from_column(r.try_get("status")?),
                 status_detail: r.try_get("status_detail")?,

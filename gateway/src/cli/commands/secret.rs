@@ -144,7 +144,9 @@ fn oauth2_injection(args: &OAuth2Args) -> Result<Injection> {
     let grant = match (args.refresh_token_stdin, args.client_credentials) {
         (true, false) => GrantType::RefreshToken,
         (false, true) => GrantType::ClientCredentials,
-        _ => bail!("an OAuth2 secret needs exactly one of --refresh-token-stdin or --client-credentials"),
+        _ => bail!(
+            "an OAuth2 secret needs exactly one of --refresh-token-stdin or --client-credentials"
+        ),
     };
     let injection = Injection::OAuth2(OAuth2Grant {
         token_url: token_url.clone(),
