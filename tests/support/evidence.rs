@@ -28,10 +28,19 @@ pub fn note_cli_input(args: &[&str], input: &[u8]) {
     let Some(dir) = dir().filter(|_| is_secret_value) else {
         return;
     };
+    let input = String::from_utf8_lossy(input);
     // An OAuth2 secret reads its client secret and refresh token as two
-    // lines: each is a value of its own.
-    for value in String::from_utf8_lossy(input).lines() {
-        record(&dir, value);
+    // lines: each is a value of its own. Any other multi-line input is a
+    // value the daemon refuses (and its lines could be ordinary words).
+    let oauth2 = args
+        .iter()
+        .any(|a| matches!(*a, "--oauth2-token-url" | "--refresh-token-stdin"));
+    if oauth2 {
+        for value in input.lines() {
+            record(&dir, value);
+        }
+    } else if !input.trim().contains('\n') {
+        record(&dir, &input);
     }
 }
 

@@ -158,6 +158,7 @@ mod tests {
                 "upstream_error",
                 "upstream_timeout",
                 "unavailable",
+                "credential_unavailable",
             ]
         );
     }

@@ -214,12 +214,12 @@ fn read_answer(status: u16, raw: &[u8]) -> Result<TokenResponse, EndpointError> 
             "its access_token is empty, too long, or not header-safe text".into(),
         ));
     }
-    if let Some(kind) = answer.token_type.as_deref() {
-        if !kind.eq_ignore_ascii_case("bearer") {
-            return Err(EndpointError::Malformed(format!(
-                "its token_type is {kind:?}, not Bearer"
-            )));
-        }
+    if let Some(kind) = answer.token_type.as_deref()
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(EndpointError::Malformed(format!(
+            "its token_type is {kind:?}, not Bearer"
+        )));
     }
     // Some providers send expires_in as a string.
     let lifetime = match answer.expires_in {
