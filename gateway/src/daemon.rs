@@ -57,6 +57,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot build the OAuth2 token client: {0}")]
+    TokenClient(#[from] crate::credentials::EndpointError),
     #[error(transparent)]
     Intercept(#[from] crate::intercept::InterceptError),
     #[error(transparent)]
@@ -184,16 +186,21 @@ async fn run(
         crate::intercept::start(&settings.intercept, data.root(), snapshot.clone()).await?;
     let mut own_ports = vec![proxy_addr.port(), dashboard_addr.port()];
     own_ports.extend(intercept.transparent.as_ref().map(|t| t.port));
+    let upstream_tls = upstream_client_config(settings.proxy.upstream_ca.as_deref())?;
+    // Token endpoints are verified against the upstreams' roots.
+    let credentials = Arc::new(crate::credentials::Credentials::new(
+        vault.clone(),
+        Some(store.clone()),
+        crate::credentials::TokenClient::new(&upstream_tls)?,
+    ));
     let gateway = Arc::new(Gateway {
         snapshot: snapshot.clone(),
         vault: vault.clone(),
         limiter: RateLimiter::default(),
         approvals: approvals.clone(),
         audit,
-        upstreams: Upstreams::new(
-            upstream_client_config(settings.proxy.upstream_ca.as_deref())?,
-            settings.proxy.upstream_headers_timeout,
-        ),
+        upstreams: Upstreams::new(upstream_tls, settings.proxy.upstream_headers_timeout),
+        credentials: credentials.clone(),
         leaves: LeafCache::with_defaults(ca.clone())?,
         egress: Egress {
             allow: settings.proxy.allow_upstreams.clone(),
@@ -224,6 +231,7 @@ async fn run(
         snapshot,
         approvals,
         &settings.intercept.agents_cgroup,
+        credentials,
     );
     let status = StatusInfo {
         audit: audit_state,

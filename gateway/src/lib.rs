@@ -16,6 +16,8 @@
 //! - [`model`]: validated names and the ways a secret is injected.
 //! - [`policy`]: host patterns, path globs and rules.
 //! - [`vault`]: the master key and AES-256-GCM sealing of secret values.
+//! - [`credentials`]: credentials obtained at run time (OAuth2 access
+//!   tokens): renewal, single flight, the token endpoint client.
 //! - [`tls`]: the local CA and its per-host leaf certificates, upstream
 //!   trust (OS roots plus `AIRLOCK_UPSTREAM_CA`) and the ClientHello SNI reader.
 //! - [`store`]: PostgreSQL (sqlx): the embedded server's supervisor,
@@ -62,6 +64,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod dashboard;
 pub mod datadir;

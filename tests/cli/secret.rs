@@ -113,7 +113,15 @@ fn add_takes_every_kind_of_injection_and_list_never_shows_a_value() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "HOST", "PATH", "INJECTION", "VERSION", "UPDATED"]
+        [
+            "NAME",
+            "HOST",
+            "PATH",
+            "INJECTION",
+            "VERSION",
+            "UPDATED",
+            "STATUS"
+        ]
     );
     let names: Vec<&str> = lines[1..]
         .iter()

@@ -28,12 +28,36 @@ pub fn note_cli_input(args: &[&str], input: &[u8]) {
     let Some(dir) = dir().filter(|_| is_secret_value) else {
         return;
     };
-    let value = String::from_utf8_lossy(input);
+    let input = String::from_utf8_lossy(input);
+    // An OAuth2 secret reads its client secret and refresh token as two
+    // lines: each is a value of its own. Any other multi-line input is a
+    // value the daemon refuses (and its lines could be ordinary words).
+    let oauth2 = args
+        .iter()
+        .any(|a| matches!(*a, "--oauth2-token-url" | "--refresh-token-stdin"));
+    if oauth2 {
+        for value in input.lines() {
+            record(&dir, value);
+        }
+    } else if !input.trim().contains('\n') {
+        record(&dir, &input);
+    }
+}
+
+/// Records a secret value a test did not pass on the CLI's standard
+/// input (an access or refresh token an OAuth2 provider issued).
+pub fn note_secret(value: &str) {
+    if let Some(dir) = dir() {
+        record(&dir, value);
+    }
+}
+
+fn record(dir: &Path, value: &str) {
     let value = value.trim();
-    if value.is_empty() || value.contains('\n') {
+    if value.is_empty() {
         return;
     }
-    let _ = fs::create_dir_all(&dir);
+    let _ = fs::create_dir_all(dir);
     if let Ok(mut f) = OpenOptions::new()
         .create(true)
         .append(true)

@@ -150,16 +150,21 @@ impl InProc {
             .await
             .expect("a proxy port");
         let proxy = listener.local_addr().expect("the proxy address");
+        let upstream_tls = upstream_client_config(Some(up.ca_pem_path())).expect("upstream trust");
+        // No database: OAuth2 secrets fail here (tests/oauth covers them).
+        let credentials = Arc::new(airlock::credentials::Credentials::new(
+            vault.clone(),
+            None,
+            airlock::credentials::TokenClient::new(&upstream_tls).expect("a token client"),
+        ));
         let gw = Arc::new(Gateway {
             snapshot,
             vault,
             limiter: RateLimiter::default(),
             approvals: Arc::new(Approvals::new(approval_timeout, memory.clone())),
             audit,
-            upstreams: Upstreams::new(
-                upstream_client_config(Some(up.ca_pem_path())).expect("upstream trust"),
-                Duration::from_secs(5),
-            ),
+            upstreams: Upstreams::new(upstream_tls, Duration::from_secs(5)),
+            credentials,
             leaves: LeafCache::with_defaults(ca).expect("the leaf cache"),
             egress: Egress {
                 allow: vec!["127.0.0.0/8".parse().expect("a network")],

@@ -90,12 +90,19 @@ fn python_requests() -> Result<()> {
 }
 
 /// The end-to-end tests drive the gateway with Node's fetch (undici, for
-/// its proxy support), pinned in tests/node/package-lock.json.
+/// its proxy support) and run a real OAuth2 server (oidc-provider, for
+/// tests/oauth), pinned in tests/node/package-lock.json.
 fn node_test_client() -> Result<()> {
-    let step = "node test client (undici)";
+    let step = "node test packages (undici, oidc-provider)";
     begin(step);
     let dir = cmd::workspace_root()?.join("tests/node");
-    if dir.join("node_modules/undici/package.json").is_file() {
+    let installed = ["undici", "oidc-provider"].iter().all(|p| {
+        dir.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .is_file()
+    });
+    if installed {
         done("ok (already installed)");
         return Ok(());
     }

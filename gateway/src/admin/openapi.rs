@@ -94,3 +94,22 @@ impl Modify for BearerAuth {
 pub(super) async fn openapi_doc() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What tests/dashboard/openapi.rs checks over HTTP, without a daemon:
+    /// every schema a body refers to is defined (nested types such as an
+    /// injection's OAuth2 grant included).
+    #[test]
+    fn every_referenced_schema_is_defined() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap_or_default();
+            assert!(schemas.contains_key(name), "undefined schema {name}");
+        }
+    }
+}

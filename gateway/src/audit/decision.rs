@@ -56,6 +56,10 @@ word_enum! {
         /// The gateway itself cannot serve now (the audit trail cannot record,
         /// a rule cannot be read, the vault failed).
         Unavailable => "unavailable",
+        /// A credential the request needs could not be had: its OAuth2
+        /// token endpoint failed, or the provider revoked the grant and
+        /// the secret needs reconnecting.
+        CredentialUnavailable => "credential_unavailable",
     }
 }
 
@@ -82,7 +86,8 @@ impl Decision {
             | Decision::HeadersTooLarge
             | Decision::UpstreamError
             | Decision::UpstreamTimeout
-            | Decision::Unavailable => false,
+            | Decision::Unavailable
+            | Decision::CredentialUnavailable => false,
         }
     }
 
@@ -153,6 +158,7 @@ mod tests {
                 "upstream_error",
                 "upstream_timeout",
                 "unavailable",
+                "credential_unavailable",
             ]
         );
     }

@@ -249,10 +249,44 @@ pub struct ValueInput {
     pub value: Option<String>,
 }
 
+/// An OAuth2 secret: the gateway obtains access tokens and injects them
+/// as `Authorization: Bearer`. The client secret is read from standard
+/// input (first line) or --client-secret-file, never from argv; with
+/// --refresh-token-stdin the refresh token follows on the next line.
+#[derive(Debug, clap::Args)]
+pub struct OAuth2Args {
+    /// OAuth2: the provider's token endpoint (https://).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "client_id",
+        requires = "oauth2_grant"
+    )]
+    pub oauth2_token_url: Option<String>,
+    /// OAuth2: the client id.
+    #[arg(long, value_name = "ID", requires = "oauth2_token_url")]
+    pub client_id: Option<String>,
+    /// OAuth2: a scope to request (repeat for several).
+    #[arg(long = "scope", value_name = "SCOPE", requires = "oauth2_token_url")]
+    pub scopes: Vec<String>,
+    /// OAuth2: the refresh-token grant; the refresh token is read from
+    /// standard input, on the line after the client secret.
+    #[arg(long, requires = "oauth2_token_url")]
+    pub refresh_token_stdin: bool,
+    /// OAuth2: the client-credentials grant.
+    #[arg(long, requires = "oauth2_token_url")]
+    pub client_credentials: bool,
+    /// OAuth2: read the client secret from this file (its first line)
+    /// instead of standard input.
+    #[arg(long, value_name = "FILE", requires = "oauth2_token_url")]
+    pub client_secret_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Add a secret; its value is read from standard input.
-    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4"])))]
+    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4", "oauth2_token_url"])))]
+    #[command(group(ArgGroup::new("oauth2_grant").args(["refresh_token_stdin", "client_credentials"])))]
     Add {
         name: String,
         /// The host it belongs to: api.example.com, *.example.com, an IP, optionally :PORT.
@@ -271,11 +305,23 @@ pub enum SecretCommand {
         #[arg(long, value_name = "REGION/SERVICE")]
         aws_sigv4: Option<String>,
         #[command(flatten)]
+        oauth2: OAuth2Args,
+        #[command(flatten)]
         value: ValueInput,
     },
-    /// Replace a secret's value, keeping its name and grants.
+    /// Replace a secret's value, keeping its name and grants. For an
+    /// OAuth2 secret: the client secret, and with --refresh-token-stdin a
+    /// new refresh token (how a secret that needs reconnection is fixed).
     Rotate {
         name: String,
+        /// OAuth2: read a new refresh token from standard input, on the
+        /// line after the client secret.
+        #[arg(long)]
+        refresh_token_stdin: bool,
+        /// OAuth2: read the client secret from this file instead of
+        /// standard input.
+        #[arg(long, value_name = "FILE")]
+        client_secret_file: Option<PathBuf>,
         #[command(flatten)]
         value: ValueInput,
     },

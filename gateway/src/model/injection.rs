@@ -14,6 +14,55 @@ pub enum Injection {
     /// Sign the request with AWS Signature Version 4. The stored value is
     /// `ACCESS_KEY_ID:SECRET_ACCESS_KEY`.
     AwsSigv4 { region: String, service: String },
+    /// `Authorization: Bearer` with an access token the gateway obtains
+    /// from `token_url` and renews (`crate::credentials`). The stored
+    /// value is the client secret; a refresh token, and the access token
+    /// once fetched, are sealed beside it (`store::oauth2`).
+    #[serde(rename = "oauth2")]
+    OAuth2(OAuth2Grant),
+}
+
+/// Where an OAuth2 secret's access tokens come from. Everything here is
+/// public configuration; the client secret and the tokens are sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OAuth2Grant {
+    /// The provider's token endpoint: `https://` only.
+    pub token_url: String,
+    pub client_id: String,
+    /// Sent as `scope` (space-separated) with each token request; empty:
+    /// none sent, the provider's default.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub grant: GrantType,
+}
+
+/// Which OAuth2 grant obtains the access token. Item 3's signed-JWT
+/// grants (GitHub App, Google service account) join here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// RFC 6749 §6: a refresh token (sealed, rotated when the provider
+    /// rotates it) is exchanged for each access token.
+    RefreshToken,
+    /// RFC 6749 §4.4: the client's own credentials are exchanged.
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "refresh_token" => Some(GrantType::RefreshToken),
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            _ => None,
+        }
+    }
 }
 
 /// Why an injection was refused.
@@ -31,6 +80,15 @@ pub enum InjectionError {
     BadQueryParam(String),
     #[error("AWS SigV4 target {0:?} must be REGION/SERVICE, e.g. us-east-1/s3")]
     BadAwsTarget(String),
+    #[error("OAuth2 token URL: {0}")]
+    BadTokenUrl(String),
+    #[error("OAuth2 client id must be 1-255 printable ASCII characters without spaces")]
+    BadClientId,
+    #[error(
+        "OAuth2 scope {0:?} must be 1-255 printable ASCII characters without spaces, quotes or \\ \
+         (give each scope as its own --scope), and at most 64 scopes"
+    )]
+    BadScope(String),
 }
 
 /// Headers that describe the connection or the message framing; a secret
@@ -132,6 +190,7 @@ impl Injection {
                     Err(InjectionError::BadAwsTarget(format!("{region}/{service}")))
                 }
             }
+            Injection::OAuth2(grant) => grant.validate(),
         }
     }
 
@@ -141,6 +200,7 @@ impl Injection {
             Injection::Header { .. } => "header",
             Injection::Query { .. } => "query",
             Injection::AwsSigv4 { .. } => "aws_sigv4",
+            Injection::OAuth2(_) => "oauth2",
         }
     }
 
@@ -150,8 +210,60 @@ impl Injection {
             Injection::Header { name, template } => format!("header {name}: {template}"),
             Injection::Query { param } => format!("query ?{param}="),
             Injection::AwsSigv4 { region, service } => format!("aws-sigv4 {region}/{service}"),
+            Injection::OAuth2(g) => format!("oauth2 {} via {}", g.grant.as_str(), g.token_url),
         }
     }
+}
+
+impl OAuth2Grant {
+    pub fn validate(&self) -> Result<(), InjectionError> {
+        check_token_url(&self.token_url)?;
+        let printable = |s: &str| {
+            !s.is_empty() && s.len() < 256 && s.bytes().all(|b| (0x21..0x7f).contains(&b))
+        };
+        if !printable(&self.client_id) {
+            return Err(InjectionError::BadClientId);
+        }
+        if self.scopes.len() > 64 {
+            return Err(InjectionError::BadScope(format!(
+                "{} scopes",
+                self.scopes.len()
+            )));
+        }
+        // RFC 6749 §3.3 scope-token: no space, `"` or `\`.
+        for scope in &self.scopes {
+            if !printable(scope) || scope.contains(['"', '\\']) {
+                return Err(InjectionError::BadScope(scope.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `scope` parameter of a token request, if any.
+    pub fn scope_param(&self) -> Option<String> {
+        (!self.scopes.is_empty()).then(|| self.scopes.join(" "))
+    }
+}
+
+/// The token endpoint receives the client secret and the refresh token,
+/// so it must be `https://` (the gateway verifies its certificate like an
+/// upstream's) with a host and no user info or fragment.
+fn check_token_url(url: &str) -> Result<(), InjectionError> {
+    let bad = |why: &str| InjectionError::BadTokenUrl(format!("{url:?} {why}"));
+    let uri: http::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad(
+            "must start with https:// (the client secret and refresh token are sent to it)",
+        ));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return Err(bad("must not carry user info"));
+    }
+    if url.contains('#') || url.len() > 2048 {
+        return Err(bad("must have no fragment and be under 2048 characters"));
+    }
+    Ok(())
 }
 
 /// RFC 9110 `tchar`.

@@ -8,7 +8,7 @@ mod names;
 pub mod net;
 pub(crate) mod words;
 
-pub use injection::{Injection, InjectionError};
+pub use injection::{GrantType, Injection, InjectionError, OAuth2Grant};
 pub use names::{AgentName, NameError, SecretName};
 pub use words::UnknownWord;
 pub(crate) use words::word_enum;

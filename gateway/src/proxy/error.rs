@@ -133,14 +133,24 @@ pub enum ProxyError {
     /// The gateway cannot serve (audit trail, rules, vault, approvals).
     #[error(transparent)]
     Unavailable(Failure),
+    /// An OAuth2 secret the request needs has no access token: its token
+    /// endpoint failed, or the grant was revoked (needs reconnection).
+    #[error(transparent)]
+    Credential(crate::credentials::CredentialError),
 }
 
 #[derive(Serialize)]
-struct Body {
+struct Body<'a> {
     error: Decision,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<i64>,
+    /// The secret a credential failure is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+    /// True when the operator must give the secret a new grant.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    needs_reconnection: bool,
 }
 
 impl ProxyError {
@@ -166,7 +176,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Upstream(_) | ProxyError::Credential(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -188,6 +198,7 @@ impl ProxyError {
             ProxyError::Upstream(_) => Decision::UpstreamError,
             ProxyError::UpstreamTimeout(_) => Decision::UpstreamTimeout,
             ProxyError::Unavailable(_) => Decision::Unavailable,
+            ProxyError::Credential(_) => Decision::CredentialUnavailable,
         }
     }
 
@@ -205,7 +216,9 @@ impl ProxyError {
             | ProxyError::DestinationRefused(_)
             | ProxyError::BadRequest(_)
             | ProxyError::HeadersTooLarge { .. } => Side::Downstream,
-            ProxyError::Upstream(_) | ProxyError::UpstreamTimeout(_) => Side::Upstream,
+            ProxyError::Upstream(_)
+            | ProxyError::UpstreamTimeout(_)
+            | ProxyError::Credential(_) => Side::Upstream,
             ProxyError::Unavailable(_) => Side::Internal,
         }
     }
@@ -223,10 +236,16 @@ impl ProxyError {
     /// The agent's answer.
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
+        let credential = match &self {
+            ProxyError::Credential(e) => Some(e),
+            _ => None,
+        };
         let body = serde_json::to_vec(&Body {
             error: self.decision(),
             message: self.to_string(),
             rule: self.rule(),
+            secret: credential.map(|e| e.secret()),
+            needs_reconnection: credential.is_some_and(|e| e.needs_reconnection()),
         })
         .unwrap_or_default();
         let mut resp = Response::new(ProxyBody::local(body));
@@ -280,6 +299,8 @@ mod tests {
             error: ProxyError::Blocked { rule: 3 }.decision(),
             message: "blocked by rule 3".into(),
             rule: Some(3),
+            secret: None,
+            needs_reconnection: false,
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),

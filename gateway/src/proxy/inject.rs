@@ -35,8 +35,10 @@ use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
+use super::inject_oauth2::Tokens;
 use super::placeholder;
 use super::scrub::Scrubber;
+use crate::credentials::AccessToken;
 use crate::model::Injection;
 use crate::snapshot::Snapshot;
 use crate::store::agents::AgentRecord;
@@ -65,11 +67,12 @@ pub struct Destination<'a> {
 }
 
 /// What was injected: the names for the audit trail, the values for the
-/// response head's scrubbing.
+/// response head's scrubbing, the OAuth2 tokens sent (a 401 retires them).
 #[derive(Debug, Default)]
 pub struct Injected<'s> {
     pub secrets: Vec<String>,
     pub scrub: Scrubber<'s>,
+    pub oauth2: Vec<(&'s SecretRecord, AccessToken)>,
 }
 
 /// Characters left as they are in a query value we write.
@@ -152,6 +155,7 @@ fn check_placeholders(
 fn misplaced(secret: &SecretRecord, at: Position<'_>) -> Option<String> {
     let placed = match (&secret.injection, at) {
         (Injection::Header { name, .. }, Position::Header(h)) => h.as_str() == name.as_str(),
+        (Injection::OAuth2(_), Position::Header(h)) => h == http::header::AUTHORIZATION,
         (Injection::Query { param }, Position::QueryValue(k)) => k == param.as_str(),
         _ => false,
     };
@@ -170,13 +174,19 @@ fn misplaced(secret: &SecretRecord, at: Position<'_>) -> Option<String> {
                                        a request: Airlock signs the request itself (send it \
                                        unsigned, or signed with any dummy key)"
             .into(),
+        Injection::OAuth2(_) => "it is an OAuth2 secret: its access token goes only in the \
+                                 Authorization header, which Airlock sets for you"
+            .into(),
     })
 }
 
-/// The opened values, each decrypted at most once per request.
+/// The opened values, each decrypted at most once per request. An
+/// OAuth2 secret's value here is its access token (from [`Tokens`]),
+/// never its client secret.
 struct Values<'s, 'v> {
     vault: &'v Vault,
     secrets: &'v [&'s SecretRecord],
+    tokens: &'v Tokens,
     opened: Vec<Option<Plaintext>>,
 }
 
@@ -185,10 +195,14 @@ impl<'s> Values<'s, '_> {
         let secret = self.secrets[index];
         let slot = &mut self.opened[index];
         if slot.is_none() {
-            *slot = Some(secret.open(self.vault).map_err(|e| InjectError::Vault {
-                name: secret.name.to_string(),
-                reason: e.to_string(),
-            })?);
+            let value = match &secret.injection {
+                Injection::OAuth2(_) => self.tokens.plaintext(secret)?,
+                _ => secret.open(self.vault).map_err(|e| InjectError::Vault {
+                    name: secret.name.to_string(),
+                    reason: e.to_string(),
+                })?,
+            };
+            *slot = Some(value);
         }
         Ok(slot.as_ref().map_or(&[][..], Plaintext::expose))
     }
@@ -208,6 +222,7 @@ impl<'s> Values<'s, '_> {
         let mut injected = Injected {
             secrets: self.secrets.iter().map(|s| s.name.to_string()).collect(),
             scrub: Scrubber::default(),
+            oauth2: self.tokens.sent(self.secrets),
         };
         let opened = self.secrets.iter().copied().zip(self.opened);
         for (index, (secret, plain)) in opened.enumerate() {
@@ -224,7 +239,8 @@ impl<'s> Values<'s, '_> {
 }
 
 /// Checks the request's placeholders and injects every applying secret
-/// into `parts`.
+/// into `parts`: [`check`] then [`Applying::apply`], for a request that
+/// needs no OAuth2 token (one that does fails here).
 pub fn inject<'s>(
     parts: &mut Parts,
     dest: &Destination<'_>,
@@ -232,6 +248,25 @@ pub fn inject<'s>(
     snap: &'s Snapshot,
     vault: &Vault,
 ) -> Result<Injected<'s>, InjectError> {
+    check(parts, dest, agent, snap)?.apply(parts, dest, vault, &Tokens::default())
+}
+
+/// The secrets that apply to a request whose placeholders all sit where
+/// they may: what [`Applying::apply`] injects, once the OAuth2 tokens
+/// among them are had ([`super::inject_oauth2::obtain`]).
+#[derive(Debug)]
+pub struct Applying<'s> {
+    pub secrets: Vec<&'s SecretRecord>,
+}
+
+/// Step 1 ([`refuse_misplaced`]) and the secrets that apply: nothing is
+/// opened yet, and an OAuth2 token is requested only after this passed.
+pub fn check<'s>(
+    parts: &Parts,
+    dest: &Destination<'_>,
+    agent: &AgentRecord,
+    snap: &'s Snapshot,
+) -> Result<Applying<'s>, InjectError> {
     let secrets = applicable(snap, agent, dest, parts.uri.path());
     let scope = Scope {
         snap,
@@ -240,11 +275,34 @@ pub fn inject<'s>(
         applying: &secrets,
     };
     refuse_misplaced(parts, &scope)?;
+    Ok(Applying { secrets })
+}
 
+impl<'s> Applying<'s> {
+    /// Steps 2 to 4: every applying secret injected into `parts`.
+    pub fn apply(
+        self,
+        parts: &mut Parts,
+        dest: &Destination<'_>,
+        vault: &Vault,
+        tokens: &Tokens,
+    ) -> Result<Injected<'s>, InjectError> {
+        apply(parts, dest, vault, tokens, &self.secrets)
+    }
+}
+
+fn apply<'s>(
+    parts: &mut Parts,
+    dest: &Destination<'_>,
+    vault: &Vault,
+    tokens: &Tokens,
+    secrets: &[&'s SecretRecord],
+) -> Result<Injected<'s>, InjectError> {
     let mut values = Values {
         vault,
+        tokens,
         opened: secrets.iter().map(|_| None).collect(),
-        secrets: &secrets,
+        secrets,
     };
     let mut aws = None;
     for (index, secret) in secrets.iter().copied().enumerate() {
@@ -253,6 +311,15 @@ pub fn inject<'s>(
                 set_header(parts, secret, name, template, values.get(index)?)?;
             }
             Injection::Query { param } => set_query(parts, param, values.text(index)?)?,
+            Injection::OAuth2(_) => {
+                set_header(
+                    parts,
+                    secret,
+                    "authorization",
+                    "Bearer {value}",
+                    values.get(index)?,
+                )?;
+            }
             Injection::AwsSigv4 { region, service } => {
                 aws.get_or_insert(AwsSigning {
                     index,

@@ -36,6 +36,7 @@ pub mod error;
 pub mod explicit;
 pub mod headers;
 pub mod inject;
+pub mod inject_oauth2;
 pub mod pipeline;
 pub mod placeholder;
 pub mod record;
@@ -91,6 +92,9 @@ pub struct Gateway {
     pub egress: egress::Egress,
     /// How long a response body may stall before the gateway gives up.
     pub idle_timeout: Duration,
+    /// OAuth2 access tokens: cached, renewed single-flight (the only part
+    /// of the request path that may touch the database, on a renewal).
+    pub credentials: Arc<crate::credentials::Credentials>,
 }
 
 /// One agent connection (or one plain-HTTP proxy request), once the

@@ -43,9 +43,10 @@ use super::body::{Counted, ProxyBody};
 use super::error::{Failure, ProxyError, Side};
 use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
+use super::inject_oauth2;
 use super::record::AuditGuard;
 use super::target::{self, AuthorityError, SessionHost, TargetError};
-use super::upstream::{Protocols, UpstreamBody, UpstreamKey};
+use super::upstream::{AgentBody, Protocols, UpstreamBody, UpstreamKey};
 use super::{Gateway, Session, Transport};
 use crate::audit::Decision;
 use crate::policy::PathForms;
@@ -168,15 +169,17 @@ async fn run_phases(
         port: session.port,
         tls: session.transport == Transport::Tls,
     };
-    let injected =
-        inject::inject(&mut parts, &dest, agent, snap, &gw.vault).map_err(|e| match e {
-            inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
-                reason: e.to_string(),
-            },
-            other => ProxyError::Unavailable(Failure::of(other)),
-        })?;
-    audit.secrets(injected.secrets);
+    let applying = inject::check(&parts, &dest, agent, snap).map_err(inject_refused)?;
+    // A bodiless request with an OAuth2 token can be sent again if the
+    // upstream refuses the token: its head is kept, before injection.
+    let replay = (inject_oauth2::needs_tokens(&applying)
+        && upgrade.is_none()
+        && http_body::Body::is_end_stream(&body))
+    .then(|| head_copy(&parts));
+    let mut injected = inject_credentials(gw, &mut parts, &dest, applying).await?;
+    audit.secrets(std::mem::take(&mut injected.secrets));
 
+    let body = AgentBody::Left(body);
     let mut forwarded = forward(
         gw,
         session,
@@ -185,13 +188,86 @@ async fn run_phases(
         audit,
     )
     .await?;
+    if forwarded.status() == StatusCode::UNAUTHORIZED && !injected.oauth2.is_empty() {
+        // The provider revoked or expired the token early: renew it, and
+        // send the request once more if it has no body; else the agent
+        // gets the 401 and the next request has a new token.
+        for (secret, token) in &injected.oauth2 {
+            gw.credentials.rejected(secret, token);
+        }
+        if let Some(mut parts) = replay {
+            let applying = inject::check(&parts, &dest, agent, snap).map_err(inject_refused)?;
+            let again = inject_credentials(gw, &mut parts, &dest, applying).await?;
+            let empty = AgentBody::Right(http_body_util::Empty::new());
+            forwarded =
+                forward(gw, session, Request::from_parts(parts, empty), None, audit).await?;
+            if forwarded.status() == StatusCode::UNAUTHORIZED {
+                for (secret, token) in &again.oauth2 {
+                    gw.credentials.rejected(secret, token);
+                }
+                return Err(ProxyError::Upstream(Failure::from(format!(
+                    "the upstream refused a freshly renewed OAuth2 access token of secret(s) {} \
+                     (401): check the secret's scopes and the client's permissions at the provider",
+                    again.secrets.join(", ")
+                ))));
+            }
+            again.scrub.response_head(forwarded.headers_mut());
+        }
+    }
     // What was injected never comes back in the response head; the
     // plaintexts are zeroized when `injected.scrub` drops, here.
     injected.scrub.response_head(forwarded.headers_mut());
     Ok(forwarded)
 }
 
+/// The request head as it was before injection, for a replay.
+fn head_copy(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+fn inject_refused(e: inject::InjectError) -> ProxyError {
+    match e {
+        inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
+            reason: e.to_string(),
+        },
+        other => ProxyError::Unavailable(Failure::of(other)),
+    }
+}
+
+/// Phase 6, once the placeholders are checked ([`inject::check`]: nothing
+/// opened before): the OAuth2 tokens had (cached, or renewed
+/// single-flight), then every applying secret injected.
+async fn inject_credentials<'s>(
+    gw: &Arc<Gateway>,
+    parts: &mut http::request::Parts,
+    dest: &Destination<'_>,
+    applying: inject::Applying<'s>,
+) -> Result<inject::Injected<'s>, ProxyError> {
+    let tokens = if inject_oauth2::needs_tokens(&applying) {
+        inject_oauth2::obtain(&gw.credentials, &applying)
+            .await
+            .map_err(ProxyError::Credential)?
+    } else {
+        inject_oauth2::Tokens::default()
+    };
+    applying
+        .apply(parts, dest, &gw.vault, &tokens)
+        .map_err(inject_refused)
+}
+
 impl Forwarded {
+    fn status(&self) -> StatusCode {
+        match self {
+            Forwarded::Stream(resp) => resp.status(),
+            Forwarded::Upgrade { response, .. } => response.status(),
+        }
+    }
+
     fn headers_mut(&mut self) -> &mut http::HeaderMap {
         match self {
             Forwarded::Stream(resp) => resp.headers_mut(),
@@ -328,7 +404,7 @@ async fn decide(
 async fn forward(
     gw: &Arc<Gateway>,
     session: &Session,
-    req: Request<Incoming>,
+    req: Request<AgentBody>,
     upgrade: Option<OnUpgrade>,
     audit: &mut AuditGuard,
 ) -> Result<Forwarded, ProxyError> {

@@ -35,8 +35,12 @@ use tokio_rustls::TlsConnector;
 use super::body::Counted;
 use super::error::ProxyError;
 
-/// The body of requests sent upstream: the agent's body, counted.
-pub type UpBody = Counted<Incoming>;
+/// The body of requests sent upstream, counted: the agent's, or none for
+/// a bodiless request sent again (an OAuth2 token renewed after a 401).
+pub type UpBody = Counted<AgentBody>;
+
+/// The agent's request body, or an empty one.
+pub type AgentBody = http_body_util::Either<Incoming, http_body_util::Empty<Bytes>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_TIMEOUT: Duration = Duration::from_secs(10);

@@ -93,6 +93,9 @@ pub struct Service {
     approvals: Arc<Approvals>,
     /// The agents' parent cgroup: a new agent's cgroup is `PARENT/agent-NAME`.
     agents_cgroup: Arc<str>,
+    /// The token client and cache of OAuth2 secrets: a new grant is
+    /// checked by fetching its first token.
+    credentials: Arc<crate::credentials::Credentials>,
 }
 
 impl Service {
@@ -102,6 +105,7 @@ impl Service {
         snapshot: Arc<SnapshotHandle>,
         approvals: Arc<Approvals>,
         agents_cgroup: &str,
+        credentials: Arc<crate::credentials::Credentials>,
     ) -> Self {
         Service {
             store,
@@ -109,6 +113,7 @@ impl Service {
             snapshot,
             approvals,
             agents_cgroup: agents_cgroup.trim_matches('/').into(),
+            credentials,
         }
     }
 

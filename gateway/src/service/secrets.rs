@@ -4,12 +4,15 @@
 
 use uuid::Uuid;
 
+use chrono::Utc;
+
 use super::types::*;
 use super::{Service, ServiceError};
-use crate::model::{Injection, SecretName};
+use crate::credentials::{EndpointError, TokenSet};
+use crate::model::{GrantType, Injection, OAuth2Grant, SecretName};
 use crate::policy::{HostPattern, PathGlob};
-use crate::store::secrets::{self as stored, NewSecret};
-use crate::vault::Sealed;
+use crate::store::oauth2::NewTokens;
+use crate::store::secrets::{self as stored, NewSecret, Rotated};
 
 /// Longest secret value accepted: far above any real API key, far below
 /// anything that would strain a header.
@@ -17,13 +20,33 @@ const MAX_VALUE_LEN: usize = 16 * 1024;
 
 impl Service {
     pub async fn list_secrets(&self) -> Result<Vec<SecretView>, ServiceError> {
+        let states = self.store.token_states().await?;
         Ok(self
             .store
             .list_secrets()
             .await?
             .iter()
-            .map(SecretView::from)
+            .map(|s| {
+                let mut view = SecretView::from(s);
+                view.oauth2 = states.get(&s.id).map(OAuth2State::from);
+                view
+            })
             .collect())
+    }
+
+    /// One secret as listed, with its OAuth2 state.
+    async fn secret_view(&self, name: &SecretName) -> Result<SecretView, ServiceError> {
+        let record = self.store.get_secret(name).await?;
+        let mut view = SecretView::from(&record);
+        if let Injection::OAuth2(_) = record.injection {
+            view.oauth2 = self
+                .store
+                .token_states()
+                .await?
+                .get(&record.id)
+                .map(OAuth2State::from);
+        }
+        Ok(view)
     }
 
     pub async fn add_secret(&self, req: AddSecret) -> Result<SecretView, ServiceError> {
@@ -42,10 +65,15 @@ impl Service {
             .map_err(|e| ServiceError::invalid("injection", e))?;
         check_value(&req.injection, &req.value)?;
         let id = Uuid::new_v4();
-        let sealed = self.vault.seal(
-            &stored::aad(&id, &name, &host, &path, &req.injection),
-            req.value.expose().as_bytes(),
-        )?;
+        let aad = stored::aad(&id, &name, &host, &path, &req.injection);
+        let sealed = self.vault.seal(&aad, req.value.expose().as_bytes())?;
+        let oauth2_tokens = match &req.injection {
+            Injection::OAuth2(grant) => Some(
+                self.first_tokens(grant, &req.value, req.refresh_token.as_ref(), &aad)
+                    .await?,
+            ),
+            _ => no_refresh_token(req.refresh_token.as_ref())?,
+        };
         self.store
             .insert_secret(NewSecret {
                 id,
@@ -55,10 +83,52 @@ impl Service {
                 injection: &req.injection,
                 sealed: &sealed,
                 key_id: self.vault.key_id(),
+                oauth2_tokens: oauth2_tokens.as_ref(),
             })
             .await?;
         self.refresh().await;
-        Ok(SecretView::from(&self.store.get_secret(&name).await?))
+        self.secret_view(&name).await
+    }
+
+    /// Checks an OAuth2 grant by fetching its first access token, so a
+    /// wrong token URL, client secret or refresh token is refused at
+    /// `secret add` with nothing stored; the token fetched is kept.
+    async fn first_tokens(
+        &self,
+        grant: &OAuth2Grant,
+        client_secret: &SecretValue,
+        refresh_token: Option<&SecretValue>,
+        aad: &[u8],
+    ) -> Result<NewTokens, ServiceError> {
+        let refresh_token = match (grant.grant, refresh_token) {
+            (GrantType::RefreshToken, Some(t)) if !t.expose().is_empty() => {
+                check_token_text(t)?;
+                Some(t.expose())
+            }
+            (GrantType::RefreshToken, _) => {
+                return Err(ServiceError::invalid(
+                    "refresh_token",
+                    "the refresh-token grant needs a refresh token: give it on the second line \
+                     of standard input (after the client secret) with --refresh-token-stdin",
+                ));
+            }
+            (GrantType::ClientCredentials, None) => None,
+            (GrantType::ClientCredentials, Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "refresh_token",
+                    "the client-credentials grant takes no refresh token",
+                ));
+            }
+        };
+        let resp = self
+            .credentials
+            .client()
+            .request(grant, client_secret.expose(), refresh_token)
+            .await
+            .map_err(|e| first_token_error(grant, &e))?;
+        TokenSet::after(&resp, refresh_token)
+            .into_new_tokens(&self.vault, aad, Utc::now())
+            .map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     pub async fn rotate_secret(
@@ -69,14 +139,37 @@ impl Service {
         let name = SecretName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
         let current = self.store.get_secret(&name).await?;
         check_value(&current.injection, &req.value)?;
+        // The first token is fetched before the row is locked: a rotation
+        // never holds the row across the network.
+        let oauth2_tokens = match &current.injection {
+            Injection::OAuth2(grant) => Some(
+                self.first_tokens(
+                    grant,
+                    &req.value,
+                    req.refresh_token.as_ref(),
+                    &current.aad(),
+                )
+                .await?,
+            ),
+            _ => no_refresh_token(req.refresh_token.as_ref())?,
+        };
         self.store
-            .rotate_secret(&name, |aad| -> Result<(Sealed, String), ServiceError> {
+            .rotate_secret(&name, |aad| -> Result<Rotated, ServiceError> {
+                if aad != current.aad() {
+                    return Err(ServiceError::Conflict(format!(
+                        "secret {name} changed while it was being rotated: try again"
+                    )));
+                }
                 let sealed = self.vault.seal(aad, req.value.expose().as_bytes())?;
-                Ok((sealed, self.vault.key_id().to_owned()))
+                Ok(Rotated {
+                    sealed,
+                    key_id: self.vault.key_id().to_owned(),
+                    oauth2_tokens,
+                })
             })
             .await?;
         self.refresh().await;
-        Ok(SecretView::from(&self.store.get_secret(&name).await?))
+        self.secret_view(&name).await
     }
 
     pub async fn delete_secret(&self, name: &str) -> Result<(), ServiceError> {
@@ -85,6 +178,59 @@ impl Service {
         self.refresh().await;
         Ok(())
     }
+}
+
+/// Only OAuth2 secrets take a refresh token.
+fn no_refresh_token(t: Option<&SecretValue>) -> Result<Option<NewTokens>, ServiceError> {
+    match t {
+        None => Ok(None),
+        Some(_) => Err(ServiceError::invalid(
+            "refresh_token",
+            "only an OAuth2 secret takes a refresh token",
+        )),
+    }
+}
+
+/// A refresh token is sent in a form body: bounded, no control characters.
+fn check_token_text(t: &SecretValue) -> Result<(), ServiceError> {
+    let v = t.expose();
+    if v.len() > MAX_VALUE_LEN || v.bytes().any(|b| b.is_ascii_control()) {
+        return Err(ServiceError::invalid(
+            "refresh_token",
+            format!(
+                "the refresh token must be one line of at most {MAX_VALUE_LEN} bytes without \
+                 control characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What `secret add` says when the first token cannot be had: what was
+/// wrong and what to do; nothing is stored. Never a token or secret.
+fn first_token_error(grant: &OAuth2Grant, e: &EndpointError) -> ServiceError {
+    let url = &grant.token_url;
+    let what = match e {
+        EndpointError::Unreachable(_) | EndpointError::Timeout(_) => format!(
+            "the token endpoint {url} could not be reached ({e}): check --oauth2-token-url and \
+             that this host can reach it (and trusts its certificate: AIRLOCK_UPSTREAM_CA)"
+        ),
+        EndpointError::Refused { code, .. } if code == "invalid_grant" => format!(
+            "the provider refused the refresh token ({e}): it is expired, revoked or issued to \
+             another client; obtain a new one"
+        ),
+        EndpointError::Refused { .. } => format!(
+            "the provider refused the client ({e}): check --client-id and the client secret, \
+             and that the client may use the {} grant",
+            grant.grant.as_str()
+        ),
+        EndpointError::Failed { .. } => format!(
+            "the token endpoint {url} refused the token request ({e}): check the token URL, \
+             the scopes and the grant type"
+        ),
+        EndpointError::Malformed(_) => format!("{e}: is {url} really a token endpoint?"),
+    };
+    ServiceError::invalid("oauth2", format!("{what}. Nothing was stored"))
 }
 
 /// A value must be non-empty, bounded, and fit where it will be injected.

@@ -58,17 +58,27 @@ pub struct AddSecret {
     #[serde(default)]
     pub path: Option<String>,
     pub injection: Injection,
-    /// Write-only: no response ever contains it.
+    /// Write-only: no response ever contains it. For an OAuth2 secret,
+    /// the client secret.
     #[schema(value_type = String, write_only)]
     pub value: SecretValue,
+    /// An OAuth2 refresh-token grant's first refresh token. Write-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, write_only)]
+    pub refresh_token: Option<SecretValue>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
-    /// Write-only: no response ever contains it.
+    /// Write-only: no response ever contains it. For an OAuth2 secret,
+    /// the client secret.
     #[schema(value_type = String, write_only)]
     pub value: SecretValue,
+    /// An OAuth2 refresh-token grant's new refresh token (a reconnection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, write_only)]
+    pub refresh_token: Option<SecretValue>,
 }
 
 /// A secret as the API shows it: everything but the value.
@@ -82,6 +92,38 @@ pub struct SecretView {
     pub key_id: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// An OAuth2 secret's token state (never a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2State>,
+}
+
+/// Where an OAuth2 secret's grant stands.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OAuth2State {
+    /// `ok`, or `needs_reconnection` once the provider refused the grant.
+    pub status: String,
+    /// The provider's error code when it refused the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When the access token held expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<DateTime<Utc>>,
+    /// Token requests made for it so far, by every daemon.
+    pub token_requests: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<DateTime<Utc>>,
+}
+
+impl From<&crate::store::oauth2::TokenState> for OAuth2State {
+    fn from(t: &crate::store::oauth2::TokenState) -> Self {
+        OAuth2State {
+            status: t.status.as_str().to_owned(),
+            detail: t.status_detail.clone(),
+            access_expires_at: t.access_expires_at,
+            token_requests: t.refreshes,
+            refreshed_at: t.refreshed_at,
+        }
+    }
 }
 
 impl From<&SecretRecord> for SecretView {
@@ -95,6 +137,7 @@ impl From<&SecretRecord> for SecretView {
             key_id: s.key_id.clone(),
             created_at: s.created_at,
             updated_at: s.updated_at,
+            oauth2: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod chain;
 pub mod embedded;
 pub mod listen;
+pub mod oauth2;
 pub mod rules;
 pub mod secrets;
 pub mod vault_keys;

@@ -35,7 +35,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::{Change, Loaded, Store, StoreError, commit_change};
-use crate::model::{Injection, InjectionError, SecretName};
+use crate::model::{GrantType, Injection, InjectionError, OAuth2Grant, SecretName};
 use crate::policy::{HostPattern, PathGlob};
 use crate::vault::{Plaintext, Sealed, Vault};
 
@@ -101,6 +101,8 @@ enum ColumnError {
     InjectionKind(String),
     #[error(transparent)]
     Injection(#[from] InjectionError),
+    #[error("oauth2_grant is not the grant's JSON: {0}")]
+    Grant(String),
 }
 
 /// Why a secret's value cannot be had. Never carries the value.
@@ -147,10 +149,18 @@ pub fn aad(
     let mut h = Sha256::new();
     h.update(AAD_LABEL);
     h.update(id.as_bytes());
+    // An OAuth2 secret's token URL, client id, scopes and grant are bound
+    // too: a row pointed at another token endpoint would hand it the
+    // client secret and the refresh token.
+    let grant_json;
     let (kind, a, b) = match injection {
         Injection::Header { name, template } => ("header", name.as_str(), template.as_str()),
         Injection::Query { param } => ("query", param.as_str(), ""),
         Injection::AwsSigv4 { region, service } => ("aws_sigv4", region.as_str(), service.as_str()),
+        Injection::OAuth2(grant) => {
+            grant_json = grant_column(grant);
+            ("oauth2", grant.token_url.as_str(), grant_json.as_str())
+        }
     };
     let fields: [&dyn std::fmt::Display; 6] = [name, host, &path.as_str(), &kind, &a, &b];
     for field in fields {
@@ -197,32 +207,82 @@ pub struct NewSecret<'a> {
     pub injection: &'a Injection,
     pub sealed: &'a Sealed,
     pub key_id: &'a str,
+    /// An OAuth2 secret's first tokens, written in the same transaction.
+    pub oauth2_tokens: Option<&'a super::oauth2::NewTokens>,
 }
 
-/// The stored columns of an injection: kind, target, header template.
-fn injection_columns(injection: &Injection) -> (&'static str, String, Option<&str>) {
+/// A rotation's new value, sealed under the row's associated data, and,
+/// for an OAuth2 secret, its new first tokens.
+#[derive(Debug)]
+pub struct Rotated {
+    pub sealed: Sealed,
+    pub key_id: String,
+    pub oauth2_tokens: Option<super::oauth2::NewTokens>,
+}
+
+/// The stored columns of an injection: kind, target, header template,
+/// OAuth2 grant (JSON).
+fn injection_columns(
+    injection: &Injection,
+) -> (&'static str, String, Option<&str>, Option<String>) {
     match injection {
-        Injection::Header { name, template } => ("header", name.clone(), Some(template)),
-        Injection::Query { param } => ("query", param.clone(), None),
+        Injection::Header { name, template } => ("header", name.clone(), Some(template), None),
+        Injection::Query { param } => ("query", param.clone(), None, None),
         Injection::AwsSigv4 { region, service } => {
-            ("aws_sigv4", format!("{region}/{service}"), None)
+            ("aws_sigv4", format!("{region}/{service}"), None, None)
         }
+        Injection::OAuth2(grant) => (
+            "oauth2",
+            grant.token_url.clone(),
+            None,
+            Some(grant_column(grant)),
+        ),
     }
+}
+
+/// The `oauth2_grant` column: everything of the grant but its URL.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantColumn {
+    client_id: String,
+    scopes: Vec<String>,
+    grant: GrantType,
+}
+
+fn grant_column(grant: &OAuth2Grant) -> String {
+    let column = GrantColumn {
+        client_id: grant.client_id.clone(),
+        scopes: grant.scopes.clone(),
+        grant: grant.grant,
+    };
+    // Strings, a list of strings and a unit enum always serialize.
+    serde_json::to_string(&column).unwrap_or_default()
 }
 
 fn injection_from_columns(
     kind: &str,
     target: String,
     template: Option<String>,
+    oauth2: Option<String>,
 ) -> Result<Injection, ColumnError> {
-    let injection = match (kind, template) {
-        ("header", Some(template)) => Injection::Header {
+    let injection = match (kind, template, oauth2) {
+        ("header", Some(template), None) => Injection::Header {
             name: target,
             template,
         },
-        ("query", None) => Injection::Query { param: target },
-        ("aws_sigv4", None) => Injection::aws_from_spec(&target)?,
-        (kind, _) => return Err(ColumnError::InjectionKind(kind.to_owned())),
+        ("query", None, None) => Injection::Query { param: target },
+        ("aws_sigv4", None, None) => Injection::aws_from_spec(&target)?,
+        ("oauth2", None, Some(json)) => {
+            let c: GrantColumn =
+                serde_json::from_str(&json).map_err(|e| ColumnError::Grant(e.to_string()))?;
+            Injection::OAuth2(OAuth2Grant {
+                token_url: target,
+                client_id: c.client_id,
+                scopes: c.scopes,
+                grant: c.grant,
+            })
+        }
+        (kind, _, _) => return Err(ColumnError::InjectionKind(kind.to_owned())),
     };
     injection.validate()?;
     Ok(injection)
@@ -230,7 +290,7 @@ fn injection_from_columns(
 
 const SELECT_SECRETS: &str = "
     SELECT id, name, host_pattern, path_glob, injection_kind, injection_target,
-           header_template, ciphertext, nonce, seal_format, key_id, version, created_at,
+           header_template, oauth2_grant, ciphertext, nonce, seal_format, key_id, version, created_at,
            updated_at
     FROM secrets";
 
@@ -250,6 +310,7 @@ fn secret_from_row(row: &PgRow) -> Result<SecretRecord, StoreError> {
         row.try_get("injection_kind")?,
         row.try_get("injection_target")?,
         row.try_get("header_template")?,
+        row.try_get("oauth2_grant")?,
     )
     .map_err(|e| corrupt(e.to_string()))?;
     let sealed = Sealed::from_parts(row.try_get("nonce")?, row.try_get("ciphertext")?)
@@ -296,13 +357,13 @@ impl Store {
     }
 
     pub async fn insert_secret(&self, new: NewSecret<'_>) -> Result<(), StoreError> {
-        let (kind, target, template) = injection_columns(new.injection);
+        let (kind, target, template, oauth2) = injection_columns(new.injection);
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO secrets (id, name, host_pattern, path_glob, injection_kind,
                                   injection_target, header_template, ciphertext, nonce, key_id,
-                                  seal_format)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                  seal_format, oauth2_grant)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(new.id)
         .bind(new.name.as_str())
@@ -315,9 +376,13 @@ impl Store {
         .bind(new.sealed.nonce.as_slice())
         .bind(new.key_id)
         .bind(SealFormat::Bound.column())
+        .bind(oauth2)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_as(e, || format!("secret {}", new.name)))?;
+        if let Some(tokens) = new.oauth2_tokens {
+            super::oauth2::insert_tokens(&mut tx, new.id, tokens, new.key_id).await?;
+        }
         commit_change(
             tx,
             Change {
@@ -342,7 +407,7 @@ impl Store {
     /// and returns the new sealed value and key id. Returns the new version.
     pub async fn rotate_secret<F, E>(&self, name: &SecretName, seal: F) -> Result<i32, E>
     where
-        F: FnOnce(&[u8]) -> Result<(Sealed, String), E>,
+        F: FnOnce(&[u8]) -> Result<Rotated, E>,
         E: From<StoreError>,
     {
         let mut tx = self.pool().begin().await.map_err(StoreError::from)?;
@@ -356,7 +421,14 @@ impl Store {
                 what: format!("secret {name}"),
             })?;
         let current = secret_from_row(&row)?;
-        let (sealed, key_id) = seal(&current.aad())?;
+        let Rotated {
+            sealed,
+            key_id,
+            oauth2_tokens,
+        } = seal(&current.aad())?;
+        if let Some(tokens) = &oauth2_tokens {
+            super::oauth2::insert_tokens(&mut tx, current.id, tokens, &key_id).await?;
+        }
         let version: i32 = sqlx::query_scalar(
             "UPDATE secrets SET ciphertext = $2, nonce = $3, key_id = $4, seal_format = $5,
                     version = version + 1, updated_at = now()

@@ -4,10 +4,10 @@
 use anyhow::{Result, bail};
 
 use super::segment;
-use crate::cli::args::SecretCommand;
+use crate::cli::args::{OAuth2Args, SecretCommand};
 use crate::cli::{output, value};
 use airlock::admin::client::AdminClient;
-use airlock::model::Injection;
+use airlock::model::{GrantType, Injection, OAuth2Grant};
 use airlock::service::types::{AddSecret, RotateSecret, SecretView};
 
 pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
@@ -19,15 +19,28 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
             header,
             query,
             aws_sigv4,
+            oauth2,
             value,
         } => {
-            let injection = match (header, query, aws_sigv4) {
-                (Some(spec), None, None) => Injection::header_from_spec(&spec)?,
-                (None, Some(param), None) => Injection::Query { param },
-                (None, None, Some(spec)) => Injection::aws_from_spec(&spec)?,
-                _ => bail!("give exactly one of --header, --query or --aws-sigv4"),
+            let injection = match (header, query, aws_sigv4, &oauth2.oauth2_token_url) {
+                (Some(spec), None, None, None) => Injection::header_from_spec(&spec)?,
+                (None, Some(param), None, None) => Injection::Query { param },
+                (None, None, Some(spec), None) => Injection::aws_from_spec(&spec)?,
+                (None, None, None, Some(_)) => oauth2_injection(&oauth2)?,
+                _ => bail!(
+                    "give exactly one of --header, --query, --aws-sigv4 or --oauth2-token-url"
+                ),
             };
-            let value = value::read(&value, &name)?;
+            let (value, refresh_token) = if oauth2.oauth2_token_url.is_some() {
+                value::read_oauth2(
+                    &value,
+                    &name,
+                    oauth2.client_secret_file.as_deref(),
+                    oauth2.refresh_token_stdin,
+                )?
+            } else {
+                (value::read(&value, &name)?, None)
+            };
             let view: SecretView = client
                 .post(
                     "/api/v1/secrets",
@@ -37,6 +50,7 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
                         path,
                         injection,
                         value,
+                        refresh_token,
                     },
                 )
                 .await?;
@@ -48,12 +62,29 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
                 view.injection.describe()
             );
         }
-        SecretCommand::Rotate { name, value } => {
-            let value = value::read(&value, &name)?;
+        SecretCommand::Rotate {
+            name,
+            refresh_token_stdin,
+            client_secret_file,
+            value,
+        } => {
+            let (value, refresh_token) = if refresh_token_stdin || client_secret_file.is_some() {
+                value::read_oauth2(
+                    &value,
+                    &name,
+                    client_secret_file.as_deref(),
+                    refresh_token_stdin,
+                )?
+            } else {
+                (value::read(&value, &name)?, None)
+            };
             let view: SecretView = client
                 .post(
                     &format!("/api/v1/secrets/{}/rotate", segment(&name)),
-                    &RotateSecret { value },
+                    &RotateSecret {
+                        value,
+                        refresh_token,
+                    },
                 )
                 .await?;
             println!(
@@ -76,11 +107,22 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
                         s.injection.describe(),
                         s.version.to_string(),
                         output::time(&s.updated_at),
+                        s.oauth2
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), |o| o.status.clone()),
                     ]
                 })
                 .collect();
             output::table(
-                &["NAME", "HOST", "PATH", "INJECTION", "VERSION", "UPDATED"],
+                &[
+                    "NAME",
+                    "HOST",
+                    "PATH",
+                    "INJECTION",
+                    "VERSION",
+                    "UPDATED",
+                    "STATUS",
+                ],
                 &rows,
             );
         }
@@ -92,4 +134,26 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The OAuth2 injection the flags describe (checked again by the daemon).
+fn oauth2_injection(args: &OAuth2Args) -> Result<Injection> {
+    let (Some(token_url), Some(client_id)) = (&args.oauth2_token_url, &args.client_id) else {
+        bail!("--oauth2-token-url needs --client-id");
+    };
+    let grant = match (args.refresh_token_stdin, args.client_credentials) {
+        (true, false) => GrantType::RefreshToken,
+        (false, true) => GrantType::ClientCredentials,
+        _ => bail!(
+            "an OAuth2 secret needs exactly one of --refresh-token-stdin or --client-credentials"
+        ),
+    };
+    let injection = Injection::OAuth2(OAuth2Grant {
+        token_url: token_url.clone(),
+        client_id: client_id.clone(),
+        scopes: args.scopes.clone(),
+        grant,
+    });
+    injection.validate()?;
+    Ok(injection)
 }

@@ -55,6 +55,7 @@ fn describe(i: &Injection) -> String {
         Injection::Header { name, template } => format!("header {name}: {template}"),
         Injection::Query { param } => format!("query ?{param}="),
         Injection::AwsSigv4 { region, service } => format!("AWS SigV4 {region}/{service}"),
+        Injection::OAuth2(_) => i.describe(),
     }
 }
 
@@ -170,6 +171,7 @@ pub async fn add(
                 path: Some(form.path.trim().to_owned()).filter(|p| !p.is_empty()),
                 injection,
                 value,
+                refresh_token: None,
             };
             state.service.add_secret(req).await
         }
@@ -217,7 +219,10 @@ pub async fn rotate(
     Path(name): Path<String>,
     Form(form): Form<RotateForm>,
 ) -> Response {
-    let req = RotateSecret { value: form.value };
+    let req = RotateSecret {
+        value: form.value,
+        refresh_token: None,
+    };
     let (ok, text) = match state.service.rotate_secret(&name, req).await {
         Ok(view) => (
             true,
