@@ -21,7 +21,10 @@ use crate::cmd;
 /// interpreter, because `airlock run` agents are unprivileged users that
 /// cannot reach root's pip or pyenv installs; a JDK with Java's system
 /// `cacerts`, wget (GnuTLS) and Go for the trust view test's clients,
-/// which read trust stores of their own rather than `SSL_CERT_FILE`.
+/// which read trust stores of their own rather than `SSL_CERT_FILE`;
+/// Docker (dockerd, containerd, runc) and a static busybox for the
+/// container tests, whose image is `docker import`ed from host files since
+/// no registry is reachable.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -43,6 +46,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "ca-certificates-java",
     "wget",
     "golang-go",
+    "docker.io",
+    "busybox-static",
 ];
 
 /// The bpf-linker release that builds against Debian's LLVM 22.
