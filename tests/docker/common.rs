@@ -2,8 +2,6 @@
 //! daemon, Docker, image, one agent with a key for the upstream), the two
 //! network modes, and running clients in containers.
 
-use std::fs;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,44 +31,14 @@ impl Network {
     }
 }
 
-/// The cgroup v1 directories runc makes for the test's agents' parent on a
-/// hybrid host (`/sys/fs/cgroup/<controller>/PARENT`), removed on drop.
-pub(crate) struct V1Dirs(Vec<PathBuf>);
-
-impl V1Dirs {
-    fn new(parent: &str) -> V1Dirs {
-        let dirs = fs::read_dir("/sys/fs/cgroup")
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.path().join(parent))
-                    .filter(|p| !p.starts_with("/sys/fs/cgroup/unified"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        V1Dirs(dirs)
-    }
-}
+/// The cgroup v1 directories runc makes for the test's agents' parent on
+/// a hybrid host, removed on drop.
+pub(crate) struct V1Dirs(String);
 
 impl Drop for V1Dirs {
     fn drop(&mut self) {
-        for d in &self.0 {
-            remove_dirs(d);
-        }
+        dk::remove_v1_dirs(&self.0);
     }
-}
-
-/// v1 directories hold no processes once the containers are gone: rmdir,
-/// deepest first.
-fn remove_dirs(dir: &std::path::Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_dirs(&e.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
 }
 
 /// One test's world. Fields drop in order: the daemon first, Docker last.
@@ -100,7 +68,7 @@ pub(crate) fn setup(test: &str) -> Option<Env> {
     };
     let image = dk::client_image().unwrap_or_else(|e| panic!("building the client image: {e}"));
     let iso = Isolation::new(Mode::Ebpf);
-    let v1 = V1Dirs::new(&iso.parent);
+    let v1 = V1Dirs(iso.parent.clone());
     let up = Upstream::start(UpstreamOpts::https());
     let daemon = start_daemon(&iso, &up, &[]);
     add_agent(&daemon, &iso, AGENT);

@@ -199,6 +199,33 @@ impl Drop for Dockerd {
     }
 }
 
+/// Removes the cgroup v1 directories runc made for the agents' parent
+/// `parent` on a hybrid host (`/sys/fs/cgroup/<controller>/PARENT`): they
+/// hold no processes once the containers are gone, so `rmdir`, deepest
+/// first. The unified one is the caller's to remove.
+pub fn remove_v1_dirs(parent: &str) {
+    let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path().join(parent);
+        if !e.path().ends_with("unified") && dir.is_dir() {
+            remove_dirs(&dir);
+        }
+    }
+}
+
+fn remove_dirs(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_dirs(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 /// A container, removed (`docker rm -f`, by id) on drop.
 pub struct Container {
     pub id: String,
@@ -278,6 +305,12 @@ fn python_lib() -> Result<(PathBuf, Vec<PathBuf>), String> {
 /// The client image's tag, building and importing it if no image of the
 /// same inputs exists.
 pub fn client_image() -> Result<String, String> {
+    client_image_for(&[])
+}
+
+/// [`client_image`] with the libraries of `extra` too, for programs
+/// bind-mounted at run time (the benchmark's oha).
+pub fn client_image_for(extra: &[PathBuf]) -> Result<String, String> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .map(Path::new)
@@ -296,7 +329,7 @@ pub fn client_image() -> Result<String, String> {
         files.insert(p.to_owned());
         files.extend(ldd(p));
     }
-    for m in &modules {
+    for m in modules.iter().chain(extra) {
         files.extend(ldd(m));
     }
     // The digest: every input's path, size and modification time.
