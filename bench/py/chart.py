@@ -10,10 +10,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ORDER = ["airlock-explicit", "airlock-transparent", "mitmproxy", "squid"]
+ORDER = ["airlock-explicit", "airlock-transparent", "airlock-container", "mitmproxy", "squid"]
 COLORS = {
     "airlock-explicit": "#1f77b4",
     "airlock-transparent": "#2ca02c",
+    "airlock-container": "#17becf",
     "mitmproxy": "#d62728",
     "squid": "#9467bd",
 }

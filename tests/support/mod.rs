@@ -8,6 +8,7 @@
 //!   test ends.
 //! - [`db`]: psql and pg_dump against a daemon's database.
 //! - [`cgroups`]: removing a test's cgroups and what runs in them.
+//! - `docker`: a Docker daemon and a client image for container tests.
 //! - `upstream`: test upstream servers.
 //! - `browser`: headless Chromium through chromedriver (dashboard tests).
 //! - `git_http`: a git smart-HTTP server behind a bearer token.
@@ -26,6 +27,8 @@ pub mod browser;
 pub mod cgroups;
 pub mod daemon;
 pub mod db;
+#[allow(dead_code)]
+pub mod docker;
 pub mod evidence;
 #[allow(dead_code)]
 pub mod git_http;

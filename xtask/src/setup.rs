@@ -22,7 +22,10 @@ use crate::cmd;
 /// cannot reach root's pip or pyenv installs; a JDK with Java's system
 /// `cacerts`, wget (GnuTLS) and Go for the trust view test's clients,
 /// which read trust stores of their own rather than `SSL_CERT_FILE`;
-/// Prometheus, which scrapes `/metrics` in its test.
+/// Prometheus, which scrapes `/metrics` in its test;
+/// Docker (dockerd, containerd, runc) and a static busybox for the
+/// container tests, whose image is `docker import`ed from host files since
+/// no registry is reachable.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -45,6 +48,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "wget",
     "golang-go",
     "prometheus",
+    "docker.io",
+    "busybox-static",
 ];
 
 /// The bpf-linker release that builds against Debian's LLVM 22.

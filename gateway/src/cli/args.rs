@@ -84,6 +84,10 @@ pub enum Command {
     /// as the agent's own unprivileged user, with a clean environment,
     /// trusting Airlock's CA.
     Run(RunArgs),
+    /// Docker containers as agents: `docker run` in the agent's cgroup,
+    /// trusting Airlock's CA (docs/docker.md).
+    #[command(subcommand)]
+    Docker(DockerCommand),
     /// The dashboard's credentials: its password and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -126,6 +130,52 @@ pub struct RunArgs {
     /// The command and its arguments (after --).
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DockerCommand {
+    /// `docker run` with the flags that make the container agent NAME: its
+    /// cgroup below the agent's (the identity), Airlock's CA over the
+    /// image's trust store paths, the CA variables. No proxy variables.
+    Run {
+        /// The agent the container runs as.
+        #[arg(long, value_name = "NAME")]
+        agent: String,
+        /// The docker program (default: docker on PATH).
+        #[arg(
+            long,
+            env = "AIRLOCK_DOCKER",
+            default_value = "docker",
+            value_name = "PATH"
+        )]
+        docker: PathBuf,
+        /// `docker run`'s own arguments: options, the image, its command.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "DOCKER RUN ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Print those flags, for scripts (one per line) or compose files.
+    Flags {
+        /// The agent the container runs as.
+        #[arg(long, value_name = "NAME")]
+        agent: String,
+        /// The docker program (default: docker on PATH).
+        #[arg(
+            long,
+            env = "AIRLOCK_DOCKER",
+            default_value = "docker",
+            value_name = "PATH"
+        )]
+        docker: PathBuf,
+        /// As a docker compose service's keys (cgroup_parent, volumes,
+        /// environment) instead of command-line flags.
+        #[arg(long)]
+        compose: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,7 +19,9 @@
 //! - [`run`]: `airlock run --agent NAME -- CMD`; [`agent_user`]: which
 //!   user it runs as (by default the agent's own, created on first run);
 //!   [`trust_view`]: the system trust store as the agent sees it (the OS
-//!   roots plus Airlock's CA, in a mount namespace of its own).
+//!   roots plus Airlock's CA, in a mount namespace of its own);
+//!   [`docker`]: `airlock docker run|flags`, a container as an agent (its
+//!   `--cgroup-parent` under the agent's cgroup, the trust files mounted).
 //! - [`settings`]: flags, environment and the `[intercept]` table,
 //!   resolved and checked; [`state`]: the state file the CLI reads, and
 //!   [`release`].
@@ -48,6 +50,7 @@ pub mod agents;
 pub mod bpf;
 pub mod cgroup;
 pub mod diag;
+pub mod docker;
 pub mod netns;
 pub mod netns_follow;
 pub mod nft;

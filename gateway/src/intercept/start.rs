@@ -270,10 +270,12 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "cannot remove the nftables fallback's old table"),
     }
+    // "network namespaces" tells operators (and `airlock docker`'s tests)
+    // that containers are served in this mode, unlike nftables.
     let how = if loaded.adopted {
-        "eBPF, adopted pinned programs"
+        "eBPF, adopted pinned programs, agents' network namespaces followed"
     } else {
-        "eBPF"
+        "eBPF, agents' network namespaces followed"
     };
     Ok((
         Backend::Ebpf {

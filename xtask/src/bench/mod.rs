@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: HTTPS through Airlock (explicit proxy and
-//! transparent eBPF interception, both injecting the key), mitmproxy and
+//! `cargo xtask bench`: HTTPS through Airlock (explicit proxy, and
+//! transparent eBPF interception from a host process and from a Docker
+//! container, all injecting the key), mitmproxy and
 //! squid (each injecting the same header), against the same requests sent
 //! directly to the same local upstream, in the same run.
 //!
@@ -16,7 +17,10 @@
 //! - handshake cost with a cached leaf and the first mint ([`mint`]);
 //! - SSE time to first event ([`sse`]);
 //! - the gateway's RSS per idle connection ([`idle`]);
-//! - the eBPF programs' cost per `connect()` ([`ebpf_cost`]).
+//! - the eBPF programs' cost per `connect()` ([`ebpf_cost`]);
+//! - a new container's first connection ([`container`], whose route runs
+//!   the same oha loads from inside a container of the agent, when Docker
+//!   can run).
 //!
 //! Routes are [`route::Route`]s (one per peer module); the targets table is
 //! [`targets`]. It writes `bench/results/<UTC>.json` (and `latest.json`) and the chart
@@ -26,6 +30,7 @@
 
 // The soak and the profile (`cargo xtask soak|profile`) reuse the harness's
 // gateway, load generator, process tracking and upstream.
+mod container;
 mod ebpf_cost;
 pub(crate) mod gateway;
 mod idle;
@@ -252,6 +257,19 @@ fn measure(
         gw.explicit_route(),
         gw.transparent_route(),
     ];
+    let mut early_notes = Vec::new();
+    let docker = match container::start(&tools.oha, &gw.isolation.agents) {
+        Ok(d) => {
+            all.push(d.route(&gw, &tools.oha));
+            Some(d)
+        }
+        Err(why) => {
+            let note = container::skipped_note(&why);
+            eprintln!("bench: {note}");
+            early_notes.push(note);
+            None
+        }
+    };
     if !args.no_peers {
         all.push(mitmproxy::start(python, root, dir, &up)?);
         all.push(squid::start(dir, &up)?);
@@ -312,7 +330,7 @@ fn measure(
     ));
     let started = Instant::now();
     let mut scenarios = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes = early_notes;
     let mut warm_up_requests = 0;
     for (mode, conns) in loads {
         // squid speaks no HTTP/2 to its clients.
@@ -366,6 +384,9 @@ fn measure(
     }
 
     points.extend(measure_points(tools, &gw, &up, &sse_server, &routes)?);
+    if let Some(d) = &docker {
+        points.extend(d.first_connection(&gw, up.port)?);
+    }
 
     notes.push(format!("load average at start: {loadavg}"));
     notes.push(format!(
@@ -442,7 +463,12 @@ fn measure_points(
         .context("no explicit route")?;
     let cgroup_only = gw.cgroup_only_route();
     let mut points = mint::measure(gw, up, routes.direct(), [explicit, &cgroup_only])?;
-    let proxied: Vec<&Route> = routes.all.iter().filter(|r| !r.is_direct()).collect();
+    // The SSE client is the host's Python environment, not the image's.
+    let proxied: Vec<&Route> = routes
+        .all
+        .iter()
+        .filter(|r| !r.is_direct() && r.name != container::ROUTE)
+        .collect();
     points.extend(sse::measure(
         python,
         root,

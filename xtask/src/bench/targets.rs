@@ -59,7 +59,11 @@ fn point<'a>(r: &'a Results, measure: &str, route: &str) -> Option<&'a Point> {
 /// Issue 7's targets against this run, as a Markdown table.
 pub fn table(r: &Results) -> String {
     let mut t = Vec::new();
-    for route in ["airlock-explicit", "airlock-transparent"] {
+    for route in [
+        "airlock-explicit",
+        "airlock-transparent",
+        "airlock-container",
+    ] {
         let vs = |kind: &str, c: u32| scenario(r, route, kind, c).and_then(|s| s.vs_direct.clone());
         if let Some(v) = vs("keepalive", 16) {
             t.push(Target {

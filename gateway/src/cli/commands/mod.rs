@@ -7,6 +7,7 @@ mod agent;
 mod approval;
 mod audit;
 mod ca;
+mod docker;
 mod doctor;
 mod rule;
 mod run;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }),
         Command::Run(args) => with_client(overrides, async |c| run::run(c, args).await),
         Command::Stop { release } => with_client(overrides, async |c| stop::run(c, release).await),
+        Command::Docker(cmd) => with_client(overrides, async |c| docker::run(c, cmd).await),
         Command::Admin(cmd) => with_client(overrides, async |c| admin::run(c, cmd).await),
         Command::Ca(CaCommand::Path) => with_client(overrides, async |c| ca::path(c).await),
         // The trust store needs no daemon: the CA is a file in the data dir.
