@@ -23,8 +23,8 @@
 //! [`MAX_NETNS_PER_AGENT`] of its namespaces are served (so one agent
 //! making namespaces in a loop cannot use up [`MAX_NETNS`] for the
 //! others), and a namespace that could not be reached is retried after a
-//! growing delay ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]), not on every
-//! scan.
+//! growing delay ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]), each retry
+//! waking the loop, not on every scan.
 //!
 //! In the nftables mode nothing can be served (a REDIRECT in the host's
 //! namespace never sees another namespace's traffic): the follower then
@@ -65,8 +65,11 @@ pub const MAX_PIDS: usize = 65_536;
 /// Namespaces served at once for one agent (its cgroup and all below).
 pub const MAX_NETNS_PER_AGENT: usize = 64;
 /// The first retry of a namespace that could not be reached, and the
-/// longest wait between retries.
-pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// longest wait between retries. The first is short because the usual
+/// failure is transient: Docker brings a container's loopback up in a
+/// prestart hook, after its first process joined the cgroup, and that
+/// process's first connect comes a few milliseconds later.
+pub const RETRY_FIRST: Duration = Duration::from_millis(20);
 pub const RETRY_MAX: Duration = Duration::from_secs(8);
 
 /// A namespace's listeners, handed to the daemon to accept on until
@@ -162,6 +165,13 @@ impl Follower {
         loop {
             self.rescan(&serve, watch.clone()).await;
             let wait = FAST_RESCANS.get(fast).copied().unwrap_or(RESCAN);
+            // A namespace due for a retry sooner wakes the loop for it.
+            let now = Instant::now();
+            let wait = self
+                .failed
+                .values()
+                .map(|f| f.retry_at.saturating_duration_since(now))
+                .fold(wait, Duration::min);
             fast = fast.saturating_add(1).min(FAST_RESCANS.len());
             let event = async {
                 match &watch {
