@@ -305,6 +305,26 @@ pub(crate) fn wait_audit(
     );
 }
 
+/// The audit records matching `pred` once there are `n` of them (a
+/// bounded wait) and a pause has passed in which more could have come:
+/// the caller checks there are still exactly `n`.
+pub(crate) fn settled_audit(
+    daemon: &Daemon,
+    n: usize,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let matching = || -> Vec<serde_json::Value> {
+        audit_json(daemon).into_iter().filter(|e| pred(e)).collect()
+    };
+    let _ = support::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        (matching().len() >= n).then_some(())
+    });
+    // The writer batches for 50 ms and the kernel's ring is read as it
+    // fills: a second row, if one were coming, is there by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    matching()
+}
+
 pub(crate) fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }

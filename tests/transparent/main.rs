@@ -33,5 +33,6 @@ mod clients;
 mod escape;
 mod fallback;
 mod git;
+mod kernel_refusals;
 mod stale_records;
 mod unknown_cgroups;

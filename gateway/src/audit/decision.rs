@@ -56,6 +56,17 @@ word_enum! {
         /// The gateway itself cannot serve now (the audit trail cannot record,
         /// a rule cannot be read, the vault failed).
         Unavailable => "unavailable",
+        /// Refused in the kernel: UDP to an intercepted port (QUIC), so
+        /// clients fall back to TCP (`intercept::events`).
+        UdpRefused => "udp_refused",
+        /// Refused in the kernel: a connect from a network namespace the
+        /// gateway does not listen in yet.
+        NetnsUnreached => "netns_unreached",
+        /// Refused in the kernel: no daemon has configured interception.
+        Unconfigured => "unconfigured",
+        /// Refused in the kernel: the original destination could not be
+        /// recorded (too many connections in flight).
+        NotRecorded => "not_recorded",
     }
 }
 
@@ -73,7 +84,8 @@ impl Decision {
             | Decision::ApprovalTimeout
             | Decision::DestinationRefused
             | Decision::UnknownAgent
-            | Decision::AuthRequired => true,
+            | Decision::AuthRequired
+            | Decision::UdpRefused => true,
             Decision::Allowed
             | Decision::Approved
             | Decision::UnknownConnection
@@ -82,7 +94,10 @@ impl Decision {
             | Decision::HeadersTooLarge
             | Decision::UpstreamError
             | Decision::UpstreamTimeout
-            | Decision::Unavailable => false,
+            | Decision::Unavailable
+            | Decision::NetnsUnreached
+            | Decision::Unconfigured
+            | Decision::NotRecorded => false,
         }
     }
 
@@ -153,6 +168,10 @@ mod tests {
                 "upstream_error",
                 "upstream_timeout",
                 "unavailable",
+                "udp_refused",
+                "netns_unreached",
+                "unconfigured",
+                "not_recorded",
             ]
         );
     }
@@ -171,7 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn the_refused_figure_counts_what_it_always_counted() {
+    fn the_refused_figure_counts_what_it_always_counted_and_udp_refusals() {
         assert_eq!(
             Decision::words(Decision::is_refusal),
             [
@@ -183,6 +202,7 @@ mod tests {
                 "destination_refused",
                 "unknown_agent",
                 "auth_required",
+                "udp_refused",
             ]
         );
     }

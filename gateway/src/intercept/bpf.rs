@@ -65,6 +65,9 @@ pub struct Loaded {
     pub adopted: bool,
     /// Records an earlier daemon left in the maps, removed before serving.
     pub flushed: usize,
+    /// The programs' refusals and log, for [`super::events::run`]; `None`
+    /// when they cannot be read (said in the log), which stops nothing.
+    pub events: Option<super::events::KernelEvents>,
 }
 
 /// Where the link of program `prog` is pinned.
@@ -186,10 +189,12 @@ pub fn load(
         fs::create_dir_all(pin_dir).map_err(BpfError::CreatePinDir)?;
     }
 
+    let log_level = super::events::ebpf_log_level();
     let mut loader = EbpfLoader::new();
     for m in MAPS {
         loader.map_pin_path(m, pin_dir.join(m));
     }
+    loader.override_global(aya_log::LEVEL, &log_level, false);
     let mut ebpf = loader.load(object).map_err(BpfError::Load)?;
     configure(&mut ebpf, config, ports)?;
     let flushed = flush_stale(&mut ebpf, not_before_ns)?;
@@ -231,11 +236,15 @@ pub fn load(
         .map_err(|source| BpfError::Refused { name, source })?;
     prog.attach(&gw_cgroup, CgroupAttachMode::Single)
         .map_err(|source| BpfError::Attach { name, source })?;
+    let events = super::events::KernelEvents::take(&mut ebpf)
+        .map_err(|e| tracing::warn!(error = %e, "kernel refusals cannot be audited"))
+        .ok();
     Ok(Loaded {
         _ebpf: ebpf,
         _links: links,
         adopted: adopt,
         flushed,
+        events,
     })
 }
 

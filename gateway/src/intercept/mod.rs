@@ -13,6 +13,9 @@
 //! - [`redirect`] and [`diag`]: what an accepted connection says about
 //!   itself in either mode: original destination and cgroup id.
 //! - [`agents`]: cgroup id → agent, rebuilt on each configuration change.
+//! - [`events`]: the programs' own refusals (UDP, faults) read from their
+//!   ring buffer into the audit, rate-limited per cgroup, and their
+//!   aya-log diagnostics into the daemon's log.
 //! - [`run`]: `airlock run --agent NAME -- CMD`; [`agent_user`]: which
 //!   user it runs as (by default the agent's own, created on first run);
 //!   [`trust_view`]: the system trust store as the agent sees it (the OS
@@ -45,6 +48,7 @@ pub mod agents;
 pub mod bpf;
 pub mod cgroup;
 pub mod diag;
+pub mod events;
 pub mod nft;
 pub mod redirect;
 pub mod run;

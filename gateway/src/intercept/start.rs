@@ -77,7 +77,7 @@ pub enum StartError {
 enum Backend {
     /// Holding the programs keeps the getsockopt program attached.
     Ebpf {
-        _loaded: bpf::Loaded,
+        loaded: bpf::Loaded,
     },
     Nftables,
 }
@@ -105,6 +105,9 @@ pub struct Transparent {
     pub agents: Arc<AgentMap>,
     /// How the accepted connections say where they were going.
     pub redirector: Redirector,
+    /// The eBPF programs' refusals, for [`super::events::run`] (eBPF
+    /// mode; the nftables table refuses nothing it could report).
+    pub events: Option<super::events::KernelEvents>,
     /// Keeps the redirect in place while held.
     pub attached: Attached,
 }
@@ -255,7 +258,7 @@ fn start_ebpf(settings: &InterceptSettings, p: &Prepared) -> Result<(Backend, St
     } else {
         "eBPF"
     };
-    Ok((Backend::Ebpf { _loaded: loaded }, how.to_owned()))
+    Ok((Backend::Ebpf { loaded }, how.to_owned()))
 }
 
 /// The nftables table; then this daemon's pinned eBPF programs, if an
@@ -292,7 +295,7 @@ async fn try_start(
         TransparentMode::Auto => StartError::Prepare(Box::new(e)),
         _ => e,
     })?;
-    let (backend, how) = match settings.mode {
+    let (mut backend, how) = match settings.mode {
         TransparentMode::Ebpf => start_ebpf(settings, &p)?,
         TransparentMode::Nftables => start_nft(settings, &p)?,
         _ => match start_ebpf(settings, &p) {
@@ -317,6 +320,10 @@ async fn try_start(
             }
         },
     };
+    let events = match &mut backend {
+        Backend::Ebpf { loaded } => loaded.events.take(),
+        Backend::Nftables => None,
+    };
     let agents = AgentMap::new(p.cg.clone(), &settings.agents_cgroup, snapshot);
     let state = State {
         cgroup2: p.cg.mount.clone(),
@@ -332,6 +339,7 @@ async fn try_start(
             port: p.port,
             agents,
             redirector: backend.redirector(),
+            events,
             attached: Attached { _backend: backend },
         },
         how,
