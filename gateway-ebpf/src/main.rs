@@ -331,6 +331,9 @@ fn reported(ctx: &SockAddrContext, r: Result<i32, Fault>, v6: bool) -> Result<i3
 /// this window on this CPU; otherwise, or when the ring is full, counts it
 /// in the budget's `suppressed`, which the next event that gets through
 /// carries. Never waits: a full ring drops the event, never the verdict.
+/// Inlined at each refusal path, none of them the hot one: as a
+/// BPF-to-BPF call LLVM moved the context pointer before its reads, which
+/// the verifier refuses ("dereference of modified ctx ptr").
 #[inline(always)]
 fn report(ctx: &SockAddrContext, kind: u32, v6: bool) {
     let sa = ctx.sock_addr;

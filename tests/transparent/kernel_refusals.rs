@@ -184,3 +184,70 @@ fn ebpf_a_flood_of_refused_datagrams_is_bounded_and_the_daemon_stays_responsive(
         rows.len()
     );
 }
+
+/// The programs' aya-log lines reach the daemon's log when it shows
+/// debug for them, and cost nothing otherwise: the verifier removes them
+/// (aya-log's level is a read-only global the daemon sets at load).
+#[test]
+fn ebpf_the_programs_log_refusals_at_debug_and_their_lines_are_pruned_otherwise() {
+    require!(Mode::Ebpf);
+    let up = Upstream::start(UpstreamOpts::https());
+    let ports = [up.port(), 443];
+    let quiet = {
+        let iso = Isolation::new(Mode::Ebpf);
+        let daemon = start_daemon_for(&iso, up.ca_pem_path(), &ports);
+        let sizes = iso.program_sizes();
+        drop(daemon);
+        sizes
+    };
+    let iso = Isolation::new(Mode::Ebpf);
+    let daemon = daemon_builder(&iso, up.ca_pem_path(), &ports)
+        .env("RUST_LOG", "info,airlock_ebpf=debug")
+        .start();
+    let verbose = iso.program_sizes();
+    let stranger = iso.parent_dir().join("stranger");
+    fs::create_dir_all(&stranger).unwrap();
+    let out = python_in(
+        &stranger,
+        &datagram("AF_INET", "127.0.0.1", false),
+        CLIENT_TIMEOUT,
+    );
+    assert_eq!(out.trim(), "refused");
+    let logged =
+        crate::support::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            daemon
+                .log()
+                .contains("airlock: refused (event kind 1) to port 443")
+                .then_some(())
+        });
+    assert!(logged.is_some(), "{}", daemon.log());
+
+    eprintln!(
+        "programs (name, instructions after dead-code removal, verified): quiet {quiet:?}, debug {verbose:?}"
+    );
+    assert_eq!(quiet.len(), 6, "{quiet:?}");
+    assert_eq!(verbose.len(), 6, "{verbose:?}");
+    for ((name, quiet_insns, quiet_verified), (_, debug_insns, _)) in quiet.iter().zip(&verbose) {
+        // Far below the kernel's limits (1M verified, 4096 for what an
+        // unprivileged loader may load).
+        assert!(
+            *quiet_insns < 4096 && *quiet_verified < 100_000,
+            "{name}: {quiet:?}"
+        );
+        assert!(
+            quiet_insns <= debug_insns,
+            "{name}: {quiet:?} vs {verbose:?}"
+        );
+    }
+    let send4 = |sizes: &[(String, u32, u32)]| {
+        sizes
+            .iter()
+            .find(|(n, ..)| n == "airlock_send4")
+            .map(|s| s.1)
+            .unwrap_or(0)
+    };
+    assert!(
+        send4(&quiet) < send4(&verbose),
+        "the debug lines are pruned when debug is off: {quiet:?} vs {verbose:?}"
+    );
+}
