@@ -251,3 +251,34 @@ fn ebpf_the_programs_log_refusals_at_debug_and_their_lines_are_pruned_otherwise(
         "the debug lines are pruned when debug is off: {quiet:?} vs {verbose:?}"
     );
 }
+
+/// The ring is pinned with the programs: a datagram refused while no
+/// daemon runs (killed; the pinned programs still refuse) waits in it and
+/// is filed by the next daemon, which adopts the pins, with the time it
+/// was refused.
+#[test]
+fn ebpf_a_refusal_while_the_daemon_is_down_is_audited_by_the_next_one() {
+    require!(Mode::Ebpf);
+    let iso = Isolation::new(Mode::Ebpf);
+    let up = Upstream::start(UpstreamOpts::https());
+    let mut daemon = start_daemon(&iso, &up, &[443]);
+    add_agent(&daemon, &iso, "offline");
+    let dir = iso.cg.path(&iso.agent_cgroup("offline"));
+    daemon.kill9();
+    let refused_at = chrono::Utc::now();
+    let out = python_in(
+        &dir,
+        &datagram("AF_INET", "127.0.0.1", false),
+        CLIENT_TIMEOUT,
+    );
+    assert_eq!(out.trim(), "refused", "the pinned programs still refuse");
+    std::thread::sleep(Duration::from_millis(1500));
+    daemon.restart();
+    assert!(daemon.log().contains("adopted"), "{}", daemon.log());
+    let rows = settled_audit(&daemon, 1, udp_refused);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["agent"], "offline", "{:#}", rows[0]);
+    let at: chrono::DateTime<chrono::Utc> = rows[0]["at"].as_str().unwrap().parse().unwrap();
+    let skew = (at - refused_at).num_milliseconds().abs();
+    assert!(skew < 1000, "filed at {at}, refused at {refused_at}");
+}
