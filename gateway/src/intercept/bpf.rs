@@ -67,7 +67,9 @@ pub struct Loaded {
     pub flushed: usize,
     /// The programs' refusals and log, for [`super::events::run`]; `None`
     /// when they cannot be read (said in the log), which stops nothing.
-    pub events: Option<super::events::KernelEvents>,
+    /// Boxed: the ring readers are large, and held only until start-up
+    /// hands them on.
+    pub events: Option<Box<super::events::KernelEvents>>,
 }
 
 /// Where the link of program `prog` is pinned.
@@ -238,7 +240,8 @@ pub fn load(
         .map_err(|source| BpfError::Attach { name, source })?;
     let events = super::events::KernelEvents::take(&mut ebpf)
         .map_err(|e| tracing::warn!(error = %e, "kernel refusals cannot be audited"))
-        .ok();
+        .ok()
+        .map(Box::new);
     Ok(Loaded {
         _ebpf: ebpf,
         _links: links,

@@ -321,7 +321,7 @@ async fn try_start(
         },
     };
     let events = match &mut backend {
-        Backend::Ebpf { loaded } => loaded.events.take(),
+        Backend::Ebpf { loaded } => loaded.events.take().map(|e| *e),
         Backend::Nftables => None,
     };
     let agents = AgentMap::new(p.cg.clone(), &settings.agents_cgroup, snapshot);
