@@ -26,6 +26,12 @@
 //! refused ([`PROG_SENDMSG4`], [`PROG_SENDMSG6`] and the connect programs),
 //! so QUIC clients fall back to TCP.
 //!
+//! Every refusal the programs make themselves (UDP, a fault that leaves a
+//! connection unrecorded) is reported to the daemon as a [`KernelEvent`]
+//! on the ring buffer [`MAP_EVENTS`], at most [`EVENTS_PER_WINDOW`] per
+//! cgroup and CPU per [`EVENT_WINDOW_NS`] ([`MAP_EVENT_RATE`]); the
+//! daemon files each as an audit record (`docs/kernel-events.md`).
+//!
 //! Every integer below is in host byte order unless its doc says otherwise;
 //! IP addresses are 16 octets in network order (IPv4 as `::ffff:a.b.c.d`),
 //! exactly `Ipv6Addr::octets()`.
@@ -73,13 +79,26 @@ pub const MAP_BY_TUPLE: &str = "AIRLOCK_TUPLE";
 /// agent namespace it reached. A connect from any other is refused.
 pub const MAP_NETNS: &str = "AIRLOCK_NETNS";
 
+/// `RingBuf` of [`KernelEvent`]s: the programs' refusals, for the audit.
+pub const MAP_EVENTS: &str = "AIRLOCK_EVENTS";
+/// `LruPerCpuHashMap<u64, EventWindow>`: agent cgroup id → this CPU's
+/// event budget, so one cgroup's flood cannot fill [`MAP_EVENTS`].
+pub const MAP_EVENT_RATE: &str = "AIRLOCK_EVRATE";
+/// aya-log's ring buffer (its name is aya-log-ebpf's): the programs' own
+/// diagnostics. Pinned with the others so the logs of adopted programs
+/// still reach the daemon that adopts them.
+pub const MAP_LOGS: &str = "AYA_LOGS";
+
 /// Every map, all pinned under the daemon's pin directory.
-pub const MAPS: [&str; 5] = [
+pub const MAPS: [&str; 8] = [
     MAP_CONFIG,
     MAP_PORTS,
     MAP_BY_COOKIE,
     MAP_BY_TUPLE,
     MAP_NETNS,
+    MAP_EVENTS,
+    MAP_EVENT_RATE,
+    MAP_LOGS,
 ];
 
 /// Capacity of [`MAP_PORTS`].
@@ -90,6 +109,21 @@ pub const MAX_NETNS: u32 = 1024;
 /// Capacity of the two LRU maps: connections in flight between `connect()`
 /// and the gateway's `getsockopt`.
 pub const MAX_CONNECTIONS: u32 = 65_536;
+
+/// Size of [`MAP_EVENTS`] in bytes (a power of two, a multiple of the
+/// page size): 4,096 events of 64 bytes (plus the kernel's 8-byte header
+/// each), far more than the per-cgroup budget lets through between two
+/// reads of the daemon.
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// Cgroups whose budget [`MAP_EVENT_RATE`] remembers; the least recently
+/// refused is forgotten first (its next refusal starts a fresh window).
+pub const EVENT_RATE_CGROUPS: u32 = 4_096;
+/// The kernel's budget window, in nanoseconds of `CLOCK_BOOTTIME`.
+pub const EVENT_WINDOW_NS: u64 = 1_000_000_000;
+/// Events a cgroup may put on the ring per window and CPU; the refusals
+/// past it are counted in [`EventWindow::suppressed`] and the count rides
+/// on the next event that gets through ([`KernelEvent::suppressed`]).
+pub const EVENTS_PER_WINDOW: u32 = 20;
 
 /// `SOL_IP`.
 pub const SOL_IP: i32 = 0;
@@ -190,6 +224,73 @@ pub struct TupleKey {
     pub netns_cookie: u64,
 }
 
+/// What a [`KernelEvent`] reports: the programs' own refusals.
+/// Plain `u32` constants, not an enum: the value crosses from the kernel
+/// and any number may arrive (a newer program, a corrupt record).
+pub mod event_kind {
+    /// UDP to an intercepted port (connect or sendmsg): QUIC, refused so
+    /// the client falls back to TCP.
+    pub const UDP_REFUSED: u32 = 1;
+    /// A connect from a network namespace the gateway has not reached
+    /// (no listener there yet): refused rather than let out.
+    pub const NETNS_UNREACHED: u32 = 2;
+    /// An intercepted connect while no daemon has configured the maps
+    /// (no listener port): refused.
+    pub const UNCONFIGURED: u32 = 3;
+    /// An intercepted connect whose original destination could not be
+    /// recorded (the record map refused it): refused.
+    pub const NOT_RECORDED: u32 = 4;
+}
+
+/// One refusal made in the kernel, for the daemon's audit (map
+/// [`MAP_EVENTS`]).
+///
+/// Layout: 64 bytes, 8-byte aligned, no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelEvent {
+    /// One of [`event_kind`].
+    pub kind: u32,
+    /// Thread-group id (userspace pid) of the refused process.
+    pub pid: u32,
+    /// cgroup v2 id of the agent cgroup, as [`OrigInfo::cgroup_id`] has it.
+    pub cgroup_id: u64,
+    /// The refused socket's network namespace (`bpf_get_netns_cookie`).
+    pub netns_cookie: u64,
+    /// Real uid of the refused process.
+    pub uid: u32,
+    /// Refusals of this cgroup (on this CPU) that were not reported since
+    /// the last event that was: over the budget, or the ring was full.
+    pub suppressed: u32,
+    /// The destination, 16 octets in network order; IPv4 mapped (then
+    /// `family` is [`AF_INET`]).
+    pub addr: [u8; 16],
+    /// The destination port.
+    pub port: u16,
+    /// [`AF_INET`] or [`AF_INET6`]: the family of `addr`.
+    pub family: u16,
+    /// The socket type: 1 stream (TCP), 2 datagram (UDP).
+    pub sock_type: u16,
+    /// Explicit padding; always zero.
+    pub _pad: u16,
+    /// `CLOCK_BOOTTIME` in nanoseconds when the refusal was made.
+    pub at_ns: u64,
+}
+
+/// A cgroup's event budget on one CPU (map [`MAP_EVENT_RATE`]).
+///
+/// Layout: 16 bytes, 8-byte aligned, no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventWindow {
+    /// `CLOCK_BOOTTIME` in nanoseconds when the current window began.
+    pub start_ns: u64,
+    /// Events put on the ring in the current window.
+    pub sent: u32,
+    /// Refusals not reported since the last event that was.
+    pub suppressed: u32,
+}
+
 /// `addr` as 16 octets: IPv4 (network-order octets) mapped into IPv6.
 pub const fn mapped_v4(octets: [u8; 4]) -> [u8; 16] {
     [
@@ -210,6 +311,10 @@ mod pod {
     unsafe impl aya::Pod for super::OrigInfo {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TupleKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::EventWindow {}
 }
 
 #[cfg(test)]
@@ -238,6 +343,38 @@ mod tests {
         assert_eq!(offset_of!(TupleKey, server_port), 34);
         assert_eq!(offset_of!(TupleKey, _pad), 36);
         assert_eq!(offset_of!(TupleKey, netns_cookie), 40);
+    }
+
+    #[test]
+    fn kernel_event_layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<KernelEvent>(), 64);
+        assert_eq!(align_of::<KernelEvent>(), 8);
+        assert_eq!(offset_of!(KernelEvent, kind), 0);
+        assert_eq!(offset_of!(KernelEvent, pid), 4);
+        assert_eq!(offset_of!(KernelEvent, cgroup_id), 8);
+        assert_eq!(offset_of!(KernelEvent, netns_cookie), 16);
+        assert_eq!(offset_of!(KernelEvent, uid), 24);
+        assert_eq!(offset_of!(KernelEvent, suppressed), 28);
+        assert_eq!(offset_of!(KernelEvent, addr), 32);
+        assert_eq!(offset_of!(KernelEvent, port), 48);
+        assert_eq!(offset_of!(KernelEvent, family), 50);
+        assert_eq!(offset_of!(KernelEvent, sock_type), 52);
+        assert_eq!(offset_of!(KernelEvent, _pad), 54);
+        assert_eq!(offset_of!(KernelEvent, at_ns), 56);
+        assert_eq!(size_of::<EventWindow>(), 16);
+        assert_eq!(align_of::<EventWindow>(), 8);
+        assert_eq!(offset_of!(EventWindow, sent), 8);
+        assert_eq!(offset_of!(EventWindow, suppressed), 12);
+    }
+
+    #[test]
+    fn the_event_ring_is_a_power_of_two_of_pages() {
+        assert!(EVENTS_BYTES.is_power_of_two() && EVENTS_BYTES >= 4096);
+        // Room for a full window of every remembered cgroup is not the
+        // aim (the daemon reads as they come), but one window of a few
+        // hundred cgroups on a few CPUs fits.
+        let per_event = size_of::<KernelEvent>() as u32 + 8;
+        assert!(EVENTS_BYTES / per_event >= 16 * EVENTS_PER_WINDOW);
     }
 
     #[test]

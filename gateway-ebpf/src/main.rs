@@ -14,6 +14,13 @@
 //!
 //! Every program is a thin entry that turns its `try_` function's `Result`
 //! into the verdict the kernel expects.
+//!
+//! Every refusal a program makes itself is reported ([`report`]) on the
+//! event ring for the daemon's audit, within a per-cgroup budget kept in
+//! the kernel (see `gateway_common::KernelEvent`). Diagnostics go through
+//! aya-log at debug level, only on refusal and fault paths: the daemon
+//! sets aya-log's level at load, so with debug off the verifier prunes
+//! them and they cost nothing.
 #![no_std]
 #![no_main]
 
@@ -25,11 +32,14 @@ use aya_ebpf::helpers::{
     bpf_get_current_uid_gid, bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_ktime_get_boot_ns,
 };
 use aya_ebpf::macros::{cgroup_sock_addr, cgroup_sockopt, map, sock_ops};
-use aya_ebpf::maps::{Array, HashMap, LruHashMap};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, RingBuf};
 use aya_ebpf::programs::{SockAddrContext, SockOpsContext, SockoptContext};
+use aya_log_ebpf::debug;
 use gateway_common::{
-    AF_INET, AF_INET6, Config, IP6T_SO_ORIGINAL_DST, MAX_CONNECTIONS, MAX_NETNS, MAX_PORTS,
-    OrigInfo, SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP, SOL_IPV6, TupleKey, mapped_v4,
+    AF_INET, AF_INET6, Config, EVENT_RATE_CGROUPS, EVENT_WINDOW_NS, EVENTS_BYTES,
+    EVENTS_PER_WINDOW, EventWindow, IP6T_SO_ORIGINAL_DST, KernelEvent, MAX_CONNECTIONS, MAX_NETNS,
+    MAX_PORTS, OrigInfo, SO_AIRLOCK_ORIG_INFO, SO_ORIGINAL_DST, SOL_IP, SOL_IPV6, TupleKey,
+    event_kind, mapped_v4,
 };
 
 /// The cgroup sock_addr / sockopt verdict that lets the call proceed.
@@ -74,6 +84,11 @@ static AIRLOCK_TUPLE: LruHashMap<TupleKey, OrigInfo> =
     LruHashMap::with_max_entries(MAX_CONNECTIONS, 0);
 #[map]
 static AIRLOCK_NETNS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
+#[map]
+static AIRLOCK_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+#[map]
+static AIRLOCK_EVRATE: LruPerCpuHashMap<u64, EventWindow> =
+    LruPerCpuHashMap::with_max_entries(EVENT_RATE_CGROUPS, 0);
 
 const _: () = {
     assert!(const_str_eq(gateway_common::MAP_CONFIG, "AIRLOCK_CONFIG"));
@@ -84,6 +99,11 @@ const _: () = {
     ));
     assert!(const_str_eq(gateway_common::MAP_BY_TUPLE, "AIRLOCK_TUPLE"));
     assert!(const_str_eq(gateway_common::MAP_NETNS, "AIRLOCK_NETNS"));
+    assert!(const_str_eq(gateway_common::MAP_EVENTS, "AIRLOCK_EVENTS"));
+    assert!(const_str_eq(
+        gateway_common::MAP_EVENT_RATE,
+        "AIRLOCK_EVRATE"
+    ));
     assert!(const_str_eq(gateway_common::PROG_CONNECT4, "airlock_conn4"));
     assert!(const_str_eq(gateway_common::PROG_CONNECT6, "airlock_conn6"));
     assert!(const_str_eq(gateway_common::PROG_SENDMSG4, "airlock_send4"));
@@ -111,29 +131,34 @@ enum Fault {
 
 #[cgroup_sock_addr(connect4)]
 pub fn airlock_conn4(ctx: SockAddrContext) -> i32 {
-    verdict(try_connect(&ctx, false))
+    verdict(reported(&ctx, try_connect(&ctx, false), false))
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn airlock_conn6(ctx: SockAddrContext) -> i32 {
-    verdict(try_connect(&ctx, true))
+    verdict(reported(&ctx, try_connect(&ctx, true), true))
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn airlock_send4(ctx: SockAddrContext) -> i32 {
-    verdict(try_sendmsg(&ctx))
+    verdict(try_sendmsg(&ctx, false))
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn airlock_send6(ctx: SockAddrContext) -> i32 {
-    verdict(try_sendmsg(&ctx))
+    verdict(try_sendmsg(&ctx, true))
 }
 
 #[sock_ops]
 pub fn airlock_estab(ctx: SockOpsContext) -> u32 {
     // A record that cannot be re-keyed is not found by the gateway, which
-    // then refuses the connection: nothing more to do here.
-    let _ = try_established(&ctx);
+    // then refuses the connection (and audits it): only a diagnostic here.
+    if try_established(&ctx).is_err() {
+        debug!(
+            &ctx,
+            "airlock: an established connection's record could not be filed"
+        );
+    }
     1
 }
 
@@ -171,16 +196,6 @@ fn is_reached(netns: u64) -> bool {
     unsafe { AIRLOCK_NETNS.get(netns).is_some() }
 }
 
-/// The verdict for a connect from a namespace the daemon has not reached
-/// (a container started a moment ago, `unshare -n`, a daemon that is not
-/// running): refused, never let through. The daemon reaches it within its
-/// rescan period; the agent's retry then works.
-#[inline(always)]
-fn refuse_unreached(_netns: u64) -> i32 {
-    // events: report NetnsUnreached here
-    REFUSE
-}
-
 /// The destination port of a sock_addr call, host order.
 #[inline(always)]
 fn user_port(sa: *mut bpf_sock_addr) -> u16 {
@@ -201,12 +216,18 @@ fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, Fault> {
     }
     // SAFETY: the helper takes the context pointer.
     let netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
+    // A namespace the daemon has not reached (a container started a
+    // moment ago, `unshare -n`, a daemon that is not running): refused,
+    // never let through, and reported. The daemon reaches it within its
+    // rescan period; the agent's retry then works.
     if !is_reached(netns) {
-        return Ok(refuse_unreached(netns));
+        report(ctx, event_kind::NETNS_UNREACHED, v6);
+        return Ok(REFUSE);
     }
     // SAFETY: context reads.
     let sock_type = unsafe { read_volatile(addr_of!((*sa).type_)) };
     if sock_type == SOCK_DGRAM {
+        report(ctx, event_kind::UDP_REFUSED, v6);
         return Ok(REFUSE);
     }
     if sock_type != SOCK_STREAM {
@@ -218,17 +239,7 @@ fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, Fault> {
         return Err(Fault::Unconfigured);
     }
 
-    let (addr, family, mapped) = if v6 {
-        // SAFETY: 4-byte context reads of user_ip6[0..4].
-        let words = unsafe { ip6_words!(sa, user_ip6) };
-        let mapped = words[0] == 0 && words[1] == 0 && words[2] == MAPPED_PREFIX;
-        let family = if mapped { AF_INET } else { AF_INET6 };
-        (words_to_octets(words), family, mapped)
-    } else {
-        // SAFETY: context read.
-        let ip = unsafe { read_volatile(addr_of!((*sa).user_ip4)) };
-        (mapped_v4(ip.to_ne_bytes()), AF_INET, false)
-    };
+    let (addr, family, mapped) = destination(sa, v6);
 
     let info = OrigInfo {
         cgroup_id: agent_cgroup_id(config.agent_level),
@@ -267,6 +278,25 @@ fn try_connect(ctx: &SockAddrContext, v6: bool) -> Result<i32, Fault> {
     Ok(ALLOW)
 }
 
+/// The destination of a sock_addr call: its 16 octets, family, and
+/// whether it is IPv4-mapped. `v6` is the program's hook (connect6,
+/// sendmsg6), a constant in each entry, so the hook never reads the
+/// other family's fields (which its verifier refuses).
+#[inline(always)]
+fn destination(sa: *mut bpf_sock_addr, v6: bool) -> ([u8; 16], u16, bool) {
+    if v6 {
+        // SAFETY: 4-byte context reads of user_ip6[0..4].
+        let words = unsafe { ip6_words!(sa, user_ip6) };
+        let mapped = words[0] == 0 && words[1] == 0 && words[2] == MAPPED_PREFIX;
+        let family = if mapped { AF_INET } else { AF_INET6 };
+        (words_to_octets(words), family, mapped)
+    } else {
+        // SAFETY: context read.
+        let ip = unsafe { read_volatile(addr_of!((*sa).user_ip4)) };
+        (mapped_v4(ip.to_ne_bytes()), AF_INET, false)
+    }
+}
+
 /// The agent cgroup of the current task: its ancestor at `level`, or its
 /// own cgroup when it is not that deep (the gateway then finds no agent
 /// and refuses the connection).
@@ -291,12 +321,122 @@ fn boot_ns() -> u64 {
 
 /// Unconnected UDP (`sendto`) to an intercepted port: refused (QUIC).
 #[inline(always)]
-fn try_sendmsg(ctx: &SockAddrContext) -> Result<i32, Fault> {
+fn try_sendmsg(ctx: &SockAddrContext, v6: bool) -> Result<i32, Fault> {
     if is_intercepted(user_port(ctx.sock_addr)) {
+        report(ctx, event_kind::UDP_REFUSED, v6);
         Ok(REFUSE)
     } else {
         Ok(ALLOW)
     }
+}
+
+// ---------------------------------------------------------------- events
+
+/// Reports the connect faults (each refuses the connection) and passes
+/// the result on.
+#[inline(always)]
+fn reported(ctx: &SockAddrContext, r: Result<i32, Fault>, v6: bool) -> Result<i32, Fault> {
+    if let Err(fault) = r {
+        let kind = match fault {
+            Fault::Unconfigured => event_kind::UNCONFIGURED,
+            Fault::NotRecorded => event_kind::NOT_RECORDED,
+            Fault::NoRoom => return r,
+        };
+        report(ctx, kind, v6);
+    }
+    r
+}
+
+/// Puts a refusal of kind `kind` (`event_kind`) on the event ring for the
+/// daemon's audit, if the refused task's agent cgroup has budget left in
+/// this window on this CPU; otherwise, or when the ring is full, counts it
+/// in the budget's `suppressed`, which the next event that gets through
+/// carries. Never waits: a full ring drops the event, never the verdict.
+/// Inlined at each refusal path, none of them the hot one: as a
+/// BPF-to-BPF call LLVM moved the context pointer before its reads, which
+/// the verifier refuses ("dereference of modified ctx ptr").
+#[inline(always)]
+fn report(ctx: &SockAddrContext, kind: u32, v6: bool) {
+    let sa = ctx.sock_addr;
+    let level = AIRLOCK_CONFIG.get(0).map_or(0, |c| c.agent_level);
+    // Level 0 (no daemon configured the maps) would name the root cgroup.
+    let cgroup_id = if level == 0 {
+        // SAFETY: a helper without arguments.
+        unsafe { bpf_get_current_cgroup_id() }
+    } else {
+        agent_cgroup_id(level)
+    };
+    let now = boot_ns();
+    let Some(window) = budget(cgroup_id, now) else {
+        return;
+    };
+    // SAFETY: this CPU's value in a per-CPU map, valid while the program
+    // runs (an LRU eviction meanwhile reuses the memory for another key:
+    // a count is then off by one, never unsafe). Programs of this kind
+    // run with migration disabled, so no other CPU writes it.
+    let w = unsafe { &mut *window };
+    if now.wrapping_sub(w.start_ns) >= EVENT_WINDOW_NS {
+        w.start_ns = now;
+        w.sent = 0;
+    }
+    if w.sent >= EVENTS_PER_WINDOW {
+        w.suppressed = w.suppressed.saturating_add(1);
+        return;
+    }
+    let (addr, family, _) = destination(sa, v6);
+    // SAFETY: a context read; the helper takes the context pointer.
+    let (sock_type, netns_cookie) = unsafe {
+        (
+            read_volatile(addr_of!((*sa).type_)),
+            bpf_get_netns_cookie(sa.cast()),
+        )
+    };
+    let port = user_port(sa);
+    let event = KernelEvent {
+        kind,
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        cgroup_id,
+        netns_cookie,
+        uid: bpf_get_current_uid_gid() as u32,
+        suppressed: w.suppressed,
+        addr,
+        port,
+        family,
+        sock_type: sock_type as u16,
+        _pad: 0,
+        at_ns: now,
+    };
+    if AIRLOCK_EVENTS.output::<KernelEvent>(&event, 0).is_ok() {
+        w.sent += 1;
+        w.suppressed = 0;
+        debug!(
+            ctx,
+            "airlock: refused (event kind {}) to port {}, cgroup {}", kind, port, cgroup_id
+        );
+    } else {
+        w.suppressed = w.suppressed.saturating_add(1);
+        debug!(
+            ctx,
+            "airlock: event ring full, refusal (kind {}) only counted", kind
+        );
+    }
+}
+
+/// This CPU's budget of `cgroup_id`, made (a fresh window from `now`)
+/// when the cgroup has none yet.
+#[inline(always)]
+fn budget(cgroup_id: u64, now: u64) -> Option<*mut EventWindow> {
+    if let Some(w) = AIRLOCK_EVRATE.get_ptr_mut(cgroup_id) {
+        return Some(w);
+    }
+    let fresh = EventWindow {
+        start_ns: now,
+        sent: 0,
+        suppressed: 0,
+    };
+    // An LRU map makes room by forgetting the least recently used cgroup.
+    AIRLOCK_EVRATE.insert(cgroup_id, fresh, 0).ok()?;
+    AIRLOCK_EVRATE.get_ptr_mut(cgroup_id)
 }
 
 // ---------------------------------------------------------------- sock_ops

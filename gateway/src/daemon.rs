@@ -307,11 +307,20 @@ fn serve_transparent(
         agents,
         redirector,
         netns,
+        events,
         attached,
         ..
     } = transparent;
     tokio::spawn(async move {
         let mut tasks = vec![tokio::spawn(agents.clone().follow(shutdown.clone()))];
+        if let Some(events) = events {
+            tasks.push(tokio::spawn(crate::intercept::events::run(
+                events,
+                agents.clone(),
+                gw.audit.clone(),
+                shutdown.clone(),
+            )));
+        }
         for listener in listeners {
             tasks.push(tokio::spawn(proxy::transparent::run(
                 gw.clone(),

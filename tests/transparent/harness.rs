@@ -12,6 +12,7 @@ use airlock::intercept::cgroup::Cgroup2;
 
 use crate::support;
 use crate::support::cgroups::remove_cgroup_tree;
+use crate::support::daemon::DaemonBuilder;
 use crate::support::upstream::Upstream;
 use crate::support::{Daemon, Output, run};
 
@@ -178,6 +179,33 @@ impl Isolation {
         bpf::list_agent_side(&self.parent_dir()).expect("listing the parent's programs")
     }
 
+    /// Each of this test's programs as the kernel holds it: its name,
+    /// its instructions once the verifier removed dead code (the log
+    /// lines of levels not enabled), and the instructions it verified.
+    pub(crate) fn program_sizes(&self) -> Vec<(String, u32, u32)> {
+        let mut ids = Vec::new();
+        for (ty, _) in bpf::AGENT_ATTACH_TYPES {
+            ids.extend(bpf::attached_program_ids(&self.parent_dir(), ty).expect("listing"));
+        }
+        ids.extend(
+            bpf::attached_program_ids(&self.gateway_dir(), bpf::attach_type::GETSOCKOPT)
+                .expect("listing"),
+        );
+        let mut sizes: Vec<(String, u32, u32)> = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter(|p| ids.contains(&p.id()))
+            .map(|p| {
+                (
+                    p.name_as_str().unwrap_or("?").to_owned(),
+                    p.size_translated().unwrap_or(0) / 8,
+                    p.verified_instruction_count().unwrap_or(0),
+                )
+            })
+            .collect();
+        sizes.sort();
+        sizes
+    }
+
     pub(crate) fn getsockopt_programs(&self) -> Vec<String> {
         bpf::program_names(
             &bpf::attached_program_ids(&self.gateway_dir(), bpf::attach_type::GETSOCKOPT)
@@ -209,13 +237,18 @@ pub(crate) fn start_daemon(iso: &Isolation, up: &Upstream, extra_ports: &[u16]) 
 
 /// A daemon intercepting for `iso` on `ports`, trusting `upstream_ca`.
 pub(crate) fn start_daemon_for(iso: &Isolation, upstream_ca: &Path, ports: &[u16]) -> Daemon {
+    daemon_builder(iso, upstream_ca, ports).start()
+}
+
+/// How [`start_daemon_for`] starts its daemon, for a test that adds to it.
+pub(crate) fn daemon_builder(iso: &Isolation, upstream_ca: &Path, ports: &[u16]) -> DaemonBuilder {
     let mut builder = Daemon::builder()
         .env("AIRLOCK_UPSTREAM_CA", upstream_ca.display().to_string())
         .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8,::1/128");
     for (k, v) in iso.env(ports) {
         builder = builder.env(k, v);
     }
-    builder.start()
+    builder
 }
 
 /// Adds agent `name` and waits (bounded) until the daemon has made its
@@ -303,6 +336,26 @@ pub(crate) fn wait_audit(
         "no matching audit record; audit:\n{}",
         daemon.cli_ok(&["audit", "--json", "--limit", "1000"])
     );
+}
+
+/// The audit records matching `pred` once there are `n` of them (a
+/// bounded wait) and a pause has passed in which more could have come:
+/// the caller checks there are still exactly `n`.
+pub(crate) fn settled_audit(
+    daemon: &Daemon,
+    n: usize,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let matching = || -> Vec<serde_json::Value> {
+        audit_json(daemon).into_iter().filter(|e| pred(e)).collect()
+    };
+    let _ = support::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        (matching().len() >= n).then_some(())
+    });
+    // The writer batches for 50 ms and the kernel's ring is read as it
+    // fills: a second row, if one were coming, is there by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    matching()
 }
 
 pub(crate) fn as_strs(v: &[String]) -> Vec<&str> {

@@ -33,6 +33,7 @@ mod clients;
 mod escape;
 mod fallback;
 mod git;
+mod kernel_refusals;
 mod netns;
 mod stale_records;
 mod unknown_cgroups;

@@ -45,7 +45,11 @@ fn unknown_cgroups_are_refused(mode: Mode) {
     );
     assert!(!out.success(), "{out:#?}");
     assert!(up.requests_to("/echo/stranger").is_empty());
-    let rec = wait_audit(&daemon, |e| e["decision"] == "unknown_agent");
+    // Exactly one row: the gateway's refusal (the kernel let the connect
+    // through to it and reports nothing of its own).
+    let rows = settled_audit(&daemon, 1, |e| e["decision"] == "unknown_agent");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let rec = &rows[0];
     assert!(rec["agent"].is_null(), "{rec:#}");
     assert!(
         rec["detail"]
@@ -53,6 +57,11 @@ fn unknown_cgroups_are_refused(mode: Mode) {
             .is_some_and(|d| d.contains("not an agent's cgroup")),
         "{rec:#}"
     );
+    let all: Vec<_> = audit_json(&daemon)
+        .into_iter()
+        .filter(|e| e["kind"] == "request")
+        .collect();
+    assert_eq!(all.len(), 1, "nothing else is audited: {all:#?}");
 }
 
 /// #15 item 8, where `agent rm` could not kill (a host that missed the

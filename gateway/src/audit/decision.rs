@@ -60,6 +60,17 @@ word_enum! {
         /// token endpoint failed, or the provider revoked the grant and
         /// the secret needs reconnecting.
         CredentialUnavailable => "credential_unavailable",
+        /// Refused in the kernel: UDP to an intercepted port (QUIC), so
+        /// clients fall back to TCP (`intercept::events`).
+        UdpRefused => "udp_refused",
+        /// Refused in the kernel: a connect from a network namespace the
+        /// gateway does not listen in yet.
+        NetnsUnreached => "netns_unreached",
+        /// Refused in the kernel: no daemon has configured interception.
+        Unconfigured => "unconfigured",
+        /// Refused in the kernel: the original destination could not be
+        /// recorded (too many connections in flight).
+        NotRecorded => "not_recorded",
     }
 }
 
@@ -77,7 +88,8 @@ impl Decision {
             | Decision::ApprovalTimeout
             | Decision::DestinationRefused
             | Decision::UnknownAgent
-            | Decision::AuthRequired => true,
+            | Decision::AuthRequired
+            | Decision::UdpRefused => true,
             Decision::Allowed
             | Decision::Approved
             | Decision::UnknownConnection
@@ -87,7 +99,10 @@ impl Decision {
             | Decision::UpstreamError
             | Decision::UpstreamTimeout
             | Decision::Unavailable
-            | Decision::CredentialUnavailable => false,
+            | Decision::CredentialUnavailable
+            | Decision::NetnsUnreached
+            | Decision::Unconfigured
+            | Decision::NotRecorded => false,
         }
     }
 
@@ -159,6 +174,10 @@ mod tests {
                 "upstream_timeout",
                 "unavailable",
                 "credential_unavailable",
+                "udp_refused",
+                "netns_unreached",
+                "unconfigured",
+                "not_recorded",
             ]
         );
     }
@@ -177,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn the_refused_figure_counts_what_it_always_counted() {
+    fn the_refused_figure_counts_what_it_always_counted_and_udp_refusals() {
         assert_eq!(
             Decision::words(Decision::is_refusal),
             [
@@ -189,6 +208,7 @@ mod tests {
                 "destination_refused",
                 "unknown_agent",
                 "auth_required",
+                "udp_refused",
             ]
         );
     }

@@ -68,6 +68,11 @@ pub struct Loaded {
     /// The reached namespaces (`AIRLOCK_NETNS`), taken by the daemon's
     /// namespace follower (`super::netns_follow`).
     pub netns: Option<NetnsMap>,
+    /// The programs' refusals and log, for [`super::events::run`]; `None`
+    /// when they cannot be read (said in the log), which stops nothing.
+    /// Boxed: the ring readers are large, and held only until start-up
+    /// hands them on.
+    pub events: Option<Box<super::events::KernelEvents>>,
 }
 
 /// `AIRLOCK_NETNS`: the network namespaces (by cookie) where a transparent
@@ -243,10 +248,12 @@ pub fn load(
         fs::create_dir_all(pin_dir).map_err(BpfError::CreatePinDir)?;
     }
 
+    let log_level = super::events::ebpf_log_level();
     let mut loader = EbpfLoader::new();
     for m in MAPS {
         loader.map_pin_path(m, pin_dir.join(m));
     }
+    loader.override_global(aya_log::LEVEL, &log_level, false);
     let mut ebpf = loader.load(object).map_err(BpfError::Load)?;
     configure(&mut ebpf, config, ports)?;
     reset_netns(&mut ebpf, host_netns)?;
@@ -290,12 +297,17 @@ pub fn load(
     prog.attach(&gw_cgroup, CgroupAttachMode::Single)
         .map_err(|source| BpfError::Attach { name, source })?;
     let netns = Some(take_netns(&mut ebpf)?);
+    let events = super::events::KernelEvents::take(&mut ebpf)
+        .map_err(|e| tracing::warn!(error = %e, "kernel refusals cannot be audited"))
+        .ok()
+        .map(Box::new);
     Ok(Loaded {
         _ebpf: ebpf,
         _links: links,
         adopted: adopt,
         flushed,
         netns,
+        events,
     })
 }
 

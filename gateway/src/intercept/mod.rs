@@ -16,6 +16,9 @@
 //! - [`netns`] and [`netns_follow`] (eBPF mode): the transparent listener
 //!   opened inside each agent network namespace (containers), found by
 //!   scanning and watching the agents' tree (docs/containers.md).
+//! - [`events`]: the programs' own refusals (UDP, faults) read from their
+//!   ring buffer into the audit, rate-limited per cgroup, and their
+//!   aya-log diagnostics into the daemon's log.
 //! - [`run`]: `airlock run --agent NAME -- CMD`; [`agent_user`]: which
 //!   user it runs as (by default the agent's own, created on first run);
 //!   [`trust_view`]: the system trust store as the agent sees it (the OS
@@ -51,6 +54,7 @@ pub mod bpf;
 pub mod cgroup;
 pub mod diag;
 pub mod docker;
+pub mod events;
 pub mod netns;
 pub mod netns_follow;
 pub mod nft;

@@ -220,10 +220,16 @@ pub fn original_info(stream: &impl AsRawFd) -> io::Result<OrigInfo> {
 
 /// The original destination in `info`.
 pub fn original_addr(info: &OrigInfo) -> SocketAddr {
-    let v6 = Ipv6Addr::from(info.addr);
-    match (info.family, v6.to_ipv4_mapped()) {
-        (AF_INET, Some(v4)) => SocketAddr::V4(SocketAddrV4::new(v4, info.port)),
-        _ => SocketAddr::V6(SocketAddrV6::new(v6, info.port, 0, 0)),
+    mapped_addr(info.addr, info.family, info.port)
+}
+
+/// An address as the eBPF programs write it: 16 octets (IPv4 mapped,
+/// then `family` is `AF_INET`) and a host-order port.
+pub fn mapped_addr(addr: [u8; 16], family: u16, port: u16) -> SocketAddr {
+    let v6 = Ipv6Addr::from(addr);
+    match (family, v6.to_ipv4_mapped()) {
+        (AF_INET, Some(v4)) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+        _ => SocketAddr::V6(SocketAddrV6::new(v6, port, 0, 0)),
     }
 }
 

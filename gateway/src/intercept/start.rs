@@ -115,6 +115,9 @@ pub struct Transparent {
     /// fallback redirects in the host's namespace only, so there it only
     /// warns about them.
     pub netns: Option<Follower>,
+    /// The eBPF programs' refusals, for [`super::events::run`] (eBPF
+    /// mode; the nftables table refuses nothing it could report).
+    pub events: Option<super::events::KernelEvents>,
     /// Keeps the redirect in place while held.
     pub attached: Attached,
 }
@@ -358,9 +361,12 @@ async fn try_start(
             }
         },
     };
-    let netns = match &mut backend {
-        Backend::Ebpf { loaded } => loaded.netns.take().and_then(|m| follower(&p, Some(m))),
-        Backend::Nftables => follower(&p, None),
+    let (netns, events) = match &mut backend {
+        Backend::Ebpf { loaded } => (
+            loaded.netns.take().and_then(|m| follower(&p, Some(m))),
+            loaded.events.take().map(|e| *e),
+        ),
+        Backend::Nftables => (follower(&p, None), None),
     };
     let agents = AgentMap::new(p.cg.clone(), &settings.agents_cgroup, snapshot);
     let state = State {
@@ -378,6 +384,7 @@ async fn try_start(
             agents,
             redirector: backend.redirector(),
             netns,
+            events,
             attached: Attached { _backend: backend },
         },
         how,
