@@ -313,11 +313,13 @@ fn serve_transparent(
     } = transparent;
     tokio::spawn(async move {
         let mut tasks = vec![tokio::spawn(agents.clone().follow(shutdown.clone()))];
+        let unreached = Arc::new(tokio::sync::Notify::new());
         if let Some(events) = events {
             tasks.push(tokio::spawn(crate::intercept::events::run(
                 events,
                 agents.clone(),
                 gw.audit.clone(),
+                unreached.clone(),
                 shutdown.clone(),
             )));
         }
@@ -345,7 +347,11 @@ fn serve_transparent(
                     ));
                 }
             };
-            tasks.push(tokio::spawn(follower.run(serve, shutdown.clone())));
+            tasks.push(tokio::spawn(follower.run(
+                serve,
+                unreached,
+                shutdown.clone(),
+            )));
         }
         for t in tasks {
             let _ = t.await;

@@ -364,10 +364,14 @@ fn wall_time(at_ns: u64, boot_now_ns: u64) -> DateTime<Utc> {
 
 /// Files the refusals in the audit and logs the programs' diagnostics
 /// until shutdown.
+/// Reads the ring until shutdown. `unreached` is woken by every refusal
+/// from a namespace the gateway has not reached, so the namespace follower
+/// reaches it now rather than at its next scan.
 pub async fn run(
     events: KernelEvents,
     agents: Arc<AgentMap>,
     audit: AuditSink,
+    unreached: Arc<tokio::sync::Notify>,
     shutdown: Shutdown,
 ) {
     let KernelEvents { ring, logger } = events;
@@ -387,6 +391,7 @@ pub async fn run(
         agents,
         audit,
         budget: Budget::default(),
+        unreached,
     };
     let mut tick = tokio::time::interval(TICK);
     loop {
@@ -455,6 +460,7 @@ struct Filer {
     agents: Arc<AgentMap>,
     audit: AuditSink,
     budget: Budget,
+    unreached: Arc<tokio::sync::Notify>,
 }
 
 impl Filer {
@@ -477,6 +483,11 @@ impl Filer {
         tracing::debug!(kind = ?r.kind, cgroup = %r.cgroup, pid = r.pid, uid = r.uid,
             dest = %r.dest, udp = r.udp, suppressed = r.suppressed, netns = r.netns_cookie,
             "kernel refusal");
+        if r.kind == Refused::NetnsUnreached {
+            // Before the budget: a refusal only counted still needs the
+            // namespace reached.
+            self.unreached.notify_one();
+        }
         if let Admit::Row { carried } = self.budget.admit(r, now) {
             let agent = self.agents.lookup(r.cgroup);
             self.audit

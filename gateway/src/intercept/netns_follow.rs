@@ -59,6 +59,11 @@ pub const FAST_RESCANS: [Duration; 4] = [
     Duration::from_millis(50),
     Duration::from_millis(200),
 ];
+/// How long a namespace stays served with no agent process in it: one
+/// process ending and the next starting (a shell running one client after
+/// another in `ip netns exec`, a container between two execs) must not
+/// find it released, its first connect refused.
+pub const RELEASE_GRACE: Duration = Duration::from_secs(5);
 /// Bounds of one scan: cgroup directories, and processes looked at.
 pub const MAX_DIRS: usize = 16_384;
 pub const MAX_PIDS: usize = 65_536;
@@ -90,6 +95,8 @@ struct Reached {
     _stop: ShutdownTrigger,
     /// Complete scans in a row that did not find it.
     missed: u8,
+    /// Since when no scan has found an agent process in it.
+    empty_since: Option<Instant>,
 }
 
 /// A namespace a process of the agents' tree was found in.
@@ -151,8 +158,16 @@ impl Follower {
     }
 
     /// Follows the tree until shutdown, handing each reached namespace to
-    /// `serve`; then releases them all.
-    pub async fn run(mut self, serve: impl Fn(Served) + Send, shutdown: Shutdown) {
+    /// `serve`; then releases them all. `wake` (the kernel's report of a
+    /// connect from a namespace not reached yet) starts a fast rescan, as
+    /// a cgroup event does: a process that unshared a namespace in an
+    /// already populated cgroup makes no cgroup event.
+    pub async fn run(
+        mut self,
+        serve: impl Fn(Served) + Send,
+        wake: Arc<tokio::sync::Notify>,
+        shutdown: Shutdown,
+    ) {
         let mut watch = match Watch::new() {
             Ok(w) => Some(Arc::new(w)),
             Err(e) => {
@@ -181,6 +196,7 @@ impl Follower {
             };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                () = wake.notified() => fast = 0,
                 r = event => match r {
                     Ok(()) => fast = 0,
                     Err(e) => {
@@ -206,6 +222,7 @@ impl Follower {
         for (id, found) in &scan.found {
             if let Some(r) = self.reached.get_mut(id) {
                 r.missed = 0;
+                r.empty_since = None;
                 continue;
             }
             if self.failed.get(id).is_some_and(|f| f.retry_at > now) {
@@ -222,7 +239,9 @@ impl Follower {
             .filter(|(id, _)| !scan.found.contains_key(id))
             .filter_map(|(id, r)| {
                 r.missed = r.missed.saturating_add(1);
-                (r.missed >= 2).then_some(*id)
+                let since = *r.empty_since.get_or_insert(now);
+                (r.missed >= 2 && now.saturating_duration_since(since) >= RELEASE_GRACE)
+                    .then_some(*id)
             })
             .collect();
         for id in gone {
@@ -308,6 +327,7 @@ impl Follower {
                 agent: found.agent.clone(),
                 _stop: trigger,
                 missed: 0,
+                empty_since: None,
             },
         );
         self.failed.remove(&id);
