@@ -16,19 +16,42 @@ use crate::cmd;
 /// The oha release whose flags and JSON this harness uses.
 const OHA_VERSION: &str = "1.16.0";
 
-/// `oha` on PATH or in `~/.cargo/bin`; installed with cargo if missing.
+/// `oha` on PATH or in `~/.cargo/bin` (installed with cargo if missing),
+/// as a copy under the target directory that any user can run: the
+/// transparent routes run it through `airlock run`, as the agent's own
+/// unprivileged user, who cannot enter root's `~/.cargo`.
 pub fn ensure_oha() -> Result<PathBuf> {
-    if let Some(found) = find_oha() {
-        return Ok(found);
+    let found = match find_oha() {
+        Some(found) => found,
+        None => {
+            eprintln!("bench: installing oha {OHA_VERSION} (a few minutes, once)");
+            let mut install = cmd::host_cargo();
+            install.args(["install", "oha", "--version", OHA_VERSION, "--locked"]);
+            cmd::run(&mut install)?;
+            find_oha()
+                .context("`cargo install oha` succeeded but no oha is on PATH or in ~/.cargo/bin")?
+        }
+    };
+    agent_runnable(&found)
+}
+
+/// `bin` copied to `target/bench-tools/` with mode 0755 (once per change).
+fn agent_runnable(bin: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = target_dir()?.join("bench-tools");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = bin.file_name().context("a tool path without a file name")?;
+    let copy = dir.join(name);
+    let same = |a: &Path, b: &Path| -> bool {
+        matches!((fs::read(a), fs::read(b)), (Ok(x), Ok(y)) if x == y)
+    };
+    if !same(bin, &copy) {
+        let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+        fs::copy(bin, &tmp).with_context(|| format!("copying {}", bin.display()))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+        fs::rename(&tmp, &copy)?;
     }
-    eprintln!("bench: installing oha {OHA_VERSION} (a few minutes, once)");
-    let mut install = cmd::host_cargo();
-    install.args(["install", "oha", "--version", OHA_VERSION, "--locked"]);
-    cmd::run(&mut install)?;
-    match find_oha() {
-        Some(found) => Ok(found),
-        None => bail!("`cargo install oha` succeeded but no oha is on PATH or in ~/.cargo/bin"),
-    }
+    Ok(copy)
 }
 
 fn find_oha() -> Option<PathBuf> {
