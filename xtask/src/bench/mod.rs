@@ -115,7 +115,12 @@ fn parse_http2(text: &str) -> Result<(u32, u32)> {
 /// What the tools and the build gave.
 struct Tools {
     oha: PathBuf,
+    /// The venv's interpreter: mitmproxy, the SSE server, the charts.
     python: PathBuf,
+    /// The interpreter for the clients that run through `airlock run` as
+    /// the agent's own user, who cannot enter root's venv or pyenv; they
+    /// need only the standard library. See [`tools::agent_python`].
+    agent_python: PathBuf,
     airlock: PathBuf,
     root: PathBuf,
 }
@@ -150,9 +155,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     crate::timed("bench: Debian packages", tools::ensure_packages)?;
     let python = crate::timed("bench: Python venv", tools::ensure_venv)?;
     let airlock = tools::release_airlock(args.airlock.as_deref(), "bench")?;
+    let agent_python = tools::agent_python(&python);
     let tools = Tools {
         oha,
         python,
+        agent_python,
         airlock,
         root,
     };
@@ -287,7 +294,7 @@ fn measure(
         // Half as many transparent ones, held beside the explicit ones: the
         // gateway's open-file limit is the host's 20,000.
         points = idle::measure(
-            python,
+            &tools.agent_python,
             root,
             &[(explicit, args.idle), (transparent, args.idle.div_ceil(2))],
             up.port,
@@ -454,7 +461,7 @@ fn measure_points(
     sse_server: &sse::SseServer,
     routes: &Routes,
 ) -> Result<Vec<Point>> {
-    let (root, python) = (&tools.root, &tools.python);
+    let root = &tools.root;
     let transparent = routes
         .named("airlock-transparent")
         .context("no transparent route")?;
@@ -470,14 +477,14 @@ fn measure_points(
         .filter(|r| !r.is_direct() && r.name != container::ROUTE)
         .collect();
     points.extend(sse::measure(
-        python,
+        &tools.agent_python,
         root,
         sse_server,
         routes.direct(),
         &proxied,
     )?);
     points.extend(ebpf_cost::measure(
-        python,
+        &tools.agent_python,
         root,
         gw,
         routes.direct(),

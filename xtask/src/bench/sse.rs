@@ -58,9 +58,6 @@ pub fn start(python: &Path, root: &Path, dir: &Path, up: &Upstream) -> Result<Ss
     Ok(SseServer { port })
 }
 
-/// Debian's interpreter (`python3` is a dependency of the setup's list).
-const SYSTEM_PYTHON: &str = "/usr/bin/python3";
-
 /// Median time to the first event through `route`, in µs.
 fn first_event_us(python: &Path, root: &Path, route: &Route, port: u16) -> Result<f64> {
     let mut c = route.command(python);
@@ -91,12 +88,6 @@ pub fn measure(
     direct: &Route,
     routes: &[&Route],
 ) -> Result<Vec<Point>> {
-    // The client needs only the standard library, and the transparent
-    // route runs it through `airlock run` as the agent's own user, who
-    // cannot enter root's venv or pyenv: the system interpreter, for every
-    // route alike, when there is one.
-    let system = Path::new(SYSTEM_PYTHON);
-    let python = if system.is_file() { system } else { python };
     let base = first_event_us(python, root, direct, server.port).context("SSE direct")?;
     let mut points = Vec::new();
     for route in routes {

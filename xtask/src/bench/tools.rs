@@ -109,6 +109,24 @@ pub fn ensure_packages() -> Result<()> {
     Ok(())
 }
 
+/// Debian's interpreter (`python3` is in the setup's package list).
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// The interpreter for benchmark clients run through `airlock run`: those
+/// run as the agent's own user, who cannot enter root's venv (nor a pyenv
+/// under `/root`), and need only the standard library. Debian's when there
+/// is one, else `venv` (which then works only where root's home is open).
+/// Every route of a measurement uses the same one, so ratios compare like
+/// with like.
+pub fn agent_python(venv: &Path) -> PathBuf {
+    let system = Path::new(SYSTEM_PYTHON);
+    if system.is_file() {
+        system.to_path_buf()
+    } else {
+        venv.to_path_buf()
+    }
+}
+
 /// The Python packages of the benchmark's virtual environment, pinned.
 const PYTHON_REQUIREMENTS: &[&str] = &["mitmproxy==11.0.2", "matplotlib==3.10.8"];
 
