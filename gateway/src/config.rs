@@ -55,6 +55,10 @@ pub struct Overrides {
     pub upstream_ca: Option<PathBuf>,
     pub upstream_timeout_secs: Option<u64>,
     pub audit_required: Option<bool>,
+    /// `--audit-jsonl`, `--audit-journald`, `--audit-syslog`.
+    pub audit_jsonl: Option<PathBuf>,
+    pub audit_journald: bool,
+    pub audit_syslog: Option<PathBuf>,
     /// Transparent interception (`airlock serve` flags and environment).
     pub intercept: crate::intercept::InterceptArgs,
     pub dashboard_listen: Option<SocketAddr>,
@@ -100,6 +104,14 @@ struct FileConfig {
 struct FileAudit {
     required: Option<bool>,
     spool_max_mb: Option<u64>,
+    /// A file for the records as JSON lines.
+    jsonl: Option<PathBuf>,
+    jsonl_max_mb: Option<u64>,
+    jsonl_keep: Option<u32>,
+    journald: Option<bool>,
+    syslog: Option<bool>,
+    /// The syslog socket, if not `/dev/log`.
+    syslog_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +253,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("the data directory must be an absolute path, got {0}")]
     RelativeDataDir(PathBuf),
+    #[error("the audit JSON-lines file must be an absolute path, got {0}")]
+    RelativeAuditJsonl(PathBuf),
     #[error("DATABASE_URL must start with postgres:// or postgresql://")]
     BadDatabaseUrl,
     #[error("allowed upstream network {0:?} is not a CIDR like 127.0.0.0/8 or ::1/128")]
@@ -362,6 +376,7 @@ impl Settings {
                 .unwrap_or(crate::audit::DEFAULT_SPOOL_MAX_MB)
                 .max(1)
                 .saturating_mul(1 << 20),
+            export: resolve_export(o.audit_jsonl, o.audit_journald, o.audit_syslog, &file.audit)?,
         };
         Ok(Settings {
             audit,
@@ -374,6 +389,42 @@ impl Settings {
                 .map_err(ConfigError::Intercept)?,
         })
     }
+}
+
+/// The audit trail's JSON-lines sinks: a flag turns one on over the file.
+fn resolve_export(
+    jsonl: Option<PathBuf>,
+    journald: bool,
+    syslog: Option<PathBuf>,
+    f: &FileAudit,
+) -> Result<crate::audit::export::ExportSettings, ConfigError> {
+    use crate::audit::export::{self, ExportSettings, JsonlSettings};
+    let jsonl = match jsonl.or_else(|| f.jsonl.clone()) {
+        Some(path) if !path.is_absolute() => return Err(ConfigError::RelativeAuditJsonl(path)),
+        Some(path) => Some(JsonlSettings {
+            path,
+            max_bytes: f
+                .jsonl_max_mb
+                .unwrap_or(export::DEFAULT_MAX_MB)
+                .max(1)
+                .saturating_mul(1 << 20),
+            keep: f.jsonl_keep.unwrap_or(export::DEFAULT_KEEP),
+        }),
+        None => None,
+    };
+    let journald = (journald || f.journald.unwrap_or(false)).then(ExportSettings::journald_default);
+    let syslog = syslog.or_else(|| {
+        f.syslog.unwrap_or(false).then(|| {
+            f.syslog_socket
+                .clone()
+                .unwrap_or_else(ExportSettings::syslog_default)
+        })
+    });
+    Ok(ExportSettings {
+        jsonl,
+        journald,
+        syslog,
+    })
 }
 
 /// OIDC is on when an issuer is named; then a client id and an allow list

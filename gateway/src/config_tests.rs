@@ -171,3 +171,40 @@ fn relative_data_dirs_and_bad_urls_are_refused() {
         Err(ConfigError::BadDatabaseUrl)
     ));
 }
+
+#[test]
+fn audit_export_sinks_from_the_file_and_flags() {
+    let text = "[audit]\njsonl = \"/var/log/airlock/audit.jsonl\"\njsonl_max_mb = 7\n\
+                jsonl_keep = 2\nsyslog = true\n";
+    let s = Settings::resolve_from_text(Overrides::default(), text).unwrap();
+    let e = &s.audit.export;
+    let j = e.jsonl.as_ref().unwrap();
+    assert_eq!(j.path, Path::new("/var/log/airlock/audit.jsonl"));
+    assert_eq!((j.max_bytes, j.keep), (7 << 20, 2));
+    assert_eq!(e.syslog.as_deref(), Some(Path::new("/dev/log")));
+    assert_eq!(e.journald, None);
+    // Flags over the file.
+    let s = Settings::resolve_from_text(
+        Overrides {
+            audit_jsonl: Some("/srv/a.jsonl".into()),
+            audit_journald: true,
+            audit_syslog: Some("/run/other.sock".into()),
+            ..Default::default()
+        },
+        text,
+    )
+    .unwrap();
+    let e = &s.audit.export;
+    assert_eq!(e.jsonl.as_ref().unwrap().path, Path::new("/srv/a.jsonl"));
+    assert_eq!(
+        e.journald.as_deref(),
+        Some(Path::new("/run/systemd/journal/socket"))
+    );
+    assert_eq!(e.syslog.as_deref(), Some(Path::new("/run/other.sock")));
+    // None by default; a relative file refused.
+    let s = Settings::resolve_from_text(Overrides::default(), "").unwrap();
+    assert!(s.audit.export.is_empty());
+    let err = Settings::resolve_from_text(Overrides::default(), "[audit]\njsonl = \"a.jsonl\"\n")
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::RelativeAuditJsonl(_)), "{err}");
+}

@@ -65,6 +65,8 @@ pub enum DaemonError {
     Dashboard(#[from] crate::dashboard::DashboardError),
     #[error(transparent)]
     AuditSpool(#[from] crate::audit::spool::SpoolError),
+    #[error(transparent)]
+    AuditExport(#[from] crate::audit::export::ExportError),
     #[error(
         "cannot listen on {addr} for the explicit proxy: {source} (is another airlock running? \
          choose another address with --proxy-listen or AIRLOCK_PROXY_LISTEN)"
@@ -149,11 +151,14 @@ async fn run(
     let spool = crate::audit::spool::Spool::open(data.root(), settings.audit.spool_max_bytes)?;
     let (audit, audit_rx) = crate::audit::channel(&settings.audit);
     let audit_state = audit.state().clone();
+    let exporter =
+        crate::audit::export::Exporter::start(&settings.audit.export, audit_state.export.clone())?;
     let audit_task = tokio::spawn(crate::audit::run_writer(
         store.clone(),
         spool,
         audit_rx,
         audit_state.clone(),
+        exporter,
         shutdown.clone(),
     ));
 

@@ -10,6 +10,7 @@ mod support;
 
 mod harness;
 
+mod audit_export;
 mod clients;
 mod injection;
 mod leaks;

@@ -22,7 +22,9 @@ use crate::cmd;
 /// cannot reach root's pip or pyenv installs; a JDK with Java's system
 /// `cacerts`, wget (GnuTLS) and Go for the trust view test's clients,
 /// which read trust stores of their own rather than `SSL_CERT_FILE`;
-/// Prometheus, which scrapes `/metrics` in its test;
+/// Prometheus, which scrapes `/metrics` in its test; rsyslog, which
+/// receives the audit trail's syslog lines in theirs (the test runs an
+/// rsyslogd of its own on a socket of its own, whatever the system's does);
 /// Docker (dockerd, containerd, runc) and a static busybox for the
 /// container tests, whose image is `docker import`ed from host files since
 /// no registry is reachable.
@@ -48,6 +50,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "wget",
     "golang-go",
     "prometheus",
+    "rsyslog",
     "docker.io",
     "busybox-static",
 ];

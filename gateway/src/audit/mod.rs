@@ -17,6 +17,7 @@
 //! and the records that could not be stored are dropped and counted.
 
 mod decision;
+pub mod export;
 pub mod spool;
 mod writer;
 
@@ -40,6 +41,8 @@ pub struct AuditSettings {
     pub required: bool,
     /// The spool's size bound.
     pub spool_max_bytes: u64,
+    /// Copies of the trail as JSON lines ([`export`]).
+    pub export: export::ExportSettings,
 }
 
 impl Default for AuditSettings {
@@ -47,6 +50,7 @@ impl Default for AuditSettings {
         AuditSettings {
             required: true,
             spool_max_bytes: DEFAULT_SPOOL_MAX_MB << 20,
+            export: export::ExportSettings::default(),
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct AuditState {
     pub queue_depth: AtomicU64,
     /// What `/metrics` says about requests, counted by the writer.
     pub requests: crate::metrics::RequestMetrics,
+    /// What the JSON-lines sinks did.
+    pub export: Arc<export::ExportCounters>,
 }
 
 impl AuditSink {

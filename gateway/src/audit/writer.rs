@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::export::Exporter;
 use super::spool::{Spool, SpoolError};
 use super::{AuditRecord, AuditState};
 use crate::shutdown::Shutdown;
@@ -39,6 +40,7 @@ pub async fn run_writer(
     spool: Spool,
     mut rx: mpsc::Receiver<AuditRecord>,
     state: Arc<AuditState>,
+    mut exporter: Option<Exporter>,
     shutdown: Shutdown,
 ) {
     let mut w = Writer::new(store, spool, state);
@@ -48,6 +50,9 @@ pub async fn run_writer(
         let before = w.held.len();
         let open = collect(&mut rx, &mut w.held, wait, &shutdown).await;
         w.state.requests.observe(&w.held[before..]);
+        if let Some(e) = &mut exporter {
+            e.emit(&w.held[before..]);
+        }
         w.state
             .queue_depth
             .store(rx.len() as u64, Ordering::Relaxed);
@@ -57,8 +62,15 @@ pub async fn run_writer(
         }
     }
     rx.close();
+    let before = w.held.len();
     while let Some(rec) = rx.recv().await {
         w.held.push(rec);
+    }
+    w.state.requests.observe(&w.held[before..]);
+    if let Some(mut e) = exporter {
+        e.emit(&w.held[before..]);
+        // The thread writes what it holds; joining it blocks.
+        let _ = tokio::task::spawn_blocking(move || e.close()).await;
     }
     w.finish().await;
 }

@@ -259,6 +259,23 @@ pub struct ServeArgs {
     /// unreachable and the audit spool cannot be written (default true).
     #[arg(long, env = "AIRLOCK_AUDIT_REQUIRED", value_name = "BOOL")]
     pub audit_required: Option<bool>,
+    /// Also write each audit record as one JSON line (OCSF field names) to
+    /// FILE, rotated at 100 MiB keeping 5 (see `[audit]` in the config).
+    #[arg(long, env = "AIRLOCK_AUDIT_JSONL", value_name = "FILE")]
+    pub audit_jsonl: Option<PathBuf>,
+    /// Also send each audit record's JSON line to journald.
+    #[arg(long, env = "AIRLOCK_AUDIT_JOURNALD")]
+    pub audit_journald: bool,
+    /// Also send each audit record's JSON line to syslog, at SOCKET
+    /// (default /dev/log).
+    #[arg(
+        long,
+        env = "AIRLOCK_AUDIT_SYSLOG",
+        value_name = "SOCKET",
+        num_args = 0..=1,
+        default_missing_value = "/dev/log"
+    )]
+    pub audit_syslog: Option<PathBuf>,
     #[command(flatten)]
     pub intercept: airlock::intercept::InterceptArgs,
     /// Address of the dashboard (default 127.0.0.1:10254).

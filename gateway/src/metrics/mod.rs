@@ -13,7 +13,7 @@ mod requests;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::info::Info;
@@ -30,6 +30,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ModeLabel {
     mode: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SinkLabel {
+    sink: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -86,6 +91,8 @@ pub async fn render(status: &StatusInfo, service: &Service) -> Result<String, st
         ConstGauge::new(i64::from(audit.stalled.load(Ordering::Relaxed))),
     );
 
+    register_export(&mut registry, &audit.export);
+
     let snapshots = service.snapshot();
     registry.register(
         "airlock_snapshot_generation",
@@ -133,6 +140,38 @@ pub async fn render(status: &StatusInfo, service: &Service) -> Result<String, st
     let mut out = String::with_capacity(16 * 1024);
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// The JSON-lines sinks' figures, for the sinks that are on.
+fn register_export(registry: &mut Registry, export: &crate::audit::export::ExportCounters) {
+    let sinks = export.sinks();
+    if sinks.is_empty() {
+        return;
+    }
+    let lines = Family::<SinkLabel, Counter>::default();
+    let failed = Family::<SinkLabel, Counter>::default();
+    for f in &sinks {
+        let label = SinkLabel {
+            sink: f.sink.as_str(),
+        };
+        lines.get_or_create(&label).inc_by(f.lines);
+        failed.get_or_create(&label).inc_by(f.failed);
+    }
+    registry.register(
+        "airlock_audit_export_lines",
+        "Audit records written as JSON lines, by sink (file, journald, syslog)",
+        lines,
+    );
+    registry.register(
+        "airlock_audit_export_failed_lines",
+        "Audit JSON lines a sink could not take (disk full, daemon gone), by sink",
+        failed,
+    );
+    registry.register(
+        "airlock_audit_export_dropped_lines",
+        "Audit JSON lines dropped before any sink: the export thread was behind",
+        ConstCounter::new(export.dropped()),
+    );
 }
 
 fn gauge(v: u64) -> i64 {
