@@ -22,7 +22,10 @@ use crate::cmd;
 /// cannot reach root's pip or pyenv installs; a JDK with Java's system
 /// `cacerts`, wget (GnuTLS) and Go for the trust view test's clients,
 /// which read trust stores of their own rather than `SSL_CERT_FILE`;
-/// Prometheus, which scrapes `/metrics` in its test;
+/// Prometheus, which scrapes `/metrics` in its test; PyJWT and
+/// cryptography for the system interpreter, with which tests/jwt's token
+/// endpoint verifies the gateway's RS256 assertions (and openssl, which
+/// makes their keys);
 /// Docker (dockerd, containerd, runc) and a static busybox for the
 /// container tests, whose image is `docker import`ed from host files since
 /// no registry is reachable.
@@ -43,6 +46,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "git",
     "systemd",
     "python3-requests",
+    "python3-jwt",
+    "python3-cryptography",
+    "openssl",
     "openjdk-17-jdk-headless",
     "ca-certificates-java",
     "wget",
