@@ -116,6 +116,19 @@ fn a_refused_service_account_needs_reconnection() {
     );
     assert!(message.contains("invalid_grant"), "{message}");
     assert_eq!(listed(&d, "gcp")["oauth2"]["status"], "needs_reconnection");
+
+    // The same key file again, once the account is fixed, reconnects it.
     i.fail("ok");
+    let file = i.google.file.display().to_string();
+    d.cli(&[
+        "secret",
+        "rotate",
+        "gcp",
+        "--google-service-account-file",
+        &file,
+    ])
+    .ok();
+    assert_eq!(listed(&d, "gcp")["oauth2"]["status"], "ok");
+    assert_eq!(bot.api(&i, "/api/x").0, 200);
     assert_no_leaks(&d, &i);
 }

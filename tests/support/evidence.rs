@@ -37,7 +37,7 @@ pub fn note_cli_input(args: &[&str], input: &[u8]) {
         .any(|a| matches!(*a, "--oauth2-token-url" | "--refresh-token-stdin"));
     // A GitHub App's private key (PEM) on standard input: each line of
     // its body is recorded (its `-----BEGIN` lines are not secret).
-    let pem = args.iter().any(|a| *a == "--github-app-id");
+    let pem = args.contains(&"--github-app-id");
     if oauth2 {
         for value in input.lines() {
             record(&dir, value);

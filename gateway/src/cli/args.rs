@@ -386,10 +386,11 @@ pub enum SecretCommand {
         /// Sign with AWS SigV4; the value is ACCESS_KEY_ID:SECRET_ACCESS_KEY.
         #[arg(long, value_name = "REGION/SERVICE")]
         aws_sigv4: Option<String>,
+        // Boxed: the grant flags would make every other variant as large.
         #[command(flatten)]
-        oauth2: OAuth2Args,
+        oauth2: Box<OAuth2Args>,
         #[command(flatten)]
-        jwt: JwtArgs,
+        jwt: Box<JwtArgs>,
         #[command(flatten)]
         value: ValueInput,
     },
