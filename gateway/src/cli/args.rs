@@ -544,6 +544,28 @@ mod tests {
     }
 
     #[test]
+    fn signed_jwt_secrets_take_their_flags_together() {
+        let add = |extra: &[&str]| {
+            let mut argv = vec!["airlock", "secret", "add", "x", "--host", "h"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+        };
+        let app = ["--github-app-id", "1", "--github-installation-id", "2"];
+        assert!(add(&app).is_ok());
+        assert!(
+            add(&["--github-app-id", "1"]).is_err(),
+            "needs the installation"
+        );
+        assert!(
+            add(&["--private-key-file", "k.pem"]).is_err(),
+            "needs an app"
+        );
+        assert!(add(&["--google-service-account-file", "sa.json", "--scope", "s"]).is_ok());
+        let both = [&app[..], &["--google-service-account-file", "sa.json"]].concat();
+        assert!(add(&both).is_err(), "one injection");
+    }
+
+    #[test]
     fn a_secret_needs_exactly_one_injection() {
         assert!(Cli::try_parse_from(["airlock", "secret", "add", "x", "--host", "h"]).is_err());
         assert!(

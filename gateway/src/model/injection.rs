@@ -409,6 +409,32 @@ mod tests {
     }
 
     #[test]
+    fn github_app_grants_have_an_installation_url_and_no_scopes() {
+        let check = |url: &str, app: &str, scopes: &[&str]| {
+            OAuth2Grant {
+                token_url: url.into(),
+                client_id: app.into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                grant: GrantType::GithubApp,
+                key_id: None,
+            }
+            .validate()
+        };
+        let url = OAuth2Grant::github_token_url("https://api.github.com/", "42");
+        assert_eq!(
+            url,
+            "https://api.github.com/app/installations/42/access_tokens"
+        );
+        assert!(check(&url, "123456", &[]).is_ok());
+        assert!(check(&url, "Iv1.8a61f9b3a7aba766", &[]).is_ok());
+        assert!(check(&url, "12 3", &[]).is_err());
+        assert!(check(&url, "123456", &["repo"]).is_err());
+        let bad = "https://api.github.com/app/installations/4x/access_tokens";
+        assert!(check(bad, "123456", &[]).is_err());
+        assert!(check(&url.replace("https", "http"), "123456", &[]).is_err());
+    }
+
+    #[test]
     fn query_param_is_checked() {
         assert!(
             Injection::Query {

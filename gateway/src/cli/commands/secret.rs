@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use super::segment;
-use crate::cli::args::{JwtArgs, OAuth2Args, SecretCommand};
+use crate::cli::args::{JwtArgs, OAuth2Args, SecretCommand, ValueInput};
 use crate::cli::{output, value};
 use airlock::admin::client::AdminClient;
 use airlock::credentials::service_account;
@@ -26,54 +26,8 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
             jwt,
             value,
         } => {
-            let signed = jwt.github_app_id.is_some() || jwt.google_service_account_file.is_some();
-            if !oauth2.scopes.is_empty() && oauth2.oauth2_token_url.is_none() && !signed {
-                bail!("--scope needs --oauth2-token-url or --google-service-account-file");
-            }
-            if jwt.github_app_id.is_some() && !oauth2.scopes.is_empty() {
-                bail!(
-                    "a GitHub App takes no --scope: its tokens have the installation's permissions"
-                );
-            }
-            if jwt.google_service_account_file.is_some() && oauth2.scopes.is_empty() {
-                bail!(
-                    "a Google service account needs at least one --scope, e.g. --scope \
-                     https://www.googleapis.com/auth/cloud-platform"
-                );
-            }
-            let (injection, value, refresh_token) = if jwt.github_app_id.is_some() {
-                let injection = github_app_injection(&jwt)?;
-                let key = match &jwt.private_key_file {
-                    Some(path) => value::read_file(path, "the private key")?,
-                    None => value::read_pem(&value, &name)?,
-                };
-                (injection, key, None)
-            } else if let Some(path) = &jwt.google_service_account_file {
-                let (grant, key) = read_service_account(path, oauth2.scopes.clone())?;
-                (Injection::OAuth2(grant), key, None)
-            } else {
-                let injection = match (header, query, aws_sigv4, &oauth2.oauth2_token_url) {
-                    (Some(spec), None, None, None) => Injection::header_from_spec(&spec)?,
-                    (None, Some(param), None, None) => Injection::Query { param },
-                    (None, None, Some(spec), None) => Injection::aws_from_spec(&spec)?,
-                    (None, None, None, Some(_)) => oauth2_injection(&oauth2)?,
-                    _ => bail!(
-                        "give exactly one of --header, --query, --aws-sigv4, --oauth2-token-url, \
-                         --github-app-id or --google-service-account-file"
-                    ),
-                };
-                let (value, refresh_token) = if oauth2.oauth2_token_url.is_some() {
-                    value::read_oauth2(
-                        &value,
-                        &name,
-                        oauth2.client_secret_file.as_deref(),
-                        oauth2.refresh_token_stdin,
-                    )?
-                } else {
-                    (value::read(&value, &name)?, None)
-                };
-                (injection, value, refresh_token)
-            };
+            let (injection, value, refresh_token) =
+                what_to_add(&name, header, query, aws_sigv4, &oauth2, &jwt, &value)?;
             let view: SecretView = client
                 .post(
                     "/api/v1/secrets",
@@ -173,6 +127,65 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The injection and the values that the flags of `secret add` describe,
+/// read from files or standard input.
+fn what_to_add(
+    name: &str,
+    header: Option<String>,
+    query: Option<String>,
+    aws_sigv4: Option<String>,
+    oauth2: &OAuth2Args,
+    jwt: &JwtArgs,
+    value: &ValueInput,
+) -> Result<(Injection, SecretValue, Option<SecretValue>)> {
+    let signed = jwt.github_app_id.is_some() || jwt.google_service_account_file.is_some();
+    if !oauth2.scopes.is_empty() && oauth2.oauth2_token_url.is_none() && !signed {
+        bail!("--scope needs --oauth2-token-url or --google-service-account-file");
+    }
+    if jwt.github_app_id.is_some() && !oauth2.scopes.is_empty() {
+        bail!("a GitHub App takes no --scope: its tokens have the installation's permissions");
+    }
+    if jwt.google_service_account_file.is_some() && oauth2.scopes.is_empty() {
+        bail!(
+            "a Google service account needs at least one --scope, e.g. --scope \
+             https://www.googleapis.com/auth/cloud-platform"
+        );
+    }
+    Ok(if jwt.github_app_id.is_some() {
+        let injection = github_app_injection(jwt)?;
+        let key = match &jwt.private_key_file {
+            Some(path) => value::read_file(path, "the private key")?,
+            None => value::read_pem(value, name)?,
+        };
+        (injection, key, None)
+    } else if let Some(path) = &jwt.google_service_account_file {
+        let (grant, key) = read_service_account(path, oauth2.scopes.clone())?;
+        (Injection::OAuth2(grant), key, None)
+    } else {
+        let injection = match (header, query, aws_sigv4, &oauth2.oauth2_token_url) {
+            (Some(spec), None, None, None) => Injection::header_from_spec(&spec)?,
+            (None, Some(param), None, None) => Injection::Query { param },
+            (None, None, Some(spec), None) => Injection::aws_from_spec(&spec)?,
+            (None, None, None, Some(_)) => oauth2_injection(oauth2)?,
+            _ => bail!(
+                "give exactly one of --header, --query, --aws-sigv4, --oauth2-token-url, \
+                 --github-app-id or --google-service-account-file"
+            ),
+        };
+        let (value, refresh_token) = if oauth2.oauth2_token_url.is_some() {
+            value::read_oauth2(
+                value,
+                name,
+                oauth2.client_secret_file.as_deref(),
+                oauth2.refresh_token_stdin,
+            )?
+        } else {
+            (value::read(value, name)?, None)
+        };
+        (injection, value, refresh_token)
+    })
 }
 
 /// The OAuth2 injection the flags describe (checked again by the daemon).
