@@ -1,7 +1,8 @@
 //! A GitHub App end to end: `secret add` mints the first installation
 //! token (the issuer verified the app's JWT), requests carry it as
 //! `Authorization: Bearer`, it is renewed inside its renewal window
-//! before it expires, after it expired, and after the API refused it.
+//! before it expires, after it expired, and after the API refused it;
+//! thirty requests at expiry make one token request.
 
 use std::thread::sleep;
 use std::time::Duration;
@@ -111,5 +112,31 @@ fn the_private_key_can_come_on_standard_input_and_be_rotated() {
     assert_eq!(i.granted("github_app"), 2, "a rotation checks the key too");
     sleep(Duration::from_millis(300));
     assert_eq!(bot.api(&i, "/api/x").0, 200);
+    assert_no_leaks(&d, &i);
+}
+
+#[test]
+fn thirty_requests_at_expiry_mint_one_token() {
+    let i = Issuer::start(3);
+    let d = start_daemon(&i);
+    add_github(&d, &i, "gh", &i.github.key.private_path(), &[]).ok();
+    let bot = Agent::add(&d, "bot", &["gh"]);
+    sleep(Duration::from_millis(3_700));
+    // The shared single flight: one renewal, whatever the grant.
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..30)
+            .map(|_| s.spawn(|| bot.api(&i, "/api/burst").0))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a request thread"))
+            .collect()
+    });
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    assert_eq!(
+        i.granted("github_app"),
+        2,
+        "one token request for 30 requests"
+    );
     assert_no_leaks(&d, &i);
 }
