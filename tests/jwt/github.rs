@@ -59,11 +59,14 @@ fn a_github_app_token_is_minted_injected_and_renewed() {
     sleep_until(first - chrono::Duration::milliseconds(600));
     let (code, body) = bot.api(&i, "/api/repos/o/r");
     assert_eq!(code, 200, "{body}");
+    assert_eq!(i.granted("github_app"), 2, "renewed");
+    let renewed_at = i.issued_at()[1];
+    let expired_at = first.timestamp_millis() as f64 / 1000.0;
     assert!(
-        Utc::now() < first,
-        "the test was too slow to be inside the window"
+        renewed_at < expired_at,
+        "renewed {:.3}s after the first token expired",
+        renewed_at - expired_at
     );
-    assert_eq!(i.granted("github_app"), 2, "renewed before expiry");
     let second = expires_at(&d);
     assert!(second > first, "{second} after {first}");
 

@@ -217,6 +217,16 @@ impl Issuer {
             .unwrap_or(0)
     }
 
+    /// When each token was issued, in order (Unix seconds).
+    pub fn issued_at(&self) -> Vec<f64> {
+        self.admin("GET", "stats")["issued_at"]
+            .as_array()
+            .expect("issued_at")
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect()
+    }
+
     /// Why the issuer refused token requests, in order.
     pub fn refusals(&self) -> Vec<String> {
         self.admin("GET", "stats")["refused"]

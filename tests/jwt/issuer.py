@@ -18,8 +18,9 @@ Prints one JSON line once it listens: {"port"}. Routes, on 127.0.0.1:
         must be this URL); 200 {"access_token", "expires_in",
         "token_type"}, 400 {"error": "invalid_grant"} as Google answers.
   GET  /api/...  200 {"ok", "grant"} for a live token of either, else 401.
-  GET  /__admin/stats   token requests by grant, every token and
-        assertion seen (the test's leak scan records them), refusals
+  GET  /__admin/stats   token requests by grant, every token (and when it
+        was issued) and assertion seen (the test's leak scan records
+        them), refusals
   POST /__admin/revoke  every token issued so far stops working
   POST /__admin/fail?mode=M  the token endpoints then: ok, down (close the
         connection), slow (stall 30 s), 400, 401, 500, notoken (200
@@ -46,6 +47,7 @@ STATE = {
     "by_grant": {"github_app": 0, "jwt_bearer": 0},
     "refused": [],
     "issued": [],
+    "issued_at": [],
     "assertions": [],
     "api_ok": 0,
     "api_unauthorized": 0,
@@ -125,6 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             STATE["by_grant"][grant] += 1
             STATE["issued"].append(token)
+            STATE["issued_at"].append(time.time())
             LIVE[token] = (grant, time.time() + TTL)
         return token
 
