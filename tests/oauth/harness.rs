@@ -7,10 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::support::agent::{Agent, CURL_TIMEOUT, split};
 use crate::support::upstream::TestCa;
 use crate::support::{Daemon, Output, evidence, random_hex, run};
-
-pub const CURL_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// The OAuth2 provider and resource server; the Node process is killed
 /// (by PID) when this drops, however the test ends.
@@ -172,62 +171,11 @@ pub fn start_daemon(p: &Provider, extra: &[(&str, String)]) -> Daemon {
     b.start()
 }
 
-/// A daemon's agent: its proxy address and CA, for curl.
-pub struct Agent {
-    pub proxy: String,
-    pub ca: String,
-    pub token: String,
-}
-
 impl Agent {
-    /// Adds agent `name` granted `secrets` on `daemon`.
-    pub fn add(daemon: &Daemon, name: &str, secrets: &[&str]) -> Agent {
-        let mut args = vec!["agent", "add", name];
-        for s in secrets {
-            args.extend(["--grant", s]);
-        }
-        let token = daemon.cli_ok(&args).trim().to_owned();
-        Agent::of(daemon, name, token)
-    }
-
-    /// The same agent on another daemon sharing the database.
-    pub fn of(daemon: &Daemon, name: &str, token: String) -> Agent {
-        let status = daemon.status_json();
-        Agent {
-            proxy: format!(
-                "http://{name}:{token}@{}",
-                status["proxy_addr"].as_str().expect("proxy_addr")
-            ),
-            ca: status["ca_cert"].as_str().expect("ca_cert").to_owned(),
-            token,
-        }
-    }
-
-    /// curl through the proxy; `-w` appends the status code.
-    pub fn curl(&self, args: &[&str]) -> Output {
-        run(&mut self.curl_command(args), None, CURL_TIMEOUT)
-    }
-
-    pub fn curl_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--cacert", &self.ca, "-x", &self.proxy])
-            .args(["-w", "\n%{http_code}"])
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin");
-        cmd
-    }
-
     /// GET `path` of the resource server; (status, body).
     pub fn get(&self, p: &Provider, path: &str) -> (u16, String) {
         split(&self.curl(&[&format!("https://{}{path}", p.api_host())]))
     }
-}
-
-/// curl's output as (status, body).
-pub fn split(out: &Output) -> (u16, String) {
-    let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", &out.stdout));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
 /// Adds OAuth2 secret `name` for the resource server: the refresh-token

@@ -35,8 +35,15 @@ pub fn note_cli_input(args: &[&str], input: &[u8]) {
     let oauth2 = args
         .iter()
         .any(|a| matches!(*a, "--oauth2-token-url" | "--refresh-token-stdin"));
+    // A GitHub App's private key (PEM) on standard input: each line of
+    // its body is recorded (its `-----BEGIN` lines are not secret).
+    let pem = args.contains(&"--github-app-id");
     if oauth2 {
         for value in input.lines() {
+            record(&dir, value);
+        }
+    } else if pem {
+        for value in input.lines().filter(|l| !l.starts_with("-----")) {
             record(&dir, value);
         }
     } else if !input.trim().contains('\n') {

@@ -7,6 +7,7 @@
 //!   directory, cleaned up (daemon *and* embedded PostgreSQL) however the
 //!   test ends.
 //! - [`db`]: psql and pg_dump against a daemon's database.
+//! - `agent`: an agent of a daemon, driving curl through its proxy.
 //! - [`cgroups`]: removing a test's cgroups and what runs in them.
 //! - `docker`: a Docker daemon and a client image for container tests.
 //! - `upstream`: test upstream servers.
@@ -22,6 +23,8 @@
 
 #![allow(dead_code)]
 
+#[allow(dead_code)]
+pub mod agent;
 #[allow(dead_code)]
 pub mod browser;
 pub mod cgroups;

@@ -25,6 +25,9 @@ use crate::cmd;
 /// Prometheus, which scrapes `/metrics` in its test; rsyslog, which
 /// receives the audit trail's syslog lines in theirs (the test runs an
 /// rsyslogd of its own on a socket of its own, whatever the system's does);
+/// PyJWT and cryptography for the system interpreter, with which
+/// tests/jwt's token endpoint verifies the gateway's RS256 assertions (and
+/// openssl, which makes their keys);
 /// Docker (dockerd, containerd, runc) and a static busybox for the
 /// container tests, whose image is `docker import`ed from host files since
 /// no registry is reachable.
@@ -45,6 +48,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "git",
     "systemd",
     "python3-requests",
+    "python3-jwt",
+    "python3-cryptography",
+    "openssl",
     "openjdk-17-jdk-headless",
     "ca-certificates-java",
     "wget",

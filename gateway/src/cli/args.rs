@@ -333,8 +333,9 @@ pub struct OAuth2Args {
     /// OAuth2: the client id.
     #[arg(long, value_name = "ID", requires = "oauth2_token_url")]
     pub client_id: Option<String>,
-    /// OAuth2: a scope to request (repeat for several).
-    #[arg(long = "scope", value_name = "SCOPE", requires = "oauth2_token_url")]
+    /// OAuth2 or a Google service account: a scope to request (repeat
+    /// for several).
+    #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// OAuth2: the refresh-token grant; the refresh token is read from
     /// standard input, on the line after the client secret.
@@ -349,10 +350,41 @@ pub struct OAuth2Args {
     pub client_secret_file: Option<PathBuf>,
 }
 
+/// A signed-JWT secret: the gateway signs short-lived RS256 JWTs with a
+/// private key, exchanges them for access tokens, and injects those as
+/// `Authorization: Bearer`. Keys are read from files (or the GitHub App's
+/// PEM from standard input), never from argv.
+#[derive(Debug, clap::Args)]
+pub struct JwtArgs {
+    /// GitHub App: the app id (or the app's client id), the JWT's issuer.
+    #[arg(long, value_name = "ID", requires = "github_installation_id")]
+    pub github_app_id: Option<String>,
+    /// GitHub App: the installation whose access tokens are minted.
+    #[arg(long, value_name = "ID", requires = "github_app_id")]
+    pub github_installation_id: Option<String>,
+    /// GitHub App: the REST API's base URL (GitHub Enterprise Server:
+    /// https://HOST/api/v3).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://api.github.com",
+        requires = "github_app_id"
+    )]
+    pub github_api_url: String,
+    /// GitHub App: read the app's private key (PEM) from this file
+    /// instead of standard input.
+    #[arg(long, value_name = "FILE", requires = "github_app_id")]
+    pub private_key_file: Option<PathBuf>,
+    /// Google service account: its JSON key file (type service_account);
+    /// give the API's scopes with --scope.
+    #[arg(long, value_name = "FILE")]
+    pub google_service_account_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Add a secret; its value is read from standard input.
-    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4", "oauth2_token_url"])))]
+    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4", "oauth2_token_url", "github_app_id", "google_service_account_file"])))]
     #[command(group(ArgGroup::new("oauth2_grant").args(["refresh_token_stdin", "client_credentials"])))]
     Add {
         name: String,
@@ -371,16 +403,28 @@ pub enum SecretCommand {
         /// Sign with AWS SigV4; the value is ACCESS_KEY_ID:SECRET_ACCESS_KEY.
         #[arg(long, value_name = "REGION/SERVICE")]
         aws_sigv4: Option<String>,
+        // Boxed: the grant flags would make every other variant as large.
         #[command(flatten)]
-        oauth2: OAuth2Args,
+        oauth2: Box<OAuth2Args>,
+        #[command(flatten)]
+        jwt: Box<JwtArgs>,
         #[command(flatten)]
         value: ValueInput,
     },
     /// Replace a secret's value, keeping its name and grants. For an
     /// OAuth2 secret: the client secret, and with --refresh-token-stdin a
-    /// new refresh token (how a secret that needs reconnection is fixed).
+    /// new refresh token (how a secret that needs reconnection is fixed);
+    /// for a GitHub App, its private key.
     Rotate {
         name: String,
+        /// GitHub App or service account: read the private key (PEM) from
+        /// this file instead of standard input.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["refresh_token_stdin", "client_secret_file", "google_service_account_file"])]
+        private_key_file: Option<PathBuf>,
+        /// Service account: take the private key from this JSON key file
+        /// (of the same key: a new key is a new secret).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["refresh_token_stdin", "client_secret_file"])]
+        google_service_account_file: Option<PathBuf>,
         /// OAuth2: read a new refresh token from standard input, on the
         /// line after the client secret.
         #[arg(long)]
@@ -514,6 +558,28 @@ mod tests {
     #[test]
     fn the_grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn signed_jwt_secrets_take_their_flags_together() {
+        let add = |extra: &[&str]| {
+            let mut argv = vec!["airlock", "secret", "add", "x", "--host", "h"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+        };
+        let app = ["--github-app-id", "1", "--github-installation-id", "2"];
+        assert!(add(&app).is_ok());
+        assert!(
+            add(&["--github-app-id", "1"]).is_err(),
+            "needs the installation"
+        );
+        assert!(
+            add(&["--private-key-file", "k.pem"]).is_err(),
+            "needs an app"
+        );
+        assert!(add(&["--google-service-account-file", "sa.json", "--scope", "s"]).is_ok());
+        let both = [&app[..], &["--google-service-account-file", "sa.json"]].concat();
+        assert!(add(&both).is_err(), "one injection");
     }
 
     #[test]

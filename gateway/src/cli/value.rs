@@ -152,3 +152,45 @@ fn read_lines(
     }
     Ok(out)
 }
+
+/// A file's bytes, in a zeroizing buffer: key files, read whole.
+pub fn read_file_bytes(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("reading {what} from {}", path.display()))?;
+    let mut raw = Zeroizing::new(Vec::new());
+    file.take(READ_LIMIT)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading {what} from {}", path.display()))?;
+    Ok(raw)
+}
+
+/// A private key file (PEM text), whole.
+pub fn read_file(path: &Path, what: &str) -> Result<SecretValue> {
+    let raw = read_file_bytes(path, what)?;
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| anyhow::anyhow!("{what} in {} is not PEM text", path.display()))?;
+    Ok(SecretValue::new(text.to_owned()))
+}
+
+/// A private key (PEM) on standard input, all its lines; a terminal
+/// cannot type one, so there it asks for the file instead.
+pub fn read_pem(input: &ValueInput, name: &str) -> Result<SecretValue> {
+    if input.value.is_some() {
+        bail!("private keys are never taken from the command line: use --private-key-file");
+    }
+    if io::stdin().is_terminal() {
+        bail!(
+            "give the private key of {name} with --private-key-file KEY.pem, or pipe the PEM on \
+             standard input"
+        );
+    }
+    let mut raw = Zeroizing::new(Vec::new());
+    io::stdin()
+        .lock()
+        .take(READ_LIMIT)
+        .read_to_end(&mut raw)
+        .context("reading the private key from standard input")?;
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| anyhow::anyhow!("the private key on standard input is not PEM text"))?;
+    Ok(SecretValue::new(text.to_owned()))
+}

@@ -1,6 +1,9 @@
 //! Why a credential could not be had. None of these carries a token, a
-//! client secret or a provider's response body: only the secret's name,
-//! the provider's error code and what the operator must do.
+//! client secret, a private key or a provider's response body: only the
+//! secret's name, the provider's error code and what the operator must do.
+
+use super::jwt::KeyError;
+use crate::model::GrantType;
 
 /// What went wrong at the token endpoint.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -20,6 +23,10 @@ pub enum EndpointError {
     Failed { status: u16, code: Option<String> },
     #[error("the token endpoint's answer is not a usable token response: {0}")]
     Malformed(String),
+    /// A signed-JWT grant's stored key cannot sign (checked at `secret
+    /// add`, so only a key changed outside Airlock gets here).
+    #[error("its private key cannot sign the assertion: {0}")]
+    Key(KeyError),
 }
 
 impl EndpointError {
@@ -30,27 +37,51 @@ impl EndpointError {
     }
 }
 
-/// Why a request's OAuth2 secret has no access token.
+/// Why a request's OAuth2 or signed-JWT secret has no access token.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CredentialError {
     #[error(
-        "OAuth2 secret {secret} needs reconnection: {detail}. The operator must give it a new \
-         grant: `airlock secret rotate {secret} --refresh-token-stdin` (client secret, then a \
-         new refresh token, on standard input), or `--client-credentials` with a valid client \
-         secret"
+        "{} secret {secret} needs reconnection: {detail}. {}",
+        grant.label(),
+        reconnect_hint(*grant, secret)
     )]
-    NeedsReconnection { secret: String, detail: String },
+    NeedsReconnection {
+        secret: String,
+        detail: String,
+        grant: GrantType,
+    },
     #[error(
-        "OAuth2 secret {secret} has no access token: {reason}; requests that need it fail \
-         until the token endpoint answers (retried after {retry_secs}s)"
+        "secret {secret} has no access token: {reason}; requests that need it fail until the \
+         token endpoint answers (retried after {retry_secs}s)"
     )]
     Endpoint {
         secret: String,
         reason: EndpointError,
         retry_secs: u64,
     },
-    #[error("OAuth2 secret {secret} cannot be used: {reason}")]
+    #[error("secret {secret} cannot be used: {reason}")]
     Internal { secret: String, reason: String },
+}
+
+/// What the operator does about a refused grant, by grant.
+fn reconnect_hint(grant: GrantType, secret: &str) -> String {
+    match grant {
+        GrantType::RefreshToken | GrantType::ClientCredentials => format!(
+            "The operator must give it a new grant: `airlock secret rotate {secret} \
+             --refresh-token-stdin` (client secret, then a new refresh token, on standard \
+             input), or `--client-credentials` with a valid client secret"
+        ),
+        GrantType::GithubApp => format!(
+            "GitHub refused the app's signed JWT or does not know the installation: check the \
+             app id, the installation id and that the key is one of the app's current keys, \
+             then `airlock secret rotate {secret} --private-key-file KEY.pem`"
+        ),
+        GrantType::JwtBearer => format!(
+            "The token endpoint refused the service account's signed assertion (key deleted or \
+             disabled, account disabled, or this host's clock is off): fix that, then `airlock \
+             secret rotate {secret} --google-service-account-file KEY.json`"
+        ),
+    }
 }
 
 impl CredentialError {

@@ -1,9 +1,15 @@
 //! Credentials the gateway obtains rather than holds: OAuth2 access
-//! tokens (issue #18, item 1), renewed before they expire and after an
-//! upstream's 401, single-flight in a process ([`refresh::Entry`]) and
-//! across daemons sharing a database ([`crate::store::oauth2`]).
+//! tokens (issue #18, item 1) and the tokens that signed-JWT grants mint
+//! (item 3: GitHub App installation tokens, Google service accounts),
+//! renewed before they expire and after an upstream's 401, single-flight
+//! in a process ([`refresh::Entry`]) and across daemons sharing a
+//! database ([`crate::store::oauth2`]). Every grant shares this path; only
+//! the token request differs ([`TokenClient::request`]).
 //!
-//! - [`oauth2`]: the token endpoint client.
+//! - [`oauth2`]: the token endpoint client (RFC 6749 grants, RFC 7523).
+//! - [`github`]: GitHub's installation token exchange.
+//! - [`jwt`]: the signed assertions and the private-key checks.
+//! - [`service_account`]: a Google service account's JSON key file.
 //! - [`refresh`]: a secret's cached token and its single flight.
 //! - [`error`]: what agents and operators are told.
 //!
@@ -13,8 +19,11 @@
 //! the network. docs/credentials.md has the rules.
 
 pub mod error;
+pub mod github;
+pub mod jwt;
 pub mod oauth2;
 pub mod refresh;
+pub mod service_account;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -259,6 +268,7 @@ impl Credentials {
             return Err(CredentialError::NeedsReconnection {
                 secret: name.to_owned(),
                 detail,
+                grant: grant.grant,
             });
         }
         let stored = match TokenSet::open(&self.vault, secret, &row.sealed) {
@@ -280,9 +290,10 @@ impl Credentials {
                 return Ok(cached);
             }
         }
+        // The client secret, or a signed-JWT grant's private key (PEM).
         let client_secret = secret.open(&self.vault).map_err(|e| internal(name, e))?;
         let client_secret = std::str::from_utf8(client_secret.expose())
-            .map_err(|_| internal(name, "its client secret is not UTF-8 text"))?;
+            .map_err(|_| internal(name, "its stored value is not UTF-8 text"))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let answer = self
             .client
@@ -292,17 +303,18 @@ impl Credentials {
             Ok(resp) => resp,
             Err(reason) if reason.is_refusal() => {
                 let detail = reason.to_string();
-                tracing::warn!(secret = %name, reason = %detail, "the OAuth2 provider refused the grant; the secret needs reconnection");
+                tracing::warn!(secret = %name, grant = grant.grant.as_str(), reason = %detail, "the provider refused the grant; the secret needs reconnection");
                 if let Err(e) = lock.mark_needs_reconnection(name, &detail).await {
                     tracing::error!(secret = %name, error = %e, "cannot record that the secret needs reconnection");
                 }
                 return Err(CredentialError::NeedsReconnection {
                     secret: name.to_owned(),
                     detail,
+                    grant: grant.grant,
                 });
             }
             Err(reason) => {
-                tracing::warn!(secret = %name, reason = %reason, "OAuth2 token request failed");
+                tracing::warn!(secret = %name, grant = grant.grant.as_str(), reason = %reason, "token request failed");
                 let _ = lock.release().await;
                 return Err(CredentialError::Endpoint {
                     secret: name.to_owned(),

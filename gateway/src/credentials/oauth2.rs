@@ -1,9 +1,11 @@
-//! The token endpoint client: one RFC 6749 token request, bounded in time
-//! and size, its answer read into a [`TokenResponse`] or an
-//! [`EndpointError`] that never carries a token.
+//! The token endpoint client: one token request, bounded in time and
+//! size, its answer read into a [`TokenResponse`] or an [`EndpointError`]
+//! that never carries a token. RFC 6749's grants and RFC 7523's JWT
+//! bearer grant are here; GitHub's installation tokens in [`super::github`].
 //!
 //! The client authenticates with `client_secret_basic` (RFC 6749 §2.3.1,
-//! the method every provider must support), verifies the endpoint's
+//! the method every provider must support; a JWT bearer grant's signed
+//! assertion is its own authentication), verifies the endpoint's
 //! certificate against the same roots as upstreams (OS store plus
 //! `AIRLOCK_UPSTREAM_CA`), and follows no redirect (a redirect would carry
 //! the refresh token to wherever it points).
@@ -19,7 +21,11 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::error::EndpointError;
+use super::{github, jwt};
 use crate::model::{GrantType, OAuth2Grant};
+
+/// RFC 7523 §2.1's `grant_type`.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// Connecting (TCP and TLS) to the token endpoint.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +41,20 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// Access tokens go into a header: a bound well above real tokens (JWTs
 /// of a few KiB).
 const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Checks that a token the endpoint handed out can go into a header.
+pub(super) fn check_token(token: &str) -> Result<(), EndpointError> {
+    let valid = !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && token.bytes().all(|b| (0x21..0x7f).contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(EndpointError::Malformed(
+            "its token is empty, too long, or not header-safe text".into(),
+        ))
+    }
+}
 
 /// What a successful token request returned.
 pub struct TokenResponse {
@@ -84,6 +104,8 @@ impl TokenClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .https_only(true)
+            // GitHub's API refuses requests without one.
+            .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
                 EndpointError::Unreachable(format!("cannot build the HTTP client: {e}"))
@@ -91,29 +113,68 @@ impl TokenClient {
         Ok(TokenClient { http })
     }
 
-    /// One token request for `grant`: the refresh-token grant with
-    /// `refresh_token`, or client credentials.
+    /// One token request for `grant`. `secret` is the client secret, or
+    /// a signed-JWT grant's private key (PEM); `refresh_token` is the
+    /// refresh-token grant's.
     pub async fn request(
         &self,
         grant: &OAuth2Grant,
-        client_secret: &str,
+        secret: &str,
         refresh_token: Option<&str>,
     ) -> Result<TokenResponse, EndpointError> {
-        let body = form(grant, refresh_token)?;
-        let auth = basic_auth(&grant.client_id, client_secret);
-        let mut auth = http::HeaderValue::from_str(&auth)
-            .map_err(|_| EndpointError::Malformed("the client id cannot be sent".into()))?;
-        auth.set_sensitive(true);
-        let send = self
-            .http
+        let send = match grant.grant {
+            GrantType::RefreshToken | GrantType::ClientCredentials => {
+                let body = form(grant, refresh_token)?;
+                let auth = basic_auth(&grant.client_id, secret);
+                let mut auth = http::HeaderValue::from_str(&auth)
+                    .map_err(|_| EndpointError::Malformed("the client id cannot be sent".into()))?;
+                auth.set_sensitive(true);
+                self.form_post(grant, body)
+                    .header(http::header::AUTHORIZATION, auth)
+            }
+            GrantType::JwtBearer => {
+                let assertion = jwt::assertion(grant, secret, chrono::Utc::now())
+                    .map_err(EndpointError::Key)?;
+                let pairs = [
+                    ("grant_type", JWT_BEARER),
+                    ("assertion", assertion.as_str()),
+                ];
+                let body = Zeroizing::new(
+                    serde_urlencoded::to_string(pairs)
+                        .map_err(|e| EndpointError::Malformed(format!("cannot encode: {e}")))?
+                        .into_bytes(),
+                );
+                self.form_post(grant, body)
+            }
+            GrantType::GithubApp => {
+                let jwt = jwt::assertion(grant, secret, chrono::Utc::now())
+                    .map_err(EndpointError::Key)?;
+                let (status, raw) = self.send(github::request(&self.http, grant, &jwt)?).await?;
+                return github::read_answer(status, &raw, chrono::Utc::now());
+            }
+        };
+        let (status, raw) = self.send(send).await?;
+        read_answer(status, &raw)
+    }
+
+    /// A form POST to the token endpoint; the caller adds authentication.
+    fn form_post(&self, grant: &OAuth2Grant, body: Zeroizing<Vec<u8>>) -> reqwest::RequestBuilder {
+        self.http
             .post(&grant.token_url)
-            .header(http::header::AUTHORIZATION, auth)
             .header(
                 http::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
             .header(http::header::ACCEPT, "application/json")
-            .body(body.to_vec());
+            .body(body.to_vec())
+    }
+
+    /// Sends a token request and reads its answer, bounded; the body (it
+    /// may hold tokens) in a zeroizing buffer.
+    async fn send(
+        &self,
+        send: reqwest::RequestBuilder,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), EndpointError> {
         let mut resp = send.send().await.map_err(transport_error)?;
         let status = resp.status().as_u16();
         let mut buf = BytesMut::new();
@@ -125,10 +186,9 @@ impl TokenClient {
             }
             buf.extend_from_slice(&chunk);
         }
-        // The raw body may hold tokens: it is parsed in place and zeroized.
         let raw = Zeroizing::new(buf.to_vec());
         buf.fill(0);
-        read_answer(status, &raw)
+        Ok((status, raw))
     }
 }
 
@@ -206,14 +266,7 @@ fn read_answer(status: u16, raw: &[u8]) -> Result<TokenResponse, EndpointError> 
             .access_token
             .ok_or_else(|| EndpointError::Malformed("it has no access_token".into()))?,
     );
-    let valid = !access_token.is_empty()
-        && access_token.len() <= MAX_TOKEN_LEN
-        && access_token.bytes().all(|b| (0x21..0x7f).contains(&b));
-    if !valid {
-        return Err(EndpointError::Malformed(
-            "its access_token is empty, too long, or not header-safe text".into(),
-        ));
-    }
+    check_token(&access_token)?;
     if let Some(kind) = answer.token_type.as_deref()
         && !kind.eq_ignore_ascii_case("bearer")
     {

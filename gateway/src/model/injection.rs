@@ -34,10 +34,18 @@ pub struct OAuth2Grant {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub grant: GrantType,
+    /// A signed-JWT grant's key id, sent as the assertion's `kid` header
+    /// (a Google service account's `private_key_id`); absent for GitHub
+    /// Apps, which have one key at a time per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
-/// Which OAuth2 grant obtains the access token. Item 3's signed-JWT
-/// grants (GitHub App, Google service account) join here.
+/// Which grant obtains the access token. The signed-JWT grants hold a
+/// private key instead of a client secret (the sealed value is its PEM)
+/// and sign a short-lived RS256 assertion for each token request
+/// (`crate::credentials::jwt`); caching, renewal and single flight are
+/// the same for all four.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
@@ -46,6 +54,14 @@ pub enum GrantType {
     RefreshToken,
     /// RFC 6749 §4.4: the client's own credentials are exchanged.
     ClientCredentials,
+    /// A GitHub App installation token: a JWT signed with the app's key
+    /// (`iss` = `client_id`, the app id) is sent as `Authorization:
+    /// Bearer` to `token_url`, `{api}/app/installations/{id}/access_tokens`.
+    GithubApp,
+    /// RFC 7523 §2.1, the JWT bearer grant (Google service accounts): the
+    /// signed assertion (`iss` = `client_id`, the client email; `aud` =
+    /// `token_url`) is the grant.
+    JwtBearer,
 }
 
 impl GrantType {
@@ -53,6 +69,8 @@ impl GrantType {
         match self {
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::GithubApp => "github_app",
+            GrantType::JwtBearer => "jwt_bearer",
         }
     }
 
@@ -60,7 +78,24 @@ impl GrantType {
         match s {
             "refresh_token" => Some(GrantType::RefreshToken),
             "client_credentials" => Some(GrantType::ClientCredentials),
+            "github_app" => Some(GrantType::GithubApp),
+            "jwt_bearer" => Some(GrantType::JwtBearer),
             _ => None,
+        }
+    }
+
+    /// Whether the sealed value is a private key that signs assertions
+    /// (rather than a client secret).
+    pub fn is_signed_jwt(self) -> bool {
+        matches!(self, GrantType::GithubApp | GrantType::JwtBearer)
+    }
+
+    /// What operators call a secret of this grant, in messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            GrantType::RefreshToken | GrantType::ClientCredentials => "OAuth2",
+            GrantType::GithubApp => "GitHub App",
+            GrantType::JwtBearer => "service-account",
         }
     }
 }
@@ -84,6 +119,13 @@ pub enum InjectionError {
     BadTokenUrl(String),
     #[error("OAuth2 client id must be 1-255 printable ASCII characters without spaces")]
     BadClientId,
+    #[error(
+        "GitHub App: the token URL must end with /app/installations/ID/access_tokens (ID \
+         digits), the app id be digits or the app's client id, and no --scope be given"
+    )]
+    BadGithubApp,
+    #[error("signed-JWT key id must be 1-255 printable ASCII characters without spaces")]
+    BadKeyId,
     #[error(
         "OAuth2 scope {0:?} must be 1-255 printable ASCII characters without spaces, quotes or \\ \
          (give each scope as its own --scope), and at most 64 scopes"
@@ -236,7 +278,41 @@ impl OAuth2Grant {
                 return Err(InjectionError::BadScope(scope.clone()));
             }
         }
+        if self.key_id.as_deref().is_some_and(|k| !printable(k)) {
+            return Err(InjectionError::BadKeyId);
+        }
+        if self.grant == GrantType::GithubApp && !self.is_github_app_shape() {
+            return Err(InjectionError::BadGithubApp);
+        }
         Ok(())
+    }
+
+    /// A GitHub App grant posts to an installation's token URL, is issued
+    /// by an app id (digits) or the app's client id (`Iv1.…`, also
+    /// accepted as `iss`), and has no scopes (GitHub takes none).
+    fn is_github_app_shape(&self) -> bool {
+        let installation = self
+            .token_url
+            .strip_suffix("/access_tokens")
+            .and_then(|u| u.rsplit_once("/app/installations/"))
+            .map(|(_, id)| id);
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        let issuer = self
+            .client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        installation.is_some_and(digits) && issuer && self.scopes.is_empty()
+    }
+
+    /// The installation token URL of a GitHub App under `api` (the REST
+    /// API's base, e.g. `https://api.github.com`, or a GitHub Enterprise
+    /// Server's `https://HOST/api/v3`).
+    pub fn github_token_url(api: &str, installation_id: &str) -> String {
+        format!(
+            "{}/app/installations/{installation_id}/access_tokens",
+            api.trim_end_matches('/')
+        )
     }
 
     /// The `scope` parameter of a token request, if any.
@@ -330,6 +406,32 @@ mod tests {
         for bad in ["us-east-1", "/s3", "us-east-1/", "US/s3", "a/b/c"] {
             assert!(Injection::aws_from_spec(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn github_app_grants_have_an_installation_url_and_no_scopes() {
+        let check = |url: &str, app: &str, scopes: &[&str]| {
+            OAuth2Grant {
+                token_url: url.into(),
+                client_id: app.into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                grant: GrantType::GithubApp,
+                key_id: None,
+            }
+            .validate()
+        };
+        let url = OAuth2Grant::github_token_url("https://api.github.com/", "42");
+        assert_eq!(
+            url,
+            "https://api.github.com/app/installations/42/access_tokens"
+        );
+        assert!(check(&url, "123456", &[]).is_ok());
+        assert!(check(&url, "Iv1.8a61f9b3a7aba766", &[]).is_ok());
+        assert!(check(&url, "12 3", &[]).is_err());
+        assert!(check(&url, "123456", &["repo"]).is_err());
+        let bad = "https://api.github.com/app/installations/4x/access_tokens";
+        assert!(check(bad, "123456", &[]).is_err());
+        assert!(check(&url.replace("https", "http"), "123456", &[]).is_err());
     }
 
     #[test]

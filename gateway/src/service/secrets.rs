@@ -112,11 +112,13 @@ impl Service {
                      of standard input (after the client secret) with --refresh-token-stdin",
                 ));
             }
-            (GrantType::ClientCredentials, None) => None,
-            (GrantType::ClientCredentials, Some(_)) => {
+            (GrantType::ClientCredentials | GrantType::GithubApp | GrantType::JwtBearer, None) => {
+                None
+            }
+            (_, Some(_)) => {
                 return Err(ServiceError::invalid(
                     "refresh_token",
-                    "the client-credentials grant takes no refresh token",
+                    format!("the {} grant takes no refresh token", grant.grant.as_str()),
                 ));
             }
         };
@@ -210,11 +212,28 @@ fn check_token_text(t: &SecretValue) -> Result<(), ServiceError> {
 /// wrong and what to do; nothing is stored. Never a token or secret.
 fn first_token_error(grant: &OAuth2Grant, e: &EndpointError) -> ServiceError {
     let url = &grant.token_url;
+    // Which setting each failure points at, by grant.
+    let (url_flag, refused) = match grant.grant {
+        GrantType::GithubApp => (
+            "--github-api-url",
+            "check --github-app-id, --github-installation-id (the app must be installed \
+             there) and that the private key is one of the app's current keys",
+        ),
+        GrantType::JwtBearer => (
+            "the key file's token_uri",
+            "the service account's key is deleted or disabled, the account is disabled, or \
+             this host's clock is off",
+        ),
+        GrantType::RefreshToken | GrantType::ClientCredentials => ("--oauth2-token-url", ""),
+    };
     let what = match e {
         EndpointError::Unreachable(_) | EndpointError::Timeout(_) => format!(
-            "the token endpoint {url} could not be reached ({e}): check --oauth2-token-url and \
-             that this host can reach it (and trusts its certificate: AIRLOCK_UPSTREAM_CA)"
+            "the token endpoint {url} could not be reached ({e}): check {url_flag} and that \
+             this host can reach it (and trusts its certificate: AIRLOCK_UPSTREAM_CA)"
         ),
+        EndpointError::Refused { .. } if grant.grant.is_signed_jwt() => {
+            format!("the token endpoint {url} refused the signed JWT ({e}): {refused}")
+        }
         EndpointError::Refused { code, .. } if code == "invalid_grant" => format!(
             "the provider refused the refresh token ({e}): it is expired, revoked or issued to \
              another client; obtain a new one"
@@ -225,10 +244,11 @@ fn first_token_error(grant: &OAuth2Grant, e: &EndpointError) -> ServiceError {
             grant.grant.as_str()
         ),
         EndpointError::Failed { .. } => format!(
-            "the token endpoint {url} refused the token request ({e}): check the token URL, \
-             the scopes and the grant type"
+            "the token endpoint {url} refused the token request ({e}): check {url_flag}, the \
+             scopes and the grant"
         ),
         EndpointError::Malformed(_) => format!("{e}: is {url} really a token endpoint?"),
+        EndpointError::Key(_) => e.to_string(),
     };
     ServiceError::invalid("oauth2", format!("{what}. Nothing was stored"))
 }
@@ -247,6 +267,13 @@ fn check_value(injection: &Injection, value: &SecretValue) -> Result<(), Service
             "value",
             format!("the secret value is longer than {MAX_VALUE_LEN} bytes"),
         ));
+    }
+    // A signed-JWT grant's value is a PEM private key (lines and all).
+    if let Injection::OAuth2(grant) = injection
+        && grant.grant.is_signed_jwt()
+    {
+        return crate::credentials::jwt::check_private_key(v)
+            .map_err(|e| ServiceError::invalid("value", format!("{e}. Nothing was stored")));
     }
     // Never echo the value: only say what kind of character is wrong.
     if v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {

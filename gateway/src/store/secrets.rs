@@ -247,6 +247,10 @@ struct GrantColumn {
     client_id: String,
     scopes: Vec<String>,
     grant: GrantType,
+    // Absent from the JSON when unset, so rows written before signed-JWT
+    // grants keep their associated data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
 }
 
 fn grant_column(grant: &OAuth2Grant) -> String {
@@ -254,6 +258,7 @@ fn grant_column(grant: &OAuth2Grant) -> String {
         client_id: grant.client_id.clone(),
         scopes: grant.scopes.clone(),
         grant: grant.grant,
+        key_id: grant.key_id.clone(),
     };
     // Strings, a list of strings and a unit enum always serialize.
     serde_json::to_string(&column).unwrap_or_default()
@@ -280,6 +285,7 @@ fn injection_from_columns(
                 client_id: c.client_id,
                 scopes: c.scopes,
                 grant: c.grant,
+                key_id: c.key_id,
             })
         }
         (kind, _, _) => return Err(ColumnError::InjectionKind(kind.to_owned())),

@@ -1,14 +1,17 @@
 //! `airlock secret ...`: the vault. Values go in (from standard input) and
 //! never come out.
 
+use std::path::Path;
+
 use anyhow::{Result, bail};
 
 use super::segment;
-use crate::cli::args::{OAuth2Args, SecretCommand};
+use crate::cli::args::{JwtArgs, OAuth2Args, SecretCommand, ValueInput};
 use crate::cli::{output, value};
 use airlock::admin::client::AdminClient;
+use airlock::credentials::service_account;
 use airlock::model::{GrantType, Injection, OAuth2Grant};
-use airlock::service::types::{AddSecret, RotateSecret, SecretView};
+use airlock::service::types::{AddSecret, RotateSecret, SecretValue, SecretView};
 
 pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
     match cmd {
@@ -20,27 +23,11 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
             query,
             aws_sigv4,
             oauth2,
+            jwt,
             value,
         } => {
-            let injection = match (header, query, aws_sigv4, &oauth2.oauth2_token_url) {
-                (Some(spec), None, None, None) => Injection::header_from_spec(&spec)?,
-                (None, Some(param), None, None) => Injection::Query { param },
-                (None, None, Some(spec), None) => Injection::aws_from_spec(&spec)?,
-                (None, None, None, Some(_)) => oauth2_injection(&oauth2)?,
-                _ => bail!(
-                    "give exactly one of --header, --query, --aws-sigv4 or --oauth2-token-url"
-                ),
-            };
-            let (value, refresh_token) = if oauth2.oauth2_token_url.is_some() {
-                value::read_oauth2(
-                    &value,
-                    &name,
-                    oauth2.client_secret_file.as_deref(),
-                    oauth2.refresh_token_stdin,
-                )?
-            } else {
-                (value::read(&value, &name)?, None)
-            };
+            let (injection, value, refresh_token) =
+                what_to_add(&name, header, query, aws_sigv4, &oauth2, &jwt, &value)?;
             let view: SecretView = client
                 .post(
                     "/api/v1/secrets",
@@ -64,11 +51,17 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
         }
         SecretCommand::Rotate {
             name,
+            private_key_file,
+            google_service_account_file,
             refresh_token_stdin,
             client_secret_file,
             value,
         } => {
-            let (value, refresh_token) = if refresh_token_stdin || client_secret_file.is_some() {
+            let (value, refresh_token) = if let Some(path) = &private_key_file {
+                (value::read_file(path, "the private key")?, None)
+            } else if let Some(path) = &google_service_account_file {
+                (read_service_account(path, Vec::new())?.1, None)
+            } else if refresh_token_stdin || client_secret_file.is_some() {
                 value::read_oauth2(
                     &value,
                     &name,
@@ -136,6 +129,65 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
     Ok(())
 }
 
+/// The injection and the values that the flags of `secret add` describe,
+/// read from files or standard input.
+fn what_to_add(
+    name: &str,
+    header: Option<String>,
+    query: Option<String>,
+    aws_sigv4: Option<String>,
+    oauth2: &OAuth2Args,
+    jwt: &JwtArgs,
+    value: &ValueInput,
+) -> Result<(Injection, SecretValue, Option<SecretValue>)> {
+    let signed = jwt.github_app_id.is_some() || jwt.google_service_account_file.is_some();
+    if !oauth2.scopes.is_empty() && oauth2.oauth2_token_url.is_none() && !signed {
+        bail!("--scope needs --oauth2-token-url or --google-service-account-file");
+    }
+    if jwt.github_app_id.is_some() && !oauth2.scopes.is_empty() {
+        bail!("a GitHub App takes no --scope: its tokens have the installation's permissions");
+    }
+    if jwt.google_service_account_file.is_some() && oauth2.scopes.is_empty() {
+        bail!(
+            "a Google service account needs at least one --scope, e.g. --scope \
+             https://www.googleapis.com/auth/cloud-platform"
+        );
+    }
+    Ok(if jwt.github_app_id.is_some() {
+        let injection = github_app_injection(jwt)?;
+        let key = match &jwt.private_key_file {
+            Some(path) => value::read_file(path, "the private key")?,
+            None => value::read_pem(value, name)?,
+        };
+        (injection, key, None)
+    } else if let Some(path) = &jwt.google_service_account_file {
+        let (grant, key) = read_service_account(path, oauth2.scopes.clone())?;
+        (Injection::OAuth2(grant), key, None)
+    } else {
+        let injection = match (header, query, aws_sigv4, &oauth2.oauth2_token_url) {
+            (Some(spec), None, None, None) => Injection::header_from_spec(&spec)?,
+            (None, Some(param), None, None) => Injection::Query { param },
+            (None, None, Some(spec), None) => Injection::aws_from_spec(&spec)?,
+            (None, None, None, Some(_)) => oauth2_injection(oauth2)?,
+            _ => bail!(
+                "give exactly one of --header, --query, --aws-sigv4, --oauth2-token-url, \
+                 --github-app-id or --google-service-account-file"
+            ),
+        };
+        let (value, refresh_token) = if oauth2.oauth2_token_url.is_some() {
+            value::read_oauth2(
+                value,
+                name,
+                oauth2.client_secret_file.as_deref(),
+                oauth2.refresh_token_stdin,
+            )?
+        } else {
+            (value::read(value, name)?, None)
+        };
+        (injection, value, refresh_token)
+    })
+}
+
 /// The OAuth2 injection the flags describe (checked again by the daemon).
 fn oauth2_injection(args: &OAuth2Args) -> Result<Injection> {
     let (Some(token_url), Some(client_id)) = (&args.oauth2_token_url, &args.client_id) else {
@@ -153,7 +205,46 @@ fn oauth2_injection(args: &OAuth2Args) -> Result<Injection> {
         client_id: client_id.clone(),
         scopes: args.scopes.clone(),
         grant,
+        key_id: None,
     });
     injection.validate()?;
     Ok(injection)
+}
+
+/// The GitHub App injection the flags describe (checked again by the
+/// daemon): its installation token URL under --github-api-url.
+fn github_app_injection(args: &JwtArgs) -> Result<Injection> {
+    let (Some(app_id), Some(installation)) = (&args.github_app_id, &args.github_installation_id)
+    else {
+        bail!("--github-app-id needs --github-installation-id");
+    };
+    if installation.is_empty() || !installation.bytes().all(|b| b.is_ascii_digit()) {
+        bail!(
+            "--github-installation-id must be the installation's number (in the URL of the \
+             app's installation settings, or GET /app/installations)"
+        );
+    }
+    let injection = Injection::OAuth2(OAuth2Grant {
+        token_url: OAuth2Grant::github_token_url(&args.github_api_url, installation),
+        client_id: app_id.clone(),
+        scopes: Vec::new(),
+        grant: GrantType::GithubApp,
+        key_id: None,
+    });
+    injection.validate()?;
+    Ok(injection)
+}
+
+/// A service account's grant and private key, from its JSON key file;
+/// refused in one line that quotes none of the file.
+fn read_service_account(path: &Path, scopes: Vec<String>) -> Result<(OAuth2Grant, SecretValue)> {
+    let raw = value::read_file_bytes(path, "the service-account key file")?;
+    let mut account = service_account::parse(&raw, scopes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a usable service-account key file: {e}. Nothing was stored",
+            path.display()
+        )
+    })?;
+    let key = SecretValue::new(std::mem::take(&mut *account.private_key));
+    Ok((account.grant, key))
 }
