@@ -1,8 +1,11 @@
 //! The audit writer: one record per request, written in batches off the
 //! request path, and never lost to a database outage.
 //!
-//! The request path hands a record to [`AuditSink::record`], which never
-//! waits: it puts the record on a bounded channel. [`run_writer`] drains
+//! Each request takes a place in a bounded queue as it arrives
+//! ([`AuditSink::reserve`], a [`Slot`]) and puts its record there when it
+//! ends, never waiting; with `[audit] required` a request that finds no
+//! place free is refused (503) before it is served, so a request that was
+//! served always has room for its record, however many end at once. [`run_writer`] drains
 //! the channel into chained multi-row inserts (up to 500 rows, or whatever
 //! arrived within 50 ms). When the database cannot take a batch, the batch
 //! goes to the [`spool`] on disk (fsync'd), and so does every later batch
@@ -89,23 +92,51 @@ pub struct AuditState {
     pub export: Arc<export::ExportCounters>,
 }
 
+/// A place in the audit queue, taken when a request arrives and used
+/// when it ends: a request that was served always has room for its
+/// record, however many end at once. Dropped unused, it frees the place.
+pub type Slot = mpsc::OwnedPermit<AuditRecord>;
+
 impl AuditSink {
-    /// Queues a record; never blocks the request path.
+    /// Queues a record; never blocks. For records with no [`Slot`] (the
+    /// kernel's refusals, a request refused because none was free): lost
+    /// and counted when the queue is full.
     pub fn record(&self, record: AuditRecord) {
         self.state.recorded.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(record).is_err() {
-            let dropped = self.state.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                tracing::error!(dropped, "audit queue full: records are being dropped");
-            }
+            self.count_dropped();
         }
     }
 
-    /// Whether a new request may be served: with `required`, not while
-    /// records cannot be stored or the queue has no room for another.
-    pub fn accepting(&self) -> bool {
-        !self.state.required
-            || (!self.state.stalled.load(Ordering::Relaxed) && self.tx.capacity() > 0)
+    /// Takes a place in the queue for a request's record, if one is free.
+    pub fn reserve(&self) -> Option<Slot> {
+        self.tx.clone().try_reserve_owned().ok()
+    }
+
+    /// Queues a request's record in the place it reserved, or as
+    /// [`AuditSink::record`] does when it had none.
+    pub fn record_in(&self, slot: Option<Slot>, record: AuditRecord) {
+        match slot {
+            Some(slot) => {
+                self.state.recorded.fetch_add(1, Ordering::Relaxed);
+                slot.send(record);
+            }
+            None => self.record(record),
+        }
+    }
+
+    fn count_dropped(&self) {
+        let dropped = self.state.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped.is_power_of_two() {
+            tracing::error!(dropped, "audit queue full: records are being dropped");
+        }
+    }
+
+    /// Whether a request may be served: with `required`, only while
+    /// records can be stored and the request holds a place in the queue
+    /// (`has_slot`), so no request is served whose record could be lost.
+    pub fn accepting(&self, has_slot: bool) -> bool {
+        !self.state.required || (!self.state.stalled.load(Ordering::Relaxed) && has_slot)
     }
 
     pub fn state(&self) -> &Arc<AuditState> {
@@ -115,10 +146,58 @@ impl AuditSink {
 
 /// A sink and the receiving end for [`run_writer`].
 pub fn channel(settings: &AuditSettings) -> (AuditSink, mpsc::Receiver<AuditRecord>) {
-    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    channel_of(settings, CHANNEL_CAPACITY)
+}
+
+fn channel_of(
+    settings: &AuditSettings,
+    capacity: usize,
+) -> (AuditSink, mpsc::Receiver<AuditRecord>) {
+    let (tx, rx) = mpsc::channel(capacity);
     let state = Arc::new(AuditState {
         required: settings.required,
         ..AuditState::default()
     });
     (AuditSink { tx, state }, rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_served_request_always_has_room_for_its_record() {
+        let (sink, mut rx) = channel_of(&AuditSettings::default(), 2);
+        let a = sink.reserve();
+        let b = sink.reserve();
+        assert!(sink.accepting(a.is_some()) && sink.accepting(b.is_some()));
+        // The queue is spoken for: a third request is not served...
+        let c = sink.reserve();
+        assert!(c.is_none() && !sink.accepting(c.is_some()));
+        // ...and a record without a place (a kernel refusal) is counted lost
+        // rather than taking one of theirs.
+        sink.record(AuditRecord::default());
+        assert_eq!(sink.state().dropped.load(Ordering::Relaxed), 1);
+        sink.record_in(a, AuditRecord::default());
+        sink.record_in(b, AuditRecord::default());
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok());
+        assert_eq!(sink.state().recorded.load(Ordering::Relaxed), 3);
+        // Places come back as records leave the queue, and unused ones when
+        // dropped.
+        let d = sink.reserve();
+        assert!(d.is_some());
+        drop(d);
+        assert!(sink.reserve().is_some());
+    }
+
+    #[test]
+    fn without_required_requests_are_served_regardless() {
+        let settings = AuditSettings {
+            required: false,
+            ..AuditSettings::default()
+        };
+        let (sink, _rx) = channel_of(&settings, 1);
+        let _a = sink.reserve();
+        assert!(sink.accepting(sink.reserve().is_some()));
+    }
 }

@@ -190,14 +190,29 @@ impl Writer {
         }
         let try_db = self.spool_empty && (!self.db_down || Instant::now() >= self.retry_at);
         if try_db {
-            match write(&self.store, &self.held).await {
-                Ok(()) => {
+            // In batches of at most BATCH_MAX: what is held can be far more
+            // (the whole queue, drained at shutdown), and one statement
+            // takes at most 65,535 parameters. A batch that fails sends
+            // the rest to the spool; the replay skips what did commit.
+            let mut stored = 0;
+            let mut failed = None;
+            for batch in self.held.chunks(BATCH_MAX) {
+                match write(&self.store, batch).await {
+                    Ok(()) => stored += batch.len(),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.count(&self.state.written, stored);
+            self.held.drain(..stored);
+            match failed {
+                None => {
                     self.db_up();
-                    self.count(&self.state.written, self.held.len());
-                    self.held.clear();
                     return;
                 }
-                Err(e) => self.db_failed(&e),
+                Some(e) => self.db_failed(&e),
             }
         }
         let batch = std::mem::take(&mut self.held);

@@ -116,13 +116,16 @@ async fn run_phases(
     audit: &mut AuditGuard,
 ) -> Result<Forwarded, ProxyError> {
     super::headers::check_size(req.headers(), super::headers::MAX_HEADER_BYTES)?;
-    if !gw.audit.accepting() {
-        return Err(ProxyError::Unavailable(
+    if !gw.audit.accepting(audit.has_slot()) {
+        let why = if audit.has_slot() {
             "the audit trail cannot record requests right now (the database is unreachable and \
              the audit spool cannot be written), so none is served until it can; see `airlock \
              status`"
-                .into(),
-        ));
+        } else {
+            "the audit queue is full (the database is not keeping up with the requests), so no \
+             more are served until it has room; retry shortly"
+        };
+        return Err(ProxyError::Unavailable(why.into()));
     }
     let snap = gw.snapshot.load();
     if !snap.policy_intact() {

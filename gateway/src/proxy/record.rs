@@ -19,6 +19,9 @@ pub struct AuditGuard {
     /// Where the record goes on drop: a channel send that never waits, so
     /// dropping is cheap anywhere (even inside a response body).
     sink: AuditSink,
+    /// The record's place in the queue, taken on arrival, so a request
+    /// that is served can always be recorded ([`AuditSink::accepting`]).
+    slot: Option<crate::audit::Slot>,
     /// When the request arrived, for the record's duration.
     started: Instant,
     /// Filled in by the phases as they run; taken out on drop.
@@ -42,6 +45,7 @@ impl AuditGuard {
         uri: &Uri,
     ) -> Self {
         AuditGuard {
+            slot: sink.reserve(),
             sink,
             started: Instant::now(),
             record: AuditRecord {
@@ -102,6 +106,11 @@ impl AuditGuard {
         self.down.clone()
     }
 
+    /// Whether the record has its place in the queue.
+    pub fn has_slot(&self) -> bool {
+        self.slot.is_some()
+    }
+
     /// Records nothing: for a step that is not a request of its own.
     pub fn dismiss(mut self) {
         self.dismissed = true;
@@ -121,7 +130,7 @@ impl Drop for AuditGuard {
         record.bytes_up = i64::try_from(self.up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         record.bytes_down = i64::try_from(self.down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         record.duration_us = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
-        self.sink.record(record);
+        self.sink.record_in(self.slot.take(), record);
     }
 }
 
