@@ -17,5 +17,6 @@ mod metrics;
 mod names;
 mod policy;
 mod refusals;
+mod scrubbing;
 mod sigv4;
 mod streaming;
