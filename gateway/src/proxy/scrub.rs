@@ -1,33 +1,42 @@
-//! Response-head scrubbing: a value injected into a request never comes
-//! back to the agent in the response's headers.
+//! Response scrubbing: a value injected into a request never comes back
+//! to the agent in the response: not in its head, its body or its
+//! trailers.
 //!
 //! An upstream can hand an injected key straight back: a query-preserving
-//! redirect puts the query (with its `key=`) into `Location`, and many APIs
-//! reflect request headers (request ids, CORS, debugging echoes). So every
+//! redirect puts the query (with its `key=`) into `Location`, many APIs
+//! reflect request headers (request ids, CORS, debugging echoes), and error
+//! pages and debug endpoints quote the `Authorization` they got. So every
 //! value injected into the request is looked for in every response header
-//! value (and name) before the head goes to the agent, and each occurrence
-//! is replaced by the secret's placeholder `airlock:NAME`. A redirect-
-//! following client then re-sends the placeholder, which the gateway judges
-//! again like any other (it resolves only where its secret goes).
+//! value (and name), in the body as it streams ([`super::scrub_body`]) and
+//! in the trailers, and each occurrence is replaced by the secret's
+//! placeholder `airlock:NAME`. A redirect-following client then re-sends
+//! the placeholder, which the gateway judges again like any other (it
+//! resolves only where its secret goes). The gateway's upstream client
+//! never follows a redirect itself.
 //!
-//! What counts as an occurrence: the value in any spelling a server is
-//! likely to produce from it: raw, or with any of its bytes percent-encoded
-//! (`%2F` or `%2f`), or `+` for a space (form encoding), mixed freely. A
-//! header template's filled value (`Bearer sk-...`) holds the raw value, so
-//! it is covered by it. For an AWS SigV4 secret only the access key id goes
-//! on the wire (the secret key only as an HMAC): that id is scrubbed.
-//! Not covered: other encodings (base64, JSON escapes, double percent-
-//! encoding), and response bodies and trailers, which stream through
-//! untouched (scrubbing bodies is the credentials issue's work, not this
-//! module's: a body is never buffered).
+//! What is looked for: what went on the wire. A header or query secret's
+//! value (a header template's filled value, `Bearer sk-...`, holds it, so
+//! it is covered by it); an OAuth2 secret's access token (the one sent,
+//! cached or just renewed; for a replayed request both requests'); for an
+//! AWS SigV4 secret only the access key id (the secret key goes only into
+//! an HMAC). What counts as an occurrence: any spelling of the value a
+//! server is likely to produce from it, in heads and bodies alike: raw,
+//! percent-encoded (either hex case), `+` for a space, JSON-escaped (`\/`,
+//! `\u00XX`, ...), mixed freely; see [`super::scrub_spelling`], the one
+//! matcher. Not covered: other encodings (base64, double percent-encoding,
+//! HTML entities), compressed bodies (the gateway asks for identity and
+//! refuses a compressed answer instead: [`super::pipeline`]), and WebSocket
+//! frames after a 101.
 //!
 //! The plaintexts are the very buffers the vault opened for the request
-//! (zeroized on drop); a [`Scrubber`] lives only until the response head is
-//! handed on. Cost: with no secret injected, nothing; otherwise one pass
-//! over the header bytes that skips to the next byte a match could start
-//! with (an injected value's first byte, `%`, or `+` for a leading space),
-//! so a head without a match costs a table look-up per header byte and a
-//! few comparisons per candidate byte.
+//! (zeroized on drop); a [`Scrubber`] lives until the response body ends
+//! (or until the head is handed on, when the body is empty). Cost: with no
+//! secret injected, nothing (the body is not even wrapped). Otherwise one
+//! pass over the header and body bytes that skips to the next byte a match
+//! could start with (an injected value's first byte, `%`, `\`, or `+` for
+//! a leading space), so input without a match costs a table look-up per
+//! byte and a few comparisons per candidate byte; a body frame is copied
+//! only when it holds a match or joins a held-back tail.
 
 use std::borrow::Cow;
 use std::ops::Range;
