@@ -93,14 +93,14 @@ impl Needle<'_> {
 
 /// What one pass over some input found: the input's first `settled` bytes
 /// are decided, and `out` is what they become (`None`: themselves).
-pub(super) struct Scan {
+pub struct Scan {
     pub out: Option<BytesMut>,
     pub settled: usize,
 }
 
 impl<'s> Scrubber<'s> {
     /// Remembers that `plain[sent]` went into the request for secret `name`.
-    pub(super) fn add(&mut self, name: &'s SecretName, plain: Plaintext, sent: Range<usize>) {
+    pub fn add(&mut self, name: &'s SecretName, plain: Plaintext, sent: Range<usize>) {
         self.push(Needle {
             name: Cow::Borrowed(name),
             plain,
@@ -153,7 +153,7 @@ impl<'s> Scrubber<'s> {
 
     /// The most bytes a stream may have to hold back: one less than the
     /// longest spelling of the longest value.
-    pub(super) fn max_held(&self) -> usize {
+    pub fn max_held(&self) -> usize {
         self.needles
             .first()
             .map_or(0, |n| n.bytes().len() * MAX_SPELLING - 1)
@@ -205,7 +205,7 @@ impl<'s> Scrubber<'s> {
     /// position where the input ends before a match can be told (the rest
     /// is held back by a stream until more arrives); the result is then
     /// the same however the input is cut.
-    pub(super) fn scan(&self, hay: &[u8], complete: bool) -> Scan {
+    pub fn scan(&self, hay: &[u8], complete: bool) -> Scan {
         let mut out: Option<BytesMut> = None;
         let mut copied = 0;
         let mut at = 0;

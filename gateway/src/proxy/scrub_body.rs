@@ -34,11 +34,12 @@ use super::scrub::Scrubber;
 pub struct Scrubbed<B> {
     inner: B,
     /// `None` when nothing was injected: the body passes through.
-    scrub: Option<Box<Stream>>,
+    scrub: Option<Box<BodyScrub>>,
 }
 
-/// The state of one scrubbed body.
-struct Stream {
+/// The state of one scrubbed body, frame by frame (public for the `scrub`
+/// fuzz target, which cuts bodies anywhere).
+pub struct BodyScrub {
     scrubber: Scrubber<'static>,
     /// The tail of what arrived that may still start a value.
     held: BytesMut,
@@ -59,12 +60,7 @@ impl<B> Scrubbed<B> {
         if scrubber.is_empty() {
             return;
         }
-        self.scrub = Some(Box::new(Stream {
-            scrubber,
-            held: BytesMut::new(),
-            trailers: None,
-            ended: false,
-        }));
+        self.scrub = Some(Box::new(BodyScrub::new(scrubber)));
     }
 
     pub fn is_scrubbed(&self) -> bool {
@@ -72,10 +68,29 @@ impl<B> Scrubbed<B> {
     }
 }
 
-impl Stream {
+impl BodyScrub {
+    pub fn new(scrubber: Scrubber<'static>) -> Self {
+        BodyScrub {
+            scrubber,
+            held: BytesMut::new(),
+            trailers: None,
+            ended: false,
+        }
+    }
+
+    /// How many bytes are held back now.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The most that can be held back: see [`Scrubber::max_held`].
+    pub fn max_held(&self) -> usize {
+        self.scrubber.max_held()
+    }
+
     /// The frame that passes on of `data`, joined to what was held; `None`
     /// when all of it is held.
-    fn data(&mut self, data: Bytes) -> Option<Bytes> {
+    pub fn data(&mut self, data: Bytes) -> Option<Bytes> {
         if self.held.is_empty() {
             let scan = self.scrubber.scan(&data, false);
             if scan.settled < data.len() {
@@ -99,7 +114,7 @@ impl Stream {
     }
 
     /// What was held, scanned as the end of the body.
-    fn flush(&mut self) -> Option<Bytes> {
+    pub fn flush(&mut self) -> Option<Bytes> {
         if self.held.is_empty() {
             return None;
         }

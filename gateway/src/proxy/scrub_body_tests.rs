@@ -21,24 +21,19 @@ fn scrubber<'s>(names: &'s [SecretName], values: &[&str]) -> Scrubber<'s> {
     s
 }
 
-fn stream(s: Scrubber<'_>) -> Stream {
-    Stream {
-        scrubber: s.into_owned(),
-        held: BytesMut::new(),
-        trailers: None,
-        ended: false,
-    }
+fn stream(s: Scrubber<'_>) -> BodyScrub {
+    BodyScrub::new(s.into_owned())
 }
 
 /// What the agent gets when the body arrives cut at `cuts`.
-fn through(st: &mut Stream, body: &[u8], cuts: &[usize]) -> Vec<u8> {
+fn through(st: &mut BodyScrub, body: &[u8], cuts: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut from = 0;
     for &to in cuts.iter().chain(std::iter::once(&body.len())) {
         if let Some(b) = st.data(Bytes::copy_from_slice(&body[from..to])) {
             out.extend_from_slice(&b);
         }
-        assert!(st.held.len() <= st.scrubber.max_held());
+        assert!(st.held() <= st.max_held());
         from = to;
     }
     if let Some(b) = st.flush() {
