@@ -305,7 +305,9 @@ impl Forwarded {
             .filter(|c| !c.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
         {
             return Err(ProxyError::Upstream(Failure::from(format!(
-                "the upstream answered with Content-Encoding {:?} although asked for identity;                  a compressed body cannot be scrubbed of the injected secret, so it is not passed                  on (ask the API for an uncompressed answer)",
+                "the upstream answered with Content-Encoding {:?} although asked for identity; \
+                 a compressed body cannot be scrubbed of the injected secret, so it is not \
+                 passed on (ask the API for an uncompressed answer)",
                 String::from_utf8_lossy(coding.as_bytes())
             ))));
         }
