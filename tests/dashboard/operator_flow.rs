@@ -100,9 +100,15 @@ async fn operator_flow_in_a_real_browser() {
     cmd.arg(up.url("/echo/v1/chat"));
     let out = tokio::task::block_in_place(|| run(&mut cmd, None, HTTP_TIMEOUT));
     assert!(out.stdout.ends_with("200"), "{out:#?}");
+    let seen = up.last_request().expect("the upstream saw the request");
     assert!(
-        out.stdout.contains(&value),
-        "the upstream got the real key: {out:#?}"
+        seen.contains(&value),
+        "the upstream got the real key: {seen:#?}"
+    );
+    // Its echo of the key comes back as the placeholder (response scrubbing).
+    assert!(
+        out.stdout.contains("airlock:up") && !out.stdout.contains(&value),
+        "{out:#?}"
     );
     let mut found = false;
     for _ in 0..50 {

@@ -18,5 +18,6 @@ mod metrics;
 mod names;
 mod policy;
 mod refusals;
+mod scrubbing;
 mod sigv4;
 mod streaming;

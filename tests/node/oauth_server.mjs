@@ -115,7 +115,10 @@ async function api(req, res) {
     return;
   }
   stats.api_ok += 1;
-  res.end(JSON.stringify({ ok: true, client: token.clientId, kind: token.kind, path: req.url }));
+  // A careless debug endpoint: the token it was sent, in a header and the body.
+  const echo = req.url.startsWith('/echo-token') ? { token: value } : {};
+  if (echo.token) res.setHeader('x-echo-token', value);
+  res.end(JSON.stringify({ ok: true, client: token.clientId, kind: token.kind, path: req.url, ...echo }));
 }
 
 // A tiny cookie jar for the dev interaction pages.

@@ -13,6 +13,7 @@ mod support;
 mod harness;
 
 mod bad_input;
+mod echo;
 mod grants;
 mod revocation;
 mod single_flight;

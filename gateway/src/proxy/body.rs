@@ -4,7 +4,8 @@
 //! counter (for the audit record) and, for responses, fails the stream if
 //! the upstream sends nothing for the idle timeout. [`ProxyBody`] is the
 //! one body type the gateway answers agents with: an upstream's streamed
-//! body, or a short body the gateway wrote itself.
+//! body (scrubbed of injected values, [`super::scrub_body`]), or a short
+//! body the gateway wrote itself.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -126,7 +127,7 @@ impl Idle {
 pub enum ProxyBody {
     /// The upstream's response, streamed.
     Upstream(
-        Counted<super::upstream::UpstreamBody>,
+        super::scrub_body::Scrubbed<Counted<super::upstream::UpstreamBody>>,
         Option<Box<super::record::AuditGuard>>,
     ),
     /// A short body written by the gateway (errors, 200 to CONNECT).

@@ -19,8 +19,9 @@
 //! - [`pipeline`]: the request path, phase by phase: identify → check the
 //!   destination and read the target ([`target`]) → policy → prepare →
 //!   inject ([`inject`], [`placeholder`], [`sigv4`]) → forward
-//!   ([`upstream`]), the response head scrubbed of injected values
-//!   ([`scrub`]) → audit ([`record`]).
+//!   ([`upstream`]), the response head, body and trailers scrubbed of
+//!   injected values ([`scrub`], [`scrub_body`], one matcher in
+//!   [`scrub_spelling`]) → audit ([`record`]).
 //! - [`error`]: the one funnel from failures to status codes and bodies.
 //! - [`body`], [`headers`]: streamed bodies and hop-by-hop headers.
 //!
@@ -41,6 +42,8 @@ pub mod pipeline;
 pub mod placeholder;
 pub mod record;
 pub mod scrub;
+pub mod scrub_body;
+mod scrub_spelling;
 pub mod session;
 pub mod sigv4;
 pub mod target;

@@ -22,9 +22,11 @@
 //! 6. inject ([`super::inject`]): every placeholder must sit in its
 //!    secret's position; add credentials (a secret's path scope must hold
 //!    for every reading of the path).
-//! 7. [`forward`]: send upstream, stream the answer back, its head first
-//!    scrubbed of every injected value ([`super::scrub`]); a protocol
-//!    switch other than the WebSocket the agent asked for is a 502.
+//! 7. [`forward`]: send upstream, stream the answer back, its head,
+//!    body and trailers scrubbed of every injected value
+//!    ([`Forwarded::scrub`]); a protocol switch other than the WebSocket
+//!    the agent asked for is a 502. A redirect is the agent's to follow:
+//!    the upstream client never follows one.
 //! 8. audit ([`super::record`]): always, through the guard created first.
 //!
 //! Errors from any phase go through one funnel ([`ProxyError`]) that picks
@@ -45,6 +47,8 @@ use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
 use super::inject_oauth2;
 use super::record::AuditGuard;
+use super::scrub::Scrubber;
+use super::scrub_body::Scrubbed;
 use super::target::{self, AuthorityError, SessionHost, TargetError};
 use super::upstream::{AgentBody, Protocols, UpstreamBody, UpstreamKey};
 use super::{Gateway, Session, Transport};
@@ -99,7 +103,7 @@ pub fn refuse(e: ProxyError, mut audit: AuditGuard) -> Response<ProxyBody> {
 }
 
 enum Forwarded {
-    Stream(Response<Counted<UpstreamBody>>),
+    Stream(Response<Scrubbed<Counted<UpstreamBody>>>),
     /// A protocol switch (WebSocket): the 101 for the agent, and the two
     /// connections to join once it is sent.
     Upgrade {
@@ -214,13 +218,12 @@ async fn run_phases(
                     again.secrets.join(", ")
                 ))));
             }
-            again.scrub.response_head(forwarded.headers_mut());
+            injected.scrub.extend(again.scrub);
         }
     }
-    // What was injected never comes back in the response head; the
-    // plaintexts are zeroized when `injected.scrub` drops, here.
-    injected.scrub.response_head(forwarded.headers_mut());
-    Ok(forwarded)
+    // What was injected never comes back; the plaintexts are zeroized
+    // when the scrubber drops: here, or with the response body.
+    forwarded.scrub(injected.scrub)
 }
 
 /// The request head as it was before injection, for a replay.
@@ -258,9 +261,18 @@ async fn inject_credentials<'s>(
     } else {
         inject_oauth2::Tokens::default()
     };
-    applying
+    let injected = applying
         .apply(parts, dest, &gw.vault, &tokens)
-        .map_err(inject_refused)
+        .map_err(inject_refused)?;
+    if !injected.scrub.is_empty() {
+        // A compressed body cannot be scrubbed as it streams: ask for
+        // none. (No `Accept-Encoding` would allow any coding, RFC 9110.)
+        parts.headers.insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+    }
+    Ok(injected)
 }
 
 impl Forwarded {
@@ -269,6 +281,42 @@ impl Forwarded {
             Forwarded::Stream(resp) => resp.status(),
             Forwarded::Upgrade { response, .. } => response.status(),
         }
+    }
+
+    /// Phase 7's last step: the response loses every injected value
+    /// ([`super::scrub`]): its head at once, its body and trailers as they
+    /// stream ([`super::scrub_body`]). A body that will be scrubbed loses
+    /// its `Content-Length` (a placeholder is rarely the value's length;
+    /// HTTP/1.1 agents get it chunked); one that is empty (`HEAD`, 204,
+    /// 304) keeps it. A body with a `Content-Encoding` although identity
+    /// was asked for cannot be scrubbed, so it is refused rather than
+    /// passed on. WebSocket frames after a 101 are not scrubbed.
+    fn scrub(mut self, scrubber: Scrubber<'_>) -> Result<Forwarded, ProxyError> {
+        if scrubber.is_empty() {
+            return Ok(self);
+        }
+        scrubber.response_head(self.headers_mut());
+        let Forwarded::Stream(resp) = &mut self else {
+            return Ok(self);
+        };
+        if http_body::Body::is_end_stream(resp.body()) {
+            return Ok(self);
+        }
+        if let Some(coding) = resp
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .filter(|c| !c.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+        {
+            return Err(ProxyError::Upstream(Failure::from(format!(
+                "the upstream answered with Content-Encoding {:?} although asked for identity; \
+                 a compressed body cannot be scrubbed of the injected secret, so it is not \
+                 passed on (ask the API for an uncompressed answer)",
+                String::from_utf8_lossy(coding.as_bytes())
+            ))));
+        }
+        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+        resp.body_mut().scrub_with(scrubber.into_owned());
+        Ok(self)
     }
 
     fn headers_mut(&mut self) -> &mut http::HeaderMap {
@@ -449,7 +497,10 @@ async fn forward(
     strip_hop_by_hop(&mut parts.headers, false);
     parts.version = Version::HTTP_11;
     let body = Counted::new(body, audit.down_counter()).with_idle_timeout(gw.idle_timeout);
-    Ok(Forwarded::Stream(Response::from_parts(parts, body)))
+    Ok(Forwarded::Stream(Response::from_parts(
+        parts,
+        Scrubbed::passthrough(body),
+    )))
 }
 
 /// Joins an upgraded agent connection to the upgraded upstream one and

@@ -1,34 +1,44 @@
-//! Response-head scrubbing: a value injected into a request never comes
-//! back to the agent in the response's headers.
+//! Response scrubbing: a value injected into a request never comes back
+//! to the agent in the response: not in its head, its body or its
+//! trailers.
 //!
 //! An upstream can hand an injected key straight back: a query-preserving
-//! redirect puts the query (with its `key=`) into `Location`, and many APIs
-//! reflect request headers (request ids, CORS, debugging echoes). So every
+//! redirect puts the query (with its `key=`) into `Location`, many APIs
+//! reflect request headers (request ids, CORS, debugging echoes), and error
+//! pages and debug endpoints quote the `Authorization` they got. So every
 //! value injected into the request is looked for in every response header
-//! value (and name) before the head goes to the agent, and each occurrence
-//! is replaced by the secret's placeholder `airlock:NAME`. A redirect-
-//! following client then re-sends the placeholder, which the gateway judges
-//! again like any other (it resolves only where its secret goes).
+//! value (and name), in the body as it streams ([`super::scrub_body`]) and
+//! in the trailers, and each occurrence is replaced by the secret's
+//! placeholder `airlock:NAME`. A redirect-following client then re-sends
+//! the placeholder, which the gateway judges again like any other (it
+//! resolves only where its secret goes). The gateway's upstream client
+//! never follows a redirect itself.
 //!
-//! What counts as an occurrence: the value in any spelling a server is
-//! likely to produce from it: raw, or with any of its bytes percent-encoded
-//! (`%2F` or `%2f`), or `+` for a space (form encoding), mixed freely. A
-//! header template's filled value (`Bearer sk-...`) holds the raw value, so
-//! it is covered by it. For an AWS SigV4 secret only the access key id goes
-//! on the wire (the secret key only as an HMAC): that id is scrubbed.
-//! Not covered: other encodings (base64, JSON escapes, double percent-
-//! encoding), and response bodies and trailers, which stream through
-//! untouched (scrubbing bodies is the credentials issue's work, not this
-//! module's: a body is never buffered).
+//! What is looked for: what went on the wire. A header or query secret's
+//! value (a header template's filled value, `Bearer sk-...`, holds it, so
+//! it is covered by it); an OAuth2 secret's access token (the one sent,
+//! cached or just renewed; for a replayed request both requests'); for an
+//! AWS SigV4 secret only the access key id (the secret key goes only into
+//! an HMAC). What counts as an occurrence: any spelling of the value a
+//! server is likely to produce from it, in heads and bodies alike: raw,
+//! percent-encoded (either hex case), `+` for a space, JSON-escaped (`\/`,
+//! `\u00XX`, ...), mixed freely; see [`super::scrub_spelling`], the one
+//! matcher. Not covered: other encodings (base64, double percent-encoding,
+//! HTML entities), compressed bodies (the gateway asks for identity and
+//! refuses a compressed answer instead: [`super::pipeline`]), and WebSocket
+//! frames after a 101.
 //!
 //! The plaintexts are the very buffers the vault opened for the request
-//! (zeroized on drop); a [`Scrubber`] lives only until the response head is
-//! handed on. Cost: with no secret injected, nothing; otherwise one pass
-//! over the header bytes that skips to the next byte a match could start
-//! with (an injected value's first byte, `%`, or `+` for a leading space),
-//! so a head without a match costs a table look-up per header byte and a
-//! few comparisons per candidate byte.
+//! (zeroized on drop); a [`Scrubber`] lives until the response body ends
+//! (or until the head is handed on, when the body is empty). Cost: with no
+//! secret injected, nothing (the body is not even wrapped). Otherwise one
+//! pass over the header and body bytes that skips to the next byte a match
+//! could start with (an injected value's first byte, `%`, `\`, or `+` for
+//! a leading space), so input without a match costs a table look-up per
+//! byte and a few comparisons per candidate byte; a body frame is copied
+//! only when it holds a match or joins a held-back tail.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use bytes::BytesMut;
@@ -36,16 +46,20 @@ use http::HeaderMap;
 use http::header::HeaderValue;
 
 use super::placeholder::PREFIX;
+use super::scrub_spelling::{MAX_SPELLING, Spelled, escape_starts, spelled_at};
 use crate::model::SecretName;
 use crate::vault::Plaintext;
 
-/// The values injected into one request, to take out of its response head.
+/// The values injected into one request, to take out of its response.
 #[derive(Debug)]
 pub struct Scrubber<'s> {
+    /// Longest value first: where one value starts another (`sk-1` and
+    /// `sk-12`), the longer is replaced whole.
     needles: Vec<Needle<'s>>,
-    /// The bytes a match can start with, for any needle: its first byte,
-    /// `%`, and `+` when it starts with a space. The scan skips to the next
-    /// such byte, so a head without a match costs one table look-up per byte.
+    /// The bytes a match can start with, for any needle: its first byte
+    /// and the escapes' first bytes (`%`, `\`, `+` for a leading space).
+    /// The scan skips to the next such byte, so input without a match
+    /// costs one table look-up per byte.
     starts: [bool; 256],
 }
 
@@ -60,7 +74,9 @@ impl Default for Scrubber<'_> {
 
 #[derive(Debug)]
 struct Needle<'s> {
-    name: &'s SecretName,
+    /// Borrowed from the snapshot while the head is scrubbed; owned once
+    /// the scrubber moves into the response body ([`Scrubber::into_owned`]).
+    name: Cow<'s, SecretName>,
     plain: Plaintext,
     /// The part of `plain` that went into the request.
     sent: Range<usize>,
@@ -75,29 +91,77 @@ impl Needle<'_> {
     }
 }
 
+/// What one pass over some input found: the input's first `settled` bytes
+/// are decided, and `out` is what they become (`None`: themselves).
+pub struct Scan {
+    pub out: Option<BytesMut>,
+    pub settled: usize,
+}
+
 impl<'s> Scrubber<'s> {
     /// Remembers that `plain[sent]` went into the request for secret `name`.
-    pub(super) fn add(&mut self, name: &'s SecretName, plain: Plaintext, sent: Range<usize>) {
-        let needle = Needle { name, plain, sent };
+    pub fn add(&mut self, name: &'s SecretName, plain: Plaintext, sent: Range<usize>) {
+        self.push(Needle {
+            name: Cow::Borrowed(name),
+            plain,
+            sent,
+        });
+    }
+
+    fn push(&mut self, needle: Needle<'s>) {
         // An empty value would match everywhere; the vault never holds one.
         let Some(&first) = needle.bytes().first() else {
             return;
         };
         self.starts[usize::from(first)] = true;
-        self.starts[usize::from(b'%')] = true;
-        if first == b' ' {
-            self.starts[usize::from(b'+')] = true;
+        for &b in escape_starts(first) {
+            self.starts[usize::from(b)] = true;
         }
-        self.needles.push(needle);
+        let len = needle.bytes().len();
+        let at = self.needles.partition_point(|n| n.bytes().len() >= len);
+        self.needles.insert(at, needle);
+    }
+
+    /// Adds what `other` holds (a replayed request's values: its response
+    /// is scrubbed of both).
+    pub fn extend(&mut self, other: Scrubber<'s>) {
+        for needle in other.needles {
+            self.push(needle);
+        }
+    }
+
+    /// The same values, no longer borrowing the snapshot, to travel with
+    /// the response body.
+    pub fn into_owned(self) -> Scrubber<'static> {
+        Scrubber {
+            needles: self
+                .needles
+                .into_iter()
+                .map(|n| Needle {
+                    name: Cow::Owned(n.name.into_owned()),
+                    plain: n.plain,
+                    sent: n.sent,
+                })
+                .collect(),
+            starts: self.starts,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
     }
 
-    /// Replaces every injected value in `headers` by its placeholder, and
-    /// drops any header whose name holds one. Returns how many headers
-    /// were changed.
+    /// The most bytes a stream may have to hold back: one less than the
+    /// longest spelling of the longest value.
+    pub fn max_held(&self) -> usize {
+        self.needles
+            .first()
+            .map_or(0, |n| n.bytes().len() * MAX_SPELLING - 1)
+    }
+
+    /// Replaces every injected value in `headers` (a head or trailers) by
+    /// its placeholder, and drops any header whose name holds one. Returns
+    /// how many headers were changed.
     pub fn response_head(&self, headers: &mut HeaderMap) -> usize {
         if self.needles.is_empty() {
             return 0;
@@ -127,31 +191,7 @@ impl<'s> Scrubber<'s> {
 
     /// `value` with every injected value replaced, or `None` if it holds none.
     fn value(&self, value: &[u8]) -> Option<HeaderValue> {
-        let mut out: Option<BytesMut> = None;
-        let mut copied = 0;
-        let mut at = 0;
-        while let Some(skip) = value
-            .get(at..)
-            .and_then(|rest| rest.iter().position(|&b| self.starts[usize::from(b)]))
-        {
-            at += skip;
-            let hit = self
-                .needles
-                .iter()
-                .find_map(|s| spelled_at(value, at, s.bytes()).map(|len| (s, len)));
-            let Some((needle, len)) = hit else {
-                at += 1;
-                continue;
-            };
-            let buf = out.get_or_insert_with(|| BytesMut::with_capacity(value.len()));
-            buf.extend_from_slice(&value[copied..at]);
-            buf.extend_from_slice(PREFIX.as_bytes());
-            buf.extend_from_slice(needle.name.as_str().as_bytes());
-            at += len;
-            copied = at;
-        }
-        let mut buf = out?;
-        buf.extend_from_slice(&value[copied..]);
+        let buf = self.scan(value, true).out?;
         // The placeholder is plain ASCII, so this only fails if the input
         // was not a valid value to begin with; then leave nothing of it.
         Some(
@@ -159,41 +199,57 @@ impl<'s> Scrubber<'s> {
                 .unwrap_or_else(|_| HeaderValue::from_static("")),
         )
     }
-}
 
-/// The length of a spelling of `needle` that starts at `hay[at]`: each of
-/// its bytes as itself, as `%XX` in either case, or `+` for a space.
-fn spelled_at(hay: &[u8], at: usize, needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    let h = *hay.get(at)?;
-    // Another needle's start byte: this one cannot start here.
-    if h != first && h != b'%' && !(h == b'+' && first == b' ') {
-        return None;
-    }
-    // Raw first: a value with a literal `%XX` in it matches itself.
-    if hay.get(at..at + needle.len()) == Some(needle) {
-        return Some(needle.len());
-    }
-    let mut i = at;
-    for &b in needle {
-        let h = *hay.get(i)?;
-        if h == b'%'
-            && let Some(decoded) = hay.get(i + 1..i + 3).and_then(hex_pair)
-            && decoded == b
+    /// One left-to-right pass over `hay`: each spelling of a value becomes
+    /// its placeholder. Unless `complete`, the pass stops at the first
+    /// position where the input ends before a match can be told (the rest
+    /// is held back by a stream until more arrives); the result is then
+    /// the same however the input is cut.
+    pub fn scan(&self, hay: &[u8], complete: bool) -> Scan {
+        let mut out: Option<BytesMut> = None;
+        let mut copied = 0;
+        let mut at = 0;
+        while let Some(skip) = hay
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|&b| self.starts[usize::from(b)]))
         {
-            i += 3;
-        } else if h == b || (h == b'+' && b == b' ') {
-            i += 1;
-        } else {
-            return None;
+            at += skip;
+            let mut hit = None;
+            for needle in &self.needles {
+                match spelled_at(hay, at, needle.bytes(), complete) {
+                    Spelled::Match(len) => {
+                        hit = Some((needle, len));
+                        break;
+                    }
+                    Spelled::Partial => {
+                        return finish(out, hay, copied, at);
+                    }
+                    Spelled::No => {}
+                }
+            }
+            let Some((needle, len)) = hit else {
+                at += 1;
+                continue;
+            };
+            let buf = out.get_or_insert_with(|| BytesMut::with_capacity(hay.len()));
+            buf.extend_from_slice(&hay[copied..at]);
+            buf.extend_from_slice(PREFIX.as_bytes());
+            buf.extend_from_slice(needle.name.as_str().as_bytes());
+            at += len;
+            copied = at;
         }
+        finish(out, hay, copied, hay.len())
     }
-    Some(i - at)
 }
 
-fn hex_pair(pair: &[u8]) -> Option<u8> {
-    let digit = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    Some(digit(*pair.first()?)? << 4 | digit(*pair.get(1)?)?)
+/// The scan's result when `hay[..settled]` is decided and `hay[..copied]`
+/// already in `out`.
+fn finish(out: Option<BytesMut>, hay: &[u8], copied: usize, settled: usize) -> Scan {
+    let out = out.map(|mut buf| {
+        buf.extend_from_slice(&hay[copied..settled]);
+        buf
+    });
+    Scan { out, settled }
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {

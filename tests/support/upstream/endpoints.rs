@@ -107,6 +107,7 @@ pub(super) async fn handle(
         "/redirect" => redirect(&query),
         "/reflect" => reflect(&parts),
         "/grpc" => grpc(),
+        "/leak" => super::leak::leak(&parts, &query),
         p if p.starts_with("/status/") => status(&p["/status/".len()..], &parts.method),
         _ => text(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     };

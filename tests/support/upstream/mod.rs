@@ -7,7 +7,7 @@
 //! * [`Upstream`]: an HTTPS (or plain HTTP) server on `127.0.0.1:0` (and
 //!   optionally `[::1]:0`) that records every request it sees and serves a
 //!   fixed set of endpoints (`/echo`, `/sse`, `/chunked`, `/bytes`,
-//!   `/status/CODE`, `/redirect`, `/reflect`, `/stall`, `/stall-headers`,
+//!   `/status/CODE`, `/redirect`, `/reflect`, `/leak`, `/stall`, `/stall-headers`,
 //!   `/reset`, `/ws`, `/switch`).
 //!
 //! The server runs on its own thread with its own Tokio runtime, so it works
@@ -18,13 +18,14 @@
 //! Its parts: `ca` (the CA and rustls configs), `opts` (what to serve),
 //! `conn` (accept, TLS, HTTP/1.1 or h2 by ALPN), `endpoints` (the handler
 //! and plain endpoints), `streaming` (SSE, chunks, downloads, trailers,
-//! stalls), `upgrade` (WebSocket, h2c switch), `body` (response bodies
+//! stalls), `leak` (the key handed back), `upgrade` (WebSocket, h2c switch), `body` (response bodies
 //! and the byte pattern), `log` (the request log).
 
 mod body;
 mod ca;
 mod conn;
 mod endpoints;
+mod leak;
 mod log;
 mod opts;
 mod streaming;

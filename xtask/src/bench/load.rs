@@ -55,18 +55,24 @@ pub struct Measured {
 }
 
 impl Run<'_> {
-    fn command(&self) -> Command {
-        self.command_bounded(&["-z".to_owned(), format!("{}ms", self.duration.as_millis())])
+    fn command(&self, path: &str) -> Command {
+        self.command_bounded(
+            &["-z".to_owned(), format!("{}ms", self.duration.as_millis())],
+            path,
+        )
     }
 
     /// The same run bounded by a request count (`-n`) instead of its
     /// duration (oha ignores `-n` when `-z` is given): for the soak and the
     /// profile, which enforce their own time limits.
     pub fn counted_command(&self, requests: u64) -> Command {
-        self.command_bounded(&["-n".to_owned(), requests.to_string()])
+        self.command_bounded(
+            &["-n".to_owned(), requests.to_string()],
+            upstream::BENCH_PATH,
+        )
     }
 
-    fn command_bounded(&self, bound: &[String]) -> Command {
+    fn command_bounded(&self, bound: &[String], path: &str) -> Command {
         let mut c = self.route.command(self.oha);
         c.args(["--no-tui", "--output-format", "json"]);
         match self.mode {
@@ -84,12 +90,17 @@ impl Run<'_> {
             .arg(self.connections.to_string())
             .args(bound)
             .args(self.route.oha_args(self.port))
-            .arg(self.route.url(self.port, upstream::BENCH_PATH));
+            .arg(self.route.url(self.port, path));
         c
     }
 
     pub fn go(&self) -> Result<Measured> {
-        let mut c = self.command();
+        self.go_at(upstream::BENCH_PATH)
+    }
+
+    /// The run against another of the upstream's paths (one answering 200).
+    pub fn go_at(&self, path: &str) -> Result<Measured> {
+        let mut c = self.command(path);
         // oha stops itself at -z; the margin covers its start and the
         // requests in flight at the deadline.
         let out = procs::output_within(&mut c, self.duration + Duration::from_secs(30))?;

@@ -18,6 +18,9 @@
 //! - SSE time to first event ([`sse`]);
 //! - the gateway's RSS per idle connection ([`idle`]);
 //! - the eBPF programs' cost per `connect()` ([`ebpf_cost`]);
+//! - the gateway's CPU per request when the upstream echoes the key and
+//!   the response body is scrubbed, against the same secret not echoed
+//!   ([`scrub_cost`]);
 //! - a new container's first connection ([`container`], whose route runs
 //!   the same oha loads from inside a container of the agent, when Docker
 //!   can run).
@@ -42,6 +45,7 @@ pub(crate) mod procs;
 pub(crate) mod report;
 pub(crate) mod route;
 mod runs;
+mod scrub_cost;
 mod squid;
 mod sse;
 mod targets;
@@ -491,23 +495,30 @@ fn measure_points(
         transparent,
         up.port,
     )?);
+    points.extend(scrub_cost::measure(&tools.oha, up, explicit)?);
     Ok(points)
 }
 
 /// Once per route, with curl: nginx receives exactly the key (sent by the
 /// client directly, injected by every proxy), and refuses the benchmark
-/// path without it.
+/// path without it. Airlock hands nginx's echo of the key back to the
+/// client as the secret's placeholder (its response scrubbing): seeing
+/// that proves the key was injected and did not come back.
 fn verify_injection(routes: &Routes, up: &Upstream) -> Result<()> {
     for route in &routes.all {
         let mut c = route.command("curl");
         c.args(route.curl_args(up.port, upstream::ECHO_PATH));
         let out = procs::output_within(&mut c, Duration::from_secs(30))?;
         let seen = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || seen.trim() != upstream::EXPECTED_AUTH {
+        let expected = if route.name.starts_with("airlock") {
+            upstream::SCRUBBED_AUTH
+        } else {
+            upstream::EXPECTED_AUTH
+        };
+        if !out.status.success() || seen.trim() != expected {
             bail!(
-                "via {}, nginx received Authorization {seen:?}, expected {:?} (`{}`: {}; {})",
+                "via {}, the echo of nginx's Authorization was {seen:?}, expected {expected:?} (`{}`: {}; {})",
                 route.name,
-                upstream::EXPECTED_AUTH,
                 procs::shown(&c),
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()

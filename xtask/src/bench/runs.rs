@@ -129,7 +129,11 @@ pub fn run_load(
 /// Runs `go` and attributes the CPU time the route's proxy (and the
 /// gateway's PostgreSQL), nginx and oha used meanwhile to the requests it
 /// answered.
-fn sample(up: &Upstream, route: &Route, go: impl FnOnce() -> Result<Measured>) -> Result<Figures> {
+pub(super) fn sample(
+    up: &Upstream,
+    route: &Route,
+    go: impl FnOnce() -> Result<Measured>,
+) -> Result<Figures> {
     let hz = procs::clock_ticks();
     let proxy_ticks = || {
         route.proxy.map(|w| {

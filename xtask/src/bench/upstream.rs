@@ -21,6 +21,9 @@ pub const HOST: &str = "bench.local";
 pub const SECRET: &str = "sk-bench";
 /// The header value nginx requires on the benchmark path.
 pub const EXPECTED_AUTH: &str = "Bearer sk-bench";
+/// What a client of Airlock sees of nginx's echo of it: the secret
+/// (`bench`, [`super::gateway`]) by its placeholder.
+pub const SCRUBBED_AUTH: &str = "Bearer airlock:bench";
 /// The benchmark path: 200 with a small JSON body if the key is there.
 pub const BENCH_PATH: &str = "/v1/bench";
 /// A debug path that echoes the Authorization header it received.
