@@ -18,7 +18,9 @@
 //!   local CA ([`crate::tls`]), then HTTP/1.1 or HTTP/2 to the agent.
 //! - [`pipeline`]: the request path, phase by phase: identify → check the
 //!   destination and read the target ([`target`]) → policy → prepare →
-//!   inject ([`inject`], [`placeholder`], [`sigv4`]) → forward
+//!   inject ([`inject`], [`placeholder`], [`sigv4`]; the path, body and
+//!   WebSocket placements in [`inject_path`], [`inject_body`] and
+//!   [`substitute`]) → forward
 //!   ([`upstream`]), the response head scrubbed of injected values
 //!   ([`scrub`]) → audit ([`record`]).
 //! - [`error`]: the one funnel from failures to status codes and bodies.
@@ -36,13 +38,16 @@ pub mod error;
 pub mod explicit;
 pub mod headers;
 pub mod inject;
+pub mod inject_body;
 pub mod inject_oauth2;
+pub mod inject_path;
 pub mod pipeline;
 pub mod placeholder;
 pub mod record;
 pub mod scrub;
 pub mod session;
 pub mod sigv4;
+pub mod substitute;
 pub mod target;
 pub mod transparent;
 pub mod upstream;

@@ -43,6 +43,7 @@ use super::body::{Counted, ProxyBody};
 use super::error::{Failure, ProxyError, Side};
 use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
+use super::inject_body;
 use super::inject_oauth2;
 use super::record::AuditGuard;
 use super::target::{self, AuthorityError, SessionHost, TargetError};
@@ -176,18 +177,37 @@ async fn run_phases(
         && upgrade.is_none()
         && http_body::Body::is_end_stream(&body))
     .then(|| head_copy(&parts));
+    // The path as the agent sent it, for a refusal in the body.
+    let agent_path = inject::body_encoding(&parts.headers).map(|_| parts.uri.path().to_owned());
     let mut injected = inject_credentials(gw, &mut parts, &dest, applying).await?;
     audit.secrets(std::mem::take(&mut injected.secrets));
 
-    let body = AgentBody::Left(body);
-    let mut forwarded = forward(
+    let (body, refused) = inject_body::agent_body(body, &mut parts, injected.body.take(), || {
+        inject_body::Why {
+            snap: snap.clone(),
+            agent: agent.name.clone(),
+            host: session.host.clone(),
+            port: session.port,
+            tls: dest.tls,
+            path: agent_path.unwrap_or_default(),
+        }
+    });
+    let sent = forward(
         gw,
         session,
-        Request::from_parts(parts, body),
+        Request::from_parts(parts, AgentBody::Left(body)),
         upgrade,
         audit,
     )
-    .await?;
+    .await;
+    // A body stopped at a misplaced placeholder fails the upstream
+    // request (or was answered early): either way the agent gets the 403.
+    if let Some(reason) = refused.as_ref().and_then(|r| r.get()) {
+        return Err(ProxyError::Exfiltration {
+            reason: reason.clone(),
+        });
+    }
+    let mut forwarded = sent?;
     if forwarded.status() == StatusCode::UNAUTHORIZED && !injected.oauth2.is_empty() {
         // The provider revoked or expired the token early: renew it, and
         // send the request once more if it has no body; else the agent

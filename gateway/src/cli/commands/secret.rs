@@ -19,18 +19,32 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
             header,
             query,
             aws_sigv4,
+            path_template,
+            basic,
+            body,
             oauth2,
             value,
         } => {
-            let injection = match (header, query, aws_sigv4, &oauth2.oauth2_token_url) {
-                (Some(spec), None, None, None) => Injection::header_from_spec(&spec)?,
-                (None, Some(param), None, None) => Injection::Query { param },
-                (None, None, Some(spec), None) => Injection::aws_from_spec(&spec)?,
-                (None, None, None, Some(_)) => oauth2_injection(&oauth2)?,
+            let placed = match (path_template, basic, body) {
+                (Some(template), None, false) => Some(Injection::Path { template }),
+                (None, Some(template), false) => Some(Injection::Basic { template }),
+                (None, None, true) => Some(Injection::Body),
+                (None, None, false) => None,
+                _ => bail!("give only one of --path-template, --basic or --body"),
+            };
+            let injection = match (header, query, aws_sigv4, &oauth2.oauth2_token_url, placed) {
+                (Some(spec), None, None, None, None) => Injection::header_from_spec(&spec)?,
+                (None, Some(param), None, None, None) => Injection::Query { param },
+                (None, None, Some(spec), None, None) => Injection::aws_from_spec(&spec)?,
+                (None, None, None, Some(_), None) => oauth2_injection(&oauth2)?,
+                (None, None, None, None, Some(placed)) => placed,
                 _ => bail!(
-                    "give exactly one of --header, --query, --aws-sigv4 or --oauth2-token-url"
+                    "give exactly one of --header, --query, --aws-sigv4, --oauth2-token-url, \
+                     --path-template, --basic or --body"
                 ),
             };
+            // Refused before the value is read: nothing is asked or written.
+            injection.validate()?;
             let (value, refresh_token) = if oauth2.oauth2_token_url.is_some() {
                 value::read_oauth2(
                     &value,
