@@ -15,6 +15,7 @@ mod injection;
 mod leaks;
 mod metrics;
 mod names;
+mod placements;
 mod policy;
 mod refusals;
 mod sigv4;
