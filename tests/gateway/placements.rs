@@ -317,3 +317,81 @@ fn peak_kib(pid: i64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+/// Python `websockets` through the proxy: each message sent on `url`,
+/// each answer (or how the connection ended) printed on its own line as
+/// JSON. A list of strings is sent as one fragmented message.
+fn websocket(gw: &Gw, url: &str, messages: &str) -> Vec<String> {
+    let code = format!(
+        "import json, ssl\n\
+         from websockets.sync.client import connect\n\
+         ctx = ssl.create_default_context(cafile=ca)\n\
+         try:\n\
+         \x20   with connect(url, ssl=ctx, proxy=proxies['https'], open_timeout=20, close_timeout=5) as ws:\n\
+         \x20       for m in {messages}:\n\
+         \x20           ws.send(m)\n\
+         \x20           r = ws.recv(timeout=20)\n\
+         \x20           print(json.dumps(r if isinstance(r, str) else 'bytes: ' + r.decode()))\n\
+         except Exception as e:\n\
+         \x20   print(json.dumps('ended: ' + type(e).__name__))\n"
+    );
+    python(gw, url, &code)
+        .lines()
+        .map(|l| serde_json::from_str::<String>(l).unwrap_or_else(|_| l.to_owned()))
+        .collect()
+}
+
+#[test]
+fn websocket_text_messages_get_the_key() {
+    let gw = gateway();
+    let url = format!("wss://api.test.local:{}/ws", gw.up.port());
+    // The echo upstream answers each message with what it received.
+    let got = websocket(
+        &gw,
+        &url,
+        r#"['{"op":"auth","key":"airlock:jkey"}', ['x airlock:j', 'key y'], b'airlock:jkey']"#,
+    );
+    assert_eq!(
+        got,
+        [
+            format!(r#"{{"op":"auth","key":"{BODY_VALUE}"}}"#),
+            format!("x {BODY_VALUE} y"),
+            // Binary messages are not read.
+            "bytes: airlock:jkey".to_owned(),
+        ],
+        "{got:#?}"
+    );
+    let seen = gw.up.requests_to("/ws");
+    assert!(
+        seen[0].header("sec-websocket-extensions").is_none(),
+        "{seen:#?}"
+    );
+
+    // Another secret's placeholder, and the body secret to another host:
+    // the connection ends, audited as exfiltration.
+    let got = websocket(&gw, &url, r#"['hello', '{"key":"airlock:up"}', 'after']"#);
+    assert_eq!(got, ["hello", "ended: ConnectionClosedError"], "{got:#?}");
+    let other = format!("wss://localhost:{}/ws", gw.up.port());
+    let got = websocket(&gw, &other, r#"['airlock:jkey']"#);
+    assert_eq!(got, ["ended: ConnectionClosedError"], "{got:#?}");
+    let rows = gw.requests(3);
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|r| r["decision"] == "exfiltration")
+        .collect();
+    assert_eq!(refused.len(), 2, "{rows:#?}");
+    assert!(
+        refused.iter().any(|r| r["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("may be used only in the authorization header")),
+        "{rows:#?}"
+    );
+    assert!(
+        refused.iter().any(|r| r["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("it belongs to api.test.local")),
+        "{rows:#?}"
+    );
+}

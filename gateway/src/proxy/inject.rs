@@ -379,7 +379,11 @@ fn apply<'s>(
         secrets,
     };
     let mut aws = None;
-    let body = body_encoding(&parts.headers);
+    // A WebSocket handshake has no body: its text messages are read.
+    let body = match super::headers::wants_websocket(&parts.headers) {
+        true => Some(Encoding::Text),
+        false => body_encoding(&parts.headers),
+    };
     let mut body_values = Vec::new();
     for (index, secret) in secrets.iter().copied().enumerate() {
         match &secret.injection {

@@ -67,10 +67,20 @@ struct Scan {
     resized: bool,
 }
 
-/// What the body's placeholders resolve to, and why others do not.
-struct BodyKeys {
+/// What a body's (or a WebSocket's text messages') placeholders resolve
+/// to, and why others do not.
+pub struct BodyKeys {
     values: Vec<(String, Plaintext)>,
     why: Why,
+}
+
+impl BodyKeys {
+    pub fn new(values: BodyValues, why: Why) -> Self {
+        BodyKeys {
+            values: values.values,
+            why,
+        }
+    }
 }
 
 /// What it takes to say why a placeholder does not resolve in a body
@@ -133,14 +143,11 @@ pub fn agent_body(
     let refused = Refusal::default();
     let scan = Scan {
         subst: Substituter::new(plan.encoding),
-        keys: BodyKeys {
-            values: plan.values,
-            why: why(),
-        },
+        resized,
+        keys: BodyKeys::new(plan, why()),
         refused: refused.clone(),
         trailers: None,
         finished: false,
-        resized,
     };
     let body = RequestBody {
         inner,

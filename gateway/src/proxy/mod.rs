@@ -19,8 +19,8 @@
 //! - [`pipeline`]: the request path, phase by phase: identify → check the
 //!   destination and read the target ([`target`]) → policy → prepare →
 //!   inject ([`inject`], [`placeholder`], [`sigv4`]; the path, body and
-//!   WebSocket placements in [`inject_path`], [`inject_body`] and
-//!   [`substitute`]) → forward
+//!   WebSocket placements in [`inject_path`], [`inject_body`],
+//!   [`ws_relay`] and [`substitute`]) → forward
 //!   ([`upstream`]), the response head scrubbed of injected values
 //!   ([`scrub`]) → audit ([`record`]).
 //! - [`error`]: the one funnel from failures to status codes and bodies.
@@ -51,6 +51,7 @@ pub mod substitute;
 pub mod target;
 pub mod transparent;
 pub mod upstream;
+pub mod ws_relay;
 
 use std::sync::Arc;
 use std::time::Duration;
