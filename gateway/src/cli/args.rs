@@ -365,8 +365,9 @@ pub enum SecretCommand {
         /// form request body, or a WebSocket text message.
         #[arg(long)]
         body: bool,
+        // Boxed: its many fields would make every other command as large.
         #[command(flatten)]
-        oauth2: OAuth2Args,
+        oauth2: Box<OAuth2Args>,
         #[command(flatten)]
         value: ValueInput,
     },

@@ -128,11 +128,11 @@ pub fn substituted(
         + encoded().map(str::len).sum::<usize>()
         + query.map_or(0, |q| q.len() + 1);
     let mut buf = Vec::with_capacity(len);
-    buf.extend_from_slice(path[..span.start].as_bytes());
+    buf.extend_from_slice(&path.as_bytes()[..span.start]);
     for chunk in encoded() {
         buf.extend_from_slice(chunk.as_bytes());
     }
-    buf.extend_from_slice(path[span.end..].as_bytes());
+    buf.extend_from_slice(&path.as_bytes()[span.end..]);
     if let Some(q) = query {
         buf.push(b'?');
         buf.extend_from_slice(q.as_bytes());
