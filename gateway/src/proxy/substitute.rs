@@ -223,6 +223,16 @@ impl Substituter {
             out.push(b);
             return Ok(());
         }
+        if self.escape.len() >= 2 && self.escape[1] == b'u' && !b.is_ascii_hexdigit() {
+            // A `\u` cut short (invalid JSON): it ends here, and `b` is
+            // read anew, so a quote still ends the string.
+            let raw = std::mem::take(&mut self.escape);
+            let result = self.unit(None, &raw, out, resolve);
+            self.escape = raw;
+            self.escape.clear();
+            result?;
+            return self.json_byte(b, out, resolve);
+        }
         if !self.escape.is_empty() {
             self.escape.push(b);
             let Some(unit) = json_escape(&self.escape) else {

@@ -98,8 +98,14 @@ fn json_outside_strings_and_non_placeholders_pass_as_they_are() {
         };
         check(Json, same, want);
     }
-    // A broken escape is no name character and ends nothing else.
+    // A broken escape is no name character and ends nothing else: the
+    // quote after a cut-short `\u` still ends the string.
     check(Json, r#"["\u00"]"#, Ok(r#"["\u00"]"#));
+    check(
+        Json,
+        r#"["\u", airlock:other, "airlock:key"]"#,
+        Ok(r#"["\u", airlock:other, "sk-123"]"#),
+    );
 }
 
 #[test]
