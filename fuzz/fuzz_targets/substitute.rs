@@ -77,8 +77,8 @@ fuzz_target!(|data: &[u8]| {
         }
         want.extend_from_slice(&text[last..]);
         match refused {
-            Some(name) => assert_eq!(whole.map_err(|r| r.name), Err(name)),
-            None => assert_eq!(whole, Ok(want)),
+            Some(name) => assert_eq!(whole.clone().map_err(|r| r.name), Err(name)),
+            None => assert_eq!(whole.clone(), Ok(want)),
         }
     }
     if encoding == Encoding::Json
