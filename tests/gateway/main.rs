@@ -16,6 +16,7 @@ mod injection;
 mod leaks;
 mod metrics;
 mod names;
+mod placements;
 mod policy;
 mod refusals;
 mod scrubbing;

@@ -83,12 +83,20 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// The end-to-end tests drive the gateway with Python's `requests`.
+/// The end-to-end tests drive the gateway with Python's `requests`, and
+/// WebSocket placements with `websockets` (pinned: its sync client's
+/// `proxy=` argument, which tunnels through `HTTPS_PROXY`-style proxies,
+/// arrived in 15.0).
+const PYTHON_WEBSOCKETS: &str = "websockets==15.0.1";
+
 fn python_requests() -> Result<()> {
-    let step = "python requests";
+    let step = "python requests, websockets";
     begin(step);
     let present = Command::new("python3")
-        .args(["-c", "import requests"])
+        .args([
+            "-c",
+            "import requests, websockets; assert websockets.__version__ == '15.0.1'",
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if present {
@@ -97,7 +105,14 @@ fn python_requests() -> Result<()> {
     }
     install(
         step,
-        Command::new("python3").args(["-m", "pip", "install", "--quiet", "requests"]),
+        Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "requests",
+            PYTHON_WEBSOCKETS,
+        ]),
     )?;
     println!("setup: {step} ... ok (installed)");
     Ok(())

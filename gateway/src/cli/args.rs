@@ -384,7 +384,7 @@ pub struct JwtArgs {
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Add a secret; its value is read from standard input.
-    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4", "oauth2_token_url", "github_app_id", "google_service_account_file"])))]
+    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4", "path_template", "basic", "body", "oauth2_token_url", "github_app_id", "google_service_account_file"])))]
     #[command(group(ArgGroup::new("oauth2_grant").args(["refresh_token_stdin", "client_credentials"])))]
     Add {
         name: String,
@@ -403,6 +403,17 @@ pub enum SecretCommand {
         /// Sign with AWS SigV4; the value is ACCESS_KEY_ID:SECRET_ACCESS_KEY.
         #[arg(long, value_name = "REGION/SERVICE")]
         aws_sigv4: Option<String>,
+        /// Put the value into the URL path where the agent writes its
+        /// placeholder: PREFIX{value}REST, REST a glob (e.g. "/bot{value}/**").
+        #[arg(long, value_name = "TEMPLATE")]
+        path_template: Option<String>,
+        /// HTTP Basic: Authorization: Basic base64(TEMPLATE), e.g. "api:{value}" or "{value}:".
+        #[arg(long, value_name = "USER:{value}")]
+        basic: Option<String>,
+        /// Replace its placeholder wherever the agent writes it in a JSON or
+        /// form request body, or a WebSocket text message.
+        #[arg(long)]
+        body: bool,
         // Boxed: the grant flags would make every other variant as large.
         #[command(flatten)]
         oauth2: Box<OAuth2Args>,

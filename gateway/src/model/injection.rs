@@ -20,6 +20,21 @@ pub enum Injection {
     /// once fetched, are sealed beside it (`store::oauth2`).
     #[serde(rename = "oauth2")]
     OAuth2(OAuth2Grant),
+    /// Put the value into the URL path where the agent wrote its
+    /// placeholder, e.g. `/bot{value}/**` (Telegram). `template` is
+    /// `PREFIX{value}REST`: the placeholder must follow `PREFIX` (literal
+    /// text from the path's start) and what follows it must match `REST`,
+    /// a path glob (empty: nothing may follow). See
+    /// `proxy::inject_path` for the exact rule.
+    Path { template: String },
+    /// `Authorization: Basic base64(template)`, `template` holding
+    /// `{value}` once, e.g. `api:{value}` or `{value}:`; the gateway
+    /// fills and encodes it.
+    Basic { template: String },
+    /// Replace the secret's placeholder wherever the agent writes it in
+    /// a JSON or form-encoded request body (or a WebSocket text message),
+    /// escaped for that encoding (`proxy::body_subst`).
+    Body,
 }
 
 /// Where an OAuth2 secret's access tokens come from. Everything here is
@@ -115,6 +130,17 @@ pub enum InjectionError {
     BadQueryParam(String),
     #[error("AWS SigV4 target {0:?} must be REGION/SERVICE, e.g. us-east-1/s3")]
     BadAwsTarget(String),
+    #[error(
+        "path template {0:?} must start with '/', hold {{value}} exactly once after literal path \
+         text (no * ? [ ] {{ }} % or \\ before it), and be a valid glob after it, e.g. \
+         \"/bot{{value}}/**\""
+    )]
+    BadPathTemplate(String),
+    #[error(
+        "Basic template must hold {{value}} exactly once in printable ASCII, e.g. \"api:{{value}}\" \
+         or \"{{value}}:\" (USER:PASSWORD, with the value as either)"
+    )]
+    BadBasicTemplate,
     #[error("OAuth2 token URL: {0}")]
     BadTokenUrl(String),
     #[error("OAuth2 client id must be 1-255 printable ASCII characters without spaces")]
@@ -233,7 +259,24 @@ impl Injection {
                 }
             }
             Injection::OAuth2(grant) => grant.validate(),
+            Injection::Path { template } => check_path_template(template),
+            Injection::Basic { template } => {
+                let ok = template.matches("{value}").count() == 1
+                    && template.bytes().all(|b| (0x20..0x7f).contains(&b));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(InjectionError::BadBasicTemplate)
+                }
+            }
+            Injection::Body => Ok(()),
         }
+    }
+
+    /// True for the kinds whose value goes only where the agent wrote
+    /// its placeholder (path, body): a request without one gets nothing.
+    pub fn is_placed_by_agent(&self) -> bool {
+        matches!(self, Injection::Path { .. } | Injection::Body)
     }
 
     /// The short kind name stored in the database.
@@ -243,6 +286,9 @@ impl Injection {
             Injection::Query { .. } => "query",
             Injection::AwsSigv4 { .. } => "aws_sigv4",
             Injection::OAuth2(_) => "oauth2",
+            Injection::Path { .. } => "path",
+            Injection::Basic { .. } => "basic",
+            Injection::Body => "body",
         }
     }
 
@@ -253,6 +299,9 @@ impl Injection {
             Injection::Query { param } => format!("query ?{param}="),
             Injection::AwsSigv4 { region, service } => format!("aws-sigv4 {region}/{service}"),
             Injection::OAuth2(g) => format!("oauth2 {} via {}", g.grant.as_str(), g.token_url),
+            Injection::Path { template } => format!("path {template}"),
+            Injection::Basic { template } => format!("basic {template}"),
+            Injection::Body => "body (JSON, form, WebSocket text)".into(),
         }
     }
 }
@@ -340,6 +389,33 @@ fn check_token_url(url: &str) -> Result<(), InjectionError> {
         return Err(bad("must have no fragment and be under 2048 characters"));
     }
     Ok(())
+}
+
+/// A path template is `PREFIX{value}REST`: `PREFIX` literal path text
+/// from the start (so the placeholder's position is exact), `REST` a path
+/// glob or nothing.
+fn check_path_template(template: &str) -> Result<(), InjectionError> {
+    let bad = || InjectionError::BadPathTemplate(template.to_owned());
+    if !template.starts_with('/') || template.matches("{value}").count() != 1 {
+        return Err(bad());
+    }
+    let (prefix, rest) = template.split_once("{value}").ok_or_else(bad)?;
+    let literal = |b: u8| b.is_ascii_graphic() && !b"*?[]{}%\\".contains(&b);
+    if !prefix.bytes().all(literal) || !rest.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    path_rest_glob(rest).map(|_| ()).ok_or_else(bad)
+}
+
+/// The matcher of a path template's `REST`; `None` when it is no glob.
+/// Empty matches only the empty rest.
+pub fn path_rest_glob(rest: &str) -> Option<globset::GlobMatcher> {
+    globset::GlobBuilder::new(rest)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .ok()
+        .map(|g| g.compile_matcher())
 }
 
 /// RFC 9110 `tchar`.
@@ -432,6 +508,55 @@ mod tests {
         let bad = "https://api.github.com/app/installations/4x/access_tokens";
         assert!(check(bad, "123456", &[]).is_err());
         assert!(check(&url.replace("https", "http"), "123456", &[]).is_err());
+    }
+
+    #[test]
+    fn path_templates_need_value_after_literal_text() {
+        for ok in [
+            "/bot{value}/**",
+            "/file/bot{value}/*",
+            "/k/{value}",
+            "/x{value}.json",
+        ] {
+            let i = Injection::Path {
+                template: ok.into(),
+            };
+            assert_eq!(i.validate(), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/bot/**",
+            "bot{value}/**",
+            "/*/{value}",
+            "/a{value}{value}",
+            "/%62ot{value}",
+            "/bot{value}/[",
+            "/bot {value}",
+            "",
+        ] {
+            let i = Injection::Path {
+                template: bad.into(),
+            };
+            assert!(
+                matches!(i.validate(), Err(InjectionError::BadPathTemplate(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn basic_templates_hold_value_once() {
+        for ok in ["api:{value}", "{value}:", "{value}:X", "{value}"] {
+            let i = Injection::Basic {
+                template: ok.into(),
+            };
+            assert_eq!(i.validate(), Ok(()), "{ok}");
+        }
+        for bad in ["user:pass", "{value}:{value}", "u:\n{value}"] {
+            let i = Injection::Basic {
+                template: bad.into(),
+            };
+            assert_eq!(i.validate(), Err(InjectionError::BadBasicTemplate), "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod names;
 pub mod net;
 pub(crate) mod words;
 
-pub use injection::{GrantType, Injection, InjectionError, OAuth2Grant};
+pub use injection::{GrantType, Injection, InjectionError, OAuth2Grant, path_rest_glob};
 pub use names::{AgentName, NameError, SecretName};
 pub use words::UnknownWord;
 pub(crate) use words::word_enum;

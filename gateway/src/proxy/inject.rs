@@ -5,22 +5,31 @@
 //! Then:
 //! 1. Every `airlock:NAME` placeholder the request carries must sit in the
 //!    one position its secret declares: its header (any part of that
-//!    header's value), or the value of its query parameter. Those are the
-//!    positions the configured injection overwrites, so a placeholder is
-//!    never substituted as text: the agent's value is simply replaced by
-//!    the injected one. A placeholder anywhere else is an exfiltration
-//!    attempt (an API can echo another header, a query value or S3
-//!    metadata back to the agent): the request is refused and nothing is
-//!    opened. That covers another header or query parameter, a parameter's
-//!    name, the URL path, another secret's position, any position for an
-//!    AWS SigV4 secret (its plaintext is the whole key pair; Airlock signs
-//!    with it and it never appears in a request), and a secret that does
-//!    not apply (another host or path, not granted, plain HTTP).
+//!    header's value), the value of its query parameter, or, for the
+//!    kinds the agent places ([`Injection::is_placed_by_agent`]), where
+//!    its path template puts it ([`super::inject_path`]) or in a JSON or
+//!    form body ([`super::inject_body`], judged as the body streams). A
+//!    header or query position is overwritten by the injection anyway, so
+//!    there the placeholder is not substituted as text: the agent's value
+//!    is replaced by the injected one. A placeholder anywhere else is an
+//!    exfiltration attempt (an API can echo another header, a query value
+//!    or S3 metadata back to the agent): the request is refused and
+//!    nothing is opened. That covers another header or query parameter, a
+//!    parameter's name, the URL path (but a path secret's own spot), the
+//!    body (but a body secret's), another secret's position, any position
+//!    for an AWS SigV4 secret (its plaintext is the whole key pair;
+//!    Airlock signs with it and it never appears in a request), and a
+//!    secret that does not apply (another host or path, not granted,
+//!    plain HTTP).
 //! 2. Each applying secret is injected as configured: a header is set
-//!    (replacing the agent's), a query parameter replaced (never a second
-//!    `key=`), or the request signed with AWS SigV4.
+//!    (replacing the agent's; HTTP Basic as `Basic base64(USER:VALUE)`), a
+//!    query parameter replaced (never a second `key=`), the path's
+//!    placeholder replaced by the value percent-encoded as segment data,
+//!    or the request signed with AWS SigV4. A body secret's value is
+//!    copied for the body's substituter when the body is JSON or a form.
 //!
-//! Request bodies are never read: they stream through untouched.
+//! Bodies of other types (and compressed ones) are never read: they
+//! stream through untouched, a placeholder in them left as text.
 //! Plaintext is opened from the vault per request into zeroizing buffers
 //! and copied only into its destination (the outgoing header value or
 //! URL, marked sensitive so HTTP/2 never indexes a header); the opened
@@ -36,14 +45,16 @@ use http::uri::{PathAndQuery, Uri};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::inject_oauth2::Tokens;
-use super::placeholder;
 use super::scrub::Scrubber;
+use super::substitute::Encoding;
+use super::{inject_path, placeholder};
 use crate::credentials::AccessToken;
 use crate::model::Injection;
 use crate::snapshot::Snapshot;
 use crate::store::agents::AgentRecord;
 use crate::store::secrets::SecretRecord;
 use crate::vault::{Plaintext, Vault};
+use zeroize::Zeroizing;
 
 /// Why a request may not have its credentials.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +84,17 @@ pub struct Injected<'s> {
     pub secrets: Vec<String>,
     pub scrub: Scrubber<'s>,
     pub oauth2: Vec<(&'s SecretRecord, AccessToken)>,
+    /// With a JSON or form body: how to read it, and the body secrets'
+    /// values to put where their placeholders are ([`super::inject_body`]).
+    pub body: Option<BodyValues>,
+}
+
+/// The values a request body may have substituted: copies of their own,
+/// zeroizing, since the body outlives the injection step.
+#[derive(Debug)]
+pub struct BodyValues {
+    pub encoding: Encoding,
+    pub values: Vec<(String, Plaintext)>,
 }
 
 /// Characters left as they are in a query value we write.
@@ -104,12 +126,16 @@ pub fn applicable<'s>(
 
 /// Where in a request a placeholder was found.
 #[derive(Debug, Clone, Copy)]
-enum Position<'a> {
-    Path,
+pub(super) enum Position<'a> {
+    /// In the URL path; with where it is in the canonical path when its
+    /// raw spelling was found ([`inject_path::find`]).
+    Path(Option<(&'a str, usize, usize)>),
     QueryName,
     /// The value of the query parameter with this (decoded) name.
     QueryValue(&'a str),
     Header(&'a HeaderName),
+    /// In a JSON or form request body, or a WebSocket text message.
+    Body,
 }
 
 /// Every placeholder the request carries, each with its position: the
@@ -119,9 +145,23 @@ fn check_placeholders(
     mut judge: impl FnMut(&str, Position<'_>) -> Result<(), InjectError>,
 ) -> Result<(), InjectError> {
     // The server sees the path decoded, so `%61irlock%3A...` is one too.
-    let path = percent_decode_str(parts.uri.path()).decode_utf8_lossy();
-    for f in placeholder::find_all(&path) {
-        judge(f.name, Position::Path)?;
+    let raw_path = parts.uri.path();
+    let path = percent_decode_str(raw_path).decode_utf8_lossy();
+    let found = placeholder::find_all(&path);
+    if !found.is_empty() {
+        // Where each sits in the path as forwarded, for a path secret's
+        // template; a path whose raw spelling reads otherwise (not
+        // canonical) places none.
+        let raw = inject_path::find(raw_path);
+        let same =
+            raw.len() == found.len() && raw.iter().zip(&found).all(|(r, f)| r.name == f.name);
+        for (i, f) in found.iter().enumerate() {
+            let at = raw
+                .get(i)
+                .filter(|_| same)
+                .map(|r| (raw_path, r.span.start, r.span.end));
+            judge(f.name, Position::Path(at))?;
+        }
     }
     for (name, value) in &parts.headers {
         if placeholder::may_contain(value.as_bytes()) {
@@ -152,10 +192,16 @@ fn check_placeholders(
 
 /// Where `secret`'s placeholder may go, for the agent and the audit; `None`
 /// when `at` is that position.
-fn misplaced(secret: &SecretRecord, at: Position<'_>) -> Option<String> {
+pub(super) fn misplaced(secret: &SecretRecord, at: Position<'_>) -> Option<String> {
     let placed = match (&secret.injection, at) {
         (Injection::Header { name, .. }, Position::Header(h)) => h.as_str() == name.as_str(),
-        (Injection::OAuth2(_), Position::Header(h)) => h == http::header::AUTHORIZATION,
+        (Injection::OAuth2(_) | Injection::Basic { .. }, Position::Header(h)) => {
+            h == http::header::AUTHORIZATION
+        }
+        (Injection::Path { template }, Position::Path(Some((path, start, end)))) => {
+            inject_path::placed(template, path, &(start..end))
+        }
+        (Injection::Body, Position::Body) => true,
         (Injection::Query { param }, Position::QueryValue(k)) => k == param.as_str(),
         _ => false,
     };
@@ -176,6 +222,15 @@ fn misplaced(secret: &SecretRecord, at: Position<'_>) -> Option<String> {
             .into(),
         Injection::OAuth2(_) => "it is an OAuth2 secret: its access token goes only in the \
                                  Authorization header, which Airlock sets for you"
+            .into(),
+        Injection::Path { template } => {
+            format!("it may be used only in the URL path, where its template {template} puts it")
+        }
+        Injection::Basic { .. } => "it is an HTTP Basic secret: it goes only in the \
+                                    Authorization header, which Airlock sets for you"
+            .into(),
+        Injection::Body => "it may be used only in a JSON or form-encoded request body or a \
+                            WebSocket text message"
             .into(),
     })
 }
@@ -219,14 +274,33 @@ impl<'s> Values<'s, '_> {
     /// the response head. A SigV4 pair's secret key never leaves: only
     /// the access key id of the one that signed is scrubbed.
     fn into_injected(self, signed: Option<Signed>) -> Injected<'s> {
+        // A path or body secret is used only where the agent placed it:
+        // it is named when it was opened for that.
+        let secrets = self
+            .secrets
+            .iter()
+            .zip(&self.opened)
+            .filter(|(s, opened)| !s.injection.is_placed_by_agent() || opened.is_some())
+            .map(|(s, _)| s.name.to_string())
+            .collect();
         let mut injected = Injected {
-            secrets: self.secrets.iter().map(|s| s.name.to_string()).collect(),
+            secrets,
             scrub: Scrubber::default(),
             oauth2: self.tokens.sent(self.secrets),
+            body: None,
         };
         let opened = self.secrets.iter().copied().zip(self.opened);
         for (index, (secret, plain)) in opened.enumerate() {
             let Some(plain) = plain else { continue };
+            // What went out is the encoded pair: that is what an echo
+            // of the header would show.
+            if let Injection::Basic { template } = &secret.injection {
+                let encoded = basic_credentials(template, plain.expose());
+                let len = encoded.len();
+                let mut encoded = encoded;
+                let encoded = Plaintext::new(std::mem::take(&mut *encoded));
+                injected.scrub.add(&secret.name, encoded, 0..len);
+            }
             let sent = match (&secret.injection, &signed) {
                 (Injection::AwsSigv4 { .. }, Some(s)) if s.index == index => 0..s.akid_len,
                 (Injection::AwsSigv4 { .. }, _) => continue,
@@ -305,6 +379,12 @@ fn apply<'s>(
         secrets,
     };
     let mut aws = None;
+    // A WebSocket handshake has no body: its text messages are read.
+    let body = match super::headers::wants_websocket(&parts.headers) {
+        true => Some(Encoding::Text),
+        false => body_encoding(&parts.headers),
+    };
+    let mut body_values = Vec::new();
     for (index, secret) in secrets.iter().copied().enumerate() {
         match &secret.injection {
             Injection::Header { name, template } => {
@@ -327,12 +407,95 @@ fn apply<'s>(
                     service,
                 });
             }
+            Injection::Basic { template } => {
+                let encoded = basic_credentials(template, values.get(index)?);
+                set_header(parts, secret, "authorization", "Basic {value}", &encoded)?;
+            }
+            Injection::Path { .. } => set_path(parts, secret, &mut values, index)?,
+            Injection::Body => {
+                if body.is_some() {
+                    let value = Plaintext::new(values.get(index)?.to_vec());
+                    body_values.push((secret.name.to_string(), value));
+                }
+            }
         }
     }
     let signed = aws
         .map(|aws| sign_aws(parts, dest, &mut values, aws))
         .transpose()?;
-    Ok(values.into_injected(signed))
+    let mut injected = values.into_injected(signed);
+    injected.body = body.map(|encoding| BodyValues {
+        encoding,
+        values: body_values,
+    });
+    Ok(injected)
+}
+
+/// How a request body is read for placeholders: JSON (`application/json`
+/// or any `application/...+json`) and forms; `None` for every other type,
+/// and for a body with a `Content-Encoding` (compressed: its text cannot
+/// be read on the way), which stream through untouched.
+pub fn body_encoding(headers: &http::HeaderMap) -> Option<Encoding> {
+    let coded = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if coded {
+        return None;
+    }
+    let ct = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-www-form-urlencoded" => Some(Encoding::Form),
+        "application/json" => Some(Encoding::Json),
+        m if m.starts_with("application/") && m.ends_with("+json") => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+/// `base64(template with {value} filled)`, in zeroizing buffers only.
+fn basic_credentials(template: &str, value: &[u8]) -> Zeroizing<Vec<u8>> {
+    use base64::Engine as _;
+    let (before, after) = template.split_once("{value}").unwrap_or((template, ""));
+    let mut filled = Zeroizing::new(Vec::with_capacity(before.len() + value.len() + after.len()));
+    filled.extend_from_slice(before.as_bytes());
+    filled.extend_from_slice(value);
+    filled.extend_from_slice(after.as_bytes());
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut encoded = Zeroizing::new(vec![
+        0;
+        base64::encoded_len(filled.len(), true).unwrap_or(0)
+    ]);
+    let n = engine
+        .encode_slice(&filled[..], &mut encoded[..])
+        .unwrap_or(0);
+    encoded.truncate(n);
+    encoded
+}
+
+/// Step 2 for a path secret: its placeholder (already judged placed)
+/// replaced by the value; a request without one gets nothing.
+fn set_path(
+    parts: &mut Parts,
+    secret: &SecretRecord,
+    values: &mut Values<'_, '_>,
+    index: usize,
+) -> Result<(), InjectError> {
+    let path = parts.uri.path();
+    let Some(span) = inject_path::find(path)
+        .into_iter()
+        .find(|f| f.name == secret.name.as_str())
+        .map(|f| f.span)
+    else {
+        return Ok(());
+    };
+    let pq = inject_path::substituted(path, parts.uri.query(), &span, values.text(index)?)?;
+    set_path_and_query(&mut parts.uri, pq)
 }
 
 /// What the placeholder check needs to know about the request to say why
@@ -360,13 +523,13 @@ fn refuse_misplaced(parts: &Parts, scope: &Scope<'_, '_>) -> Result<(), InjectEr
 
 impl Scope<'_, '_> {
     /// Why the placeholder `name` may not sit at `at`; `None` when it may.
-    /// The path and parameter names are never a secret's position, so no
-    /// secret needs looking up for them.
+    /// Parameter names are never a secret's position, so no secret needs
+    /// looking up for them.
     fn misplacement(&self, name: &str, at: Position<'_>) -> Option<String> {
         match at {
-            Position::Path => Some(
-                "placeholders are resolved only in their secret's header or query parameter, \
-                 not in the URL path"
+            Position::Path(None) => Some(
+                "placeholders in the URL path are resolved only for a path-template secret, \
+                 spelled airlock:NAME or airlock%3ANAME"
                     .into(),
             ),
             Position::QueryName => Some(
@@ -384,23 +547,35 @@ impl Scope<'_, '_> {
     /// The reason a placeholder cannot be resolved, for the agent and the
     /// audit.
     fn why_not(&self, name: &str) -> String {
-        let Some(secret) = self.snap.secrets.iter().find(|s| s.name.as_str() == name) else {
-            return "no secret has that name".into();
-        };
-        if !self.agent.grants.contains(&secret.name) {
-            return format!("agent {} is not granted it", self.agent.name);
-        }
-        if !self.dest.tls {
-            return "secrets are never sent over plain HTTP".into();
-        }
-        if !secret.host.matches(self.dest.host, self.dest.port) {
-            return format!("it belongs to {}, not {}", secret.host, self.dest.host);
-        }
-        if self.applying.iter().all(|s| s.name.as_str() != name) {
-            return format!("it applies only to paths matching {}", secret.path);
-        }
-        "it cannot be used here".into()
+        why_not(self.snap, self.agent, self.dest, self.applying, name)
     }
+}
+
+/// Why the placeholder `name` does not resolve for this request at all
+/// (no such secret, not granted, plain HTTP, another host or path).
+pub(super) fn why_not(
+    snap: &Snapshot,
+    agent: &AgentRecord,
+    dest: &Destination<'_>,
+    applying: &[&SecretRecord],
+    name: &str,
+) -> String {
+    let Some(secret) = snap.secrets.iter().find(|s| s.name.as_str() == name) else {
+        return "no secret has that name".into();
+    };
+    if !agent.grants.contains(&secret.name) {
+        return format!("agent {} is not granted it", agent.name);
+    }
+    if !dest.tls {
+        return "secrets are never sent over plain HTTP".into();
+    }
+    if !secret.host.matches(dest.host, dest.port) {
+        return format!("it belongs to {}, not {}", secret.host, dest.host);
+    }
+    if applying.iter().all(|s| s.name.as_str() != name) {
+        return format!("it applies only to paths matching {}", secret.path);
+    }
+    "it cannot be used here".into()
 }
 
 /// Step 2 for a header secret: set (not append) the header, so whatever

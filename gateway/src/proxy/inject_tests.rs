@@ -36,14 +36,13 @@ struct Fixture {
 const HOST: &str = "api.example.com";
 /// The SigV4 secret's host: signing replaces `Authorization`.
 const S3: &str = "s3.example.com";
+/// The Basic secret's host: it sets `Authorization`.
+const BASIC: &str = "basic.example.com";
 
 /// Three secrets for [`HOST`], one per way of injecting, and a SigV4
 /// one for [`S3`], all granted.
 fn fixture() -> Fixture {
-    let vault = Vault::new(&MasterKey::from_bytes([7; 32]));
-    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    let mut snap = Snapshot::default();
-    let specs = [
+    fixture_of(vec![
         (
             "hdr",
             Injection::header_from_spec("x-api-key").unwrap(),
@@ -66,12 +65,25 @@ fn fixture() -> Fixture {
             Injection::aws_from_spec("us-east-1/s3").unwrap(),
             "AKIDVALUE:KEYVALUE",
         ),
-    ];
+    ])
+}
+
+/// Secrets `(name, injection, value)` for [`HOST`] (`aws` for [`S3`],
+/// `basic` for [`BASIC`]), all granted to one agent.
+fn fixture_of(specs: Vec<(&str, Injection, &str)>) -> Fixture {
+    let vault = Vault::new(&MasterKey::from_bytes([7; 32]));
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let mut snap = Snapshot::default();
     for (i, (name, injection, value)) in specs.into_iter().enumerate() {
         let mut record = SecretRecord {
             id: uuid::Uuid::from_u128(i as u128 + 1),
             name: SecretName::parse(name).unwrap(),
-            host: HostPattern::parse(if name == "aws" { S3 } else { HOST }).unwrap(),
+            host: HostPattern::parse(match name {
+                "aws" => S3,
+                "basic" => BASIC,
+                _ => HOST,
+            })
+            .unwrap(),
             path: PathGlob::parse("/**").unwrap(),
             injection,
             sealed: vault.seal(b"", b"").unwrap(),
@@ -178,7 +190,12 @@ fn a_placeholder_anywhere_else_is_refused() {
     );
     fx.refused("/v1?X-Amz-Credential=airlock:aws", &[], aws);
     // The refusals that were there before.
-    fx.refused("/v1/%61irlock%3Aq", &[], "not in the URL path");
+    fx.refused(
+        "/v1/%61irlock%3Aq",
+        &[],
+        "resolved only for a path-template secret",
+    );
+    fx.refused("/v1/airlock%3Aq", &[], query);
     fx.refused("/v1?airlock:q=1", &[], "not in query parameter names");
     fx.refused(
         "/v1",
@@ -321,4 +338,93 @@ fn the_injected_values_are_scrubbed_from_the_response_head() {
     head.insert("x-aws", HeaderValue::from_static("AKIDVALUE KEYVALUE"));
     assert_eq!(injected.scrub.response_head(&mut head), 1);
     assert_eq!(head["x-aws"], "airlock:aws KEYVALUE");
+}
+
+/// Issue #18, item 4: a path template puts the value where the agent
+/// wrote the placeholder (and only there), HTTP Basic encodes the pair,
+/// a body secret is opened only for a JSON or form body.
+#[test]
+fn path_basic_and_body_secrets_go_where_they_are_placed() {
+    let fx = fixture_of(vec![
+        (
+            "tg",
+            Injection::Path {
+                template: "/bot{value}/**".into(),
+            },
+            "123:AB/c",
+        ),
+        (
+            "basic",
+            Injection::Basic {
+                template: "api:{value}".into(),
+            },
+            "b-VALUE",
+        ),
+        ("form", Injection::Body, "f VALUE"),
+    ]);
+    for spelled in [
+        "/botairlock:tg/sendMessage?x=1",
+        "/botairlock%3Atg/sendMessage?x=1",
+    ] {
+        let p = fx.run(spelled, HOST, &[]).unwrap();
+        assert_eq!(p.uri, "/bot123:AB%2Fc/sendMessage?x=1");
+    }
+    // Without its placeholder the path is left alone.
+    assert_eq!(fx.run("/v1", HOST, &[]).unwrap().uri, "/v1");
+    let template = "only in the URL path, where its template /bot{value}/** puts it";
+    fx.refused("/x/botairlock:tg/sendMessage", &[], template);
+    fx.refused("/botairlock:tg", &[], template);
+    fx.refused("/v1", &[("x-echo", "airlock:tg")], template);
+    fx.refused("/v1?q=airlock:tg", &[], template);
+
+    let p = fx
+        .run("/v1", BASIC, &[("authorization", "Basic airlock:basic")])
+        .unwrap();
+    // base64("api:b-VALUE")
+    assert_eq!(p.headers["authorization"], "Basic YXBpOmItVkFMVUU=");
+    assert!(p.headers["authorization"].is_sensitive());
+    match fx.run("/v1", BASIC, &[("x-echo", "airlock:basic")]) {
+        Err(e) => assert!(e.to_string().contains("HTTP Basic secret"), "{e}"),
+        Ok(p) => panic!("{p:?}"),
+    }
+
+    fx.refused(
+        "/v1",
+        &[("x-echo", "airlock:form")],
+        "only in a JSON or form-encoded request body",
+    );
+    let with_type = |ct: &str| {
+        let (mut parts, ()) = http::Request::post("/v1")
+            .header("content-type", ct)
+            .body(())
+            .unwrap()
+            .into_parts();
+        let dest = Destination {
+            host: HOST,
+            port: 443,
+            tls: true,
+        };
+        inject(&mut parts, &dest, &fx.agent, &fx.snap, &fx.vault).unwrap()
+    };
+    let json = with_type("application/json; charset=utf-8");
+    let body = json.body.expect("a JSON body is read");
+    assert_eq!(body.encoding, Encoding::Json);
+    assert_eq!(body.values.len(), 1);
+    assert_eq!(body.values[0].1.expose(), b"f VALUE");
+    assert_eq!(json.secrets, ["form"]);
+    assert_eq!(
+        with_type("application/x-www-form-urlencoded")
+            .body
+            .map(|b| b.encoding),
+        Some(Encoding::Form)
+    );
+    assert_eq!(
+        with_type("application/vnd.api+json")
+            .body
+            .map(|b| b.encoding),
+        Some(Encoding::Json)
+    );
+    let other = with_type("text/plain");
+    assert!(other.body.is_none());
+    assert!(other.secrets.is_empty(), "{:?}", other.secrets);
 }

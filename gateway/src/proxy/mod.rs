@@ -18,10 +18,12 @@
 //!   local CA ([`crate::tls`]), then HTTP/1.1 or HTTP/2 to the agent.
 //! - [`pipeline`]: the request path, phase by phase: identify → check the
 //!   destination and read the target ([`target`]) → policy → prepare →
-//!   inject ([`inject`], [`placeholder`], [`sigv4`]) → forward
-//!   ([`upstream`]), the response head, body and trailers scrubbed of
-//!   injected values ([`scrub`], [`scrub_body`], one matcher in
-//!   [`scrub_spelling`]) → audit ([`record`]).
+//!   inject ([`inject`], [`placeholder`], [`sigv4`]; the path, body and
+//!   WebSocket placements in [`inject_path`], [`inject_body`],
+//!   [`ws_relay`] and [`substitute`]) → forward ([`upstream`]), the
+//!   response head, body and trailers scrubbed of injected values
+//!   ([`scrub`], [`scrub_body`], one matcher in [`scrub_spelling`]) →
+//!   audit ([`record`]).
 //! - [`error`]: the one funnel from failures to status codes and bodies.
 //! - [`body`], [`headers`]: streamed bodies and hop-by-hop headers.
 //!
@@ -37,7 +39,9 @@ pub mod error;
 pub mod explicit;
 pub mod headers;
 pub mod inject;
+pub mod inject_body;
 pub mod inject_oauth2;
+pub mod inject_path;
 pub mod pipeline;
 pub mod placeholder;
 pub mod record;
@@ -46,9 +50,11 @@ pub mod scrub_body;
 mod scrub_spelling;
 pub mod session;
 pub mod sigv4;
+pub mod substitute;
 pub mod target;
 pub mod transparent;
 pub mod upstream;
+pub mod ws_relay;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -40,6 +40,7 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 use super::body::{Counted, ProxyBody};
 use super::error::{Failure, ProxyError, Side};
@@ -52,6 +53,7 @@ use super::scrub_body::Scrubbed;
 use super::target::{self, AuthorityError, SessionHost, TargetError};
 use super::upstream::{AgentBody, Protocols, UpstreamBody, UpstreamKey};
 use super::{Gateway, Session, Transport};
+use super::{inject_body, ws_relay};
 use crate::audit::Decision;
 use crate::policy::PathForms;
 use crate::policy::approvals::ApprovalOutcome;
@@ -82,8 +84,9 @@ pub async fn serve_request(
             response,
             agent,
             upstream,
+            keys,
         }) => {
-            tokio::spawn(bridge(agent, upstream, audit));
+            tokio::spawn(bridge(agent, upstream, audit, keys));
             response.map(|()| ProxyBody::empty())
         }
         Err(e) => refuse(e, audit),
@@ -110,6 +113,9 @@ enum Forwarded {
         response: Response<()>,
         agent: OnUpgrade,
         upstream: OnUpgrade,
+        /// What the agent's text messages' placeholders resolve to
+        /// ([`super::ws_relay`]); set once the upgrade is forwarded.
+        keys: Option<inject_body::BodyKeys>,
     },
 }
 
@@ -183,18 +189,41 @@ async fn run_phases(
         && upgrade.is_none()
         && http_body::Body::is_end_stream(&body))
     .then(|| head_copy(&parts));
+    // The path as the agent sent it, for a refusal in the body.
+    let agent_path = (upgrade.is_some() || inject::body_encoding(&parts.headers).is_some())
+        .then(|| parts.uri.path().to_owned());
     let mut injected = inject_credentials(gw, &mut parts, &dest, applying).await?;
     audit.secrets(std::mem::take(&mut injected.secrets));
 
-    let body = AgentBody::Left(body);
-    let mut forwarded = forward(
+    let why = || inject_body::Why {
+        snap: snap.clone(),
+        agent: agent.name.clone(),
+        host: session.host.clone(),
+        port: session.port,
+        tls: dest.tls,
+        path: agent_path.clone().unwrap_or_default(),
+    };
+    let ws_values = upgrade.as_ref().and_then(|_| injected.body.take());
+    let (body, refused) = inject_body::agent_body(body, &mut parts, injected.body.take(), why);
+    let sent = forward(
         gw,
         session,
-        Request::from_parts(parts, body),
+        Request::from_parts(parts, AgentBody::Left(body)),
         upgrade,
         audit,
     )
-    .await?;
+    .await;
+    // A body stopped at a misplaced placeholder fails the upstream
+    // request (or was answered early): either way the agent gets the 403.
+    if let Some(reason) = refused.as_ref().and_then(|r| r.get()) {
+        return Err(ProxyError::Exfiltration {
+            reason: reason.clone(),
+        });
+    }
+    let mut forwarded = sent?;
+    if let (Forwarded::Upgrade { keys, .. }, Some(values)) = (&mut forwarded, ws_values) {
+        *keys = Some(inject_body::BodyKeys::new(values, why()));
+    }
     if forwarded.status() == StatusCode::UNAUTHORIZED && !injected.oauth2.is_empty() {
         // The provider revoked or expired the token early: renew it, and
         // send the request once more if it has no body; else the agent
@@ -373,6 +402,11 @@ fn prepare(
     websocket: bool,
 ) -> Result<(), ProxyError> {
     strip_hop_by_hop(&mut parts.headers, websocket);
+    if websocket {
+        // No extension, so the agent's text frames can be read and
+        // re-framed (permessage-deflate would hide them): see ws_relay.
+        parts.headers.remove(http::header::SEC_WEBSOCKET_EXTENSIONS);
+    }
     let authority = http::HeaderValue::try_from(target::outgoing_authority(&session_host(session)))
         .map_err(|_| ProxyError::BadRequest(format!("{} is not a valid host", session.host)))?;
     target::rewrite(parts, canonical, authority)
@@ -491,6 +525,7 @@ async fn forward(
             response: Response::from_parts(parts, ()),
             agent,
             upstream,
+            keys: None,
         });
     }
     let (mut parts, body) = resp.into_parts();
@@ -503,9 +538,16 @@ async fn forward(
     )))
 }
 
-/// Joins an upgraded agent connection to the upgraded upstream one and
-/// copies bytes both ways until either side closes; then audits.
-async fn bridge(agent: OnUpgrade, upstream: OnUpgrade, audit: AuditGuard) {
+/// Joins an upgraded agent connection to the upgraded upstream one until
+/// either side closes; then audits. With `keys` (a WebSocket), the
+/// agent's frames go through [`super::ws_relay`]; a placeholder that may
+/// not resolve ends both connections and is audited as exfiltration.
+async fn bridge(
+    agent: OnUpgrade,
+    upstream: OnUpgrade,
+    mut audit: AuditGuard,
+    keys: Option<inject_body::BodyKeys>,
+) {
     let (agent, upstream) = match tokio::try_join!(agent, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -515,12 +557,60 @@ async fn bridge(agent: OnUpgrade, upstream: OnUpgrade, audit: AuditGuard) {
     };
     let mut agent = TokioIo::new(agent);
     let mut upstream = TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
-        Ok((up, down)) => {
-            audit.up_counter().fetch_add(up, Ordering::Relaxed);
-            audit.down_counter().fetch_add(down, Ordering::Relaxed);
+    let Some(mut keys) = keys else {
+        match tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
+            Ok((up, down)) => {
+                audit.up_counter().fetch_add(up, Ordering::Relaxed);
+                audit.down_counter().fetch_add(down, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
         }
-        Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
+        return;
+    };
+    let (mut agent_r, mut agent_w) = tokio::io::split(agent);
+    let (mut up_r, mut up_w) = tokio::io::split(upstream);
+    let mut up_bytes = 0;
+    let (relayed, copied) = {
+        let up = async {
+            let r = ws_relay::agent_to_upstream(&mut agent_r, &mut up_w, &mut keys, &mut up_bytes)
+                .await;
+            if r.is_ok() {
+                let _ = up_w.shutdown().await;
+            }
+            r
+        };
+        let down = async {
+            let n = tokio::io::copy(&mut up_r, &mut agent_w).await;
+            let _ = agent_w.shutdown().await;
+            n
+        };
+        tokio::pin!(up, down);
+        let (mut relayed, mut copied) = (None, None);
+        while relayed.is_none() || copied.is_none() {
+            tokio::select! {
+                r = &mut up, if relayed.is_none() => {
+                    // A refusal (or a broken agent stream) ends both at once.
+                    let stop = r.is_err();
+                    relayed = Some(r);
+                    if stop {
+                        break;
+                    }
+                }
+                n = &mut down, if copied.is_none() => copied = Some(n),
+            }
+        }
+        (relayed, copied)
+    };
+    audit.up_counter().fetch_add(up_bytes, Ordering::Relaxed);
+    if let Some(Ok(n)) = copied {
+        audit.down_counter().fetch_add(n, Ordering::Relaxed);
     }
-    drop(audit);
+    match relayed {
+        Some(Err(ws_relay::RelayError::Refused(r))) => {
+            audit.decision(Decision::Exfiltration, None);
+            audit.detail(r.to_string());
+        }
+        Some(Err(e)) => tracing::debug!(error = %e, "WebSocket ended"),
+        _ => {}
+    }
 }

@@ -39,8 +39,10 @@ use super::error::ProxyError;
 /// a bodiless request sent again (an OAuth2 token renewed after a 401).
 pub type UpBody = Counted<AgentBody>;
 
-/// The agent's request body, or an empty one.
-pub type AgentBody = http_body_util::Either<Incoming, http_body_util::Empty<Bytes>>;
+/// The agent's request body (read for placeholders when it is JSON or
+/// a form: [`super::inject_body`]), or an empty one.
+pub type AgentBody =
+    http_body_util::Either<super::inject_body::RequestBody, http_body_util::Empty<Bytes>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_TIMEOUT: Duration = Duration::from_secs(10);

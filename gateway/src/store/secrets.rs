@@ -161,6 +161,9 @@ pub fn aad(
             grant_json = grant_column(grant);
             ("oauth2", grant.token_url.as_str(), grant_json.as_str())
         }
+        Injection::Path { template } => ("path", template.as_str(), ""),
+        Injection::Basic { template } => ("basic", template.as_str(), ""),
+        Injection::Body => ("body", "", ""),
     };
     let fields: [&dyn std::fmt::Display; 6] = [name, host, &path.as_str(), &kind, &a, &b];
     for field in fields {
@@ -237,6 +240,9 @@ fn injection_columns(
             None,
             Some(grant_column(grant)),
         ),
+        Injection::Path { template } => ("path", template.clone(), None, None),
+        Injection::Basic { template } => ("basic", template.clone(), None, None),
+        Injection::Body => ("body", String::new(), None, None),
     }
 }
 
@@ -277,6 +283,9 @@ fn injection_from_columns(
         },
         ("query", None, None) => Injection::Query { param: target },
         ("aws_sigv4", None, None) => Injection::aws_from_spec(&target)?,
+        ("path", None, None) => Injection::Path { template: target },
+        ("basic", None, None) => Injection::Basic { template: target },
+        ("body", None, None) => Injection::Body,
         ("oauth2", None, Some(json)) => {
             let c: GrantColumn =
                 serde_json::from_str(&json).map_err(|e| ColumnError::Grant(e.to_string()))?;

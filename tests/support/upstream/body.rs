@@ -69,18 +69,44 @@ pub(super) async fn pause(tx: &mpsc::Sender<Bytes>, d: Duration) -> bool {
     }
 }
 
-/// Reads a request body to its end, counting (not storing) it.
-pub(super) async fn drain(mut body: Incoming) -> (u64, bool) {
-    let mut n = 0u64;
+/// How much of each end of a request body the log keeps.
+pub const BODY_ENDS: usize = 64 * 1024;
+
+/// A request body as read: its length, whether it ended, and its first
+/// and last [`BODY_ENDS`] bytes (so a test can see what arrived in a
+/// body of any size without it being stored).
+#[derive(Default)]
+pub(super) struct Drained {
+    pub(super) len: u64,
+    pub(super) complete: bool,
+    pub(super) head: Vec<u8>,
+    pub(super) tail: Vec<u8>,
+}
+
+/// Reads a request body to its end, counting it and keeping its ends.
+pub(super) async fn drain(mut body: Incoming) -> Drained {
+    let mut d = Drained::default();
     loop {
         match body.frame().await {
             Some(Ok(frame)) => {
-                if let Some(d) = frame.data_ref() {
-                    n += d.len() as u64;
+                if let Some(data) = frame.data_ref() {
+                    d.len += data.len() as u64;
+                    let room = BODY_ENDS.saturating_sub(d.head.len());
+                    d.head.extend_from_slice(&data[..room.min(data.len())]);
+                    d.tail.extend_from_slice(data);
+                    if d.tail.len() > 2 * BODY_ENDS {
+                        d.tail.drain(..d.tail.len() - BODY_ENDS);
+                    }
                 }
             }
-            Some(Err(_)) => return (n, false),
-            None => return (n, true),
+            Some(Err(_)) => return d,
+            None => {
+                d.complete = true;
+                if d.tail.len() > BODY_ENDS {
+                    d.tail.drain(..d.tail.len() - BODY_ENDS);
+                }
+                return d;
+            }
         }
     }
 }

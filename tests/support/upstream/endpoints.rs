@@ -93,8 +93,9 @@ pub(super) async fn handle(
     }
 
     let (parts, body) = req.into_parts();
-    let (body_len, complete) = drain(body).await;
-    state.body_read(id, body_len, complete);
+    let drained = drain(body).await;
+    let (body_len, complete) = (drained.len, drained.complete);
+    state.body_read(id, drained);
     if !complete {
         return Ok(text(StatusCode::BAD_REQUEST, "request body aborted"));
     }

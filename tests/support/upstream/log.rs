@@ -35,6 +35,10 @@ pub struct SeenRequest {
     pub body_len: u64,
     /// Whether the body was read to its end.
     pub body_complete: bool,
+    /// The body's first and last [`super::body::BODY_ENDS`] bytes (the
+    /// same bytes twice for a short body).
+    pub body_head: Vec<u8>,
+    pub body_tail: Vec<u8>,
     pub tls: bool,
     /// Negotiated ALPN protocol (`h2`, `http/1.1`), if any.
     pub alpn: Option<String>,
@@ -65,10 +69,17 @@ impl SeenRequest {
         self.path.split('?').next().unwrap_or("")
     }
 
-    /// Whether `needle` occurs anywhere in the path+query, the authority or
-    /// any header name or value (for "the placeholder never arrived").
+    /// Whether `needle` occurs anywhere in the path+query, the authority,
+    /// any header name or value, or the ends of the body kept (for "the
+    /// placeholder never arrived").
     pub fn contains(&self, needle: &str) -> bool {
-        self.path.contains(needle)
+        let in_body = |b: &[u8]| {
+            b.windows(needle.len().max(1))
+                .any(|w| w == needle.as_bytes())
+        };
+        in_body(&self.body_head)
+            || in_body(&self.body_tail)
+            || self.path.contains(needle)
             || self
                 .authority
                 .as_deref()
@@ -123,6 +134,8 @@ impl State {
                 .collect(),
             body_len: 0,
             body_complete: req.body().is_end_stream(),
+            body_head: Vec::new(),
+            body_tail: Vec::new(),
             tls: conn.tls,
             alpn: conn.alpn.clone(),
             sni: conn.sni.clone(),
@@ -135,11 +148,13 @@ impl State {
         id
     }
 
-    pub(super) fn body_read(&self, id: u64, len: u64, complete: bool) {
+    pub(super) fn body_read(&self, id: u64, body: super::body::Drained) {
         let mut log = self.lock();
         if let Some(r) = log.entries.iter_mut().rev().find(|r| r.id == id) {
-            r.body_len = len;
-            r.body_complete = complete;
+            r.body_len = body.len;
+            r.body_complete = body.complete;
+            r.body_head = body.head;
+            r.body_tail = body.tail;
         }
     }
 }

@@ -22,12 +22,16 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
             header,
             query,
             aws_sigv4,
+            path_template,
+            basic,
+            body,
             oauth2,
             jwt,
             value,
         } => {
+            let simple = simple_injection(header, query, aws_sigv4, path_template, basic, body)?;
             let (injection, value, refresh_token) =
-                what_to_add(&name, header, query, aws_sigv4, &oauth2, &jwt, &value)?;
+                what_to_add(&name, simple, &oauth2, &jwt, &value)?;
             let view: SecretView = client
                 .post(
                     "/api/v1/secrets",
@@ -131,11 +135,38 @@ pub async fn run(client: &AdminClient, cmd: SecretCommand) -> Result<()> {
 
 /// The injection and the values that the flags of `secret add` describe,
 /// read from files or standard input.
-fn what_to_add(
-    name: &str,
+/// The injection of a secret whose value is the key itself (a header,
+/// a query parameter, SigV4, a path, Basic or body placement), if one of
+/// those flags was given; clap's group allows at most one.
+fn simple_injection(
     header: Option<String>,
     query: Option<String>,
     aws_sigv4: Option<String>,
+    path_template: Option<String>,
+    basic: Option<String>,
+    body: bool,
+) -> Result<Option<Injection>> {
+    Ok(
+        match (header, query, aws_sigv4, path_template, basic, body) {
+            (Some(spec), None, None, None, None, false) => {
+                Some(Injection::header_from_spec(&spec)?)
+            }
+            (None, Some(param), None, None, None, false) => Some(Injection::Query { param }),
+            (None, None, Some(spec), None, None, false) => Some(Injection::aws_from_spec(&spec)?),
+            (None, None, None, Some(template), None, false) => Some(Injection::Path { template }),
+            (None, None, None, None, Some(template), false) => Some(Injection::Basic { template }),
+            (None, None, None, None, None, true) => Some(Injection::Body),
+            (None, None, None, None, None, false) => None,
+            _ => bail!(
+                "give only one of --header, --query, --aws-sigv4, --path-template, --basic or --body"
+            ),
+        },
+    )
+}
+
+fn what_to_add(
+    name: &str,
+    simple: Option<Injection>,
     oauth2: &OAuth2Args,
     jwt: &JwtArgs,
     value: &ValueInput,
@@ -164,16 +195,16 @@ fn what_to_add(
         let (grant, key) = read_service_account(path, oauth2.scopes.clone())?;
         (Injection::OAuth2(grant), key, None)
     } else {
-        let injection = match (header, query, aws_sigv4, &oauth2.oauth2_token_url) {
-            (Some(spec), None, None, None) => Injection::header_from_spec(&spec)?,
-            (None, Some(param), None, None) => Injection::Query { param },
-            (None, None, Some(spec), None) => Injection::aws_from_spec(&spec)?,
-            (None, None, None, Some(_)) => oauth2_injection(oauth2)?,
+        let injection = match (simple, &oauth2.oauth2_token_url) {
+            (Some(injection), None) => injection,
+            (None, Some(_)) => oauth2_injection(oauth2)?,
             _ => bail!(
-                "give exactly one of --header, --query, --aws-sigv4, --oauth2-token-url, \
-                 --github-app-id or --google-service-account-file"
+                "give exactly one of --header, --query, --aws-sigv4, --path-template, --basic, \
+                 --body, --oauth2-token-url, --github-app-id or --google-service-account-file"
             ),
         };
+        // Refused before the value is read: nothing is asked or written.
+        injection.validate()?;
         let (value, refresh_token) = if oauth2.oauth2_token_url.is_some() {
             value::read_oauth2(
                 value,

@@ -55,7 +55,10 @@ fn describe(i: &Injection) -> String {
         Injection::Header { name, template } => format!("header {name}: {template}"),
         Injection::Query { param } => format!("query ?{param}="),
         Injection::AwsSigv4 { region, service } => format!("AWS SigV4 {region}/{service}"),
-        Injection::OAuth2(_) => i.describe(),
+        Injection::OAuth2(_)
+        | Injection::Path { .. }
+        | Injection::Basic { .. }
+        | Injection::Body => i.describe(),
     }
 }
 
