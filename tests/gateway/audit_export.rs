@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::metrics::{get, sample};
 use crate::support::daemon::{serve_expect_exit, temp_data_dir};
 use crate::support::gw::Gw;
 use crate::support::upstream::UpstreamOpts;
@@ -110,11 +111,7 @@ impl Rsyslog {
             .spawn()
             .expect("starting rsyslogd");
         let r = Rsyslog { child, socket, out };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !r.socket.exists() {
-            assert!(Instant::now() < deadline, "rsyslogd made no socket");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_socket(&r.socket, "rsyslogd");
         r
     }
 
@@ -260,27 +257,24 @@ fn export_failed(gw: &Gw, token: &str) -> f64 {
         .as_str()
         .expect("dashboard_addr")
         .to_owned();
-    let out = run(
-        Command::new("curl").args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            &format!("http://{dash}/metrics"),
-        ]),
-        None,
-        Duration::from_secs(15),
+    let out = get(&format!("http://{dash}/metrics"), Some(token));
+    sample(
+        &out.stdout,
+        r#"airlock_audit_export_failed_lines_total{sink="file"}"#,
+    )
+    .unwrap_or_else(|| panic!("no failed-lines counter in {}", out.stdout))
+}
+
+/// Waits (at most 10 s) for the daemon at `path` to make its socket.
+fn wait_for_socket(path: &Path, what: &str) {
+    let made = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        path.exists().then_some(())
+    });
+    assert!(
+        made.is_some(),
+        "{what} made no socket at {}",
+        path.display()
     );
-    out.stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"airlock_audit_export_failed_lines_total{sink="file"}"#)?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no failed-lines counter in {}", out.stdout))
 }
 
 #[test]
@@ -426,11 +420,7 @@ impl PrivateJournald {
             .spawn()
             .expect("starting systemd-journald");
         let j = PrivateJournald { child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(Self::SOCKET).exists() {
-            assert!(Instant::now() < deadline, "systemd-journald made no socket");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_socket(Path::new(Self::SOCKET), "systemd-journald");
         j
     }
 

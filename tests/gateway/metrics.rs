@@ -10,7 +10,8 @@ use crate::support::gw::Gw;
 use crate::support::prometheus::{self, Prometheus};
 use crate::support::{Output, run, wait_until};
 
-fn get(url: &str, token: Option<&str>) -> Output {
+/// `GET url` with curl, its head included, with a bearer token if given.
+pub(crate) fn get(url: &str, token: Option<&str>) -> Output {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "10", "-D", "-", url]);
     if let Some(t) = token {
@@ -21,7 +22,7 @@ fn get(url: &str, token: Option<&str>) -> Output {
 
 /// The value of the sample line that starts with `series` (name and
 /// labels exactly as encoded).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
