@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
     if values.is_empty() {
         return;
     }
-    let names: Vec<SecretName> = NAMES.iter().map(|n| SecretName::parse(n).unwrap()).collect();
+    let names: Vec<SecretName> = NAMES
+        .iter()
+        .map(|n| SecretName::parse(n).unwrap())
+        .collect();
     let whole = scrubber(&names, &values).scan(body, true);
     let expect = whole.out.map_or_else(|| body.to_vec(), |b| b.to_vec());
     assert_eq!(whole.settled, body.len());
@@ -85,7 +88,10 @@ fuzz_target!(|data: &[u8]| {
     let v = values[0];
     if values.len() == 1 && !v.contains(&b'%') && !v.contains(&b'\\') {
         let text = spelled(v, body);
-        let out = scrubber(&names, &values).scan(&text, true).out.map(|b| b.to_vec());
+        let out = scrubber(&names, &values)
+            .scan(&text, true)
+            .out
+            .map(|b| b.to_vec());
         assert_eq!(out.as_deref(), Some(&b"airlock:a"[..]), "{text:?}");
     }
 });

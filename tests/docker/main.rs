@@ -33,5 +33,6 @@ mod harness;
 mod common;
 
 mod clients;
+mod doctor;
 mod errors;
 mod faults;

@@ -69,10 +69,12 @@ fn metrics_count_requests_for_an_api_token_and_prometheus_scrapes_them() {
     let blocked = format!(
         r#"airlock_requests_total{{agent="bot",host="{host}",decision="blocked",status="4xx"}}"#
     );
-    // The writer counts a batch within its 50 ms window.
+    // The writer counts a batch within its 50 ms window; the blocked
+    // request's record can be in the batch after the allowed ones'.
     let text = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         let out = get(&url, Some(&token));
-        (sample(&out.stdout, &allowed) == Some(3.0)).then_some(out.stdout)
+        (sample(&out.stdout, &allowed) == Some(3.0) && sample(&out.stdout, &blocked).is_some())
+            .then_some(out.stdout)
     })
     .unwrap_or_else(|| panic!("no {allowed} 3 in {}", get(&url, Some(&token)).stdout));
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");

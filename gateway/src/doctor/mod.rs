@@ -12,6 +12,7 @@
 //! promise would not hold): the command exits non-zero on any `fail`.
 
 mod database;
+mod docker;
 mod files;
 mod host;
 mod intercept;
@@ -84,7 +85,7 @@ impl Check {
 }
 
 /// Every check, in the order a newcomer reads them: the host, how agents
-/// would be intercepted, the database, the ports, the files, who trusts
+/// would be intercepted (and Docker's part in it), the database, the ports, the files, who trusts
 /// the CA.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -109,6 +110,7 @@ pub async fn run(settings: &Settings) -> Report {
     let daemon = data_dir.running_daemon();
     let mut checks = host::checks();
     checks.extend(intercept::checks(&settings.intercept, daemon.is_some()));
+    checks.push(docker::check());
     checks.push(database::check(&settings.database, daemon.is_some()).await);
     checks.extend(ports::checks(settings, daemon));
     checks.extend(files::checks(&settings.data_dir));
