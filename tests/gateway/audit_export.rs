@@ -73,7 +73,7 @@ fn lines(path: &Path, n: usize) -> Vec<Value> {
 /// A real rsyslogd reading a Unix socket of the test's and writing what
 /// it gets (tag and message) to a file; stopped by pid when dropped.
 struct Rsyslog {
-    child: Child,
+    _child: Reaped,
     socket: PathBuf,
     out: PathBuf,
 }
@@ -110,7 +110,11 @@ impl Rsyslog {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting rsyslogd");
-        let r = Rsyslog { child, socket, out };
+        let r = Rsyslog {
+            _child: Reaped(child),
+            socket,
+            out,
+        };
         wait_for_socket(&r.socket, "rsyslogd");
         r
     }
@@ -129,10 +133,13 @@ impl Rsyslog {
     }
 }
 
-impl Drop for Rsyslog {
+/// A receiver this test started, stopped by its pid when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -379,7 +386,7 @@ fn a_sink_that_cannot_work_is_refused_at_start_with_what_to_do() {
 /// daemon, `journalctl`), and nothing of the host's changes. The journald
 /// is stopped by pid when dropped; the namespace ends with the thread.
 struct PrivateJournald {
-    child: Child,
+    _child: Reaped,
 }
 
 impl PrivateJournald {
@@ -419,7 +426,9 @@ impl PrivateJournald {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting systemd-journald");
-        let j = PrivateJournald { child };
+        let j = PrivateJournald {
+            _child: Reaped(child),
+        };
         wait_for_socket(Path::new(Self::SOCKET), "systemd-journald");
         j
     }
@@ -446,13 +455,6 @@ impl PrivateJournald {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
-    }
-}
-
-impl Drop for PrivateJournald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
