@@ -327,18 +327,24 @@ fn peak_kib(pid: i64) -> u64 {
 
 /// Python `websockets` through the proxy: each message sent on `url`,
 /// each answer (or how the connection ended) printed on its own line as
-/// JSON. A list of strings is sent as one fragmented message.
+/// JSON. A list of strings is sent as one fragmented message. The
+/// timeouts are generous for a loaded CI machine; one that expires says
+/// at which stage (CI once saw a bare `TimeoutError` here).
 fn websocket(gw: &Gw, url: &str, messages: &str) -> Vec<String> {
     let code = format!(
         "import json, ssl\n\
          from websockets.sync.client import connect\n\
          ctx = ssl.create_default_context(cafile=ca)\n\
+         stage = 'opening'\n\
          try:\n\
-         \x20   with connect(url, ssl=ctx, proxy=proxies['https'], open_timeout=20, close_timeout=5) as ws:\n\
-         \x20       for m in {messages}:\n\
+         \x20   with connect(url, ssl=ctx, proxy=proxies['https'], open_timeout=60, close_timeout=5) as ws:\n\
+         \x20       for i, m in enumerate({messages}):\n\
+         \x20           stage = f'waiting for the answer to message {{i}}'\n\
          \x20           ws.send(m)\n\
-         \x20           r = ws.recv(timeout=20)\n\
-         \x20           print(json.dumps(r if isinstance(r, str) else 'bytes: ' + r.decode()))\n\
+         \x20           r = ws.recv(timeout=60)\n\
+         \x20           print(json.dumps(r if isinstance(r, str) else 'bytes: ' + r.decode()), flush=True)\n\
+         except TimeoutError:\n\
+         \x20   print(json.dumps(f'ended: TimeoutError {{stage}}'))\n\
          except Exception as e:\n\
          \x20   print(json.dumps('ended: ' + type(e).__name__))\n"
     );
@@ -377,7 +383,12 @@ fn websocket_text_messages_get_the_key() {
     // Another secret's placeholder, and the body secret to another host:
     // the connection ends, audited as exfiltration.
     let got = websocket(&gw, &url, r#"['hello', '{"key":"airlock:up"}', 'after']"#);
-    assert_eq!(got, ["hello", "ended: ConnectionClosedError"], "{got:#?}");
+    assert_eq!(
+        got,
+        ["hello", "ended: ConnectionClosedError"],
+        "{got:#?}, upstream saw {} upgrades",
+        gw.up.requests_to("/ws").len()
+    );
     let other = format!("wss://localhost:{}/ws", gw.up.port());
     let got = websocket(&gw, &other, r#"['airlock:jkey']"#);
     assert_eq!(got, ["ended: ConnectionClosedError"], "{got:#?}");
