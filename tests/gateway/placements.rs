@@ -5,11 +5,8 @@
 //! resolves only where its secret applies: sent to another host, or put
 //! where its secret does not go, it is a 403 audited as exfiltration.
 
-use std::process::Command;
-use std::time::Duration;
-
+use crate::harness::{python, websocket};
 use crate::support::gw::Gw;
-use crate::support::run;
 
 /// A Telegram-style bot token: `:` stays as it is in a path segment.
 const TG_VALUE: &str = "123456:AAE-tgKEY_x";
@@ -29,23 +26,6 @@ fn gateway() -> Gw {
     gw.add_secret("tg", &["--path-template", "/echo/bot{value}/**"], TG_VALUE);
     gw.add_secret("jkey", &["--body"], BODY_VALUE);
     gw
-}
-
-/// Python `requests` through the proxy as `bot`: runs `code` with `url`,
-/// `proxies` and `ca` defined, and returns what it printed.
-fn python(gw: &Gw, url: &str, code: &str) -> String {
-    let py = format!(
-        "import requests, sys\nurl = {url:?}\nproxies = {{'https': {proxy:?}}}\nca = {ca:?}\n{code}",
-        proxy = gw.proxy_url(),
-        ca = gw.ca,
-    );
-    let out = run(
-        Command::new("python3").args(["-c", &py]),
-        None,
-        Duration::from_secs(600),
-    );
-    assert!(out.success(), "{out:#?}");
-    out.stdout
 }
 
 /// The status of a refused request, its audit row, and that nothing of
@@ -325,58 +305,45 @@ fn peak_kib(pid: i64) -> u64 {
         .unwrap()
 }
 
-/// Python `websockets` through the proxy: each message sent on `url`,
-/// each answer (or how the connection ended) printed on its own line as
-/// JSON. A list of strings is sent as one fragmented message. The
-/// timeouts are generous for a loaded CI machine; one that expires says
-/// at which stage (CI once saw a bare `TimeoutError` here).
-fn websocket(gw: &Gw, url: &str, messages: &str) -> Vec<String> {
-    let code = format!(
-        "import json, ssl\n\
-         from websockets.sync.client import connect\n\
-         ctx = ssl.create_default_context(cafile=ca)\n\
-         stage = 'opening'\n\
-         try:\n\
-         \x20   with connect(url, ssl=ctx, proxy=proxies['https'], open_timeout=60, close_timeout=5) as ws:\n\
-         \x20       for i, m in enumerate({messages}):\n\
-         \x20           stage = f'waiting for the answer to message {{i}}'\n\
-         \x20           ws.send(m)\n\
-         \x20           r = ws.recv(timeout=60)\n\
-         \x20           print(json.dumps(r if isinstance(r, str) else 'bytes: ' + r.decode()), flush=True)\n\
-         except TimeoutError:\n\
-         \x20   print(json.dumps(f'ended: TimeoutError {{stage}}'))\n\
-         except Exception as e:\n\
-         \x20   print(json.dumps('ended: ' + type(e).__name__))\n"
-    );
-    python(gw, url, &code)
-        .lines()
-        .map(|l| serde_json::from_str::<String>(l).unwrap_or_else(|_| l.to_owned()))
-        .collect()
-}
-
 #[test]
-fn websocket_text_messages_get_the_key() {
+fn websocket_text_messages_get_the_key_and_its_echo_does_not() {
     let gw = gateway();
     let url = format!("wss://api.test.local:{}/ws", gw.up.port());
-    // The echo upstream answers each message with what it received.
+    // The echo upstream answers each message with what it received: the
+    // value, which comes back to the agent as its placeholder again. It
+    // answers `authorization?` with the handshake's header secret.
     let got = websocket(
         &gw,
         &url,
-        r#"['{"op":"auth","key":"airlock:jkey"}', ['x airlock:j', 'key y'], b'airlock:jkey']"#,
+        r#"['{"op":"auth","key":"airlock:jkey"}', ['x airlock:j', 'key y'], b'airlock:jkey', 'authorization?']"#,
     );
+    assert_eq!(got.len(), 4, "{got:#?}");
     assert_eq!(
-        got,
+        got[..3],
         [
-            format!(r#"{{"op":"auth","key":"{BODY_VALUE}"}}"#),
-            format!("x {BODY_VALUE} y"),
-            // Binary messages are not read.
-            "bytes: airlock:jkey".to_owned(),
+            r#"{"op":"auth","key":"airlock:jkey"}"#,
+            "x airlock:jkey y",
+            // Binary messages are not substituted.
+            "bytes: airlock:jkey",
         ],
+        "{got:#?}"
+    );
+    assert!(
+        got[3].contains("airlock:up") && !got[3].contains(&gw.value),
         "{got:#?}"
     );
     let seen = gw.up.requests_to("/ws");
     assert!(
         seen[0].header("sec-websocket-extensions").is_none(),
+        "{seen:#?}"
+    );
+    // What the upstream got: the values, not the placeholders.
+    let received = String::from_utf8_lossy(&seen[0].body_head).into_owned();
+    assert_eq!(
+        received,
+        format!(
+            r#"{{"op":"auth","key":"{BODY_VALUE}"}}x {BODY_VALUE} yairlock:jkeyauthorization?"#
+        ),
         "{seen:#?}"
     );
 
@@ -386,8 +353,9 @@ fn websocket_text_messages_get_the_key() {
     assert_eq!(
         got,
         ["hello", "ended: ConnectionClosedError"],
-        "{got:#?}, upstream saw {} upgrades",
-        gw.up.requests_to("/ws").len()
+        "{got:#?}, upstream saw {} upgrades; daemon log:\n{}",
+        gw.up.requests_to("/ws").len(),
+        gw.daemon.log()
     );
     let other = format!("wss://localhost:{}/ws", gw.up.port());
     let got = websocket(&gw, &other, r#"['airlock:jkey']"#);

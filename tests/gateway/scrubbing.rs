@@ -1,8 +1,9 @@
 //! Issue #18, item 5: no key comes back. The upstream (`/leak`, see
 //! tests/support/upstream/leak.rs) hands the injected key back in a
 //! header, in its body (plain, JSON-escaped, cut into one-byte frames with
-//! delays between them, as SSE, 256 MiB of it), in trailers, gzip'd and in
-//! a redirect; the agent gets the placeholder every time, never the key.
+//! delays between them, as SSE, 256 MiB of it), in trailers, gzip'd, in
+//! a redirect and in WebSocket messages; the agent gets the placeholder
+//! every time, never the key.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -86,6 +87,28 @@ fn an_echoed_key_comes_back_as_its_placeholder() {
 
 /// Issue #18: "a redirect from the upstream is passed to the agent, never
 /// followed with credentials", here with the key in its `Location`.
+#[test]
+fn a_websocket_quoting_the_header_key_sends_its_placeholder() {
+    // Only a header secret applies: the agent's messages go as they are,
+    // the upstream's are scrubbed.
+    let gw = Gw::start();
+    let url = format!("wss://api.test.local:{}/ws", gw.up.port());
+    let got = websocket(&gw, &url, "['authorization?', 'plain', b'bin']");
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(
+        got[0].contains("airlock:up") && !got[0].contains(&gw.value),
+        "{got:#?}"
+    );
+    assert_eq!(got[1..], ["plain", "bytes: bin"], "{got:#?}");
+    let seen = gw.up.requests_to("/ws");
+    assert!(
+        seen[0]
+            .header("authorization")
+            .is_some_and(|a| a.contains(&gw.value)),
+        "{seen:#?}"
+    );
+}
+
 #[test]
 fn a_redirect_carrying_the_key_reaches_the_agent_scrubbed_and_unfollowed() {
     let gw = Gw::start();

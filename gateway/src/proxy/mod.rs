@@ -21,9 +21,10 @@
 //!   inject ([`inject`], [`placeholder`], [`sigv4`]; the path, body and
 //!   WebSocket placements in [`inject_path`], [`inject_body`],
 //!   [`ws_relay`] and [`substitute`]) → forward ([`upstream`]), the
-//!   response head, body and trailers scrubbed of injected values
-//!   ([`scrub`], [`scrub_body`], one matcher in [`scrub_spelling`]) →
-//!   audit ([`record`]).
+//!   response head, body, trailers and WebSocket messages scrubbed of
+//!   injected values ([`scrub`], [`scrub_body`], [`ws_relay`] over
+//!   [`ws_frame`], one matcher in [`scrub_spelling`]) → audit
+//!   ([`record`]).
 //! - [`error`]: the one funnel from failures to status codes and bodies.
 //! - [`body`], [`headers`]: streamed bodies and hop-by-hop headers.
 //!
@@ -54,6 +55,7 @@ pub mod substitute;
 pub mod target;
 pub mod transparent;
 pub mod upstream;
+pub mod ws_frame;
 pub mod ws_relay;
 
 use std::sync::Arc;

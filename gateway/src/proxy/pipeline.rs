@@ -49,9 +49,10 @@ use super::inject::{self, Destination};
 use super::inject_oauth2;
 use super::record::AuditGuard;
 use super::scrub::Scrubber;
-use super::scrub_body::Scrubbed;
+use super::scrub_body::{BodyScrub, Scrubbed};
 use super::target::{self, AuthorityError, SessionHost, TargetError};
 use super::upstream::{AgentBody, Protocols, UpstreamBody, UpstreamKey};
+use super::ws_frame::FrameError;
 use super::{Gateway, Session, Transport};
 use super::{inject_body, ws_relay};
 use crate::audit::Decision;
@@ -84,9 +85,9 @@ pub async fn serve_request(
             response,
             agent,
             upstream,
-            keys,
+            relay,
         }) => {
-            tokio::spawn(bridge(agent, upstream, audit, keys));
+            tokio::spawn(bridge(agent, upstream, audit, relay));
             response.map(|()| ProxyBody::empty())
         }
         Err(e) => refuse(e, audit),
@@ -113,10 +114,21 @@ enum Forwarded {
         response: Response<()>,
         agent: OnUpgrade,
         upstream: OnUpgrade,
-        /// What the agent's text messages' placeholders resolve to
-        /// ([`super::ws_relay`]); set once the upgrade is forwarded.
-        keys: Option<inject_body::BodyKeys>,
+        /// How the frames are read once bridged; set once the upgrade is
+        /// forwarded.
+        relay: WsRelay,
     },
+}
+
+/// What a bridged WebSocket does to its messages ([`super::ws_relay`]).
+/// With neither, the two connections are joined byte for byte.
+#[derive(Default)]
+struct WsRelay {
+    /// What the agent's text messages' placeholders resolve to.
+    keys: Option<inject_body::BodyKeys>,
+    /// The values injected into the upgrade, scrubbed from the
+    /// upstream's messages.
+    scrub: Option<Box<BodyScrub>>,
 }
 
 async fn run_phases(
@@ -221,8 +233,8 @@ async fn run_phases(
         });
     }
     let mut forwarded = sent?;
-    if let (Forwarded::Upgrade { keys, .. }, Some(values)) = (&mut forwarded, ws_values) {
-        *keys = Some(inject_body::BodyKeys::new(values, why()));
+    if let (Forwarded::Upgrade { relay, .. }, Some(values)) = (&mut forwarded, ws_values) {
+        relay.keys = Some(inject_body::BodyKeys::new(values, why()));
     }
     if forwarded.status() == StatusCode::UNAUTHORIZED && !injected.oauth2.is_empty() {
         // The provider revoked or expired the token early: renew it, and
@@ -319,14 +331,19 @@ impl Forwarded {
     /// HTTP/1.1 agents get it chunked); one that is empty (`HEAD`, 204,
     /// 304) keeps it. A body with a `Content-Encoding` although identity
     /// was asked for cannot be scrubbed, so it is refused rather than
-    /// passed on. WebSocket frames after a 101 are not scrubbed.
+    /// passed on. After a 101, the upstream's WebSocket messages are
+    /// scrubbed as they are relayed ([`super::ws_relay`]).
     fn scrub(mut self, scrubber: Scrubber<'_>) -> Result<Forwarded, ProxyError> {
         if scrubber.is_empty() {
             return Ok(self);
         }
         scrubber.response_head(self.headers_mut());
-        let Forwarded::Stream(resp) = &mut self else {
-            return Ok(self);
+        let resp = match &mut self {
+            Forwarded::Stream(resp) => resp,
+            Forwarded::Upgrade { relay, .. } => {
+                relay.scrub = Some(Box::new(BodyScrub::new(scrubber.into_owned())));
+                return Ok(self);
+            }
         };
         if http_body::Body::is_end_stream(resp.body()) {
             return Ok(self);
@@ -525,7 +542,7 @@ async fn forward(
             response: Response::from_parts(parts, ()),
             agent,
             upstream,
-            keys: None,
+            relay: WsRelay::default(),
         });
     }
     let (mut parts, body) = resp.into_parts();
@@ -539,15 +556,11 @@ async fn forward(
 }
 
 /// Joins an upgraded agent connection to the upgraded upstream one until
-/// either side closes; then audits. With `keys` (a WebSocket), the
-/// agent's frames go through [`super::ws_relay`]; a placeholder that may
-/// not resolve ends both connections and is audited as exfiltration.
-async fn bridge(
-    agent: OnUpgrade,
-    upstream: OnUpgrade,
-    mut audit: AuditGuard,
-    keys: Option<inject_body::BodyKeys>,
-) {
+/// either side closes; then audits. A WebSocket whose request had values
+/// injected is relayed frame by frame ([`super::ws_relay`]): the agent's
+/// placeholders resolved (one that may not resolve ends both connections,
+/// audited as exfiltration), the upstream's messages scrubbed.
+async fn bridge(agent: OnUpgrade, upstream: OnUpgrade, mut audit: AuditGuard, relay: WsRelay) {
     let (agent, upstream) = match tokio::try_join!(agent, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -557,7 +570,11 @@ async fn bridge(
     };
     let mut agent = TokioIo::new(agent);
     let mut upstream = TokioIo::new(upstream);
-    let Some(mut keys) = keys else {
+    let WsRelay {
+        mut keys,
+        mut scrub,
+    } = relay;
+    if keys.is_none() && scrub.is_none() {
         match tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
             Ok((up, down)) => {
                 audit.up_counter().fetch_add(up, Ordering::Relaxed);
@@ -566,51 +583,84 @@ async fn bridge(
             Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
         }
         return;
-    };
+    }
     let (mut agent_r, mut agent_w) = tokio::io::split(agent);
     let (mut up_r, mut up_w) = tokio::io::split(upstream);
-    let mut up_bytes = 0;
-    let (relayed, copied) = {
+    let (mut up_bytes, mut down_bytes) = (0, 0);
+    let (sent, received) = {
         let up = async {
-            let r = ws_relay::agent_to_upstream(&mut agent_r, &mut up_w, &mut keys, &mut up_bytes)
-                .await;
+            let r = match keys.as_mut() {
+                Some(keys) => {
+                    ws_relay::agent_to_upstream(&mut agent_r, &mut up_w, keys, &mut up_bytes).await
+                }
+                None => copy_counted(&mut agent_r, &mut up_w, &mut up_bytes).await,
+            };
             if r.is_ok() {
                 let _ = up_w.shutdown().await;
             }
             r
         };
         let down = async {
-            let n = tokio::io::copy(&mut up_r, &mut agent_w).await;
-            let _ = agent_w.shutdown().await;
-            n
+            let r = match scrub.as_deref_mut() {
+                Some(scrub) => {
+                    ws_relay::upstream_to_agent(&mut up_r, &mut agent_w, scrub, &mut down_bytes)
+                        .await
+                        .map_err(ws_relay::RelayError::from)
+                }
+                None => copy_counted(&mut up_r, &mut agent_w, &mut down_bytes).await,
+            };
+            if r.is_ok() {
+                let _ = agent_w.shutdown().await;
+            }
+            r
         };
         tokio::pin!(up, down);
-        let (mut relayed, mut copied) = (None, None);
-        while relayed.is_none() || copied.is_none() {
-            tokio::select! {
-                r = &mut up, if relayed.is_none() => {
-                    // A refusal (or a broken agent stream) ends both at once.
-                    let stop = r.is_err();
-                    relayed = Some(r);
-                    if stop {
-                        break;
-                    }
-                }
-                n = &mut down, if copied.is_none() => copied = Some(n),
+        let (mut sent, mut received) = (None, None);
+        // A refusal, a protocol error or a broken stream on either side
+        // ends both at once; a clean close of one waits for the other.
+        while sent.is_none() || received.is_none() {
+            let stop = tokio::select! {
+                r = &mut up, if sent.is_none() => sent.insert(r).is_err(),
+                r = &mut down, if received.is_none() => received.insert(r).is_err(),
+            };
+            if stop {
+                break;
             }
         }
-        (relayed, copied)
+        (sent, received)
     };
     audit.up_counter().fetch_add(up_bytes, Ordering::Relaxed);
-    if let Some(Ok(n)) = copied {
-        audit.down_counter().fetch_add(n, Ordering::Relaxed);
-    }
-    match relayed {
-        Some(Err(ws_relay::RelayError::Refused(r))) => {
-            audit.decision(Decision::Exfiltration, None);
-            audit.detail(r.to_string());
+    audit
+        .down_counter()
+        .fetch_add(down_bytes, Ordering::Relaxed);
+    for ended in [sent, received].into_iter().flatten() {
+        match ended {
+            Err(ws_relay::RelayError::Refused(r)) => {
+                audit.decision(Decision::Exfiltration, None);
+                audit.detail(r.to_string());
+            }
+            Err(ws_relay::RelayError::Frame(FrameError::Io(e))) => {
+                tracing::debug!(error = %e, "WebSocket ended");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "WebSocket ended");
+                audit.detail(e.to_string());
+            }
+            Ok(()) => {}
         }
-        Some(Err(e)) => tracing::debug!(error = %e, "WebSocket ended"),
-        _ => {}
     }
+}
+
+/// One direction of a bridge whose frames need no reading.
+async fn copy_counted<R, W>(
+    r: &mut R,
+    w: &mut W,
+    count: &mut u64,
+) -> Result<(), ws_relay::RelayError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    *count = tokio::io::copy(r, w).await?;
+    Ok(())
 }

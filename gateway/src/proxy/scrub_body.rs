@@ -113,6 +113,16 @@ impl BodyScrub {
         (!out.is_empty()).then_some(out)
     }
 
+    /// `data` scanned whole, on its own: a WebSocket control frame's
+    /// payload, which may arrive between the frames of a message; what is
+    /// held for the message stays held.
+    pub fn whole<'d>(&self, data: &'d [u8]) -> std::borrow::Cow<'d, [u8]> {
+        match self.scrubber.scan(data, true).out {
+            Some(out) => std::borrow::Cow::Owned(out.to_vec()),
+            None => std::borrow::Cow::Borrowed(data),
+        }
+    }
+
     /// What was held, scanned as the end of the body.
     pub fn flush(&mut self) -> Option<Bytes> {
         if self.held.is_empty() {

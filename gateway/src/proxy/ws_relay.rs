@@ -1,61 +1,70 @@
-//! Placeholders in WebSocket text messages from the agent: once a
-//! WebSocket upgrade is bridged, the agent's frames are parsed (RFC 6455
-//! §5) instead of copied as bytes, and every text message goes through a
-//! [`Substituter`] ([`Encoding::Text`]): a body secret's placeholder that
-//! applies to the upgrade request (host, path, agent) is replaced by its
-//! value; any other placeholder ends the connection, audited as an
-//! exfiltration attempt (after the 101 there is no status left to answer
-//! 403 with). The upstream's frames to the agent are copied as they are.
+//! A bridged WebSocket, frame by frame (RFC 6455 §5): placeholders in
+//! the agent's text messages become their values, and the injected values
+//! in the upstream's messages become their placeholders again.
 //!
-//! How frames are rewritten: binary frames and control frames (ping,
-//! pong, close) go as they came, byte for byte. A text message is
-//! re-framed: each piece the substituter writes out goes as its own frame
-//! (the first `text`, the rest `continuation`, `FIN` on the last), masked
-//! with a fresh random key, so a value may change a frame's length and a
-//! placeholder split across the agent's fragments is still found. RFC
-//! 6455 §5.4 lets an intermediary change fragmentation when no extension
-//! is in use, which the gateway ensures by removing the agent's
+//! From the agent ([`agent_to_upstream`]): every text message goes through
+//! a [`Substituter`] ([`Encoding::Text`]): a body secret's placeholder
+//! that applies to the upgrade request (host, path, agent) is replaced by
+//! its value; any other placeholder ends the connection, audited as an
+//! exfiltration attempt (after the 101 there is no status left to answer
+//! 403 with). Binary and control frames go as they came, byte for byte.
+//!
+//! From the upstream ([`upstream_to_agent`]): every data message, text or
+//! binary, streams through a [`BodyScrub`] holding every value injected
+//! into the upgrade request (a header secret on the handshake, a body
+//! secret in the agent's messages), so an API that echoes what it got
+//! hands the agent the placeholder, never the key. Binary messages are
+//! scrubbed too: an echo does not care about the opcode. A message is
+//! flushed at its last frame, so a value is caught however the upstream
+//! fragments it, though not one split across two messages (that is two
+//! halves, neither of which is the key). A control frame's payload is
+//! scrubbed whole; one that outgrows a control frame keeps only its close
+//! code ([`fit_control`]).
+//!
+//! How messages are re-framed: each piece the substituter or scrubber
+//! writes out goes as its own frame (the message's opcode first, then
+//! `continuation`, `FIN` on the last), masked with a fresh random key
+//! towards the upstream, so a value may change a frame's length. RFC 6455
+//! §5.4 lets an intermediary change fragmentation when no extension is in
+//! use, which the gateway ensures by removing the agent's
 //! `Sec-WebSocket-Extensions` offer (permessage-deflate would hide the
-//! text): a frame with a reserved bit set ends the connection.
+//! text): a frame with a reserved bit set, or masked the wrong way, ends
+//! the connection.
 //!
 //! Memory per connection is bounded: a control frame (at most 125 bytes),
-//! a 16 KiB read buffer, and the substituter's look-ahead, whatever the
-//! size of a frame or message. Frames that held a value are zeroizing
-//! buffers.
+//! a 16 KiB read buffer each way, the substituter's look-ahead and the
+//! scrubber's hold-back, whatever the size of a frame or message. Frames
+//! the gateway wrote a value into are zeroizing buffers.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use super::scrub_body::BodyScrub;
 use super::substitute::{Encoding, Refused, Resolve, Substituter, ZBuf};
+use super::ws_frame::{
+    BINARY, CONTINUATION, FrameError, MAX_CONTROL, Outgoing, Peer, TEXT, copy_frame, fit_control,
+    read_head, read_payload, write_frame,
+};
 
 const CHUNK: usize = 16 * 1024;
 
-/// Why the agent's side of a WebSocket stopped.
+/// Why one direction of a WebSocket stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error(transparent)]
     Refused(#[from] Refused),
-    #[error(
-        "the agent sent a WebSocket frame with a reserved bit or opcode set; no extension was negotiated"
-    )]
-    Protocol,
-    #[error("the agent sent an unmasked WebSocket frame")]
-    Unmasked,
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Frame(#[from] FrameError),
 }
 
-/// One frame's head as the agent sent it.
-struct Head {
-    fin: bool,
-    opcode: u8,
-    len: u64,
-    mask: [u8; 4],
-    /// The head's bytes, to send a frame that is not rewritten as it came.
-    raw: Vec<u8>,
+impl From<std::io::Error> for RelayError {
+    fn from(e: std::io::Error) -> Self {
+        RelayError::Frame(FrameError::Io(e))
+    }
 }
 
 /// Copies the agent's frames to the upstream until the agent closes,
-/// substituting placeholders in text messages; returns the bytes read.
+/// substituting placeholders in text messages; counts the bytes read.
 pub async fn agent_to_upstream<R, W>(
     agent: &mut R,
     upstream: &mut W,
@@ -66,208 +75,158 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut subst: Option<Substituter> = None;
-    // In a text message: has its first frame (`text`) gone out yet?
-    let mut started = false;
+    let mut text: Option<(Substituter, Outgoing)> = None;
     let mut binary = false;
     let mut buf = vec![0u8; CHUNK];
-    while let Some(head) = read_head(agent, read).await? {
-        let control = head.opcode & 0x8 != 0;
+    while let Some(head) = read_head(agent, Peer::Agent, read).await? {
         match head.opcode {
-            _ if control => {
+            _ if head.is_control() => {
                 copy_frame(agent, upstream, &head, &mut buf, read).await?;
                 continue;
             }
-            0x1 => {
-                subst = Some(Substituter::new(Encoding::Text));
-                started = false;
+            TEXT => {
+                text = Some((
+                    Substituter::new(Encoding::Text),
+                    Outgoing::new(TEXT, Peer::Upstream),
+                ));
                 binary = false;
             }
-            0x2 => binary = true,
-            0x0 => {}
-            _ => return Err(RelayError::Protocol),
+            BINARY => binary = true,
+            CONTINUATION => {}
+            _ => return Err(FrameError::Protocol(Peer::Agent).into()),
         }
-        if binary || subst.is_none() {
+        let Some((subst, out)) = text.as_mut().filter(|_| !binary) else {
             copy_frame(agent, upstream, &head, &mut buf, read).await?;
             continue;
-        }
-        let Some(s) = subst.as_mut() else { continue };
+        };
+        let mask = head.mask.unwrap_or_default();
         let mut left = head.len;
         let mut at = 0usize;
         while left > 0 {
-            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-            let n = agent.read(&mut buf[..want]).await?;
-            if n == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-            }
-            *read += n as u64;
+            let n = read_payload(agent, &mut buf, left, read).await?;
             left -= n as u64;
             for b in &mut buf[..n] {
-                *b ^= head.mask[at % 4];
+                *b ^= mask[at % 4];
                 at += 1;
             }
-            let mut out = ZBuf::with_capacity(n + 64);
-            let fed = s.feed(&buf[..n], &mut out, keys);
+            let mut piece = ZBuf::with_capacity(n + 64);
+            let fed = subst.feed(&buf[..n], &mut piece, keys);
             buf[..n].fill(0);
             fed?;
-            if !out.is_empty() {
-                send_text(upstream, &mut started, false, out).await?;
+            if !piece.is_empty() {
+                out.send(upstream, false, piece.as_slice()).await?;
             }
         }
         if head.fin {
-            let mut out = ZBuf::with_capacity(64);
-            s.finish(&mut out, keys)?;
-            send_text(upstream, &mut started, true, out).await?;
-            subst = None;
+            let mut piece = ZBuf::with_capacity(64);
+            subst.finish(&mut piece, keys)?;
+            out.send(upstream, true, piece.as_slice()).await?;
+            text = None;
         }
     }
     Ok(())
 }
 
-/// Reads a frame head; `None` when the agent closed the stream between
-/// frames.
-async fn read_head<R: AsyncRead + Unpin>(
-    agent: &mut R,
+/// Copies the upstream's frames to the agent until the upstream closes,
+/// scrubbing every data message and control payload of what `scrub`
+/// holds; counts the bytes read.
+pub async fn upstream_to_agent<R, W>(
+    upstream: &mut R,
+    agent: &mut W,
+    scrub: &mut BodyScrub,
     read: &mut u64,
-) -> Result<Option<Head>, RelayError> {
-    let mut two = [0u8; 2];
-    match agent.read_exact(&mut two).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    if two[0] & 0x70 != 0 {
-        return Err(RelayError::Protocol);
-    }
-    if two[1] & 0x80 == 0 {
-        return Err(RelayError::Unmasked);
-    }
-    let mut raw = two.to_vec();
-    let len = match two[1] & 0x7f {
-        126 => {
-            let mut ext = [0u8; 2];
-            agent.read_exact(&mut ext).await?;
-            raw.extend_from_slice(&ext);
-            u64::from(u16::from_be_bytes(ext))
-        }
-        127 => {
-            let mut ext = [0u8; 8];
-            agent.read_exact(&mut ext).await?;
-            raw.extend_from_slice(&ext);
-            u64::from_be_bytes(ext)
-        }
-        n => u64::from(n),
-    };
-    let mut mask = [0u8; 4];
-    agent.read_exact(&mut mask).await?;
-    raw.extend_from_slice(&mask);
-    *read += raw.len() as u64;
-    let opcode = two[0] & 0x0f;
-    if opcode & 0x8 != 0 && (len > 125 || two[0] & 0x80 == 0) {
-        return Err(RelayError::Protocol);
-    }
-    Ok(Some(Head {
-        fin: two[0] & 0x80 != 0,
-        opcode,
-        len,
-        mask,
-        raw,
-    }))
-}
-
-/// A frame that is not rewritten: its head and payload as they came.
-async fn copy_frame<R, W>(
-    agent: &mut R,
-    upstream: &mut W,
-    head: &Head,
-    buf: &mut [u8],
-    read: &mut u64,
-) -> Result<(), RelayError>
+) -> Result<(), FrameError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    upstream.write_all(&head.raw).await?;
-    let mut left = head.len;
-    while left > 0 {
-        let want = usize::try_from(left).unwrap_or(buf.len()).min(buf.len());
-        let n = agent.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    let mut message: Option<Outgoing> = None;
+    let mut buf = BytesMut::new();
+    while let Some(head) = read_head(upstream, Peer::Upstream, read).await? {
+        if head.is_control() {
+            let mut payload = [0u8; MAX_CONTROL];
+            // `read_head` bounds a control frame's length.
+            let payload = &mut payload[..head.len as usize];
+            upstream.read_exact(payload).await?;
+            *read += head.len;
+            let scrubbed = scrub.whole(payload);
+            let out = fit_control(head.opcode, &scrubbed);
+            write_frame(agent, Peer::Agent, true, head.opcode, out).await?;
+            continue;
         }
-        *read += n as u64;
-        left -= n as u64;
-        upstream.write_all(&buf[..n]).await?;
-    }
-    upstream.flush().await?;
-    Ok(())
-}
-
-/// Sends `payload` as the next frame of a text message, masked with a
-/// fresh key: `text` for the message's first, `continuation` after.
-async fn send_text<W: AsyncWrite + Unpin>(
-    upstream: &mut W,
-    started: &mut bool,
-    fin: bool,
-    payload: ZBuf,
-) -> Result<(), RelayError> {
-    let opcode = if *started { 0x0 } else { 0x1 };
-    *started = true;
-    let len = payload.as_slice().len();
-    let mut frame = ZBuf::with_capacity(len + 14);
-    frame.push(if fin { 0x80 } else { 0 } | opcode);
-    match len {
-        0..=125 => frame.push(0x80 | len as u8),
-        126..=0xffff => {
-            frame.push(0x80 | 126);
-            frame.extend(&(len as u16).to_be_bytes());
+        let out = match (head.opcode, message.as_mut()) {
+            (TEXT | BINARY, None) => message.insert(Outgoing::new(head.opcode, Peer::Agent)),
+            (CONTINUATION, Some(out)) => out,
+            _ => return Err(FrameError::Protocol(Peer::Upstream)),
+        };
+        let mut left = head.len;
+        while left > 0 {
+            // The piece read goes on as `Bytes` without a copy (unless it
+            // held a value); the buffer is reclaimed once it is written.
+            buf.resize(CHUNK, 0);
+            let n = read_payload(upstream, &mut buf, left, read).await?;
+            left -= n as u64;
+            buf.truncate(n);
+            if let Some(piece) = scrub.data(buf.split().freeze()) {
+                out.send(agent, false, &piece).await?;
+            }
         }
-        _ => {
-            frame.push(0x80 | 127);
-            frame.extend(&(len as u64).to_be_bytes());
+        if head.fin {
+            let tail = scrub.flush().unwrap_or_default();
+            out.send(agent, true, &tail).await?;
+            message = None;
         }
     }
-    let mask: [u8; 4] = rand::random();
-    frame.extend(&mask);
-    for (i, b) in payload.as_slice().iter().enumerate() {
-        frame.push(b ^ mask[i % 4]);
-    }
-    upstream.write_all(frame.as_slice()).await?;
-    upstream.flush().await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SecretName;
+    use crate::proxy::scrub::Scrubber;
+    use crate::vault::Plaintext;
+
+    const VALUE: &[u8] = b"sk-long-value-0123456789";
 
     struct Keys;
     impl Resolve for Keys {
         fn resolve(&mut self, name: &str) -> Result<&[u8], String> {
             match name {
-                "key" => Ok(b"sk-long-value-0123456789"),
+                "key" => Ok(VALUE),
                 _ => Err("no".into()),
             }
         }
     }
 
-    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    /// A frame as `from` sends it: masked when the agent sends it.
+    fn frame(from: Peer, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let masked = from == Peer::Agent;
         let mask = [1, 2, 3, 4];
+        let bit = if masked { 0x80 } else { 0 };
         let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
         match payload.len() {
-            n @ 0..=125 => f.push(0x80 | n as u8),
-            n => {
-                f.push(0x80 | 126);
+            n @ 0..=125 => f.push(bit | n as u8),
+            n @ 126..=0xffff => {
+                f.push(bit | 126);
                 f.extend_from_slice(&(n as u16).to_be_bytes());
             }
+            n => {
+                f.push(bit | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
         }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        if masked {
+            f.extend_from_slice(&mask);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        } else {
+            f.extend_from_slice(payload);
+        }
         f
     }
 
-    /// The messages a server reads from `wire`: (opcode, payload).
-    fn messages(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    /// The messages read from `wire` as `from` sent it: (opcode, payload).
+    fn messages(from: Peer, mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
         let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
         let mut current: Option<(u8, Vec<u8>)> = None;
         while !wire.is_empty() {
@@ -284,9 +243,13 @@ mod tests {
                 }
                 n => n as usize,
             };
-            assert!(b1 & 0x80 != 0, "frames to a server are masked");
-            let mask = [wire[at], wire[at + 1], wire[at + 2], wire[at + 3]];
-            at += 4;
+            assert_eq!(b1 & 0x80 != 0, from == Peer::Agent, "only a client masks");
+            let mask = if b1 & 0x80 != 0 {
+                at += 4;
+                [wire[at - 4], wire[at - 3], wire[at - 2], wire[at - 1]]
+            } else {
+                [0; 4]
+            };
             let payload: Vec<u8> = wire[at..at + len]
                 .iter()
                 .enumerate()
@@ -315,19 +278,33 @@ mod tests {
         let mut read = 0;
         agent_to_upstream(&mut agent, &mut up, &mut Keys, &mut read).await?;
         assert_eq!(read, input.len() as u64);
-        Ok(messages(&up))
+        Ok(messages(Peer::Agent, &up))
+    }
+
+    /// The upstream's frames as the agent gets them, scrubbed of `VALUE`.
+    async fn scrubbed(input: &[u8]) -> Result<Vec<(u8, Vec<u8>)>, FrameError> {
+        let name = SecretName::parse("key").unwrap();
+        let mut scrubber = Scrubber::default();
+        scrubber.add(&name, Plaintext::new(VALUE.to_vec()), 0..VALUE.len());
+        let mut scrub = BodyScrub::new(scrubber.into_owned());
+        let (mut upstream, mut agent, mut read) = (input, Vec::new(), 0);
+        upstream_to_agent(&mut upstream, &mut agent, &mut scrub, &mut read).await?;
+        assert_eq!(read, input.len() as u64);
+        assert_eq!(scrub.held(), 0, "each message is flushed at its end");
+        Ok(messages(Peer::Upstream, &agent))
     }
 
     #[tokio::test]
     async fn text_messages_are_substituted_across_fragments() {
-        let mut wire = frame(true, 0x1, br#"{"auth":"airlock:key"}"#);
+        let a = |fin, op, p: &[u8]| frame(Peer::Agent, fin, op, p);
+        let mut wire = a(true, 0x1, br#"{"auth":"airlock:key"}"#);
         // A placeholder split over two fragments, a ping between them.
-        wire.extend(frame(false, 0x1, b"x airlock:k"));
-        wire.extend(frame(true, 0x9, b"ping"));
-        wire.extend(frame(true, 0x0, b"ey y"));
-        wire.extend(frame(true, 0x2, b"airlock:key stays in binary"));
-        wire.extend(frame(true, 0x1, &[b'a'; 300]));
-        wire.extend(frame(true, 0x8, &[3, 232]));
+        wire.extend(a(false, 0x1, b"x airlock:k"));
+        wire.extend(a(true, 0x9, b"ping"));
+        wire.extend(a(true, 0x0, b"ey y"));
+        wire.extend(a(true, 0x2, b"airlock:key stays in binary"));
+        wire.extend(a(true, 0x1, &[b'a'; 300]));
+        wire.extend(a(true, 0x8, &[3, 232]));
         let got = relay(&wire).await.unwrap();
         assert_eq!(
             got,
@@ -344,10 +321,86 @@ mod tests {
 
     #[tokio::test]
     async fn a_placeholder_that_may_not_resolve_ends_the_connection() {
-        let wire = frame(true, 0x1, b"hello airlock:other");
+        let wire = frame(Peer::Agent, true, 0x1, b"hello airlock:other");
         assert!(matches!(relay(&wire).await, Err(RelayError::Refused(r)) if r.name == "other"));
-        let mut rsv = frame(true, 0x1, b"x");
+        let mut rsv = frame(Peer::Agent, true, 0x1, b"x");
         rsv[0] |= 0x40;
-        assert!(matches!(relay(&rsv).await, Err(RelayError::Protocol)));
+        assert!(matches!(
+            relay(&rsv).await,
+            Err(RelayError::Frame(FrameError::Protocol(Peer::Agent)))
+        ));
+        let unmasked = frame(Peer::Upstream, true, 0x1, b"x");
+        assert!(matches!(
+            relay(&unmasked).await,
+            Err(RelayError::Frame(FrameError::Masking(Peer::Agent)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_upstreams_messages_lose_the_value_however_they_are_cut() {
+        let u = |fin, op, p: &[u8]| frame(Peer::Upstream, fin, op, p);
+        let mut wire = u(true, 0x1, b"{\"echo\":\"sk-long-value-0123456789\"}");
+        // The value cut across three fragments, a ping quoting it between.
+        wire.extend(u(false, 0x1, b"a sk-long-"));
+        wire.extend(u(true, 0x9, b"sk-long-value-0123456789"));
+        wire.extend(u(false, 0x0, b"value-0123"));
+        wire.extend(u(true, 0x0, b"456789 b"));
+        // Binary messages are scrubbed too; a message without the value
+        // and a value's unfinished start at a message's end pass as sent.
+        wire.extend(u(true, 0x2, b"\x00sk-long-value-0123456789\xff"));
+        wire.extend(u(true, 0x1, &[b'z'; 70_000]));
+        wire.extend(u(true, 0x1, b"ends in sk-long-val"));
+        wire.extend(u(true, 0x8, b"\x03\xe8bye sk-long-value-0123456789"));
+        let got = scrubbed(&wire).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (0x1, b"{\"echo\":\"airlock:key\"}".to_vec()),
+                (0x9, b"airlock:key".to_vec()),
+                (0x1, b"a airlock:key b".to_vec()),
+                (0x2, b"\x00airlock:key\xff".to_vec()),
+                (0x1, vec![b'z'; 70_000]),
+                (0x1, b"ends in sk-long-val".to_vec()),
+                (0x8, b"\x03\xe8bye airlock:key".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_control_payload_that_outgrows_its_frame_keeps_only_the_close_code() {
+        // A placeholder longer than its (short) value can make it grow.
+        assert_eq!(fit_control(0x8, &[3, 232, b'x']), &[3, 232, b'x']);
+        assert_eq!(fit_control(0x8, &[3, 232, b'x', 0, 0][..2]), &[3, 232]);
+        assert_eq!(fit_control(0x8, &[b'x'; 130]), &[b'x'; 2]);
+        assert_eq!(fit_control(0x9, &[b'x'; 130]), b"");
+        assert_eq!(fit_control(0xA, &[b'x'; 125]), &[b'x'; 125]);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_breaking_the_protocol_ends_the_connection() {
+        let masked = frame(Peer::Agent, true, 0x1, b"x");
+        assert!(matches!(
+            scrubbed(&masked).await,
+            Err(FrameError::Masking(Peer::Upstream))
+        ));
+        let orphan = frame(Peer::Upstream, true, 0x0, b"x");
+        assert!(matches!(
+            scrubbed(&orphan).await,
+            Err(FrameError::Protocol(Peer::Upstream))
+        ));
+        let mut nested = frame(Peer::Upstream, false, 0x1, b"x");
+        nested.extend(frame(Peer::Upstream, true, 0x1, b"y"));
+        assert!(matches!(
+            scrubbed(&nested).await,
+            Err(FrameError::Protocol(Peer::Upstream))
+        ));
+        let mut rsv = frame(Peer::Upstream, true, 0x1, b"x");
+        rsv[0] |= 0x40;
+        assert!(matches!(
+            scrubbed(&rsv).await,
+            Err(FrameError::Protocol(Peer::Upstream))
+        ));
+        let cut = &frame(Peer::Upstream, true, 0x1, b"xyz")[..3];
+        assert!(matches!(scrubbed(cut).await, Err(FrameError::Io(_))));
     }
 }

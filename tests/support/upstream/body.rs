@@ -90,13 +90,8 @@ pub(super) async fn drain(mut body: Incoming) -> Drained {
         match body.frame().await {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
+                    keep_ends(&mut d.head, &mut d.tail, data);
                     d.len += data.len() as u64;
-                    let room = BODY_ENDS.saturating_sub(d.head.len());
-                    d.head.extend_from_slice(&data[..room.min(data.len())]);
-                    d.tail.extend_from_slice(data);
-                    if d.tail.len() > 2 * BODY_ENDS {
-                        d.tail.drain(..d.tail.len() - BODY_ENDS);
-                    }
                 }
             }
             Some(Err(_)) => return d,
@@ -108,6 +103,18 @@ pub(super) async fn drain(mut body: Incoming) -> Drained {
                 return d;
             }
         }
+    }
+}
+
+/// Adds `data` to the kept ends of a body: its first [`BODY_ENDS`] bytes
+/// in `head`, and at least its last ones in `tail` (trimmed to exactly
+/// that once the body ends).
+pub(super) fn keep_ends(head: &mut Vec<u8>, tail: &mut Vec<u8>, data: &[u8]) {
+    let room = BODY_ENDS.saturating_sub(head.len());
+    head.extend_from_slice(&data[..room.min(data.len())]);
+    tail.extend_from_slice(data);
+    if tail.len() > 2 * BODY_ENDS {
+        tail.drain(..tail.len() - BODY_ENDS);
     }
 }
 

@@ -87,7 +87,7 @@ pub(super) async fn handle(
             conn.kill.notify_one();
             return Ok(std::future::pending::<Response<RespBody>>().await);
         }
-        "/ws" => return Ok(websocket(req)),
+        "/ws" => return Ok(websocket(req, id, state)),
         "/switch" => return Ok(switch(req)),
         _ => {}
     }

@@ -30,8 +30,8 @@ pub struct SeenRequest {
     pub version: String,
     /// Every header in arrival order, names lower-case, values lossy UTF-8.
     pub headers: Vec<(String, String)>,
-    /// Request body bytes read by the endpoint (0 for `/stall*`, `/reset`,
-    /// `/ws`, which do not read it).
+    /// Request body bytes read by the endpoint (0 for `/stall*` and
+    /// `/reset`, which do not read it; for `/ws`, the messages received).
     pub body_len: u64,
     /// Whether the body was read to its end.
     pub body_complete: bool,
@@ -146,6 +146,16 @@ impl State {
         }
         log.entries.push_back(seen);
         id
+    }
+
+    /// A WebSocket message request `id`'s connection received: its bytes
+    /// count as the request's body, one message after another.
+    pub(super) fn message_received(&self, id: u64, data: &[u8]) {
+        let mut log = self.lock();
+        if let Some(r) = log.entries.iter_mut().rev().find(|r| r.id == id) {
+            super::body::keep_ends(&mut r.body_head, &mut r.body_tail, data);
+            r.body_len += data.len() as u64;
+        }
     }
 
     pub(super) fn body_read(&self, id: u64, body: super::body::Drained) {

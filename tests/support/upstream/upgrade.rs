@@ -1,5 +1,13 @@
 //! The endpoints that leave HTTP: a WebSocket echo (`/ws`) and a 101 to
 //! h2c whether asked or not (`/switch`).
+//!
+//! `/ws` answers each text or binary message with the same message, and
+//! records it as the request's body (so a test sees what the upstream
+//! got); the text message `authorization?` is answered with the
+//! handshake's `Authorization` header instead (an API quoting the
+//! credential it was sent).
+
+use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
@@ -8,11 +16,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::{RespBody, empty};
 use super::endpoints::text;
+use super::log::State;
 use super::{STALL_CAP, TLS_HANDSHAKE_TIMEOUT};
 
 const WS_MAX_MESSAGE: usize = 16 << 20;
 
-pub(super) fn websocket(mut req: Request<Incoming>) -> Response<RespBody> {
+pub(super) fn websocket(
+    mut req: Request<Incoming>,
+    id: u64,
+    state: Arc<State>,
+) -> Response<RespBody> {
     use tokio_tungstenite::WebSocketStream;
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -41,6 +54,11 @@ pub(super) fn websocket(mut req: Request<Incoming>) -> Response<RespBody> {
         .and_then(|v| v.split(',').next())
         .map(|p| p.trim().to_owned());
 
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, on_upgrade).await {
@@ -53,7 +71,8 @@ pub(super) fn websocket(mut req: Request<Incoming>) -> Response<RespBody> {
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        let _ = tokio::time::timeout(STALL_CAP, ws_echo(ws)).await;
+        let echo = ws_echo(ws, &authorization, |m| state.message_received(id, m));
+        let _ = tokio::time::timeout(STALL_CAP, echo).await;
     });
 
     let mut resp = Response::builder()
@@ -89,8 +108,11 @@ pub(super) fn switch(mut req: Request<Incoming>) -> Response<RespBody> {
         .expect("response")
 }
 
-async fn ws_echo<S>(mut ws: tokio_tungstenite::WebSocketStream<S>)
-where
+async fn ws_echo<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    authorization: &str,
+    received: impl Fn(&[u8]),
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     use futures_util::{SinkExt, StreamExt};
@@ -100,7 +122,14 @@ where
     while let Some(msg) = ws.next().await {
         match msg {
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                if ws.send(m).await.is_err() {
+                received(&m.clone().into_data());
+                let answer = match &m {
+                    Message::Text(t) if t.as_str() == "authorization?" => {
+                        Message::text(authorization)
+                    }
+                    _ => m,
+                };
+                if ws.send(answer).await.is_err() {
                     break;
                 }
             }
