@@ -3,7 +3,9 @@
 //!
 //! Agents get a short JSON body they can act on, e.g.
 //! `{"error":"blocked","message":"blocked by rule 3","rule":3}`; a 407
-//! carries `Proxy-Authenticate`, a 429 `Retry-After`.
+//! carries `Proxy-Authenticate`, a 429 `Retry-After`; a request denied by
+//! default names the default that decided and how to ask for access
+//! ([`DefaultDenial`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,6 +16,79 @@ use serde::Serialize;
 
 use super::body::ProxyBody;
 use crate::audit::Decision;
+use crate::model::AgentName;
+use crate::policy::DefaultScope;
+
+/// A request no allow rule covers, under a default of deny: who and where,
+/// for the message and for the command that would allow it.
+#[derive(Debug)]
+pub struct DefaultDenial {
+    /// Whose default decided: the global one, or the agent's own.
+    pub scope: DefaultScope,
+    pub agent: AgentName,
+    pub host: String,
+    pub port: u16,
+}
+
+impl DefaultDenial {
+    /// The command an operator runs to let this agent reach this host
+    /// (the narrowest rule that covers the request without naming one
+    /// path: the operator may narrow it further with `--path`).
+    pub fn ask(&self) -> String {
+        let mut host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port != 443 {
+            host = format!("{host}:{}", self.port);
+        }
+        // Brackets are shell glob characters; names and ports need no quotes.
+        if host.contains('[') {
+            host = format!("'{host}'");
+        }
+        format!(
+            "airlock rule add --host {host} --agent {} --allow",
+            self.agent
+        )
+    }
+
+    /// Whose default it is, as the message says it.
+    fn whose(&self) -> String {
+        match self.scope {
+            DefaultScope::Global => "the global default".to_owned(),
+            DefaultScope::Agent => format!("agent {}'s own default", self.agent),
+        }
+    }
+}
+
+impl fmt::Display for DefaultDenial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "denied by default: {} is deny and no allow rule covers this request; to ask for \
+             access, have an operator run `{}` (or add an Allow rule on the dashboard's Rules page)",
+            self.whose(),
+            self.ask()
+        )
+    }
+}
+
+/// The `default` object of a denial's body.
+#[derive(Serialize)]
+struct DefaultBody<'a> {
+    action: &'static str,
+    /// `global` or `agent`.
+    scope: &'static str,
+    agent: &'a str,
+}
+
+/// The `ask` object of a denial's body: how to get access.
+#[derive(Serialize)]
+struct AskBody {
+    command: String,
+    dashboard: &'static str,
+}
 
 /// Which side of the gateway a failure lies on: who has to act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +181,9 @@ pub enum ProxyError {
     UnknownAgent(String),
     #[error("blocked by rule {rule}")]
     Blocked { rule: i64 },
+    /// No allow rule covers it and the default is deny.
+    #[error("{0}")]
+    DeniedByDefault(DefaultDenial),
     #[error("{reason}")]
     Exfiltration { reason: String },
     #[error("rate limit of rule {rule} reached; retry in {}s", retry_after.as_secs().max(1))]
@@ -151,6 +229,12 @@ struct Body<'a> {
     /// True when the operator must give the secret a new grant.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     needs_reconnection: bool,
+    /// A denial by default: which default decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default: Option<DefaultBody<'a>>,
+    /// A denial by default: what to run to allow it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ask: Option<AskBody>,
 }
 
 impl ProxyError {
@@ -169,6 +253,7 @@ impl ProxyError {
             ProxyError::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ProxyError::UnknownAgent(_)
             | ProxyError::Blocked { .. }
+            | ProxyError::DeniedByDefault(_)
             | ProxyError::Exfiltration { .. }
             | ProxyError::ApprovalDenied { .. }
             | ProxyError::ApprovalTimedOut { .. }
@@ -188,6 +273,7 @@ impl ProxyError {
             ProxyError::AuthRequired => Decision::AuthRequired,
             ProxyError::UnknownAgent(_) => Decision::UnknownAgent,
             ProxyError::Blocked { .. } => Decision::Blocked,
+            ProxyError::DeniedByDefault(_) => Decision::DeniedByDefault,
             ProxyError::Exfiltration { .. } => Decision::Exfiltration,
             ProxyError::RateLimited { .. } => Decision::RateLimited,
             ProxyError::ApprovalDenied { .. } => Decision::ApprovalDenied,
@@ -209,6 +295,7 @@ impl ProxyError {
             ProxyError::AuthRequired
             | ProxyError::UnknownAgent(_)
             | ProxyError::Blocked { .. }
+            | ProxyError::DeniedByDefault(_)
             | ProxyError::Exfiltration { .. }
             | ProxyError::RateLimited { .. }
             | ProxyError::ApprovalDenied { .. }
@@ -233,21 +320,39 @@ impl ProxyError {
         }
     }
 
-    /// The agent's answer.
-    pub fn into_response(self) -> Response<ProxyBody> {
-        let status = self.status();
-        let credential = match &self {
+    /// The JSON body of the agent's answer.
+    fn body(&self) -> Vec<u8> {
+        let credential = match self {
             ProxyError::Credential(e) => Some(e),
             _ => None,
         };
-        let body = serde_json::to_vec(&Body {
+        let denial = match self {
+            ProxyError::DeniedByDefault(d) => Some(d),
+            _ => None,
+        };
+        serde_json::to_vec(&Body {
             error: self.decision(),
             message: self.to_string(),
             rule: self.rule(),
             secret: credential.map(|e| e.secret()),
             needs_reconnection: credential.is_some_and(|e| e.needs_reconnection()),
+            default: denial.map(|d| DefaultBody {
+                action: "deny",
+                scope: d.scope.as_str(),
+                agent: d.agent.as_str(),
+            }),
+            ask: denial.map(|d| AskBody {
+                command: d.ask(),
+                dashboard: "Rules page: add a rule with action Allow",
+            }),
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+    }
+
+    /// The agent's answer.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let body = self.body();
         let mut resp = Response::new(ProxyBody::local(body));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
@@ -301,10 +406,44 @@ mod tests {
             rule: Some(3),
             secret: None,
             needs_reconnection: false,
+            default: None,
+            ask: None,
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"error":"blocked","message":"blocked by rule 3","rule":3}"#
+        );
+    }
+
+    #[test]
+    fn a_denial_by_default_names_the_default_and_how_to_ask() {
+        let denial = |scope, host: &str, port| {
+            ProxyError::DeniedByDefault(DefaultDenial {
+                scope,
+                agent: AgentName::parse("bot").unwrap(),
+                host: host.into(),
+                port,
+            })
+        };
+        let e = denial(DefaultScope::Agent, "new.example.com", 443);
+        assert_eq!(e.status(), 403);
+        assert_eq!(e.side(), Side::Downstream);
+        let json: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(json["error"], "denied_by_default");
+        assert_eq!(json["default"]["scope"], "agent");
+        assert_eq!(json["default"]["agent"], "bot");
+        assert_eq!(
+            json["ask"]["command"],
+            "airlock rule add --host new.example.com --agent bot --allow"
+        );
+        let msg = json["message"].as_str().unwrap();
+        assert!(msg.contains("agent bot's own default is deny"), "{msg}");
+        let e = denial(DefaultScope::Global, "2001:db8::1", 8443);
+        let msg = e.to_string();
+        assert!(msg.contains("the global default is deny"), "{msg}");
+        assert!(
+            msg.contains("`airlock rule add --host '[2001:db8::1]:8443' --agent bot --allow`"),
+            "{msg}"
         );
     }
 

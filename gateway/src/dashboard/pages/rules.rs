@@ -80,6 +80,7 @@ fn rows(rules: Vec<RuleView>) -> Vec<RuleRow> {
                 RuleAction::Block => "bad",
                 RuleAction::Approve => "warn",
                 RuleAction::Rate(_) => "info",
+                RuleAction::Allow => "ok",
             },
             action: r.action.to_string(),
             first: i == 0,
@@ -156,6 +157,7 @@ pub async fn page(
 
 fn action(form: &RuleForm) -> Result<RuleAction, ServiceError> {
     match form.action.as_str() {
+        "allow" => Ok(RuleAction::Allow),
         "block" => Ok(RuleAction::Block),
         "approve" => Ok(RuleAction::Approve),
         "rate" => Rate::parse(form.rate.trim())
@@ -166,7 +168,8 @@ fn action(form: &RuleForm) -> Result<RuleAction, ServiceError> {
             }),
         _ => Err(ServiceError::Invalid {
             field: "action",
-            message: "choose what the rule does: block, hold for approval, or rate-limit".into(),
+            message: "choose what the rule does: allow, block, hold for approval, or rate-limit"
+                .into(),
         }),
     }
 }
