@@ -14,6 +14,7 @@ use crate::dashboard::render::{Chrome, FormErrors, html, service_error_page, sta
 use crate::dashboard::session::SessionCtx;
 use crate::policy::{Rate, RuleAction};
 use crate::service::ServiceError;
+use crate::service::defaults::DefaultsView;
 use crate::service::probe::{ProbeRequest, ProbeResult};
 use crate::service::rule_order::Direction;
 use crate::service::types::{AddRule, RuleView};
@@ -63,6 +64,8 @@ struct RulesPage {
     result: Option<ProbeResult>,
     /// The rule the side form edits; `None`: it adds one.
     editing: Option<i64>,
+    /// The defaults in effect, for the defaults form.
+    defaults: DefaultsView,
 }
 
 fn rows(rules: Vec<RuleView>) -> Vec<RuleRow> {
@@ -144,6 +147,7 @@ async fn render(state: &DashState, session: &SessionCtx, v: View) -> Response {
             test_errors: v.test_errors,
             result: v.result,
             editing: v.editing,
+            defaults: state.service.defaults(),
         },
     )
 }
