@@ -183,6 +183,22 @@ fn the_rules_page_sets_the_default_and_adds_allow_rules() {
     let page = web.get("/rules").body;
     assert!(page.contains("The global default is now deny."), "{page}");
     assert!(page.contains("only allow rules let requests out"), "{page}");
+    // "Test a request" says what the gateway would do under it.
+    let probe = web.post_form(
+        "/rules/test",
+        &[
+            ("csrf", &csrf),
+            ("agent", "bot"),
+            ("method", "GET"),
+            ("url", "https://new.test/x"),
+        ],
+    );
+    assert!(
+        probe
+            .body
+            .contains("Denied by default: the global default is deny"),
+        "{probe:?}"
+    );
 
     let set = web.post_form(
         "/rules/default",
