@@ -270,4 +270,23 @@ fn a_default_changed_elsewhere_is_in_effect_quickly() {
             .cli_ok(&["default"])
             .starts_with("global default: deny")
     );
+
+    // A default that cannot be read might be a deny: like a corrupt rule,
+    // it fails the gateway closed until an operator sets it again.
+    gw.daemon
+        .db()
+        .psql("DELETE FROM policy_defaults; SELECT pg_notify('airlock_config', 'defaults')");
+    let closed = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        let out = gw.curl(&[&url]);
+        (Gw::code(&out) == 503).then_some(out)
+    })
+    .expect("a missing default fails closed");
+    assert!(closed.stdout.contains("unavailable"), "{closed:#?}");
+    let status = gw.daemon.cli_ok(&["status"]);
+    assert!(
+        status.contains("NOT IN EFFECT") && status.contains("policy_defaults"),
+        "{status}"
+    );
+    gw.daemon.cli_ok(&["default", "allow"]);
+    assert_eq!(Gw::code(&gw.curl(&[&url])), 200);
 }

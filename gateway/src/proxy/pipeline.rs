@@ -140,8 +140,8 @@ async fn run_phases(
     let snap = gw.snapshot.load();
     if !snap.policy_intact() {
         return Err(ProxyError::Unavailable(
-            "a rule in the database cannot be read, so no request is allowed until an operator \
-             fixes or removes it (see `airlock status`)"
+            "a rule (or the default) in the database cannot be read, so no request is allowed \
+             until an operator fixes or removes it (see `airlock status`)"
                 .into(),
         ));
     }
