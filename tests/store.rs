@@ -24,6 +24,7 @@ const TABLES: &[&str] = &[
     "approvals",
     "audit_events",
     "vault_keys",
+    "policy_defaults",
 ];
 
 /// Puts one of everything into a daemon's configuration.
@@ -264,6 +265,21 @@ fn two_daemons_on_one_database_see_each_others_changes() {
         seen < Duration::from_secs(1),
         "A saw B's agent after {seen:?}"
     );
+
+    // A default set on A is in B's snapshot (its hot path) within the same bound.
+    a.cli_ok(&["default", "deny"]);
+    let set = Instant::now();
+    let seen = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        let v = b.status_json();
+        (v["defaults"]["global"] == "deny").then(|| set.elapsed())
+    })
+    .expect("B never saw A's default");
+    eprintln!("B saw A's default after {seen:?}");
+    assert!(
+        seen < Duration::from_secs(1),
+        "B saw A's default after {seen:?}"
+    );
+    a.cli_ok(&["default", "allow"]);
 
     // Secrets sealed by one are listed, with the same key id, by the other.
     b.cli_stdin(

@@ -226,6 +226,7 @@ fn fixture(specs: &[SecretSpec], grants: u8) -> Fixture {
         token_hash: TokenHash::of("alk_fuzz"),
         cgroup: String::new(),
         grants: granted,
+        default: None,
         created_at: epoch,
     };
     Fixture {

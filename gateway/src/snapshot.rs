@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
 use crate::model::AgentName;
+use crate::policy::{AgentDefault, Defaults};
 use crate::store::agents::AgentRecord;
 use crate::store::rules::RuleRecord;
 use crate::store::secrets::SecretRecord;
@@ -36,12 +37,15 @@ pub struct Snapshot {
     /// The policy, in position order: any matching block wins, else the
     /// first matching approval and rate limit apply (`policy::engine`).
     pub rules: Vec<RuleRecord>,
+    /// The global default and whether grants allow under deny; each
+    /// agent's own default is on its record ([`Snapshot::default_for`]).
+    pub defaults: Defaults,
     /// Rows that could not be read, described. A corrupt agent or secret
     /// is left out (it cannot authenticate or be injected: safe); a corrupt
     /// rule might be a block rule, so its presence fails the gateway closed
     /// (see [`Snapshot::policy_intact`]).
     pub corrupt: Vec<String>,
-    /// Whether any of `corrupt` is a rule: what [`Snapshot::policy_intact`]
+    /// Whether any of `corrupt` is a rule or the default: what [`Snapshot::policy_intact`]
     /// answers, kept apart so it is not re-derived per request.
     corrupt_rules: bool,
     /// Index into `agents` by proxy-token hash: how a `CONNECT` finds its
@@ -58,14 +62,22 @@ impl Snapshot {
         agents: Loaded<AgentRecord>,
         secrets: Loaded<SecretRecord>,
         rules: Loaded<RuleRecord>,
+        defaults: Result<Defaults, StoreError>,
     ) -> Self {
-        let corrupt_rules = !rules.corrupt.is_empty();
+        // An unreadable default might be a deny: like a corrupt rule, it
+        // fails the gateway closed.
+        let (defaults, bad_default) = match defaults {
+            Ok(d) => (d, None),
+            Err(e) => (Defaults::default(), Some(e.to_string())),
+        };
+        let corrupt_rules = !rules.corrupt.is_empty() || bad_default.is_some();
         let corrupt: Vec<String> = agents
             .corrupt
             .iter()
             .chain(&secrets.corrupt)
             .chain(&rules.corrupt)
             .map(ToString::to_string)
+            .chain(bad_default)
             .collect();
         let (agents, secrets, rules) = (agents.items, secrets.items, rules.items);
         let by_token = agents
@@ -84,6 +96,7 @@ impl Snapshot {
             agents,
             secrets,
             rules,
+            defaults,
             corrupt,
             corrupt_rules,
             by_token,
@@ -106,7 +119,24 @@ impl Snapshot {
                 corrupt: Vec::new(),
             }
         }
-        Self::build(all(agents), all(secrets), all(rules))
+        Self::build(
+            all(agents),
+            all(secrets),
+            all(rules),
+            Ok(Defaults::default()),
+        )
+    }
+
+    /// The same snapshot under other global defaults (the in-process
+    /// tests' way to configure them).
+    pub fn with_defaults(self, defaults: Defaults) -> Self {
+        Snapshot { defaults, ..self }
+    }
+
+    /// The default that applies to `agent`'s requests: its own, else the
+    /// global one.
+    pub fn default_for(&self, agent: &AgentRecord) -> AgentDefault {
+        self.defaults.for_agent(agent.default)
     }
 
     /// The agent whose proxy token hashes to `hash`.
@@ -114,8 +144,9 @@ impl Snapshot {
         self.by_token.get(hash).map(|&i| &self.agents[i])
     }
 
-    /// False when a rule row could not be read: the gateway must then
-    /// refuse requests rather than enforce a policy with a rule missing.
+    /// False when a rule row (or the global default) could not be read:
+    /// the gateway must then refuse requests rather than enforce a policy
+    /// with a rule missing.
     pub fn policy_intact(&self) -> bool {
         !self.corrupt_rules
     }
@@ -150,20 +181,29 @@ impl SnapshotHandle {
     /// Reads the whole configuration and swaps it in.
     pub async fn reload(&self, store: &Store) -> Result<u64, StoreError> {
         let _serial = self.reload_lock.lock().await;
-        let (agents, secrets, rules) = tokio::try_join!(
+        let (agents, secrets, rules, defaults) = tokio::try_join!(
             store.load_agents(),
             store.load_secrets(),
-            store.load_rules()
+            store.load_rules(),
+            // A corrupt default is kept as an error (the policy's state);
+            // only a database failure fails the reload.
+            async {
+                match store.load_defaults().await {
+                    Err(e @ StoreError::Corrupt { .. }) => Ok(Err(e)),
+                    other => other.map(Ok),
+                }
+            }
         )?;
         for problem in agents
             .corrupt
             .iter()
             .chain(&secrets.corrupt)
             .chain(&rules.corrupt)
+            .chain(defaults.as_ref().err())
         {
             tracing::error!(error = %problem, "a configuration row cannot be read; fix or remove it");
         }
-        let generation = self.install(Snapshot::build(agents, secrets, rules));
+        let generation = self.install(Snapshot::build(agents, secrets, rules, defaults));
         tracing::debug!(generation, "configuration snapshot reloaded");
         Ok(generation)
     }

@@ -25,6 +25,9 @@ fn without_a_daemon_every_command_says_how_to_start_it() {
         &["rule", "list"],
         &["rule", "add", "--host", "evil.com", "--block"],
         &["rule", "rm", "1"],
+        &["rule", "add", "--host", "evil.com", "--allow"],
+        &["default"],
+        &["default", "deny", "--agent", "bot"],
         &["audit"],
     ] {
         let out = run_in(dir.path(), args, None);
@@ -58,7 +61,9 @@ fn without_a_daemon_every_command_says_how_to_start_it() {
     run_in(Path::new("relative/dir"), &["status"], None).fails_with(&["absolute path"]);
     let help = run_in(dir.path(), &["--help"], None);
     help.ok();
-    for command in ["serve", "status", "secret", "agent", "rule", "audit"] {
+    for command in [
+        "serve", "status", "secret", "agent", "rule", "default", "audit",
+    ] {
         assert!(help.stdout.contains(command), "--help lacks {command}");
     }
     let version = run_in(dir.path(), &["--version"], None);

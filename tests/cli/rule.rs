@@ -195,3 +195,130 @@ fn rule_commands_and_their_errors() {
     );
     refused_one_line(&d, &["rule", "rm", "3"], None, &["rule 3 does not exist"]);
 }
+
+/// `airlock rule add --allow` and `airlock default`: setting, showing
+/// (also in `status`), and every kind of bad input refused in one line
+/// with nothing written.
+#[test]
+fn allow_rules_and_the_default() {
+    let d = Daemon::start();
+    d.cli(&["agent", "add", "bot"]).ok();
+    assert_eq!(
+        d.cli_ok(&[
+            "rule",
+            "add",
+            "--host",
+            "api.github.com",
+            "--agent",
+            "bot",
+            "--allow"
+        ]),
+        "added rule 1: * api.github.com/** for agent bot → allow\n"
+    );
+    let rule = json(&d.cli_ok(&["rule", "list", "--json"]))[0].clone();
+    assert_eq!(rule["action"], "allow");
+    assert!(
+        d.cli_ok(&["rule", "list"])
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("allow")
+    );
+
+    // A fresh install allows by default, grants counting under deny.
+    let shown = d.cli_ok(&["default"]);
+    assert_eq!(
+        shown,
+        "global default: allow (under deny a granted secret also lets its requests out)\n"
+    );
+    assert_eq!(
+        d.cli_ok(&["default", "deny", "--grants", "ignore"]),
+        "global default: deny (under deny only allow rules let requests out)\n"
+    );
+    assert_eq!(
+        d.cli_ok(&["default", "allow", "--agent", "bot"]),
+        "agent bot: default allow\n"
+    );
+    let view = json(&d.cli_ok(&["default", "--json"]));
+    assert_eq!(view["global"], "deny");
+    assert_eq!(view["grants_allow"], false);
+    assert_eq!(view["agents"][0]["agent"], "bot");
+    assert_eq!(view["agents"][0]["default"], "allow");
+    assert_eq!(d.status_json()["defaults"], view);
+    let status = d.cli_ok(&["status"]);
+    assert!(
+        status.contains("  default     deny (under deny only allow rules let requests out); agents' own: bot allow"),
+        "{status}"
+    );
+    // `--grants` left out keeps it as it was.
+    d.cli_ok(&["default", "deny"]);
+    assert_eq!(
+        json(&d.cli_ok(&["default", "--json"]))["grants_allow"],
+        false
+    );
+    assert_eq!(
+        d.cli_ok(&["default", "inherit", "--agent", "bot"]),
+        "agent bot follows the global default: deny (under deny only allow rules let requests out)\n"
+    );
+    assert_eq!(
+        json(&d.cli_ok(&["default", "--json"]))["agents"],
+        json("[]")
+    );
+    // Each change is audited.
+    let audit = d.cli_ok(&["audit", "--json", "--limit", "100"]);
+    let sets = audit.lines().filter(|l| l.contains("default.set")).count();
+    assert_eq!(sets, 4, "{audit}");
+
+    // Bad input: one line, exit 1, nothing changed (the default included).
+    let before = d.cli_ok(&["default", "--json"]);
+    refused_one_line(
+        &d,
+        &["default", "deny", "--agent", "ghost"],
+        None,
+        &["agent ghost does not exist"],
+    );
+    refused_one_line(
+        &d,
+        &["default", "maybe"],
+        None,
+        &["default \"maybe\" is not allow or deny"],
+    );
+    refused_one_line(
+        &d,
+        &["default", "block", "--agent", "bot"],
+        None,
+        &["default \"block\" is not allow or deny"],
+    );
+    refused_one_line(
+        &d,
+        &["default", "inherit"],
+        None,
+        &["inherit is for an agent"],
+    );
+    refused_one_line(
+        &d,
+        &["default", "deny", "--grants", "sometimes"],
+        None,
+        &["--grants \"sometimes\"", "allow", "ignore"],
+    );
+    refused_one_line(
+        &d,
+        &["default", "deny", "--agent", "Bad Name!"],
+        None,
+        &["agent name"],
+    );
+    refused(
+        &d,
+        &["default", "deny", "--agent", "bot", "--grants", "ignore"],
+        None,
+        &["cannot be used with"],
+    );
+    refused(&d, &["default", "--agent", "bot"], None, &["allow|deny"]);
+    refused(
+        &d,
+        &["rule", "add", "--host", "evil.com", "--allow", "--block"],
+        None,
+        &["cannot be used with"],
+    );
+    assert_eq!(d.cli_ok(&["default", "--json"]), before);
+}

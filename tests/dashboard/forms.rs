@@ -157,3 +157,88 @@ fn forms_need_csrf_and_bad_input_rerenders() {
     );
     assert_eq!(web.get("/rules/999999/edit").code, 404);
 }
+
+/// The Rules page's default form and its Allow action: the same service
+/// call as `airlock default` and `airlock rule add --allow`.
+#[test]
+fn the_rules_page_sets_the_default_and_adds_allow_rules() {
+    let daemon = Daemon::start();
+    set_password(&daemon, PASSWORD);
+    daemon.cli_ok(&["agent", "add", "bot"]);
+    let web = Web::of(&daemon);
+    let csrf = web.login_ok(PASSWORD);
+    let cli_json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&daemon.cli_ok(args)).expect("JSON")
+    };
+    let defaults = || cli_json(&["default", "--json"]);
+
+    let set = web.post_form(
+        "/rules/default",
+        &[("csrf", &csrf), ("agent", ""), ("action", "deny")],
+    );
+    assert_eq!(set.code, 303, "{set:?}");
+    // The checkbox unticked: grants no longer count.
+    assert_eq!(defaults()["global"], "deny");
+    assert_eq!(defaults()["grants_allow"], false);
+    let page = web.get("/rules").body;
+    assert!(page.contains("The global default is now deny."), "{page}");
+    assert!(page.contains("only allow rules let requests out"), "{page}");
+    // "Test a request" says what the gateway would do under it.
+    let probe = web.post_form(
+        "/rules/test",
+        &[
+            ("csrf", &csrf),
+            ("agent", "bot"),
+            ("method", "GET"),
+            ("url", "https://new.test/x"),
+        ],
+    );
+    assert!(
+        probe
+            .body
+            .contains("Denied by default: the global default is deny"),
+        "{probe:?}"
+    );
+
+    let set = web.post_form(
+        "/rules/default",
+        &[("csrf", &csrf), ("agent", "bot"), ("action", "allow")],
+    );
+    assert_eq!(set.code, 303, "{set:?}");
+    assert_eq!(defaults()["agents"][0]["agent"], "bot");
+    assert!(
+        web.get("/rules")
+            .body
+            .contains("The default of agent bot is now allow.")
+    );
+
+    // Bad input: the error as the flash, nothing written.
+    let before = defaults();
+    for (agent, action, needle) in [
+        ("ghost", "deny", "agent ghost does not exist"),
+        ("", "maybe", "is not allow or deny"),
+        ("", "inherit", "inherit is for an agent"),
+    ] {
+        let bad = web.post_form(
+            "/rules/default",
+            &[("csrf", &csrf), ("agent", agent), ("action", action)],
+        );
+        assert_eq!(bad.code, 303, "{bad:?}");
+        let page = web.get("/rules").body;
+        assert!(page.contains(needle), "{needle}: {page}");
+        assert_eq!(defaults(), before);
+    }
+
+    let added = web.post_form(
+        "/rules",
+        &[
+            ("csrf", &csrf),
+            ("host", "allowed.test"),
+            ("action", "allow"),
+        ],
+    );
+    assert_eq!(added.code, 303, "{added:?}");
+    let rules = cli_json(&["rule", "list", "--json"]);
+    assert_eq!(rules[0]["action"], "allow");
+    assert_eq!(rules[0]["host"], "allowed.test");
+}

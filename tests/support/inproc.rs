@@ -117,6 +117,7 @@ impl InProc {
             token_hash: token.hash(),
             cgroup: String::new(),
             grants: vec![secret.name.clone()],
+            default: None,
             created_at: chrono::Utc::now(),
         }];
         let rules: Vec<RuleRecord> = rules

@@ -17,6 +17,7 @@
 //! GET    /api/v1/overview                GET /api/v1/audit/search?agent=&host=&decision=&status=&from=&to=&page=&per_page=
 //! POST   /api/v1/rules/{id}/move         POST /api/v1/rules/test
 //! PUT    /api/v1/rules/{id}
+//! GET    /api/v1/defaults                PUT /api/v1/defaults
 //! ```
 //!
 //! Only on the admin socket (never over TCP), because they mint credentials:

@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::routes::{self, MoveRule};
 use crate::service::audit_search::AuditPage;
+use crate::service::defaults::{AgentDefaultView, DefaultsView, SetDefault};
 use crate::service::insights::{HostCount, Overview};
 use crate::service::probe::{ProbeRequest, ProbeResult};
 use crate::service::rule_order::Direction;
@@ -46,6 +47,8 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         routes::update_rule,
         routes::delete_rule,
         routes::move_rule,
+        routes::get_defaults,
+        routes::set_default,
         routes::test_rule,
         routes::audit,
         routes::search_audit,
@@ -59,7 +62,8 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         ApiError, Status, DatabaseStatus, SnapshotStatus, Overview, HostCount, SecretView,
         AddSecret, RotateSecret, AgentView, AddAgent, AgentCreated, GrantResult, RuleView,
         AddRule, MoveRule, Direction, ProbeRequest, ProbeResult, AuditEvent, AuditPage,
-        ApprovalView, AuditStatus, ChainReport, ChainBreak,
+        ApprovalView, AuditStatus, ChainReport, ChainBreak, DefaultsView, AgentDefaultView,
+        SetDefault,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

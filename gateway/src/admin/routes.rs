@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use super::StatusInfo;
 use super::failure::{ApiResult, Failure, bad_request, body, not_found, query};
 use crate::service::audit_search::{AuditPage, AuditSearch};
+use crate::service::defaults::{DefaultsView, SetDefault};
 use crate::service::insights::Overview;
 use crate::service::probe::{ProbeRequest, ProbeResult};
 use crate::service::rule_order::Direction;
@@ -74,6 +75,7 @@ shared_routes! {
     "/api/v1/rules/test" => { post: test_rule },
     "/api/v1/rules/{id}" => { put: update_rule, delete: delete_rule },
     "/api/v1/rules/{id}/move" => { post: move_rule },
+    "/api/v1/defaults" => { get: get_defaults, put: set_default },
     "/api/v1/audit" => { get: audit },
     "/api/v1/audit/search" => { get: search_audit },
     "/api/v1/audit/verify" => { get: verify_audit },
@@ -300,6 +302,32 @@ async fn delete_rule(State(s): State<AppState>, Path(id): Path<String>) -> ApiRe
 #[serde(deny_unknown_fields)]
 pub(super) struct MoveRule {
     direction: Direction,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/defaults",
+    tag = "rules",
+    summary = "The default (allow or deny), globally and per agent, as in effect",
+    responses((status = 200, body = DefaultsView), (status = 401, description = "No or unknown token", body = ApiError))
+)]
+async fn get_defaults(State(s): State<AppState>) -> Json<DefaultsView> {
+    Json(s.service.defaults())
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/defaults",
+    tag = "rules",
+    summary = "Sets the global default, or an agent's own (`inherit`: follow the global one)",
+    request_body = SetDefault,
+    responses((status = 200, body = DefaultsView), (status = 400, description = "Bad input: `field` names it", body = ApiError), (status = 404, description = "No such agent", body = ApiError), (status = 401, description = "No or unknown token", body = ApiError))
+)]
+async fn set_default(
+    State(s): State<AppState>,
+    req: Result<Json<SetDefault>, JsonRejection>,
+) -> ApiResult<Json<DefaultsView>> {
+    Ok(Json(s.service.set_default(body(req)?).await?))
 }
 
 #[utoipa::path(

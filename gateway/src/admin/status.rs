@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use chrono::{DateTime, Utc};
 
 use crate::audit::AuditState;
+use crate::service::defaults::DefaultsView;
 use crate::service::types::{AuditStatus, DatabaseStatus, SnapshotStatus, Status};
 use crate::service::{Service, ServiceError};
 
@@ -58,6 +59,7 @@ impl StatusInfo {
                 rules: snap.rules.len(),
                 corrupt: snap.corrupt.clone(),
             },
+            defaults: Some(DefaultsView::of(&snap)),
             // `None` while the database is away: status must still answer
             // then, since that is when an operator asks.
             audit_events: tokio::time::timeout(

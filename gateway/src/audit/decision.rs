@@ -71,6 +71,9 @@ word_enum! {
         /// Refused in the kernel: the original destination could not be
         /// recorded (too many connections in flight).
         NotRecorded => "not_recorded",
+        /// No allow rule (nor, where they count, grant) covers the request
+        /// and the default that applies to its agent is deny.
+        DeniedByDefault => "denied_by_default",
     }
 }
 
@@ -89,7 +92,8 @@ impl Decision {
             | Decision::DestinationRefused
             | Decision::UnknownAgent
             | Decision::AuthRequired
-            | Decision::UdpRefused => true,
+            | Decision::UdpRefused
+            | Decision::DeniedByDefault => true,
             Decision::Allowed
             | Decision::Approved
             | Decision::UnknownConnection
@@ -178,6 +182,7 @@ mod tests {
                 "netns_unreached",
                 "unconfigured",
                 "not_recorded",
+                "denied_by_default",
             ]
         );
     }
@@ -196,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn the_refused_figure_counts_what_it_always_counted_and_udp_refusals() {
+    fn the_refused_figure_counts_what_it_always_counted_and_udp_and_default_refusals() {
         assert_eq!(
             Decision::words(Decision::is_refusal),
             [
@@ -209,6 +214,7 @@ mod tests {
                 "unknown_agent",
                 "auth_required",
                 "udp_refused",
+                "denied_by_default",
             ]
         );
     }

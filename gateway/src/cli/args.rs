@@ -44,9 +44,12 @@ pub enum Command {
     /// Manage agents and the secrets they are granted.
     #[command(subcommand)]
     Agent(AgentCommand),
-    /// Manage rules: block, hold for approval, or rate-limit requests.
+    /// Manage rules: allow, block, hold for approval, or rate-limit requests.
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Show the default (what happens to a request no allow rule covers),
+    /// or set it: globally, or for one agent with --agent.
+    Default(DefaultArgs),
     /// Show the audit trail, or check it (`airlock audit verify`).
     #[command(args_conflicts_with_subcommands = true)]
     Audit(AuditArgs),
@@ -494,7 +497,7 @@ pub enum AgentCommand {
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
     /// Add a rule.
-    #[command(group(ArgGroup::new("action").required(true).args(["block", "rate", "approve"])))]
+    #[command(group(ArgGroup::new("action").required(true).args(["allow", "block", "rate", "approve"])))]
     Add {
         /// Host pattern: api.example.com, *.example.com, * (every host), an IP, optionally :PORT.
         #[arg(long, value_name = "HOST")]
@@ -508,6 +511,10 @@ pub enum RuleCommand {
         /// Only this agent (default: every agent).
         #[arg(long, value_name = "AGENT")]
         agent: Option<String>,
+        /// Let matching requests out under a default of deny (never lifts a
+        /// block, an approval or a rate limit).
+        #[arg(long)]
+        allow: bool,
         /// Refuse matching requests (403).
         #[arg(long)]
         block: bool,
@@ -527,6 +534,29 @@ pub enum RuleCommand {
     },
     /// Remove a rule.
     Rm { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DefaultArgs {
+    /// allow or deny; with --agent also inherit (follow the global
+    /// default). Without it: show the defaults.
+    #[arg(value_name = "allow|deny")]
+    pub action: Option<String>,
+    /// Set this agent's own default, which overrides the global one.
+    #[arg(long, value_name = "AGENT", requires = "action")]
+    pub agent: Option<String>,
+    /// Under deny, whether a secret granted to the agent that would be
+    /// injected into a request also lets it out: allow (the default) or
+    /// ignore (only allow rules do). Global only.
+    #[arg(
+        long,
+        value_name = "allow|ignore",
+        requires = "action",
+        conflicts_with = "agent"
+    )]
+    pub grants: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

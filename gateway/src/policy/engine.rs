@@ -1,13 +1,26 @@
-//! Deciding what happens to one request, from the snapshot's rules.
+//! Deciding what happens to one request, from the snapshot's rules and
+//! the default that applies to its agent.
 //!
-//! Every matching rule is considered; the strongest wins: block, then
-//! approval, then rate limit, then allow. Among rules of the same action
-//! the first in order wins. A request held for approval is rate-limited
-//! after it is approved, like any other.
+//! Two questions, in this order (docs/policy.md has the table of cases,
+//! and each row is a test below):
+//!
+//! 1. *May it go out at all?* Any matching block rule refuses it. Else an
+//!    allow rule, or a default of allow (the agent's own, else the global
+//!    one), or under deny a granted secret that would be injected into it
+//!    (when grants count), lets it out; nothing else does: it is denied by
+//!    default. Rate and approval rules are terms, not permissions: under
+//!    deny they let nothing out by themselves, so a `--host '*' --rate`
+//!    rule cannot quietly undo an allowlist.
+//! 2. *On what terms?* Approval, then rate limit, as before: an allow rule
+//!    never lifts an approval or a rate limit.
+//!
+//! Among rules of the same action the first in order wins. A request held
+//! for approval is rate-limited after it is approved, like any other.
 
 use std::time::Duration;
 
 use super::canonical::PathForms;
+use super::default::{AgentDefault, DefaultAction, DefaultScope};
 use super::limiter::RateLimiter;
 use crate::model::AgentName;
 use crate::store::rules::RuleRecord;
@@ -24,10 +37,23 @@ pub struct RequestFacts<'a> {
     pub path: &'a PathForms<'a>,
 }
 
+/// What let a request out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    /// This allow rule covers it.
+    Rule(i64),
+    /// The default that applies to its agent is allow.
+    Default,
+    /// Under deny, a secret granted to its agent would be injected into it.
+    Grant,
+}
+
 /// What policy decided before any rate limit was charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Allow,
+    Allow {
+        by: Permit,
+    },
     Block {
         rule: i64,
     },
@@ -39,6 +65,10 @@ pub enum Verdict {
     /// Allow subject to this rule's rate limit.
     Rate {
         rule: i64,
+    },
+    /// No allow rule (nor grant) covers it and the default is deny.
+    Denied {
+        scope: DefaultScope,
     },
 }
 
@@ -59,11 +89,21 @@ fn matches(rule: &RuleRecord, req: &RequestFacts<'_>) -> bool {
         && rule.path.matches_any(req.path)
 }
 
-/// Evaluates `rules` (in their stored order) against `req`.
-pub fn evaluate(rules: &[RuleRecord], req: &RequestFacts<'_>) -> Verdict {
+/// Evaluates `rules` (in their stored order) against `req`, under the
+/// agent's `default`. `granted` says whether a secret granted to the
+/// agent would be injected into the request; it is asked only when that
+/// decides (deny, grants counting, no allow rule), so the usual request
+/// never pays for it.
+pub fn evaluate(
+    rules: &[RuleRecord],
+    default: &AgentDefault,
+    req: &RequestFacts<'_>,
+    granted: impl FnOnce() -> bool,
+) -> Verdict {
     use crate::policy::RuleAction;
     let mut approve = None;
     let mut rate = None;
+    let mut allow = None;
     for rule in rules.iter().filter(|r| matches(r, req)) {
         match rule.action {
             RuleAction::Block => return Verdict::Block { rule: rule.id },
@@ -73,12 +113,25 @@ pub fn evaluate(rules: &[RuleRecord], req: &RequestFacts<'_>) -> Verdict {
             RuleAction::Rate(_) => {
                 rate.get_or_insert(rule.id);
             }
+            RuleAction::Allow => {
+                allow.get_or_insert(rule.id);
+            }
         }
     }
+    let by = match (allow, default.action) {
+        (Some(rule), _) => Permit::Rule(rule),
+        (None, DefaultAction::Allow) => Permit::Default,
+        (None, DefaultAction::Deny) if default.grants_allow && granted() => Permit::Grant,
+        (None, DefaultAction::Deny) => {
+            return Verdict::Denied {
+                scope: default.scope,
+            };
+        }
+    };
     match (approve, rate) {
         (Some(rule), rate) => Verdict::Approve { rule, rate },
         (None, Some(rule)) => Verdict::Rate { rule },
-        (None, None) => Verdict::Allow,
+        (None, None) => Verdict::Allow { by },
     }
 }
 
@@ -104,115 +157,5 @@ pub fn charge(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::{HostPattern, Method, PathGlob, Rate, RuleAction};
-
-    fn rule(id: i64, host: &str, path: &str, action: RuleAction) -> RuleRecord {
-        RuleRecord {
-            id,
-            position: id as i32,
-            host: HostPattern::parse(host).unwrap(),
-            path: PathGlob::parse(path).unwrap(),
-            method: None,
-            agent: None,
-            action,
-            created_at: chrono::Utc::now(),
-        }
-    }
-
-    fn facts<'a>(
-        agent: &'a AgentName,
-        method: &'a str,
-        host: &'a str,
-        path: &'a str,
-    ) -> RequestFacts<'a> {
-        // Leaked: a test's few paths live as long as the test.
-        let path: &'a PathForms<'a> = Box::leak(Box::new(PathForms::parse(path).unwrap()));
-        RequestFacts {
-            agent,
-            method,
-            host,
-            port: 443,
-            path,
-        }
-    }
-
-    #[test]
-    fn block_beats_approve_beats_rate() {
-        let bot = AgentName::parse("bot").unwrap();
-        let rate = RuleAction::Rate(Rate {
-            count: 1,
-            period_secs: 60,
-        });
-        let rules = vec![
-            rule(1, "api.x.com", "/**", rate),
-            rule(2, "api.x.com", "/admin/**", RuleAction::Approve),
-            rule(3, "*.x.com", "/admin/delete", RuleAction::Block),
-        ];
-        assert_eq!(
-            evaluate(&rules, &facts(&bot, "GET", "api.x.com", "/v1")),
-            Verdict::Rate { rule: 1 }
-        );
-        assert_eq!(
-            evaluate(&rules, &facts(&bot, "GET", "api.x.com", "/admin/users")),
-            Verdict::Approve {
-                rule: 2,
-                rate: Some(1)
-            }
-        );
-        assert_eq!(
-            evaluate(&rules, &facts(&bot, "GET", "api.x.com", "/admin/delete")),
-            Verdict::Block { rule: 3 }
-        );
-        assert_eq!(
-            evaluate(&rules, &facts(&bot, "GET", "other.com", "/")),
-            Verdict::Allow
-        );
-    }
-
-    #[test]
-    fn method_and_agent_narrow_a_rule() {
-        let bot = AgentName::parse("bot").unwrap();
-        let other = AgentName::parse("other").unwrap();
-        let mut r = rule(1, "*", "/**", RuleAction::Block);
-        r.method = Some(Method::parse("DELETE").unwrap());
-        r.agent = Some(bot.clone());
-        let rules = vec![r];
-        assert_eq!(
-            evaluate(&rules, &facts(&bot, "delete", "a.com", "/x")),
-            Verdict::Block { rule: 1 }
-        );
-        assert_eq!(
-            evaluate(&rules, &facts(&bot, "GET", "a.com", "/x")),
-            Verdict::Allow
-        );
-        assert_eq!(
-            evaluate(&rules, &facts(&other, "DELETE", "a.com", "/x")),
-            Verdict::Allow
-        );
-    }
-
-    #[test]
-    fn charging_limits_per_agent() {
-        let bot = AgentName::parse("bot").unwrap();
-        let other = AgentName::parse("other").unwrap();
-        let rules = vec![rule(
-            7,
-            "*",
-            "/**",
-            RuleAction::Rate(Rate {
-                count: 2,
-                period_secs: 60,
-            }),
-        )];
-        let limiter = RateLimiter::default();
-        assert_eq!(charge(&rules, &limiter, 7, &bot), RateOutcome::Allowed);
-        assert_eq!(charge(&rules, &limiter, 7, &bot), RateOutcome::Allowed);
-        assert!(matches!(
-            charge(&rules, &limiter, 7, &bot),
-            RateOutcome::Limited { rule: 7, .. }
-        ));
-        assert_eq!(charge(&rules, &limiter, 7, &other), RateOutcome::Allowed);
-    }
-}
+#[path = "engine_tests.rs"]
+mod tests;

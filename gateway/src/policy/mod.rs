@@ -1,15 +1,18 @@
 //! Policy: what a request may do. Host patterns and path globs say which
 //! requests a rule or a secret applies to; rules say what happens to them
-//! (block, hold for approval, rate-limit).
+//! (block, hold for approval, rate-limit, allow), and the default
+//! ([`default`]) what happens to a request no allow rule covers.
 
 pub mod approvals;
 pub mod canonical;
+pub mod default;
 pub mod engine;
 mod limiter;
 mod pattern;
 mod rule;
 
 pub use canonical::{PathError, PathForms};
+pub use default::{AgentDefault, DefaultAction, DefaultScope, Defaults};
 pub use limiter::RateLimiter;
 pub use pattern::{HostPattern, PathGlob, PatternError};
 pub use rule::{Method, Rate, RuleAction, RuleError};

@@ -15,7 +15,7 @@ pub enum RuleError {
          optionally with a count (e.g. 10/min, 100/15min)"
     )]
     BadRate(String),
-    #[error("a rule needs exactly one action: --block, --approve or --rate N/PERIOD")]
+    #[error("a rule needs exactly one action: --allow, --block, --approve or --rate N/PERIOD")]
     NoAction,
 }
 
@@ -115,13 +115,17 @@ impl fmt::Display for Rate {
 }
 
 /// What a matching rule does. Precedence when several rules match one
-/// request: block, then approve, then rate.
+/// request: block, then approve, then rate, then allow
+/// ([`super::engine`] has the whole table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum RuleAction {
     Block,
     Approve,
     Rate(Rate),
+    /// Lets matching requests out under a deny default; never lifts a
+    /// block, an approval or a rate limit.
+    Allow,
 }
 
 impl RuleAction {
@@ -130,6 +134,7 @@ impl RuleAction {
             RuleAction::Block => "block",
             RuleAction::Approve => "approve",
             RuleAction::Rate(_) => "rate",
+            RuleAction::Allow => "allow",
         }
     }
 }
@@ -140,6 +145,7 @@ impl fmt::Display for RuleAction {
             RuleAction::Block => f.write_str("block"),
             RuleAction::Approve => f.write_str("approve"),
             RuleAction::Rate(rate) => write!(f, "rate {rate}"),
+            RuleAction::Allow => f.write_str("allow"),
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Agents get a short JSON body they can act on, e.g.
 //! `{"error":"blocked","message":"blocked by rule 3","rule":3}`; a 407
-//! carries `Proxy-Authenticate`, a 429 `Retry-After`.
+//! carries `Proxy-Authenticate`, a 429 `Retry-After`; a request denied by
+//! default names the default that decided and how to ask for access
+//! ([`DefaultDenial`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,6 +15,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use super::body::ProxyBody;
+pub use super::denial::DefaultDenial;
+use super::denial::{AskBody, DefaultBody};
 use crate::audit::Decision;
 
 /// Which side of the gateway a failure lies on: who has to act.
@@ -106,6 +110,9 @@ pub enum ProxyError {
     UnknownAgent(String),
     #[error("blocked by rule {rule}")]
     Blocked { rule: i64 },
+    /// No allow rule covers it and the default is deny.
+    #[error("{0}")]
+    DeniedByDefault(DefaultDenial),
     #[error("{reason}")]
     Exfiltration { reason: String },
     #[error("rate limit of rule {rule} reached; retry in {}s", retry_after.as_secs().max(1))]
@@ -151,6 +158,12 @@ struct Body<'a> {
     /// True when the operator must give the secret a new grant.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     needs_reconnection: bool,
+    /// A denial by default: which default decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default: Option<DefaultBody<'a>>,
+    /// A denial by default: what to run to allow it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ask: Option<AskBody>,
 }
 
 impl ProxyError {
@@ -169,6 +182,7 @@ impl ProxyError {
             ProxyError::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ProxyError::UnknownAgent(_)
             | ProxyError::Blocked { .. }
+            | ProxyError::DeniedByDefault(_)
             | ProxyError::Exfiltration { .. }
             | ProxyError::ApprovalDenied { .. }
             | ProxyError::ApprovalTimedOut { .. }
@@ -188,6 +202,7 @@ impl ProxyError {
             ProxyError::AuthRequired => Decision::AuthRequired,
             ProxyError::UnknownAgent(_) => Decision::UnknownAgent,
             ProxyError::Blocked { .. } => Decision::Blocked,
+            ProxyError::DeniedByDefault(_) => Decision::DeniedByDefault,
             ProxyError::Exfiltration { .. } => Decision::Exfiltration,
             ProxyError::RateLimited { .. } => Decision::RateLimited,
             ProxyError::ApprovalDenied { .. } => Decision::ApprovalDenied,
@@ -209,6 +224,7 @@ impl ProxyError {
             ProxyError::AuthRequired
             | ProxyError::UnknownAgent(_)
             | ProxyError::Blocked { .. }
+            | ProxyError::DeniedByDefault(_)
             | ProxyError::Exfiltration { .. }
             | ProxyError::RateLimited { .. }
             | ProxyError::ApprovalDenied { .. }
@@ -233,21 +249,32 @@ impl ProxyError {
         }
     }
 
-    /// The agent's answer.
-    pub fn into_response(self) -> Response<ProxyBody> {
-        let status = self.status();
-        let credential = match &self {
+    /// The JSON body of the agent's answer.
+    pub(super) fn body(&self) -> Vec<u8> {
+        let credential = match self {
             ProxyError::Credential(e) => Some(e),
             _ => None,
         };
-        let body = serde_json::to_vec(&Body {
+        let denial = match self {
+            ProxyError::DeniedByDefault(d) => Some(d),
+            _ => None,
+        };
+        serde_json::to_vec(&Body {
             error: self.decision(),
             message: self.to_string(),
             rule: self.rule(),
             secret: credential.map(|e| e.secret()),
             needs_reconnection: credential.is_some_and(|e| e.needs_reconnection()),
+            default: denial.map(DefaultDenial::default_body),
+            ask: denial.map(DefaultDenial::ask_body),
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+    }
+
+    /// The agent's answer.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let body = self.body();
         let mut resp = Response::new(ProxyBody::local(body));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
@@ -301,6 +328,8 @@ mod tests {
             rule: Some(3),
             secret: None,
             needs_reconnection: false,
+            default: None,
+            ask: None,
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),

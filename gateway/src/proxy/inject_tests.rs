@@ -102,6 +102,7 @@ fn fixture_of(specs: Vec<(&str, Injection, &str)>) -> Fixture {
         token_hash: TokenHash::of("t"),
         cgroup: String::new(),
         grants: snap.secrets.iter().map(|s| s.name.clone()).collect(),
+        default: None,
         created_at: epoch,
     };
     Fixture { vault, snap, agent }

@@ -35,6 +35,7 @@
 pub mod auth;
 pub mod body;
 pub mod connection;
+mod denial;
 pub mod egress;
 pub mod error;
 pub mod explicit;

@@ -12,9 +12,9 @@
 //!    and its path is read once into its canonical form and the other
 //!    ways servers may read it ([`crate::policy::canonical`]); dot
 //!    segments and broken escapes are refused.
-//! 4. [`decide`]: policy: block, hold for approval, rate-limit, or allow;
-//!    a rule applies when any reading of the path matches. Blocked
-//!    requests never touch the vault.
+//! 4. [`decide`]: policy: block, deny by default, hold for approval,
+//!    rate-limit, or allow; a rule applies when any reading of the path
+//!    matches. Blocked and denied requests never touch the vault.
 //! 5. [`prepare`]: the request as it will go upstream: the canonical path
 //!    in origin form, one `Host` built from the session (never the
 //!    agent's), hop-by-hop headers removed, and an `Upgrade` kept only for
@@ -43,7 +43,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
 use super::body::{Counted, ProxyBody};
-use super::error::{Failure, ProxyError, Side};
+use super::error::{DefaultDenial, Failure, ProxyError, Side};
 use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
 use super::inject_oauth2;
@@ -58,7 +58,7 @@ use super::{inject_body, ws_relay};
 use crate::audit::Decision;
 use crate::policy::PathForms;
 use crate::policy::approvals::ApprovalOutcome;
-use crate::policy::engine::{self, RateOutcome, RequestFacts, Verdict};
+use crate::policy::engine::{self, Permit, RateOutcome, RequestFacts, Verdict};
 use crate::snapshot::Snapshot;
 use crate::store::agents::AgentRecord;
 use crate::store::approvals::NewApproval;
@@ -152,8 +152,8 @@ async fn run_phases(
     let snap = gw.snapshot.load();
     if !snap.policy_intact() {
         return Err(ProxyError::Unavailable(
-            "a rule in the database cannot be read, so no request is allowed until an operator \
-             fixes or removes it (see `airlock status`)"
+            "a rule (or the default) in the database cannot be read, so no request is allowed \
+             until an operator fixes or removes it (see `airlock status`)"
                 .into(),
         ));
     }
@@ -172,7 +172,7 @@ async fn run_phases(
         port: session.port,
         path: &path,
     };
-    let fresh = match decide(gw, &snap, &facts, audit).await? {
+    let fresh = match decide(gw, &snap, agent, session, &facts, audit).await? {
         Cleared::Now => None,
         Cleared::AfterApproval(fresh) => Some(fresh),
     };
@@ -439,12 +439,14 @@ enum Cleared {
     AfterApproval(Arc<Snapshot>),
 }
 
-/// Phase 4: policy. Refusals (blocked, rate-limited, approval denied or
-/// timed out) are errors; a request that may go on says on which
-/// snapshot.
+/// Phase 4: policy. Refusals (blocked, denied by default, rate-limited,
+/// approval denied or timed out) are errors; a request that may go on
+/// says on which snapshot.
 async fn decide(
     gw: &Arc<Gateway>,
     snap: &Snapshot,
+    agent: &AgentRecord,
+    session: &Session,
     facts: &RequestFacts<'_>,
     audit: &mut AuditGuard,
 ) -> Result<Cleared, ProxyError> {
@@ -459,9 +461,31 @@ async fn decide(
             Err(ProxyError::RateLimited { rule, retry_after })
         }
     };
-    match engine::evaluate(&snap.rules, facts) {
-        Verdict::Allow => Ok(Cleared::Now),
+    // Asked only under deny with no allow rule: would one of the agent's
+    // secrets be injected into this request? (The same test injection
+    // makes, so a grant lets out exactly what it would carry a key to.)
+    let granted = || {
+        let dest = Destination {
+            host: facts.host,
+            port: facts.port,
+            tls: session.transport == Transport::Tls,
+        };
+        !inject::applicable(snap, agent, &dest, facts.path.canonical()).is_empty()
+    };
+    match engine::evaluate(&snap.rules, &snap.default_for(agent), facts, granted) {
+        Verdict::Allow { by } => {
+            if let Permit::Rule(rule) = by {
+                audit.decision(Decision::Allowed, Some(rule));
+            }
+            Ok(Cleared::Now)
+        }
         Verdict::Block { rule } => Err(ProxyError::Blocked { rule }),
+        Verdict::Denied { scope } => Err(ProxyError::DeniedByDefault(DefaultDenial {
+            scope,
+            agent: agent.name.clone(),
+            host: facts.host.to_owned(),
+            port: facts.port,
+        })),
         Verdict::Rate { rule } => {
             charge(snap, rule)?;
             Ok(Cleared::Now)

@@ -8,6 +8,7 @@
 mod agents;
 pub mod audit_search;
 pub mod credentials;
+pub mod defaults;
 pub mod insights;
 pub mod probe;
 pub mod rule_order;

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::types::RuleView;
 use super::{Service, ServiceError};
 use crate::model::AgentName;
-use crate::policy::Method;
-use crate::policy::engine::{RequestFacts, Verdict, evaluate};
+use crate::policy::engine::{Permit, RequestFacts, Verdict, evaluate};
+use crate::policy::{DefaultScope, Method};
 use crate::proxy::inject::{Destination, applicable};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -23,7 +23,7 @@ pub struct ProbeRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProbeResult {
-    /// allow, block, approve or rate.
+    /// allow, block, approve, rate, or deny (denied by default).
     pub decision: String,
     /// The rule that decides, if any.
     pub rule: Option<RuleView>,
@@ -84,7 +84,6 @@ impl Service {
             port,
             path: &forms,
         };
-        let verdict = evaluate(&snap.rules, &facts);
         let rule_view = |id: i64| snap.rules.iter().find(|r| r.id == id).map(RuleView::from);
         let dest = Destination {
             host: &host,
@@ -95,9 +94,15 @@ impl Service {
             .iter()
             .map(|s| s.name.to_string())
             .collect();
+        let default = snap.default_for(agent);
+        let verdict = evaluate(&snap.rules, &default, &facts, || !secrets.is_empty());
         let (decision, rule, rate_rule, secrets) = match verdict {
-            Verdict::Allow => ("allow", None, None, secrets),
+            Verdict::Allow {
+                by: Permit::Rule(id),
+            } => ("allow", rule_view(id), None, secrets),
+            Verdict::Allow { .. } => ("allow", None, None, secrets),
             Verdict::Block { rule } => ("block", rule_view(rule), None, Vec::new()),
+            Verdict::Denied { .. } => ("deny", None, None, Vec::new()),
             Verdict::Approve { rule, rate } => ("approve", rule_view(rule), rate, secrets),
             Verdict::Rate { rule } => ("rate", rule_view(rule), None, secrets),
         };
@@ -110,16 +115,37 @@ impl Service {
         } else {
             format!("injected: {}", secrets.join(", "))
         };
-        let explanation = match (decision, &rule) {
-            ("block", Some(r)) => format!("Blocked by rule {}; the vault is not touched.", r.id),
-            ("approve", Some(r)) => {
+        let whose = match default.scope {
+            DefaultScope::Global => "the global default".to_owned(),
+            DefaultScope::Agent => format!("agent {agent_name}'s own default"),
+        };
+        let explanation = match (decision, &rule, verdict) {
+            ("block", Some(r), _) => {
+                format!("Blocked by rule {}; the vault is not touched.", r.id)
+            }
+            ("deny", _, _) => format!(
+                "Denied by default: {whose} is deny and no allow rule covers it{}.",
+                if default.grants_allow {
+                    " (nor a secret granted to the agent)"
+                } else {
+                    ""
+                }
+            ),
+            ("approve", Some(r), _) => {
                 format!(
                     "Held for approval by rule {}; once approved, {injected}.",
                     r.id
                 )
             }
-            ("rate", Some(r)) => format!("Allowed within rule {}'s rate limit; {injected}.", r.id),
-            _ => format!("Allowed: no rule matches; {injected}."),
+            ("rate", Some(r), _) => {
+                format!("Allowed within rule {}'s rate limit; {injected}.", r.id)
+            }
+            ("allow", Some(r), _) => format!("Allowed by rule {}; {injected}.", r.id),
+            (_, _, Verdict::Allow { by: Permit::Grant }) => format!(
+                "Allowed: {whose} is deny, but a secret granted to the agent covers it; \
+                 {injected}."
+            ),
+            _ => format!("Allowed: no rule matches and {whose} is allow; {injected}."),
         };
         Ok(ProbeResult {
             decision: decision.to_owned(),

@@ -286,6 +286,9 @@ pub struct Status {
     #[serde(default)]
     pub dashboard_addr: Option<String>,
     pub snapshot: SnapshotStatus,
+    /// The defaults in effect; absent from older daemons.
+    #[serde(default)]
+    pub defaults: Option<crate::service::defaults::DefaultsView>,
     /// Rows in the audit trail; absent while the database cannot be asked.
     pub audit_events: Option<i64>,
     /// The audit writer since this daemon started.

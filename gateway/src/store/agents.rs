@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{Change, Loaded, Store, StoreError, audit, commit_change, notify_change};
 use crate::model::{AgentName, SecretName};
+use crate::policy::DefaultAction;
 use crate::token::TokenHash;
 
 /// An agent as stored, with the names of the secrets it is granted.
@@ -23,6 +24,9 @@ pub struct AgentRecord {
     pub cgroup: String,
     /// The secrets it may have injected; no grant, no credential.
     pub grants: Vec<SecretName>,
+    /// Its own default (`airlock default deny --agent NAME`); `None`:
+    /// the global one applies.
+    pub default: Option<DefaultAction>,
     /// For listings.
     pub created_at: DateTime<Utc>,
 }
@@ -37,7 +41,7 @@ pub struct NewAgent<'a> {
 }
 
 const SELECT_AGENTS: &str = "
-    SELECT a.id, a.name, a.token_hash, a.cgroup, a.created_at,
+    SELECT a.id, a.name, a.token_hash, a.cgroup, a.default_action, a.created_at,
            coalesce(array_agg(s.name ORDER BY s.name) FILTER (WHERE s.name IS NOT NULL),
                     '{}') AS grants
     FROM agents a
@@ -61,12 +65,18 @@ fn agent_from_row(row: &PgRow) -> Result<AgentRecord, StoreError> {
         .map(SecretName::try_from)
         .collect::<Result<_, _>>()
         .map_err(|e| corrupt(e.to_string()))?;
+    let default = row
+        .try_get::<Option<&str>, _>("default_action")?
+        .map(str::parse::<DefaultAction>)
+        .transpose()
+        .map_err(|e| corrupt(e.to_string()))?;
     Ok(AgentRecord {
         id,
         name,
         token_hash,
         cgroup: row.try_get("cgroup")?,
         grants,
+        default,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -12,6 +12,7 @@ pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod chain;
+pub mod defaults;
 pub mod embedded;
 pub mod listen;
 pub mod oauth2;

@@ -1,4 +1,4 @@
-//! Rules: block, hold for approval, or rate-limit matching requests.
+//! Rules: block, hold for approval, rate-limit or allow matching requests.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -23,7 +23,7 @@ pub struct RuleRecord {
     pub method: Option<Method>,
     /// `None`: every agent.
     pub agent: Option<AgentName>,
-    /// Block, hold for approval, or rate-limit.
+    /// Block, hold for approval, rate-limit, or allow.
     pub action: RuleAction,
     /// For listings.
     pub created_at: DateTime<Utc>,
@@ -53,6 +53,7 @@ fn rule_from_row(row: &PgRow) -> Result<RuleRecord, StoreError> {
     ) {
         ("block", None, None) => RuleAction::Block,
         ("approve", None, None) => RuleAction::Approve,
+        ("allow", None, None) => RuleAction::Allow,
         ("rate", Some(count), Some(period)) => RuleAction::Rate(Rate {
             count: u32::try_from(count).map_err(|e| corrupt(e.to_string()))?,
             period_secs: u32::try_from(period).map_err(|e| corrupt(e.to_string()))?,
@@ -87,7 +88,7 @@ fn rate_columns(action: RuleAction) -> (Option<i32>, Option<i32>) {
             Some(i32::try_from(rate.count).unwrap_or(i32::MAX)),
             Some(i32::try_from(rate.period_secs).unwrap_or(i32::MAX)),
         ),
-        RuleAction::Block | RuleAction::Approve => (None, None),
+        RuleAction::Block | RuleAction::Approve | RuleAction::Allow => (None, None),
     }
 }
 

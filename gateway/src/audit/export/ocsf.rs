@@ -295,7 +295,8 @@ fn disposition(d: Decision) -> (u8, &'static str, u8, &'static str) {
         | Decision::ApprovalTimeout
         | Decision::DestinationRefused
         | Decision::UnknownAgent
-        | Decision::AuthRequired => BLOCKED,
+        | Decision::AuthRequired
+        | Decision::DeniedByDefault => BLOCKED,
         Decision::UnknownConnection
         | Decision::TlsFailed
         | Decision::BadRequest

@@ -7,6 +7,7 @@ mod agent;
 mod approval;
 mod audit;
 mod ca;
+mod default;
 mod docker;
 mod doctor;
 mod rule;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Secret(cmd) => with_client(overrides, async |c| secret::run(c, cmd).await),
         Command::Agent(cmd) => with_client(overrides, async |c| agent::run(c, cmd).await),
         Command::Rule(cmd) => with_client(overrides, async |c| rule::run(c, cmd).await),
+        Command::Default(args) => with_client(overrides, async |c| default::run(c, args).await),
         Command::Audit(args) => with_client(overrides, async |c| audit::run(c, args).await),
         Command::Approvals { follow, all, json } => with_client(overrides, async |c| {
             approval::list(c, follow, all, json).await

@@ -1,4 +1,5 @@
-//! `airlock rule ...`: block, hold for approval, or rate-limit requests.
+//! `airlock rule ...`: allow, block, hold for approval, or rate-limit
+//! requests.
 
 use anyhow::{Result, bail};
 
@@ -16,16 +17,18 @@ pub async fn run(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
             path,
             method,
             agent,
+            allow,
             block,
             rate,
             approve,
             json,
         } => {
-            let action = match (block, rate, approve) {
-                (true, None, false) => RuleAction::Block,
-                (false, None, true) => RuleAction::Approve,
-                (false, Some(rate), false) => RuleAction::Rate(Rate::parse(&rate)?),
-                _ => bail!("give exactly one of --block, --rate N/PERIOD or --approve"),
+            let action = match (allow, block, rate, approve) {
+                (true, false, None, false) => RuleAction::Allow,
+                (false, true, None, false) => RuleAction::Block,
+                (false, false, None, true) => RuleAction::Approve,
+                (false, false, Some(rate), false) => RuleAction::Rate(Rate::parse(&rate)?),
+                _ => bail!("give exactly one of --allow, --block, --rate N/PERIOD or --approve"),
             };
             let rule: RuleView = client
                 .post(

@@ -50,6 +50,18 @@ pub async fn show(client: &AdminClient, json: bool) -> Result<()> {
         "  config      {} agents, {} secrets, {} rules (generation {})",
         s.snapshot.agents, s.snapshot.secrets, s.snapshot.rules, s.snapshot.generation
     );
+    if let Some(d) = &s.defaults {
+        let own: Vec<String> = d
+            .agents
+            .iter()
+            .map(|a| format!("{} {}", a.agent, a.default))
+            .collect();
+        let own = match own.is_empty() {
+            true => String::new(),
+            false => format!("; agents' own: {}", own.join(", ")),
+        };
+        println!("  default     {}{own}", super::default::global(d));
+    }
     let events = s
         .audit_events
         .map_or("? (database unreachable)".to_owned(), |n| n.to_string());

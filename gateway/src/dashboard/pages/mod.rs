@@ -6,6 +6,7 @@ mod agents;
 mod approvals;
 mod approvals_live;
 mod audit;
+mod defaults;
 mod login;
 mod overview;
 mod rules;
@@ -40,6 +41,7 @@ pub fn protected() -> Router<DashState> {
         .route("/secrets/{name}/delete", post(secrets::delete))
         .route("/rules", get(rules::page).post(rules::add))
         .route("/rules/test", post(rules::test))
+        .route("/rules/default", post(defaults::set))
         .route("/rules/{id}/edit", get(rules::edit_form).post(rules::edit))
         .route("/rules/{id}/move", post(rules::move_rule))
         .route("/rules/{id}/delete", post(rules::delete))

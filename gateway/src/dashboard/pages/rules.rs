@@ -14,6 +14,7 @@ use crate::dashboard::render::{Chrome, FormErrors, html, service_error_page, sta
 use crate::dashboard::session::SessionCtx;
 use crate::policy::{Rate, RuleAction};
 use crate::service::ServiceError;
+use crate::service::defaults::DefaultsView;
 use crate::service::probe::{ProbeRequest, ProbeResult};
 use crate::service::rule_order::Direction;
 use crate::service::types::{AddRule, RuleView};
@@ -63,6 +64,8 @@ struct RulesPage {
     result: Option<ProbeResult>,
     /// The rule the side form edits; `None`: it adds one.
     editing: Option<i64>,
+    /// The defaults in effect, for the defaults form.
+    defaults: DefaultsView,
 }
 
 fn rows(rules: Vec<RuleView>) -> Vec<RuleRow> {
@@ -80,6 +83,7 @@ fn rows(rules: Vec<RuleView>) -> Vec<RuleRow> {
                 RuleAction::Block => "bad",
                 RuleAction::Approve => "warn",
                 RuleAction::Rate(_) => "info",
+                RuleAction::Allow => "ok",
             },
             action: r.action.to_string(),
             first: i == 0,
@@ -143,6 +147,7 @@ async fn render(state: &DashState, session: &SessionCtx, v: View) -> Response {
             test_errors: v.test_errors,
             result: v.result,
             editing: v.editing,
+            defaults: state.service.defaults(),
         },
     )
 }
@@ -156,6 +161,7 @@ pub async fn page(
 
 fn action(form: &RuleForm) -> Result<RuleAction, ServiceError> {
     match form.action.as_str() {
+        "allow" => Ok(RuleAction::Allow),
         "block" => Ok(RuleAction::Block),
         "approve" => Ok(RuleAction::Approve),
         "rate" => Rate::parse(form.rate.trim())
@@ -166,7 +172,8 @@ fn action(form: &RuleForm) -> Result<RuleAction, ServiceError> {
             }),
         _ => Err(ServiceError::Invalid {
             field: "action",
-            message: "choose what the rule does: block, hold for approval, or rate-limit".into(),
+            message: "choose what the rule does: allow, block, hold for approval, or rate-limit"
+                .into(),
         }),
     }
 }
