@@ -198,6 +198,7 @@ async fn run(
         Some(store.clone()),
         crate::credentials::TokenClient::new(&upstream_tls)?,
     ));
+    let leaves = Arc::new(LeafCache::with_defaults(ca.clone())?);
     let gateway = Arc::new(Gateway {
         snapshot: snapshot.clone(),
         vault: vault.clone(),
@@ -206,7 +207,7 @@ async fn run(
         audit,
         upstreams: Upstreams::new(upstream_tls, settings.proxy.upstream_headers_timeout),
         credentials: credentials.clone(),
-        leaves: LeafCache::with_defaults(ca.clone())?,
+        leaves: leaves.clone(),
         egress: Egress {
             allow: settings.proxy.allow_upstreams.clone(),
             resolve: settings.proxy.resolve.clone(),
@@ -236,10 +237,12 @@ async fn run(
         snapshot,
         approvals,
         &settings.intercept.agents_cgroup,
-        credentials,
+        credentials.clone(),
     );
     let status = StatusInfo {
         audit: audit_state,
+        leaves,
+        credentials,
         started_at: Utc::now(),
         data_dir: data.root().display().to_string(),
         mode: intercept.mode,

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::metrics::{get, sample};
 use crate::support::daemon::{serve_expect_exit, temp_data_dir};
 use crate::support::gw::Gw;
+use crate::support::metrics::{get, sample};
 use crate::support::upstream::UpstreamOpts;
 use crate::support::{evidence, run, wait_until};
 

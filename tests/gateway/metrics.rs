@@ -3,29 +3,12 @@
 //! status class), no secret or token is in it, and a real Prometheus
 //! scrapes it with a bearer token and can query the counter.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::gw::Gw;
+use crate::support::metrics::{get, sample};
 use crate::support::prometheus::{self, Prometheus};
-use crate::support::{Output, run, wait_until};
-
-/// `GET url` with curl, its head included, with a bearer token if given.
-pub(crate) fn get(url: &str, token: Option<&str>) -> Output {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "10", "-D", "-", url]);
-    if let Some(t) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
-    }
-    run(&mut cmd, None, Duration::from_secs(15))
-}
-
-/// The value of the sample line that starts with `series` (name and
-/// labels exactly as encoded).
-pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
+use crate::support::wait_until;
 
 #[test]
 fn metrics_count_requests_for_an_api_token_and_prometheus_scrapes_them() {
@@ -85,6 +68,23 @@ fn metrics_count_requests_for_an_api_token_and_prometheus_scrapes_them() {
             &text,
             r#"airlock_upstream_latency_seconds_count{agent="bot"}"#
         ) == Some(3.0),
+        "{text}"
+    );
+    // Four connections to one name: one leaf minted, three from the cache.
+    assert_eq!(
+        sample(&text, "airlock_tls_leaf_mints_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "airlock_tls_leaf_cache_hits_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(text.contains("airlock_tls_leaf_cache_entries "), "{text}");
+    assert_eq!(
+        sample(&text, r#"airlock_token_requests_total{outcome="ok"}"#),
+        Some(0.0),
         "{text}"
     );
     assert_eq!(sample(&text, "airlock_audit_records_lost_total"), Some(0.0));

@@ -8,6 +8,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Agent, Provider, add_oauth2, assert_no_leaks, start_daemon};
+use crate::support::metrics::sample;
 
 #[test]
 fn a_401_from_the_upstream_renews_the_token() {
@@ -60,6 +61,20 @@ fn a_revoked_grant_needs_reconnection() {
     assert!(
         audit.contains("secret.oauth2.needs_reconnection"),
         "{audit}"
+    );
+    // The refusal is counted as such, and each of the daemon's token
+    // requests is counted once.
+    let text = crate::support::metrics::scrape(&d, "prometheus");
+    let count = |outcome: &str| {
+        let series = format!(r#"airlock_token_requests_total{{outcome="{outcome}"}}"#);
+        sample(&text, &series).unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    assert_eq!(count("refused"), 1.0, "{text}");
+    assert_eq!(count("failed"), 0.0, "{text}");
+    assert_eq!(
+        count("ok") + count("refused"),
+        p.grant_requests("refresh_token") as f64,
+        "{text}"
     );
     let requests = p.grant_requests("refresh_token");
     let started = Instant::now();

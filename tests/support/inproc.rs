@@ -166,7 +166,7 @@ impl InProc {
             audit,
             upstreams: Upstreams::new(upstream_tls, Duration::from_secs(5)),
             credentials,
-            leaves: LeafCache::with_defaults(ca).expect("the leaf cache"),
+            leaves: Arc::new(LeafCache::with_defaults(ca).expect("the leaf cache")),
             egress: Egress {
                 allow: vec!["127.0.0.0/8".parse().expect("a network")],
                 resolve: vec![(up.host().to_owned(), IpAddr::V4(Ipv4Addr::LOCALHOST))],

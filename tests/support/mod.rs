@@ -39,6 +39,8 @@ pub mod git_http;
 pub mod gw;
 #[allow(dead_code)]
 pub mod inproc;
+#[allow(dead_code)]
+pub mod metrics;
 pub mod pg;
 pub mod process;
 #[allow(dead_code)]

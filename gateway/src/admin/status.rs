@@ -11,10 +11,14 @@ use crate::service::types::{AuditStatus, DatabaseStatus, SnapshotStatus, Status}
 use crate::service::{Service, ServiceError};
 
 /// Facts fixed at start, and the embedded server's live pid.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StatusInfo {
     /// The audit writer's live counters.
     pub audit: Arc<AuditState>,
+    /// The request path's leaf-certificate cache, for its counters.
+    pub leaves: Arc<crate::tls::LeafCache>,
+    /// The OAuth2 and signed-JWT token requests' counters.
+    pub credentials: Arc<crate::credentials::Credentials>,
     pub started_at: DateTime<Utc>,
     pub data_dir: String,
     pub mode: String,

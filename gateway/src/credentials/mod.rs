@@ -139,8 +139,18 @@ pub struct Credentials {
     client: TokenClient,
     /// By secret id and version: a rotation (a new version) starts afresh.
     entries: std::sync::Mutex<HashMap<(Uuid, i32), Arc<Entry>>>,
-    /// Token requests made, for `airlock status` and the tests.
-    requests: AtomicU64,
+    /// How the token requests ended, for `/metrics`.
+    outcomes: TokenOutcomes,
+}
+
+/// Token requests by how they ended: a token, the provider's refusal of
+/// the grant (the secret needs reconnection), or a failure to be retried
+/// (the endpoint unreachable, a 5xx, an answer that is not a token).
+#[derive(Debug, Default)]
+pub struct TokenOutcomes {
+    pub ok: AtomicU64,
+    pub refused: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 impl Credentials {
@@ -150,17 +160,35 @@ impl Credentials {
             store,
             client,
             entries: std::sync::Mutex::new(HashMap::new()),
-            requests: AtomicU64::new(0),
+            outcomes: TokenOutcomes::default(),
         }
     }
 
-    pub fn client(&self) -> &TokenClient {
-        &self.client
+    /// How this daemon's token requests ended so far.
+    pub fn token_outcomes(&self) -> &TokenOutcomes {
+        &self.outcomes
     }
 
-    /// Token requests this daemon has sent.
-    pub fn token_requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+    /// One token request, counted: every request the daemon sends (a
+    /// renewal here, or the first token when a secret is added) goes
+    /// through this.
+    pub async fn token_request(
+        &self,
+        grant: &OAuth2Grant,
+        client_secret: &str,
+        refresh_token: Option<&str>,
+    ) -> Result<TokenResponse, EndpointError> {
+        let answer = self
+            .client
+            .request(grant, client_secret, refresh_token)
+            .await;
+        let outcome = match &answer {
+            Ok(_) => &self.outcomes.ok,
+            Err(reason) if reason.is_refusal() => &self.outcomes.refused,
+            Err(_) => &self.outcomes.failed,
+        };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        answer
     }
 
     fn entry(&self, secret: &SecretRecord) -> Arc<Entry> {
@@ -294,10 +322,8 @@ impl Credentials {
         let client_secret = secret.open(&self.vault).map_err(|e| internal(name, e))?;
         let client_secret = std::str::from_utf8(client_secret.expose())
             .map_err(|_| internal(name, "its stored value is not UTF-8 text"))?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let answer = self
-            .client
-            .request(grant, client_secret, stored.refresh_token.as_deref())
+            .token_request(grant, client_secret, stored.refresh_token.as_deref())
             .await;
         let resp = match answer {
             Ok(resp) => resp,

@@ -119,6 +119,9 @@ pub async fn render(status: &StatusInfo, service: &Service) -> Result<String, st
         ConstGauge::new(waiting),
     );
 
+    register_leaves(&mut registry, &status.leaves.stats());
+    register_tokens(&mut registry, status.credentials.token_outcomes());
+
     let mode = Family::<ModeLabel, Gauge>::default();
     mode.get_or_create(&ModeLabel {
         mode: mode_word(&status.mode),
@@ -140,6 +143,52 @@ pub async fn render(status: &StatusInfo, service: &Service) -> Result<String, st
     let mut out = String::with_capacity(16 * 1024);
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// The leaf-certificate cache: a mint is a key pair and a signature (the
+/// first connection to a name), a hit a connection that needed neither.
+fn register_leaves(registry: &mut Registry, leaves: &crate::tls::LeafCacheStats) {
+    registry.register(
+        "airlock_tls_leaf_mints",
+        "Leaf certificates minted for agent-facing TLS (a name's first connection, or after expiry)",
+        ConstCounter::new(leaves.mints),
+    );
+    registry.register(
+        "airlock_tls_leaf_cache_hits",
+        "Agent TLS handshakes served with a cached leaf certificate",
+        ConstCounter::new(leaves.hits),
+    );
+    registry.register(
+        "airlock_tls_leaf_cache_entries",
+        "Leaf certificates cached now (approximate: the cache settles lazily)",
+        ConstGauge::new(gauge(leaves.entries)),
+    );
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// OAuth2 and signed-JWT token requests by how they ended.
+fn register_tokens(registry: &mut Registry, outcomes: &crate::credentials::TokenOutcomes) {
+    let family = Family::<OutcomeLabel, Counter>::default();
+    for (outcome, count) in [
+        ("ok", &outcomes.ok),
+        ("refused", &outcomes.refused),
+        ("failed", &outcomes.failed),
+    ] {
+        family
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc_by(count.load(Ordering::Relaxed));
+    }
+    registry.register(
+        "airlock_token_requests",
+        "OAuth2 and signed-JWT token requests this daemon sent, by outcome: ok (a token), \
+         refused (the provider refused the grant; the secret needs reconnection), failed \
+         (to be retried)",
+        family,
+    );
 }
 
 /// The JSON-lines sinks' figures, for the sinks that are on.

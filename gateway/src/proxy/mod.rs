@@ -98,7 +98,8 @@ pub struct Gateway {
     pub upstreams: upstream::Upstreams,
     /// Leaf certificates minted by the local CA for the names agents
     /// connect to, cached so a handshake does not sign one each time.
-    pub leaves: LeafCache,
+    /// Shared with `/metrics`, which reports its counters.
+    pub leaves: Arc<LeafCache>,
     /// Which destinations may be dialed (no loopback, metadata services or
     /// the daemon's own ports unless allowed), and fixed name resolutions.
     pub egress: egress::Egress,

@@ -124,8 +124,7 @@ impl Service {
         };
         let resp = self
             .credentials
-            .client()
-            .request(grant, client_secret.expose(), refresh_token)
+            .token_request(grant, client_secret.expose(), refresh_token)
             .await
             .map_err(|e| first_token_error(grant, &e))?;
         TokenSet::after(&resp, refresh_token)
