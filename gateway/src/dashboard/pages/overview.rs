@@ -1,5 +1,6 @@
 //! The overview: how busy the gateway is, what it refused, who waits for
-//! a person, where traffic goes, and the latest requests. The figures
+//! a person, the traffic charts (drawn once per load: their queries scan
+//! a day of the trail), and the latest requests. The figures at the top
 //! refresh every few seconds (`/overview/stats`, polled by `app.js`).
 
 use askama::Template;
@@ -8,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::audit::Row;
+use super::traffic::TrafficView;
 use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, html, service_error_page};
 use crate::dashboard::session::SessionCtx;
@@ -19,6 +21,7 @@ use crate::service::insights::Overview;
 struct OverviewPage {
     chrome: Chrome,
     stats: Overview,
+    traffic: TrafficView,
     recent: Vec<Row>,
     agents: usize,
     secrets: usize,
@@ -40,6 +43,10 @@ pub async fn page(
         Ok(s) => s,
         Err(e) => return service_error_page(&e),
     };
+    let traffic = match state.service.traffic(None).await {
+        Ok(t) => TrafficView::new(&t),
+        Err(e) => return service_error_page(&e),
+    };
     let recent = AuditSearch {
         per_page: Some(8),
         ..AuditSearch::default()
@@ -54,6 +61,7 @@ pub async fn page(
         &OverviewPage {
             chrome: Chrome::new(&state, &session, "overview"),
             stats,
+            traffic,
             recent,
             agents: snap.agents.len(),
             secrets: snap.secrets.len(),
