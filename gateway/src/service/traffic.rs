@@ -6,10 +6,13 @@
 //! Every query is bounded: one time range (an index range scan on
 //! `audit_events (at)`, or `(agent, at)` for one agent), `GROUP BY` to a
 //! bounded result (at most [`MAX_BUCKETS`] × the decisions there are for a
-//! time series, `LIMIT` [`TOP_N`] for a ranking), and the page runs them
-//! once per load, never on a timer. The time series groups by decision
-//! word, and the words are sorted into outcomes here
-//! ([`Decision::outcome`]), so the one list of words stays in Rust.
+//! time series, `LIMIT` [`TOP_N`] for a ranking), a statement timeout,
+//! and the page runs them once per load, never on a timer. A page costs
+//! three scans of the day (its series, which also gives the refusals, the
+//! top agents, the top hosts), one of the hour, and an index lookup of
+//! the exfiltration attempts. The time series groups by decision word,
+//! and the words are sorted into outcomes here ([`Decision::outcome`]), so
+//! the one list of words stays in Rust.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Serialize;
@@ -202,179 +205,213 @@ fn range(scoped: bool) -> &'static str {
     }
 }
 
+/// How long one chart query may run. A day of a busy fleet's trail is a
+/// few hundred thousand rows, well under a second; past this the page
+/// says so instead of holding a database connection.
+const QUERY_TIMEOUT: &str = "SET LOCAL statement_timeout = '3s'";
+
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A cancelled query (SQLSTATE 57014) is the timeout above: say what to
+/// do; any other failure is the store's.
+fn store_err(e: sqlx::Error) -> ServiceError {
+    match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
+            ServiceError::Unavailable(
+                "charting the traffic took longer than 3 s (a very busy audit trail, or a \
+                 slow database); the audit page still searches it"
+                    .into(),
+            )
+        }
+        _ => StoreError::from(e).into(),
+    }
+}
+
 fn store<T>(r: Result<T, sqlx::Error>) -> Result<T, ServiceError> {
-    r.map_err(|e| StoreError::from(e).into())
+    r.map_err(store_err)
+}
+
+/// The time series and the refusals: one scan of the day gives both
+/// (refusals are the day's decisions summed over its buckets), so the two
+/// charts always agree.
+fn refusals_of(rows: &[(usize, String, i64)]) -> Vec<DecisionCount> {
+    let mut by: Vec<DecisionCount> = Vec::new();
+    for (_, decision, n) in rows {
+        if !decision.parse::<Decision>().is_ok_and(Decision::is_refusal) {
+            continue;
+        }
+        match by.iter_mut().find(|d| &d.decision == decision) {
+            Some(d) => d.count += n,
+            None => by.push(DecisionCount {
+                decision: decision.clone(),
+                count: *n,
+            }),
+        }
+    }
+    by.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.decision.cmp(&b.decision)));
+    by.truncate(TOP_N);
+    by
+}
+
+fn series_of(window: Window, buckets: Buckets, rows: &[(usize, String, i64)]) -> TimeSeries {
+    let mut counts = vec![ByOutcome::default(); buckets.count];
+    for (i, decision, n) in rows {
+        if let Some(c) = counts.get_mut(*i) {
+            c.add(decision, *n);
+        }
+    }
+    TimeSeries {
+        window,
+        buckets,
+        counts,
+    }
 }
 
 impl Service {
-    /// The traffic of the last hour and day, of one agent or of all.
+    /// The traffic of the last hour and day, of one agent or of all. The
+    /// queries share one read-only snapshot, so the charts of a page agree
+    /// with each other even while requests keep arriving.
     pub async fn traffic(&self, agent: Option<&str>) -> Result<Traffic, ServiceError> {
         let now = Utc::now();
-        let hour = self.series(Window::Hour, now, agent).await?;
-        let day = self.series(Window::Day, now, agent).await?;
-        let span = (day.buckets.start, day.buckets.end());
+        let mut tx = store(self.store.pool().begin().await)?;
+        store(
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await,
+        )?;
+        store(sqlx::query(QUERY_TIMEOUT).execute(&mut *tx).await)?;
+        let hour_buckets = Buckets::for_window(Window::Hour, now);
+        let hour_rows = series_rows(&mut tx, hour_buckets, agent).await?;
+        let day_buckets = Buckets::for_window(Window::Day, now);
+        let day_rows = series_rows(&mut tx, day_buckets, agent).await?;
+        let span = (day_buckets.start, day_buckets.end());
         let top_agents = match agent {
             Some(_) => Vec::new(),
-            None => self.ranked("agent", span, None).await?,
+            None => ranked(&mut tx, "agent", span, None).await?,
         };
+        let top_hosts = ranked(&mut tx, "lower(host)", span, agent).await?;
+        let exfiltration = exfiltration(&mut tx, span, agent).await?;
+        store(tx.commit().await)?;
         Ok(Traffic {
             agent: agent.map(str::to_owned),
-            top_hosts: self.ranked("lower(host)", span, agent).await?,
-            refusals: self.refusals(span, agent).await?,
-            exfiltration: self.exfiltration(span, agent).await?,
+            hour: series_of(Window::Hour, hour_buckets, &hour_rows),
+            refusals: refusals_of(&day_rows),
+            day: series_of(Window::Day, day_buckets, &day_rows),
             top_agents,
-            hour,
-            day,
+            top_hosts,
+            exfiltration,
         })
     }
+}
 
-    async fn series(
-        &self,
-        window: Window,
-        now: DateTime<Utc>,
-        agent: Option<&str>,
-    ) -> Result<TimeSeries, ServiceError> {
-        let buckets = Buckets::for_window(window, now);
-        let sql = format!(
-            "SELECT floor(extract(epoch FROM at - $1)::float8 / $4::float8)::bigint AS bucket,
-                    decision, count(*) AS n
-             FROM audit_events WHERE {}
-             GROUP BY 1, 2",
-            range(agent.is_some())
-        );
-        let rows = store(
-            sqlx::query(&sql)
-                .bind(buckets.start)
-                .bind(buckets.end())
-                .bind(agent)
-                .bind(buckets.step.num_seconds() as f64)
-                .fetch_all(self.store.pool())
-                .await,
-        )?;
-        let mut counts = vec![ByOutcome::default(); buckets.count];
-        for r in &rows {
-            let bucket: i64 = store(r.try_get("bucket"))?;
-            let decision: String = store(r.try_get("decision"))?;
-            let n: i64 = store(r.try_get("n"))?;
-            if let Some(c) = usize::try_from(bucket).ok().and_then(|i| counts.get_mut(i)) {
-                c.add(&decision, n);
-            }
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// (bucket, decision, requests) for every bucket and decision with any.
+async fn series_rows(
+    tx: &mut Tx,
+    buckets: Buckets,
+    agent: Option<&str>,
+) -> Result<Vec<(usize, String, i64)>, ServiceError> {
+    let sql = format!(
+        "SELECT floor(extract(epoch FROM at - $1)::float8 / $4::float8)::bigint AS bucket,
+                decision, count(*) AS n
+         FROM audit_events WHERE {}
+         GROUP BY 1, 2",
+        range(agent.is_some())
+    );
+    let rows = store(
+        sqlx::query(&sql)
+            .bind(buckets.start)
+            .bind(buckets.end())
+            .bind(agent)
+            .bind(buckets.step.num_seconds() as f64)
+            .fetch_all(&mut **tx)
+            .await,
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let bucket: i64 = store(r.try_get("bucket"))?;
+        if let Ok(i) = usize::try_from(bucket) {
+            out.push((i, store(r.try_get("decision"))?, store(r.try_get("n"))?));
         }
-        Ok(TimeSeries {
-            window,
-            buckets,
-            counts,
+    }
+    Ok(out)
+}
+
+/// The [`TOP_N`] busiest values of `column` (`agent`, `lower(host)`:
+/// hosts are compared without case, as the audit filter does).
+async fn ranked(
+    tx: &mut Tx,
+    column: &'static str,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    agent: Option<&str>,
+) -> Result<Vec<Ranked>, ServiceError> {
+    let sql = format!(
+        "SELECT {column} AS name, count(*) AS n,
+                count(*) FILTER (WHERE decision = ANY($4)) AS served,
+                count(*) FILTER (WHERE decision = ANY($5)) AS refused
+         FROM audit_events WHERE {} AND {column} IS NOT NULL
+         GROUP BY 1 ORDER BY n DESC, 1 LIMIT $6",
+        range(agent.is_some())
+    );
+    let rows = store(
+        sqlx::query(&sql)
+            .bind(from)
+            .bind(to)
+            .bind(agent)
+            .bind(Decision::words(|d| d.outcome() == Outcome::Served))
+            .bind(Decision::words(|d| d.outcome() == Outcome::Refused))
+            .bind(limit(TOP_N))
+            .fetch_all(&mut **tx)
+            .await,
+    )?;
+    rows.iter()
+        .map(|r| {
+            let (n, served, refused): (i64, i64, i64) =
+                (r.try_get("n")?, r.try_get("served")?, r.try_get("refused")?);
+            Ok(Ranked {
+                name: r.try_get("name")?,
+                counts: ByOutcome([served, refused, n - served - refused]),
+            })
         })
-    }
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(store_err)
+}
 
-    /// The [`TOP_N`] busiest values of `column` (`agent`, `lower(host)`:
-    /// hosts are compared without case, as the audit filter does).
-    async fn ranked(
-        &self,
-        column: &'static str,
-        (from, to): (DateTime<Utc>, DateTime<Utc>),
-        agent: Option<&str>,
-    ) -> Result<Vec<Ranked>, ServiceError> {
-        let sql = format!(
-            "SELECT {column} AS name, count(*) AS n,
-                    count(*) FILTER (WHERE decision = ANY($4)) AS served,
-                    count(*) FILTER (WHERE decision = ANY($5)) AS refused
-             FROM audit_events WHERE {} AND {column} IS NOT NULL
-             GROUP BY 1 ORDER BY n DESC, 1 LIMIT $6",
-            range(agent.is_some())
-        );
-        let rows = store(
-            sqlx::query(&sql)
-                .bind(from)
-                .bind(to)
-                .bind(agent)
-                .bind(Decision::words(|d| d.outcome() == Outcome::Served))
-                .bind(Decision::words(|d| d.outcome() == Outcome::Refused))
-                .bind(limit(TOP_N))
-                .fetch_all(self.store.pool())
-                .await,
-        )?;
-        rows.iter()
-            .map(|r| {
-                let (n, served, refused): (i64, i64, i64) =
-                    (r.try_get("n")?, r.try_get("served")?, r.try_get("refused")?);
-                Ok(Ranked {
-                    name: r.try_get("name")?,
-                    counts: ByOutcome([served, refused, n - served - refused]),
-                })
+/// Who tried to send a credential where: read through the partial index
+/// `audit_events_exfiltration_at`, so it costs the attempts, not the day.
+async fn exfiltration(
+    tx: &mut Tx,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    agent: Option<&str>,
+) -> Result<Vec<ExfiltrationPair>, ServiceError> {
+    let sql = format!(
+        "SELECT agent, lower(host) AS host, count(*) AS n FROM audit_events
+         WHERE {} AND decision = 'exfiltration' AND agent IS NOT NULL AND host IS NOT NULL
+         GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT $4",
+        range(agent.is_some())
+    );
+    let rows = store(
+        sqlx::query(&sql)
+            .bind(from)
+            .bind(to)
+            .bind(agent)
+            .bind(limit(TOP_EXFILTRATION))
+            .fetch_all(&mut **tx)
+            .await,
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(ExfiltrationPair {
+                agent: r.try_get("agent")?,
+                host: r.try_get("host")?,
+                count: r.try_get("n")?,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| StoreError::from(e).into())
-    }
-
-    async fn refusals(
-        &self,
-        (from, to): (DateTime<Utc>, DateTime<Utc>),
-        agent: Option<&str>,
-    ) -> Result<Vec<DecisionCount>, ServiceError> {
-        let sql = format!(
-            "SELECT decision, count(*) AS n FROM audit_events
-             WHERE {} AND decision = ANY($4)
-             GROUP BY 1 ORDER BY n DESC, 1 LIMIT $5",
-            range(agent.is_some())
-        );
-        let rows = store(
-            sqlx::query(&sql)
-                .bind(from)
-                .bind(to)
-                .bind(agent)
-                .bind(Decision::words(Decision::is_refusal))
-                .bind(limit(TOP_N))
-                .fetch_all(self.store.pool())
-                .await,
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(DecisionCount {
-                    decision: r.try_get("decision")?,
-                    count: r.try_get("n")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| StoreError::from(e).into())
-    }
-
-    async fn exfiltration(
-        &self,
-        (from, to): (DateTime<Utc>, DateTime<Utc>),
-        agent: Option<&str>,
-    ) -> Result<Vec<ExfiltrationPair>, ServiceError> {
-        let sql = format!(
-            "SELECT agent, lower(host) AS host, count(*) AS n FROM audit_events
-             WHERE {} AND decision = $4 AND agent IS NOT NULL AND host IS NOT NULL
-             GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT $5",
-            range(agent.is_some())
-        );
-        let rows = store(
-            sqlx::query(&sql)
-                .bind(from)
-                .bind(to)
-                .bind(agent)
-                .bind(Decision::Exfiltration.as_str())
-                .bind(limit(TOP_EXFILTRATION))
-                .fetch_all(self.store.pool())
-                .await,
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(ExfiltrationPair {
-                    agent: r.try_get("agent")?,
-                    host: r.try_get("host")?,
-                    count: r.try_get("n")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| StoreError::from(e).into())
-    }
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(store_err)
 }
 
 #[cfg(test)]
@@ -432,5 +469,28 @@ mod tests {
         assert_eq!(c.get(Outcome::Refused), 4);
         assert_eq!(c.get(Outcome::Failed), 2);
         assert_eq!(c.total(), 9);
+    }
+
+    #[test]
+    fn refusals_are_the_days_refused_decisions_summed() {
+        let rows = [
+            (0, "blocked".to_owned(), 2),
+            (5, "exfiltration".to_owned(), 1),
+            (7, "blocked".to_owned(), 3),
+            (7, "allowed".to_owned(), 9),
+            (8, "from_a_newer_peer".to_owned(), 4),
+        ];
+        let r: Vec<(String, i64)> = refusals_of(&rows)
+            .into_iter()
+            .map(|d| (d.decision, d.count))
+            .collect();
+        assert_eq!(r, [("blocked".into(), 5), ("exfiltration".into(), 1)]);
+        let s = series_of(
+            Window::Day,
+            Buckets::for_window(Window::Day, at(8, 0, 0)),
+            &rows,
+        );
+        assert_eq!(s.total().total(), 19);
+        assert_eq!(s.counts[7].get(Outcome::Served), 9);
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::traffic::TrafficView;
+use super::traffic::{self, TrafficView};
 use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, error_page, html, service_error_page, when};
 use crate::dashboard::session::SessionCtx;
@@ -19,7 +19,7 @@ struct AgentPage {
     cgroup: String,
     grants: Vec<String>,
     created: String,
-    traffic: TrafficView,
+    traffic: Result<TrafficView, String>,
 }
 
 pub async fn page(
@@ -37,10 +37,7 @@ pub async fn page(
             "There is no such agent: it may have been deleted. The Agents page lists them all.",
         );
     };
-    let traffic = match state.service.traffic(Some(&agent.name)).await {
-        Ok(t) => TrafficView::new(&t),
-        Err(e) => return service_error_page(&e),
-    };
+    let traffic = traffic::load(&state, Some(&agent.name)).await;
     html(
         StatusCode::OK,
         &AgentPage {

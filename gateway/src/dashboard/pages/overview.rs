@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::audit::Row;
-use super::traffic::TrafficView;
+use super::traffic::{self, TrafficView};
 use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, html, service_error_page};
 use crate::dashboard::session::SessionCtx;
@@ -21,7 +21,7 @@ use crate::service::insights::Overview;
 struct OverviewPage {
     chrome: Chrome,
     stats: Overview,
-    traffic: TrafficView,
+    traffic: Result<TrafficView, String>,
     recent: Vec<Row>,
     agents: usize,
     secrets: usize,
@@ -43,10 +43,7 @@ pub async fn page(
         Ok(s) => s,
         Err(e) => return service_error_page(&e),
     };
-    let traffic = match state.service.traffic(None).await {
-        Ok(t) => TrafficView::new(&t),
-        Err(e) => return service_error_page(&e),
-    };
+    let traffic = traffic::load(&state, None).await;
     let recent = AuditSearch {
         per_page: Some(8),
         ..AuditSearch::default()

@@ -5,8 +5,25 @@
 //! [`Service::traffic`]: crate::service::Service::traffic
 
 use crate::audit::{Decision, Outcome};
+use crate::dashboard::DashState;
 use crate::dashboard::chart::{BarList, Scope, TimeChart};
+use crate::service::ServiceError;
 use crate::service::traffic::Traffic;
+
+/// The charts, or why there are none: a page still shows the rest of
+/// itself when charting fails (say, the queries' timeout on a very busy
+/// trail).
+pub async fn load(state: &DashState, agent: Option<&str>) -> Result<TrafficView, String> {
+    match state.service.traffic(agent).await {
+        Ok(t) => Ok(TrafficView::new(&t)),
+        Err(e) => {
+            if matches!(e, ServiceError::Internal(_)) {
+                tracing::error!(error = %e, "dashboard: charting the traffic failed");
+            }
+            Err(e.to_string())
+        }
+    }
+}
 
 pub struct TrafficView {
     pub hour: TimeChart,
