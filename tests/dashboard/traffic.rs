@@ -1,6 +1,7 @@
 //! The traffic charts in a real browser: a known set of requests through
 //! the real gateway (allowed, blocked, an exfiltration attempt, from two
-//! agents), then the overview's and an agent's charts are read from the
+//! agents) and a few older rows put in the trail (inside the day, outside
+//! the hour), then the overview's and an agent's charts are read from the
 //! SVG in Chromium's DOM, their links followed to the audit page, whose
 //! totals must agree, and screenshots saved.
 
@@ -144,13 +145,23 @@ async fn traffic_charts_count_what_went_through_and_link_to_it() {
              VALUES ('request', 'evil', 'GET', '{}', '/', 'blocked', 403)",
             hostile.replace('\'', "''")
         ));
+        // Older traffic, inside the day but not the hour: three served
+        // for bot three hours ago, two failed for other seven hours ago.
+        daemon.db().psql(&format!(
+            "INSERT INTO audit_events (at, kind, agent, method, host, path, decision, status) \
+             SELECT now() - interval '3 hours', 'request', 'bot', 'GET', '{host}', '/old', \
+                    'allowed', 200 FROM generate_series(1, 3); \
+             INSERT INTO audit_events (at, kind, agent, method, host, path, decision, status) \
+             SELECT now() - interval '7 hours', 'request', 'other', 'GET', '{host}', '/old', \
+                    'upstream_error', 502 FROM generate_series(1, 2)"
+        ));
         wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
             let n = daemon
                 .db()
                 .psql("SELECT count(*) FROM audit_events WHERE kind = 'request'");
-            (n.trim() == "8").then_some(())
+            (n.trim() == "13").then_some(())
         })
-        .expect("8 request rows in the audit trail");
+        .expect("13 request rows in the audit trail");
     });
 
     let b = Browser::start_with(&["--window-size=1400,1900"]).await;
@@ -167,24 +178,24 @@ async fn traffic_charts_count_what_went_through_and_link_to_it() {
     println!("screenshot: {}", path.display());
     assert_eq!(seen["inline_scripts"], 0, "an injected script: {seen:#}");
     assert_eq!(seen["hour"], 8, "{seen:#}");
-    assert_eq!(seen["day"], 8, "{seen:#}");
+    assert_eq!(seen["day"], 13, "{seen:#}");
     assert_eq!(
         (seen["hour_served"].as_i64(), seen["hour_refused"].as_i64()),
         (Some(4), Some(4))
     );
     assert_eq!(
         (seen["day_served"].as_i64(), seen["day_refused"].as_i64()),
-        (Some(4), Some(4))
+        (Some(7), Some(4))
     );
     assert_eq!(
         seen["legend"],
-        serde_json::json!([["served", 4], ["refused", 4], ["failed", 0]])
+        serde_json::json!([["served", 7], ["refused", 4], ["failed", 2]])
     );
     assert_eq!(
         seen["agents"],
-        serde_json::json!([["bot", 6], ["evil", 1], ["other", 1]])
+        serde_json::json!([["bot", 9], ["other", 3], ["evil", 1]])
     );
-    assert_eq!(seen["hosts"][0], serde_json::json!([host, 7]), "{seen:#}");
+    assert_eq!(seen["hosts"][0], serde_json::json!([host, 12]), "{seen:#}");
     // The hostile host is text in the SVG: whole in the tooltip, cut to
     // fit on the bar's label.
     assert_eq!(
@@ -217,10 +228,12 @@ async fn traffic_charts_count_what_went_through_and_link_to_it() {
 
     // Every kind of element links to the audit of exactly its requests.
     let links = [
-        ("#traffic-day .legend a[data-outcome=served]", 4),
+        ("#traffic-day .legend a[data-outcome=served]", 7),
+        ("#traffic-day .legend a[data-outcome=failed]", 2),
         ("#traffic-hour .legend a[data-outcome=refused]", 4),
-        ("#top-agents a.row-label", 6),
-        ("#top-hosts a.row-label", 7),
+        ("#traffic-hour figcaption a", 8),
+        ("#top-agents a.row-label", 9),
+        ("#top-hosts a.row-label", 12),
         ("#top-agents a.seg[data-outcome=refused]", 3),
         ("#refusals a.seg.exfiltration", 1),
         ("#exfiltration a.row-label", 1),
@@ -267,16 +280,16 @@ async fn traffic_charts_count_what_went_through_and_link_to_it() {
     assert_eq!(seen["hour"], 6, "{seen:#}");
     assert_eq!(
         (seen["day_served"].as_i64(), seen["day_refused"].as_i64()),
-        (Some(3), Some(3))
+        (Some(6), Some(3))
     );
     assert_eq!(
         seen["agents"],
         serde_json::json!([]),
         "no ranking of one agent"
     );
-    assert_eq!(seen["hosts"], serde_json::json!([[host, 6]]));
+    assert_eq!(seen["hosts"], serde_json::json!([[host, 9]]));
     assert_eq!(seen["exfiltration"], serde_json::json!([[host, 1]]));
-    assert_eq!(follow(c, "#top-hosts a.seg[data-outcome=served]").await, 3);
+    assert_eq!(follow(c, "#top-hosts a.seg[data-outcome=served]").await, 6);
 
     // An agent with no traffic: said, not drawn.
     c.goto(&format!("{base}/agents/idle"))

@@ -250,7 +250,11 @@ fn refusals_of(rows: &[(usize, String, i64)]) -> Vec<DecisionCount> {
             }),
         }
     }
-    by.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.decision.cmp(&b.decision)));
+    by.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.decision.cmp(&b.decision))
+    });
     by.truncate(TOP_N);
     by
 }
