@@ -44,6 +44,12 @@ return {
     refused: count('refused-total'),
     exfiltrations: count('exfiltration-total'),
     inline_scripts: all('script:not([src])').length,
+    // Colours come from app.css classes: applied means the CSP let the
+    // inline SVG be styled.
+    served_fill: (() => {
+        const r = document.querySelector('#traffic-hour a.seg.served rect');
+        return r ? getComputedStyle(r).fill : null;
+    })(),
     empty: all('.empty').map((e) => e.textContent),
 };
 "#;
@@ -177,6 +183,7 @@ async fn traffic_charts_count_what_went_through_and_link_to_it() {
     let path = b.screenshot(&shots, "10-traffic-overview").await;
     println!("screenshot: {}", path.display());
     assert_eq!(seen["inline_scripts"], 0, "an injected script: {seen:#}");
+    assert_eq!(seen["served_fill"], "rgb(46, 157, 99)", "{seen:#}");
     assert_eq!(seen["hour"], 8, "{seen:#}");
     assert_eq!(seen["day"], 13, "{seen:#}");
     assert_eq!(
