@@ -14,13 +14,13 @@ use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, html, service_error_page};
 use crate::dashboard::session::SessionCtx;
 use crate::service::audit_search::AuditSearch;
-use crate::service::insights::Overview;
+use crate::service::insights::Figures;
 
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
     chrome: Chrome,
-    stats: Overview,
+    stats: Figures,
     traffic: Result<TrafficView, String>,
     recent: Vec<Row>,
     agents: usize,
@@ -32,14 +32,14 @@ struct OverviewPage {
 #[derive(Template)]
 #[template(path = "overview_stats.html")]
 struct StatsFragment {
-    stats: Overview,
+    stats: Figures,
 }
 
 pub async fn page(
     State(state): State<DashState>,
     Extension(session): Extension<SessionCtx>,
 ) -> Response {
-    let stats = match state.service.overview().await {
+    let stats = match state.service.figures().await {
         Ok(s) => s,
         Err(e) => return service_error_page(&e),
     };
@@ -69,7 +69,7 @@ pub async fn page(
 }
 
 pub async fn stats(State(state): State<DashState>) -> Response {
-    match state.service.overview().await {
+    match state.service.figures().await {
         Ok(stats) => html(StatusCode::OK, &StatsFragment { stats }),
         Err(e) => service_error_page(&e),
     }
