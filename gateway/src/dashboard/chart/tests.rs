@@ -3,8 +3,10 @@
 use askama::Template;
 use chrono::TimeZone;
 
+use super::bars::{COUNT_W, LABEL_W, LIST_W};
+use super::time::{PLOT_BOTTOM, PLOT_TOP, TIME_H};
 use super::*;
-use crate::service::traffic::{ByOutcome, Window};
+use crate::service::traffic::{ByOutcome, ExfiltrationPair, Ranked, TimeSeries, Window};
 
 fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 7, h, m, s).unwrap()
