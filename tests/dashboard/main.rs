@@ -18,3 +18,4 @@ mod login;
 mod oidc;
 mod openapi;
 mod operator_flow;
+mod traffic;

@@ -110,6 +110,16 @@ impl Decision {
         }
     }
 
+    /// Which of the three outcomes the dashboard's traffic charts stack
+    /// this decision under.
+    pub const fn outcome(self) -> Outcome {
+        match self {
+            Decision::Allowed | Decision::Approved => Outcome::Served,
+            d if d.is_refusal() => Outcome::Refused,
+            _ => Outcome::Failed,
+        }
+    }
+
     /// The words of the decisions for which `keep` holds, for queries that
     /// bind a list of them.
     pub fn words(keep: impl Fn(Decision) -> bool) -> Vec<&'static str> {
@@ -119,6 +129,21 @@ impl Decision {
             .filter(|d| keep(*d))
             .map(Decision::as_str)
             .collect()
+    }
+}
+
+word_enum! {
+    /// How a request ended, in three: what the traffic charts stack by and
+    /// the audit filter `outcome=` selects. Every [`Decision`] has one
+    /// ([`Decision::outcome`]); a word this version does not know (a newer
+    /// peer's) counts as `failed`, in the charts and in the filter alike.
+    pub enum Outcome as "outcome" {
+        /// Forwarded upstream: `allowed` or `approved`.
+        Served => "served",
+        /// The gateway said no ([`Decision::is_refusal`]), exfiltration included.
+        Refused => "refused",
+        /// Neither: a malformed request, a failure upstream or in the gateway.
+        Failed => "failed",
     }
 }
 
@@ -137,6 +162,17 @@ mod tests {
             let json = serde_json::to_string(&d).unwrap();
             assert_eq!(json, format!("\"{}\"", d.as_str()));
             assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn outcomes_partition_the_decisions() {
+        assert_eq!(Decision::Allowed.outcome(), Outcome::Served);
+        assert_eq!(Decision::Approved.outcome(), Outcome::Served);
+        assert_eq!(Decision::Exfiltration.outcome(), Outcome::Refused);
+        assert_eq!(Decision::UpstreamError.outcome(), Outcome::Failed);
+        for &d in Decision::ALL {
+            assert_eq!(d.outcome() == Outcome::Refused, d.is_refusal(), "{d}");
         }
     }
 

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 pub use crate::store::audit::NewRequestEvent as AuditRecord;
-pub use decision::Decision;
+pub use decision::{Decision, Outcome};
 pub use writer::run_writer;
 
 const CHANNEL_CAPACITY: usize = 65_536;

@@ -13,6 +13,7 @@
 //! - [`guard`]: the middleware: security headers, "logged in?" and CSRF
 //!   for pages, bearer token (or session + CSRF header) for `/api/v1`.
 //! - [`render`]: the page frame every template shares, and error pages.
+//! - [`chart`]: the traffic charts' geometry (SVG, drawn by the server).
 //! - [`assets`]: the stylesheet and script, compiled in from `web/static`.
 //! - [`pages`]: one module per page.
 //!
@@ -26,6 +27,7 @@
 //! another loopback port: `docs/dashboard.md`.
 
 pub mod assets;
+pub mod chart;
 pub mod first_password;
 pub mod guard;
 pub mod login_limit;

@@ -1,6 +1,8 @@
-//! Searching the audit trail the way the dashboard does: by agent, host,
-//! decision, status and time range, a page at a time (newest first), or
-//! everything that matches for an export.
+//! Searching the audit trail the way the dashboard does: by kind, agent,
+//! host (a part of it, or exactly), decision or outcome, status and time
+//! range, a page at a time (newest first), or everything that matches for
+//! an export. The traffic charts link here with the exact filters that
+//! reproduce each figure (`kind=request`, `host_match=exact`, `outcome=`).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,7 +10,7 @@ use sqlx::Row;
 
 use super::types::AuditEvent;
 use super::{Service, ServiceError, parse_since};
-use crate::audit::Decision;
+use crate::audit::{Decision, Outcome};
 use crate::model::AgentName;
 use crate::store::StoreError;
 
@@ -25,13 +27,23 @@ const MAX_FILTER_LEN: usize = 255;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSearch {
+    /// `request` or `admin` (a configuration change).
+    #[serde(default)]
+    pub kind: Option<String>,
     #[serde(default)]
     pub agent: Option<String>,
-    /// A part of the host, any case.
+    /// A part of the host, any case (the whole host with `host_match=exact`).
     #[serde(default)]
     pub host: Option<String>,
+    /// `contains` (the default) or `exact`.
+    #[serde(default)]
+    pub host_match: Option<String>,
     #[serde(default)]
     pub decision: Option<String>,
+    /// `served`, `refused` or `failed`: requests whose decision has that
+    /// outcome (see `Decision::outcome`).
+    #[serde(default)]
+    pub outcome: Option<String>,
     #[serde(default)]
     pub status: Option<String>,
     /// RFC 3339, `YYYY-MM-DDTHH:MM` (UTC, as a browser's datetime field
@@ -59,9 +71,13 @@ pub struct AuditPage {
 /// The filter, validated.
 #[derive(Debug, Default)]
 struct Filter {
+    kind: Option<&'static str>,
     agent: Option<String>,
     host: Option<String>,
+    /// The whole host, not a part of it.
+    exact_host: bool,
     decision: Option<String>,
+    outcome: Option<Outcome>,
     status: Option<i32>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -95,6 +111,31 @@ fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, ServiceE
 
 impl AuditSearch {
     fn validate(&self) -> Result<Filter, ServiceError> {
+        let kind = match given(&self.kind) {
+            None => None,
+            Some("request") => Some("request"),
+            Some("admin") => Some("admin"),
+            Some(other) => {
+                return Err(invalid(
+                    "kind",
+                    format!("kind {other:?} is neither request nor admin"),
+                ));
+            }
+        };
+        let exact_host = match given(&self.host_match) {
+            None | Some("contains") => false,
+            Some("exact") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "host_match",
+                    format!("host_match {other:?} is neither contains nor exact"),
+                ));
+            }
+        };
+        let outcome = given(&self.outcome)
+            .map(str::parse::<Outcome>)
+            .transpose()
+            .map_err(|e| invalid("outcome", e.to_string()))?;
         let agent = given(&self.agent)
             .map(|a| AgentName::parse(a).map(String::from))
             .transpose()
@@ -134,9 +175,12 @@ impl AuditSearch {
             return Err(invalid("to", "the end of the range is before its start"));
         }
         Ok(Filter {
+            kind,
             agent,
             host,
+            exact_host,
             decision,
+            outcome,
             status,
             from,
             to,
@@ -160,37 +204,72 @@ impl AuditSearch {
 }
 
 /// `LIKE` treats `%`, `_` and `\` specially; a typed host is literal.
-fn like_pattern(text: &str) -> String {
+/// Without the `%` around it, the pattern matches the whole host only.
+fn like_pattern(text: &str, exact: bool) -> String {
     let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
+    if !exact {
+        out.push('%');
+    }
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('%');
+    if !exact {
+        out.push('%');
+    }
     out
 }
 
+impl Filter {
+    fn host_pattern(&self) -> Option<String> {
+        self.host
+            .as_deref()
+            .map(|h| like_pattern(h, self.exact_host))
+    }
+
+    /// The outcome as `$8`/`$9`: the decision words to test, and whether a
+    /// match must be in them or outside them. `failed` is "neither served
+    /// nor refused", so a word this version does not know counts there,
+    /// as it does in the charts.
+    fn outcome_words(&self) -> (Option<Vec<&'static str>>, bool) {
+        match self.outcome {
+            None => (None, true),
+            Some(Outcome::Failed) => (
+                Some(Decision::words(|d| d.outcome() != Outcome::Failed)),
+                false,
+            ),
+            Some(o) => (Some(Decision::words(|d| d.outcome() == o)), true),
+        }
+    }
+}
+
+/// An outcome is a property of requests: it implies `kind = 'request'`.
 const WHERE: &str = "WHERE ($1::text IS NULL OR agent = $1)
        AND ($2::text IS NULL OR lower(host) LIKE $2)
        AND ($3::text IS NULL OR decision = $3)
        AND ($4::int IS NULL OR status = $4)
        AND ($5::timestamptz IS NULL OR at >= $5)
-       AND ($6::timestamptz IS NULL OR at <= $6)";
+       AND ($6::timestamptz IS NULL OR at <= $6)
+       AND ($7::text IS NULL OR kind = $7)
+       AND ($8::text[] IS NULL OR (kind = 'request' AND (decision = ANY($8)) = $9))";
 
 fn bind_filter<'q>(
     q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     f: &'q Filter,
     host: &'q Option<String>,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let (words, inside) = f.outcome_words();
     q.bind(&f.agent)
         .bind(host)
         .bind(&f.decision)
         .bind(f.status)
         .bind(f.from)
         .bind(f.to)
+        .bind(f.kind)
+        .bind(words)
+        .bind(inside)
 }
 
 impl Service {
@@ -203,7 +282,7 @@ impl Service {
     pub async fn search_audit(&self, q: &AuditSearch) -> Result<AuditPage, ServiceError> {
         let filter = q.validate()?;
         let (page, per_page) = q.paging()?;
-        let host = filter.host.as_deref().map(like_pattern);
+        let host = filter.host_pattern();
         let total: i64 = bind_filter(
             sqlx::query(&format!("SELECT count(*) AS n FROM audit_events {WHERE}")),
             &filter,
@@ -227,7 +306,7 @@ impl Service {
     /// Every matching row (at most [`MAX_EXPORT_ROWS`]), newest first.
     pub async fn export_audit(&self, q: &AuditSearch) -> Result<Vec<AuditEvent>, ServiceError> {
         let filter = q.validate()?;
-        let host = filter.host.as_deref().map(like_pattern);
+        let host = filter.host_pattern();
         self.select(&filter, &host, MAX_EXPORT_ROWS, 0).await
     }
 
@@ -241,7 +320,7 @@ impl Service {
         let sql = format!(
             "SELECT id, at, kind, agent, method, host, path, decision, rule_id, secrets,
                     status, bytes_up, bytes_down, duration_us, detail
-             FROM audit_events {WHERE} ORDER BY id DESC LIMIT $7 OFFSET $8"
+             FROM audit_events {WHERE} ORDER BY id DESC LIMIT $10 OFFSET $11"
         );
         let rows = bind_filter(sqlx::query(&sql), filter, host)
             .bind(limit)
@@ -313,6 +392,63 @@ mod tests {
 
     #[test]
     fn like_patterns_are_literal() {
-        assert_eq!(like_pattern("a_b%"), "%a\\_b\\%%");
+        assert_eq!(like_pattern("a_b%", false), "%a\\_b\\%%");
+        assert_eq!(like_pattern("a_b%", true), "a\\_b\\%");
+    }
+
+    #[test]
+    fn kind_outcome_and_exact_host_are_validated() {
+        let q = AuditSearch {
+            kind: Some("request".into()),
+            host: Some("API.example:443".into()),
+            host_match: Some("exact".into()),
+            outcome: Some("failed".into()),
+            ..AuditSearch::default()
+        };
+        let f = q.validate().unwrap();
+        assert_eq!(f.kind, Some("request"));
+        assert_eq!(f.host_pattern().as_deref(), Some("api.example:443"));
+        // `failed` is "not in served or refused".
+        let (words, inside) = f.outcome_words();
+        let words = words.unwrap();
+        assert!(!inside);
+        assert!(words.contains(&"allowed") && words.contains(&"exfiltration"));
+        assert!(!words.contains(&"upstream_error"));
+        let served = AuditSearch {
+            outcome: Some("served".into()),
+            ..AuditSearch::default()
+        };
+        assert_eq!(
+            served.validate().unwrap().outcome_words(),
+            (Some(vec!["allowed", "approved"]), true)
+        );
+        for (field, bad) in [
+            (
+                "kind",
+                AuditSearch {
+                    kind: Some("requests".into()),
+                    ..AuditSearch::default()
+                },
+            ),
+            (
+                "host_match",
+                AuditSearch {
+                    host_match: Some("prefix".into()),
+                    ..AuditSearch::default()
+                },
+            ),
+            (
+                "outcome",
+                AuditSearch {
+                    outcome: Some("ok".into()),
+                    ..AuditSearch::default()
+                },
+            ),
+        ] {
+            match bad.validate() {
+                Err(ServiceError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Numbers for the dashboard's overview, read from the audit trail: how
-//! busy the gateway is, what it refused, who waits for a person, and where
-//! the traffic goes.
+//! busy the gateway is, what it refused, who waits for a person ([`Figures`],
+//! which the page polls), and, for `GET /api/v1/overview`, where the
+//! traffic goes ([`Overview`]; the page charts that once per load instead).
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -18,7 +19,18 @@ pub struct HostCount {
     pub requests: i64,
 }
 
-/// The overview's figures.
+/// The figures the dashboard's overview polls every few seconds: cheap
+/// counts of the last hour (the busiest hosts are charted once per page
+/// load instead, by [`super::traffic`]).
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub requests_last_minute: i64,
+    pub requests_last_hour: i64,
+    pub refused_last_hour: i64,
+    pub pending_approvals: i64,
+}
+
+/// The overview's figures (`GET /api/v1/overview`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Overview {
     /// Requests in the last 60 seconds.
@@ -35,6 +47,17 @@ pub struct Overview {
 
 impl Service {
     pub async fn overview(&self) -> Result<Overview, ServiceError> {
+        let f = self.figures().await?;
+        Ok(Overview {
+            requests_last_minute: f.requests_last_minute,
+            requests_last_hour: f.requests_last_hour,
+            refused_last_hour: f.refused_last_hour,
+            pending_approvals: f.pending_approvals,
+            top_hosts: self.top_hosts().await?,
+        })
+    }
+
+    pub async fn figures(&self) -> Result<Figures, ServiceError> {
         let pool = self.store.pool();
         let refused = Decision::words(Decision::is_refusal);
         let row = sqlx::query(
@@ -54,16 +77,26 @@ impl Service {
                 .fetch_one(pool)
                 .await
                 .map_err(StoreError::from)?;
+        Ok(Figures {
+            requests_last_minute: row.try_get("last_minute").map_err(StoreError::from)?,
+            requests_last_hour: row.try_get("last_hour").map_err(StoreError::from)?,
+            refused_last_hour: row.try_get("refused").map_err(StoreError::from)?,
+            pending_approvals: pending,
+        })
+    }
+
+    /// The busiest hosts over the last 24 hours: a scan of the day.
+    async fn top_hosts(&self) -> Result<Vec<HostCount>, ServiceError> {
         let hosts = sqlx::query(
             "SELECT host, count(*) AS n FROM audit_events
              WHERE kind = 'request' AND host IS NOT NULL AND at >= now() - interval '1 day'
              GROUP BY host ORDER BY n DESC, host LIMIT $1",
         )
         .bind(TOP_HOSTS)
-        .fetch_all(pool)
+        .fetch_all(self.store.pool())
         .await
         .map_err(StoreError::from)?;
-        let top_hosts = hosts
+        hosts
             .iter()
             .map(|r| {
                 Ok(HostCount {
@@ -72,13 +105,6 @@ impl Service {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)?;
-        Ok(Overview {
-            requests_last_minute: row.try_get("last_minute").map_err(StoreError::from)?,
-            requests_last_hour: row.try_get("last_hour").map_err(StoreError::from)?,
-            refused_last_hour: row.try_get("refused").map_err(StoreError::from)?,
-            pending_approvals: pending,
-            top_hosts,
-        })
+            .map_err(|e| StoreError::from(e).into())
     }
 }

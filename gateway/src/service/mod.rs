@@ -14,6 +14,7 @@ pub mod probe;
 pub mod rule_order;
 mod rules;
 mod secrets;
+pub mod traffic;
 pub mod types;
 
 pub use agents::BusyCgroup;

@@ -1,5 +1,6 @@
-//! The audit trail: filter by agent, host, decision, status and time
-//! range; a page at a time, newest first; export what matches as CSV or
+//! The audit trail: filter by kind, agent, host (a part or the whole),
+//! decision or outcome, status and time range (the traffic charts link
+//! here with these filters); a page at a time, newest first; export what matches as CSV or
 //! JSON. Paths and hosts are shown as text, whatever they contain.
 
 use askama::Template;
@@ -9,7 +10,7 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::audit::Decision;
+use crate::audit::{Decision, Outcome};
 use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, FormErrors, html, service_error_page, when};
 use crate::dashboard::session::SessionCtx;
@@ -17,7 +18,18 @@ use crate::service::ServiceError;
 use crate::service::audit_search::AuditSearch;
 use crate::service::types::AuditEvent;
 
-const FIELDS: &[&str] = &["agent", "host", "decision", "status", "from", "to", "page"];
+const FIELDS: &[&str] = &[
+    "kind",
+    "agent",
+    "host",
+    "host_match",
+    "decision",
+    "outcome",
+    "status",
+    "from",
+    "to",
+    "page",
+];
 
 /// One audit row as the pages show it.
 pub struct Row {
@@ -88,6 +100,7 @@ struct AuditPage {
     agents: Vec<String>,
     /// The filter offers every decision there is.
     decisions: &'static [Decision],
+    outcomes: &'static [Outcome],
     /// The filter as a query string, for the pager and export links.
     query: String,
 }
@@ -105,9 +118,12 @@ impl AuditPage {
 
 fn filter_query(q: &AuditSearch) -> String {
     let pairs: Vec<(&str, &str)> = [
+        ("kind", &q.kind),
         ("agent", &q.agent),
         ("host", &q.host),
+        ("host_match", &q.host_match),
         ("decision", &q.decision),
+        ("outcome", &q.outcome),
         ("status", &q.status),
         ("from", &q.from),
         ("to", &q.to),
@@ -177,6 +193,7 @@ pub async fn page(
             pages,
             agents,
             decisions: Decision::ALL,
+            outcomes: Outcome::ALL,
             query,
         },
     )
@@ -326,6 +343,7 @@ mod tests {
             pages: 1,
             agents: Vec::new(),
             decisions: Decision::ALL,
+            outcomes: Outcome::ALL,
             query: String::new(),
         }
         .render()

@@ -2,6 +2,7 @@
 //! login page); everything in [`protected`] runs behind
 //! [`super::guard::require_session`].
 
+mod agent;
 mod agents;
 mod approvals;
 mod approvals_live;
@@ -11,6 +12,7 @@ mod login;
 mod overview;
 mod rules;
 mod secrets;
+mod traffic;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -33,6 +35,7 @@ pub fn protected() -> Router<DashState> {
         .route("/overview/stats", get(overview::stats))
         .route("/logout", post(login::logout))
         .route("/agents", get(agents::page).post(agents::add))
+        .route("/agents/{name}", get(agent::page))
         .route("/agents/{name}/delete", post(agents::delete))
         .route("/agents/{name}/grant", post(agents::grant))
         .route("/agents/{name}/revoke/{secret}", post(agents::revoke))

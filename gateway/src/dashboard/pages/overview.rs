@@ -1,5 +1,6 @@
 //! The overview: how busy the gateway is, what it refused, who waits for
-//! a person, where traffic goes, and the latest requests. The figures
+//! a person, the traffic charts (drawn once per load: their queries scan
+//! a day of the trail), and the latest requests. The figures at the top
 //! refresh every few seconds (`/overview/stats`, polled by `app.js`).
 
 use askama::Template;
@@ -8,17 +9,19 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::audit::Row;
+use super::traffic::{self, TrafficView};
 use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, html, service_error_page};
 use crate::dashboard::session::SessionCtx;
 use crate::service::audit_search::AuditSearch;
-use crate::service::insights::Overview;
+use crate::service::insights::Figures;
 
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
     chrome: Chrome,
-    stats: Overview,
+    stats: Figures,
+    traffic: Result<TrafficView, String>,
     recent: Vec<Row>,
     agents: usize,
     secrets: usize,
@@ -29,17 +32,18 @@ struct OverviewPage {
 #[derive(Template)]
 #[template(path = "overview_stats.html")]
 struct StatsFragment {
-    stats: Overview,
+    stats: Figures,
 }
 
 pub async fn page(
     State(state): State<DashState>,
     Extension(session): Extension<SessionCtx>,
 ) -> Response {
-    let stats = match state.service.overview().await {
+    let stats = match state.service.figures().await {
         Ok(s) => s,
         Err(e) => return service_error_page(&e),
     };
+    let traffic = traffic::load(&state, None).await;
     let recent = AuditSearch {
         per_page: Some(8),
         ..AuditSearch::default()
@@ -54,6 +58,7 @@ pub async fn page(
         &OverviewPage {
             chrome: Chrome::new(&state, &session, "overview"),
             stats,
+            traffic,
             recent,
             agents: snap.agents.len(),
             secrets: snap.secrets.len(),
@@ -64,7 +69,7 @@ pub async fn page(
 }
 
 pub async fn stats(State(state): State<DashState>) -> Response {
-    match state.service.overview().await {
+    match state.service.figures().await {
         Ok(stats) => html(StatusCode::OK, &StatsFragment { stats }),
         Err(e) => service_error_page(&e),
     }
