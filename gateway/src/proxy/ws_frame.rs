@@ -4,6 +4,7 @@
 //! ([`Peer`]): a client masks every frame, a server none (§5.1), and a
 //! frame masked the wrong way ends the connection.
 
+use bytes::Buf;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::substitute::ZBuf;
@@ -166,9 +167,10 @@ where
     Ok(())
 }
 
-/// Writes one frame for `to`: masked with a fresh random key when it goes
-/// to the upstream. The frame is built in a zeroizing buffer, since its
-/// payload may hold a value.
+/// Writes one frame for `to`. Towards the upstream it is masked with a
+/// fresh random key and built in a zeroizing buffer, since its payload
+/// may hold a value. Towards the agent the payload (already scrubbed)
+/// goes as it is, after the head, in one vectored write: no copy.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     w: &mut W,
     to: Peer,
@@ -179,29 +181,39 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     let masked = to == Peer::Upstream;
     let mask_bit = if masked { 0x80 } else { 0 };
     let len = payload.len();
-    let mut frame = ZBuf::with_capacity(len + 14);
-    frame.push(if fin { 0x80 } else { 0 } | opcode);
-    match len {
-        0..=125 => frame.push(mask_bit | len as u8),
+    // At most 2 + 8 length bytes + 4 mask bytes.
+    let mut head = [0u8; 14];
+    head[0] = if fin { 0x80 } else { 0 } | opcode;
+    let mut at = match len {
+        0..=125 => {
+            head[1] = mask_bit | len as u8;
+            2
+        }
         126..=0xffff => {
-            frame.push(mask_bit | 126);
-            frame.extend(&(len as u16).to_be_bytes());
+            head[1] = mask_bit | 126;
+            head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
         }
         _ => {
-            frame.push(mask_bit | 127);
-            frame.extend(&(len as u64).to_be_bytes());
+            head[1] = mask_bit | 127;
+            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
         }
-    }
+    };
     if masked {
         let mask: [u8; 4] = rand::random();
-        frame.extend(&mask);
+        head[at..at + 4].copy_from_slice(&mask);
+        at += 4;
+        let mut frame = ZBuf::with_capacity(at + len);
+        frame.extend(&head[..at]);
         for (i, b) in payload.iter().enumerate() {
             frame.push(b ^ mask[i % 4]);
         }
+        w.write_all(frame.as_slice()).await?;
     } else {
-        frame.extend(payload);
+        w.write_all_buf(&mut Buf::chain(&head[..at], payload))
+            .await?;
     }
-    w.write_all(frame.as_slice()).await?;
     w.flush().await?;
     Ok(())
 }

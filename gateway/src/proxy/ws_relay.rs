@@ -162,11 +162,16 @@ where
         let mut left = head.len;
         while left > 0 {
             // The piece read goes on as `Bytes` without a copy (unless it
-            // held a value); the buffer is reclaimed once it is written.
-            buf.resize(CHUNK, 0);
-            let n = read_payload(upstream, &mut buf, left, read).await?;
+            // held a value); the buffer is reclaimed once it is written,
+            // and read into without being zeroed first.
+            buf.reserve(CHUNK);
+            let want = left.min(CHUNK as u64);
+            let n = (&mut *upstream).take(want).read_buf(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            *read += n as u64;
             left -= n as u64;
-            buf.truncate(n);
             if let Some(piece) = scrub.data(buf.split().freeze()) {
                 out.send(agent, false, &piece).await?;
             }
