@@ -333,8 +333,19 @@ pub struct OAuth2Args {
         requires = "oauth2_grant"
     )]
     pub oauth2_token_url: Option<String>,
+    /// OAuth2: a known provider (google, microsoft, github, slack) instead
+    /// of --oauth2-token-url and --oauth2-authorize-url; its scopes come
+    /// before any --scope.
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "client_id",
+        requires = "oauth2_grant",
+        conflicts_with_all = ["oauth2_token_url", "oauth2_authorize_url", "client_credentials"]
+    )]
+    pub preset: Option<String>,
     /// OAuth2: the client id.
-    #[arg(long, value_name = "ID", requires = "oauth2_token_url")]
+    #[arg(long, value_name = "ID", requires = "oauth2_provider")]
     pub client_id: Option<String>,
     /// OAuth2 or a Google service account: a scope to request (repeat
     /// for several).
@@ -342,15 +353,40 @@ pub struct OAuth2Args {
     pub scopes: Vec<String>,
     /// OAuth2: the refresh-token grant; the refresh token is read from
     /// standard input, on the line after the client secret.
-    #[arg(long, requires = "oauth2_token_url")]
+    #[arg(long, requires = "oauth2_provider")]
     pub refresh_token_stdin: bool,
+    /// OAuth2: the refresh-token grant, its refresh token obtained by the
+    /// dashboard's Connect (the authorization-code flow with PKCE); needs
+    /// --oauth2-authorize-url or --preset. Until connected, requests fail
+    /// with "needs reconnection".
+    #[arg(long, requires = "oauth2_provider")]
+    pub connect: bool,
+    /// OAuth2: the provider's authorization endpoint (https://), where the
+    /// dashboard's Connect sends the browser.
+    #[arg(long, value_name = "URL", requires = "oauth2_token_url")]
+    pub oauth2_authorize_url: Option<String>,
+    /// OAuth2: an extra parameter of the authorization request, NAME=VALUE
+    /// (repeat for several), e.g. access_type=offline.
+    #[arg(
+        long = "authorize-param",
+        value_name = "NAME=VALUE",
+        requires = "oauth2_provider"
+    )]
+    pub authorize_params: Vec<String>,
     /// OAuth2: the client-credentials grant.
-    #[arg(long, requires = "oauth2_token_url")]
+    #[arg(long, requires = "oauth2_provider")]
     pub client_credentials: bool,
     /// OAuth2: read the client secret from this file (its first line)
     /// instead of standard input.
-    #[arg(long, value_name = "FILE", requires = "oauth2_token_url")]
+    #[arg(long, value_name = "FILE", requires = "oauth2_provider")]
     pub client_secret_file: Option<PathBuf>,
+}
+
+impl OAuth2Args {
+    /// Is this an OAuth2 secret (a token URL or a preset)?
+    pub fn is_set(&self) -> bool {
+        self.oauth2_token_url.is_some() || self.preset.is_some()
+    }
 }
 
 /// A signed-JWT secret: the gateway signs short-lived RS256 JWTs with a
@@ -387,8 +423,9 @@ pub struct JwtArgs {
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Add a secret; its value is read from standard input.
-    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4", "path_template", "basic", "body", "oauth2_token_url", "github_app_id", "google_service_account_file"])))]
-    #[command(group(ArgGroup::new("oauth2_grant").args(["refresh_token_stdin", "client_credentials"])))]
+    #[command(group(ArgGroup::new("injection").required(true).args(["header", "query", "aws_sigv4", "path_template", "basic", "body", "oauth2_token_url", "preset", "github_app_id", "google_service_account_file"])))]
+    #[command(group(ArgGroup::new("oauth2_grant").args(["refresh_token_stdin", "client_credentials", "connect"])))]
+    #[command(group(ArgGroup::new("oauth2_provider").args(["oauth2_token_url", "preset"])))]
     Add {
         name: String,
         /// The host it belongs to: api.example.com, *.example.com, an IP, optionally :PORT.

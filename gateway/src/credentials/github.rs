@@ -89,6 +89,7 @@ pub(super) fn read_answer(
     Ok(TokenResponse {
         access_token: token,
         lifetime,
+        lifetime_stated: true,
         refresh_token: None,
     })
 }

@@ -10,6 +10,7 @@
 //! - [`github`]: GitHub's installation token exchange.
 //! - [`jwt`]: the signed assertions and the private-key checks.
 //! - [`service_account`]: a Google service account's JSON key file.
+//! - [`presets`]: the OAuth2 providers the dashboard's Connect knows.
 //! - [`refresh`]: a secret's cached token and its single flight.
 //! - [`error`]: what agents and operators are told.
 //!
@@ -22,6 +23,7 @@ pub mod error;
 pub mod github;
 pub mod jwt;
 pub mod oauth2;
+pub mod presets;
 pub mod refresh;
 pub mod service_account;
 
@@ -35,13 +37,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::model::{Injection, OAuth2Grant};
+use crate::model::{GrantType, Injection, OAuth2Grant};
 use crate::store::Store;
 use crate::store::oauth2::{NewTokens, TokenStatus, tokens_aad};
 use crate::store::secrets::SecretRecord;
 use crate::vault::{Sealed, Vault};
 pub use error::{CredentialError, EndpointError};
-pub use oauth2::{TokenClient, TokenResponse};
+pub use oauth2::{AuthorizationCode, TokenClient, TokenResponse};
 pub use refresh::AccessToken;
 use refresh::{Cached, Entry, Peek};
 
@@ -52,6 +54,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How long a renewal waits for another daemon's renewal of the same
 /// secret (the row lock) before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(15);
+
+/// How long a connected token that states no lifetime and has no refresh
+/// token is used before the secret asks to be connected again (GitHub
+/// revokes an OAuth App token unused for a year).
+pub const UNTIL_REVOKED: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What a token row holds, sealed.
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop, Default)]
@@ -115,7 +122,46 @@ impl TokenSet {
         Ok(NewTokens {
             sealed: self.seal(vault, secret_aad)?,
             access_expires_at,
+            not_connected: None,
         })
+    }
+
+    /// The token row of a grant that the dashboard's Connect has yet to
+    /// obtain: empty, and needing reconnection until then, so requests
+    /// fail at once with a message that says what to do.
+    pub fn not_connected(
+        vault: &Vault,
+        secret_aad: &[u8],
+        secret: &str,
+    ) -> Result<NewTokens, CredentialError> {
+        Ok(NewTokens {
+            sealed: TokenSet::default().seal(vault, secret_aad)?,
+            access_expires_at: None,
+            not_connected: Some(format!(
+                "not connected yet: press Connect beside {secret} on the dashboard's Secrets page"
+            )),
+        })
+    }
+
+    /// The set the dashboard's Connect obtained. A token with neither a
+    /// stated lifetime nor a refresh token (GitHub OAuth Apps) lives until
+    /// it is revoked: it is kept for [`UNTIL_REVOKED`] or until the
+    /// upstream refuses it, after which the secret needs reconnection.
+    /// A token that expires but comes without a refresh token could not
+    /// be renewed, and is refused.
+    pub fn connected(resp: &TokenResponse) -> Result<Self, &'static str> {
+        let mut set = TokenSet::after(resp, None);
+        if set.refresh_token.is_none() {
+            if resp.lifetime_stated {
+                return Err(
+                    "the provider issued an access token that expires, but no refresh token to \
+                     renew it: ask for offline access (Google: the preset's access_type=offline; \
+                     Microsoft: the offline_access scope) and connect again",
+                );
+            }
+            set.lifetime_secs = UNTIL_REVOKED.as_secs();
+        }
+        Ok(set)
     }
 }
 
@@ -182,6 +228,25 @@ impl Credentials {
             .client
             .request(grant, client_secret, refresh_token)
             .await;
+        self.count(answer)
+    }
+
+    /// The dashboard's Connect: an authorization code exchanged for the
+    /// grant's first tokens, counted like every token request.
+    pub async fn exchange_code(
+        &self,
+        grant: &OAuth2Grant,
+        client_secret: &str,
+        code: &AuthorizationCode<'_>,
+    ) -> Result<TokenResponse, EndpointError> {
+        let answer = self.client.exchange_code(grant, client_secret, code).await;
+        self.count(answer)
+    }
+
+    fn count(
+        &self,
+        answer: Result<TokenResponse, EndpointError>,
+    ) -> Result<TokenResponse, EndpointError> {
         let outcome = match &answer {
             Ok(_) => &self.outcomes.ok,
             Err(reason) if reason.is_refusal() => &self.outcomes.refused,
@@ -317,6 +382,23 @@ impl Credentials {
                 lock.release().await.map_err(|e| internal(name, e))?;
                 return Ok(cached);
             }
+        }
+        // A connected grant whose provider issued no refresh token (GitHub
+        // OAuth Apps: tokens that live until revoked) cannot be renewed:
+        // its token was refused or has expired, and only the operator can
+        // connect it again.
+        if grant.grant == GrantType::RefreshToken && stored.refresh_token.is_none() {
+            let detail = "the provider issued no refresh token, and its access token was refused \
+                          or has expired: connect the secret again"
+                .to_owned();
+            if let Err(e) = lock.mark_needs_reconnection(name, &detail).await {
+                tracing::error!(secret = %name, error = %e, "cannot record that the secret needs reconnection");
+            }
+            return Err(CredentialError::NeedsReconnection {
+                secret: name.to_owned(),
+                detail,
+                grant: grant.grant,
+            });
         }
         // The client secret, or a signed-JWT grant's private key (PEM).
         let client_secret = secret.open(&self.vault).map_err(|e| internal(name, e))?;

@@ -42,6 +42,10 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// of a few KiB).
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 
+/// `token_type`s whose tokens are bound to a key the client proves with
+/// each request (RFC 9449 DPoP, the MAC drafts, PoP).
+const BOUND_TOKEN_TYPES: &[&str] = &["mac", "dpop", "pop"];
+
 /// Checks that a token the endpoint handed out can go into a header.
 pub(super) fn check_token(token: &str) -> Result<(), EndpointError> {
     let valid = !token.is_empty()
@@ -61,6 +65,10 @@ pub struct TokenResponse {
     pub access_token: Zeroizing<String>,
     /// How long the access token lives, from `expires_in`.
     pub lifetime: Duration,
+    /// Whether the provider said so (`expires_in`), or `lifetime` is the
+    /// default: a token without either a lifetime or a refresh token
+    /// (GitHub OAuth Apps) is one that lives until it is revoked.
+    pub lifetime_stated: bool,
     /// A rotated refresh token, when the provider sent one.
     pub refresh_token: Option<Zeroizing<String>>,
 }
@@ -69,9 +77,18 @@ impl std::fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenResponse")
             .field("lifetime", &self.lifetime)
+            .field("lifetime_stated", &self.lifetime_stated)
             .field("rotated", &self.refresh_token.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// What the authorization-code exchange sends: the code, the redirect URI
+/// it was issued for, and the PKCE verifier of its challenge.
+pub struct AuthorizationCode<'a> {
+    pub code: &'a str,
+    pub redirect_uri: &'a str,
+    pub verifier: &'a str,
 }
 
 /// The HTTP client for token endpoints, shared by every secret.
@@ -124,13 +141,7 @@ impl TokenClient {
     ) -> Result<TokenResponse, EndpointError> {
         let send = match grant.grant {
             GrantType::RefreshToken | GrantType::ClientCredentials => {
-                let body = form(grant, refresh_token)?;
-                let auth = basic_auth(&grant.client_id, secret);
-                let mut auth = http::HeaderValue::from_str(&auth)
-                    .map_err(|_| EndpointError::Malformed("the client id cannot be sent".into()))?;
-                auth.set_sensitive(true);
-                self.form_post(grant, body)
-                    .header(http::header::AUTHORIZATION, auth)
+                self.client_post(grant, secret, form(grant, refresh_token)?)?
             }
             GrantType::JwtBearer => {
                 let assertion = jwt::assertion(grant, secret, chrono::Utc::now())
@@ -155,6 +166,48 @@ impl TokenClient {
         };
         let (status, raw) = self.send(send).await?;
         read_answer(status, &raw)
+    }
+
+    /// RFC 6749 §4.1.3 with RFC 7636's verifier: the authorization code
+    /// that the dashboard's Connect received, exchanged for the grant's
+    /// first tokens.
+    pub async fn exchange_code(
+        &self,
+        grant: &OAuth2Grant,
+        client_secret: &str,
+        code: &AuthorizationCode<'_>,
+    ) -> Result<TokenResponse, EndpointError> {
+        let pairs = [
+            ("grant_type", "authorization_code"),
+            ("code", code.code),
+            ("redirect_uri", code.redirect_uri),
+            ("code_verifier", code.verifier),
+        ];
+        let body = Zeroizing::new(
+            serde_urlencoded::to_string(pairs)
+                .map_err(|e| EndpointError::Malformed(format!("cannot encode: {e}")))?
+                .into_bytes(),
+        );
+        let (status, raw) = self
+            .send(self.client_post(grant, client_secret, body)?)
+            .await?;
+        read_answer(status, &raw)
+    }
+
+    /// A form POST authenticated as the client (`client_secret_basic`).
+    fn client_post(
+        &self,
+        grant: &OAuth2Grant,
+        client_secret: &str,
+        body: Zeroizing<Vec<u8>>,
+    ) -> Result<reqwest::RequestBuilder, EndpointError> {
+        let auth = basic_auth(&grant.client_id, client_secret);
+        let mut auth = http::HeaderValue::from_str(&auth)
+            .map_err(|_| EndpointError::Malformed("the client id cannot be sent".into()))?;
+        auth.set_sensitive(true);
+        Ok(self
+            .form_post(grant, body)
+            .header(http::header::AUTHORIZATION, auth))
     }
 
     /// A form POST to the token endpoint; the caller adds authentication.
@@ -267,13 +320,19 @@ fn read_answer(status: u16, raw: &[u8]) -> Result<TokenResponse, EndpointError> 
             .ok_or_else(|| EndpointError::Malformed("it has no access_token".into()))?,
     );
     check_token(&access_token)?;
+    // Token types that need more than the token in a Bearer header (a
+    // MAC or a DPoP proof) are refused; any other is used as a bearer
+    // token, as the provider's own clients do (Slack's `bot` and `user`).
     if let Some(kind) = answer.token_type.as_deref()
-        && !kind.eq_ignore_ascii_case("bearer")
+        && BOUND_TOKEN_TYPES
+            .iter()
+            .any(|t| kind.eq_ignore_ascii_case(t))
     {
         return Err(EndpointError::Malformed(format!(
-            "its token_type is {kind:?}, not Bearer"
+            "its token_type is {kind:?}, which needs a proof the gateway cannot send, not Bearer"
         )));
     }
+    let lifetime_stated = answer.expires_in.is_some();
     // Some providers send expires_in as a string.
     let lifetime = match answer.expires_in {
         None => DEFAULT_LIFETIME,
@@ -298,6 +357,7 @@ fn read_answer(status: u16, raw: &[u8]) -> Result<TokenResponse, EndpointError> 
     Ok(TokenResponse {
         access_token,
         lifetime,
+        lifetime_stated,
         refresh_token,
     })
 }

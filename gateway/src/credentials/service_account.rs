@@ -79,11 +79,8 @@ pub fn parse(raw: &[u8], scopes: Vec<String>) -> Result<ServiceAccount, ServiceA
     // tries the account's keys.
     let key_id = text("private_key_id").ok();
     let grant = OAuth2Grant {
-        token_url,
-        client_id: client_email,
-        scopes,
-        grant: GrantType::JwtBearer,
         key_id,
+        ..OAuth2Grant::new(GrantType::JwtBearer, token_url, client_email, scopes)
     };
     grant.validate().map_err(|e| match e {
         InjectionError::BadTokenUrl(_) => ServiceAccountError::TokenUri(e),

@@ -1,5 +1,7 @@
 //! How a secret's value is put into a request.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Where a secret goes in a request that it applies to.
@@ -54,6 +56,16 @@ pub struct OAuth2Grant {
     /// Apps, which have one key at a time per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// A refresh-token grant that the dashboard's Connect obtains (the
+    /// authorization-code flow with PKCE, `dashboard::connect`): where the
+    /// operator's browser is sent. `None`: the refresh token is given by
+    /// hand (`--refresh-token-stdin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+    /// Extra parameters of the authorization request, e.g. Google's
+    /// `access_type=offline` (without which it issues no refresh token).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorize_params: BTreeMap<String, String>,
 }
 
 /// Which grant obtains the access token. The signed-JWT grants hold a
@@ -157,6 +169,19 @@ pub enum InjectionError {
          (give each scope as its own --scope), and at most 64 scopes"
     )]
     BadScope(String),
+    #[error("OAuth2 authorization URL: {0}")]
+    BadAuthorizeUrl(String),
+    #[error(
+        "OAuth2 authorization parameter {0:?}: at most 16, each NAME=VALUE of printable ASCII \
+         without spaces, and not one the gateway sets itself (response_type, client_id, \
+         redirect_uri, scope, state, code_challenge, code_challenge_method)"
+    )]
+    BadAuthorizeParam(String),
+    #[error(
+        "only the refresh-token grant can be connected from the dashboard: an authorization URL \
+         needs --connect or --refresh-token-stdin"
+    )]
+    AuthorizeNeedsRefreshGrant,
 }
 
 /// Headers that describe the connection or the message framing; a secret
@@ -307,6 +332,24 @@ impl Injection {
 }
 
 impl OAuth2Grant {
+    /// A grant without a key id or an authorization URL.
+    pub fn new(
+        grant: GrantType,
+        token_url: String,
+        client_id: String,
+        scopes: Vec<String>,
+    ) -> Self {
+        OAuth2Grant {
+            token_url,
+            client_id,
+            scopes,
+            grant,
+            key_id: None,
+            authorize_url: None,
+            authorize_params: BTreeMap::new(),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), InjectionError> {
         check_token_url(&self.token_url)?;
         let printable = |s: &str| {
@@ -333,7 +376,37 @@ impl OAuth2Grant {
         if self.grant == GrantType::GithubApp && !self.is_github_app_shape() {
             return Err(InjectionError::BadGithubApp);
         }
+        if let Some(url) = &self.authorize_url {
+            if self.grant != GrantType::RefreshToken {
+                return Err(InjectionError::AuthorizeNeedsRefreshGrant);
+            }
+            check_https_url(url, "the operator logs in to the provider there")
+                .map_err(InjectionError::BadAuthorizeUrl)?;
+        } else if !self.authorize_params.is_empty() {
+            return Err(InjectionError::BadAuthorizeUrl(
+                "parameters are given but no authorization URL".into(),
+            ));
+        }
+        if self.authorize_params.len() > 16 {
+            return Err(InjectionError::BadAuthorizeParam(format!(
+                "{} parameters",
+                self.authorize_params.len()
+            )));
+        }
+        for (name, value) in &self.authorize_params {
+            if !printable(name)
+                || !printable(value)
+                || RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str())
+            {
+                return Err(InjectionError::BadAuthorizeParam(name.clone()));
+            }
+        }
         Ok(())
+    }
+
+    /// Can the dashboard's Connect obtain this grant's refresh token?
+    pub fn connectable(&self) -> bool {
+        self.grant == GrantType::RefreshToken && self.authorize_url.is_some()
     }
 
     /// A GitHub App grant posts to an installation's token URL, is issued
@@ -373,13 +446,30 @@ impl OAuth2Grant {
 /// The token endpoint receives the client secret and the refresh token,
 /// so it must be `https://` (the gateway verifies its certificate like an
 /// upstream's) with a host and no user info or fragment.
+/// The authorization request's parameters that the Connect flow sets
+/// itself; a preset or flag cannot override them.
+const RESERVED_AUTHORIZE_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+
 fn check_token_url(url: &str) -> Result<(), InjectionError> {
-    let bad = |why: &str| InjectionError::BadTokenUrl(format!("{url:?} {why}"));
+    check_https_url(url, "the client secret and refresh token are sent to it")
+        .map_err(InjectionError::BadTokenUrl)
+}
+
+/// An `https://` URL with a host, no user info and no fragment; the
+/// error quotes the URL (configuration, not a secret).
+fn check_https_url(url: &str, why_https: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("{url:?} {why}");
     let uri: http::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
     if uri.scheme_str() != Some("https") {
-        return Err(bad(
-            "must start with https:// (the client secret and refresh token are sent to it)",
-        ));
+        return Err(bad(&format!("must start with https:// ({why_https})")));
     }
     let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
     if authority.as_str().contains('@') || authority.host().is_empty() {
@@ -487,13 +577,12 @@ mod tests {
     #[test]
     fn github_app_grants_have_an_installation_url_and_no_scopes() {
         let check = |url: &str, app: &str, scopes: &[&str]| {
-            OAuth2Grant {
-                token_url: url.into(),
-                client_id: app.into(),
-                scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                grant: GrantType::GithubApp,
-                key_id: None,
-            }
+            OAuth2Grant::new(
+                GrantType::GithubApp,
+                url.into(),
+                app.into(),
+                scopes.iter().map(|s| s.to_string()).collect(),
+            )
             .validate()
         };
         let url = OAuth2Grant::github_token_url("https://api.github.com/", "42");

@@ -7,6 +7,7 @@
 
 mod agents;
 pub mod audit_search;
+pub mod connect;
 pub mod credentials;
 pub mod defaults;
 pub mod insights;

@@ -35,7 +35,7 @@ impl Service {
     }
 
     /// One secret as listed, with its OAuth2 state.
-    async fn secret_view(&self, name: &SecretName) -> Result<SecretView, ServiceError> {
+    pub(super) async fn secret_view(&self, name: &SecretName) -> Result<SecretView, ServiceError> {
         let record = self.store.get_secret(name).await?;
         let mut view = SecretView::from(&record);
         if let Injection::OAuth2(_) = record.injection {
@@ -68,6 +68,12 @@ impl Service {
         let aad = stored::aad(&id, &name, &host, &path, &req.injection);
         let sealed = self.vault.seal(&aad, req.value.expose().as_bytes())?;
         let oauth2_tokens = match &req.injection {
+            // Connected later from the dashboard: nothing to fetch yet (the
+            // client secret is checked by the code exchange).
+            Injection::OAuth2(grant) if grant.connectable() && req.refresh_token.is_none() => Some(
+                TokenSet::not_connected(&self.vault, &aad, name.as_str())
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            ),
             Injection::OAuth2(grant) => Some(
                 self.first_tokens(grant, &req.value, req.refresh_token.as_ref(), &aad)
                     .await?,
@@ -109,7 +115,9 @@ impl Service {
                 return Err(ServiceError::invalid(
                     "refresh_token",
                     "the refresh-token grant needs a refresh token: give it on the second line \
-                     of standard input (after the client secret) with --refresh-token-stdin",
+                     of standard input (after the client secret) with --refresh-token-stdin, or \
+                     give the provider's authorization URL (--connect with \
+                     --oauth2-authorize-url or --preset) and connect it from the dashboard",
                 ));
             }
             (GrantType::ClientCredentials | GrantType::GithubApp | GrantType::JwtBearer, None) => {
@@ -143,6 +151,9 @@ impl Service {
         // The first token is fetched before the row is locked: a rotation
         // never holds the row across the network.
         let oauth2_tokens = match &current.injection {
+            // A new client secret for a connected grant: its tokens stay
+            // (Connect again to replace them).
+            Injection::OAuth2(grant) if grant.connectable() && req.refresh_token.is_none() => None,
             Injection::OAuth2(grant) => Some(
                 self.first_tokens(
                     grant,

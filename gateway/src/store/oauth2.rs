@@ -72,6 +72,9 @@ impl TokenStatus {
 pub struct NewTokens {
     pub sealed: Sealed,
     pub access_expires_at: Option<DateTime<Utc>>,
+    /// `Some`: the row starts as needing reconnection, with this detail (a
+    /// grant the dashboard's Connect has yet to obtain).
+    pub not_connected: Option<String>,
 }
 
 /// A token row as read under its lock.
@@ -101,18 +104,24 @@ pub(super) async fn insert_tokens(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO oauth2_tokens (secret_id, ciphertext, nonce, key_id, access_expires_at,
-                                    refreshes, refreshed_at)
-         VALUES ($1, $2, $3, $4, $5, 1, now())
+                                    refreshes, refreshed_at, status, status_detail)
+         VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 0 THEN NULL ELSE now() END,
+                 CASE WHEN $7::text IS NULL THEN 'ok' ELSE 'needs_reconnection' END, $7)
          ON CONFLICT (secret_id) DO UPDATE
             SET ciphertext = $2, nonce = $3, key_id = $4, access_expires_at = $5,
-                status = 'ok', status_detail = NULL, refreshes = oauth2_tokens.refreshes + 1,
-                refreshed_at = now(), updated_at = now()",
+                status = EXCLUDED.status, status_detail = $7,
+                refreshes = oauth2_tokens.refreshes + $6,
+                refreshed_at = COALESCE(EXCLUDED.refreshed_at, oauth2_tokens.refreshed_at),
+                updated_at = now()",
     )
     .bind(secret_id)
     .bind(&tokens.sealed.ciphertext)
     .bind(tokens.sealed.nonce.as_slice())
     .bind(key_id)
     .bind(tokens.access_expires_at)
+    // A row not yet connected made no token request.
+    .bind(i64::from(tokens.not_connected.is_none()))
+    .bind(tokens.not_connected.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -193,6 +202,46 @@ impl Store {
         insert_tokens(&mut tx, secret_id, tokens, key_id).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// The dashboard's Connect obtained a grant's tokens: they replace the
+    /// row (status ok again), and the secret's version goes up in the
+    /// same transaction, which tells every daemon (the change
+    /// notification) to forget what it cached for the old grant, a
+    /// "needs reconnection" among it.
+    pub async fn connect_tokens(
+        &self,
+        secret_id: Uuid,
+        secret: &str,
+        tokens: &NewTokens,
+        key_id: &str,
+        detail: &str,
+    ) -> Result<i32, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let version: Option<i32> = sqlx::query_scalar(
+            "UPDATE secrets SET version = version + 1, updated_at = now()
+              WHERE id = $1 RETURNING version",
+        )
+        .bind(secret_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let version = version.ok_or_else(|| StoreError::NotFound {
+            what: format!("secret {secret}"),
+        })?;
+        insert_tokens(&mut tx, secret_id, tokens, key_id).await?;
+        super::commit_change(
+            tx,
+            super::Change {
+                agent: None,
+                action: "secret.oauth2.connected",
+                detail: &format!("secret={secret} version={version} {detail}"),
+                what: "secrets",
+            },
+        )
+        .await?;
+        Ok(version)
     }
 }
 

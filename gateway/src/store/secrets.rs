@@ -28,6 +28,8 @@
 //! Rotation re-seals under the row's current binding; any future edit of
 //! a secret's host, path or injection must re-seal likewise.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -257,6 +259,11 @@ struct GrantColumn {
     // grants keep their associated data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key_id: Option<String>,
+    // Likewise absent unless set (the dashboard's Connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authorize_url: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    authorize_params: BTreeMap<String, String>,
 }
 
 fn grant_column(grant: &OAuth2Grant) -> String {
@@ -265,6 +272,8 @@ fn grant_column(grant: &OAuth2Grant) -> String {
         scopes: grant.scopes.clone(),
         grant: grant.grant,
         key_id: grant.key_id.clone(),
+        authorize_url: grant.authorize_url.clone(),
+        authorize_params: grant.authorize_params.clone(),
     };
     // Strings, a list of strings and a unit enum always serialize.
     serde_json::to_string(&column).unwrap_or_default()
@@ -295,6 +304,8 @@ fn injection_from_columns(
                 scopes: c.scopes,
                 grant: c.grant,
                 key_id: c.key_id,
+                authorize_url: c.authorize_url,
+                authorize_params: c.authorize_params,
             })
         }
         (kind, _, _) => return Err(ColumnError::InjectionKind(kind.to_owned())),

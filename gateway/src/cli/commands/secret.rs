@@ -9,7 +9,7 @@ use super::segment;
 use crate::cli::args::{JwtArgs, OAuth2Args, SecretCommand, ValueInput};
 use crate::cli::{output, value};
 use airlock::admin::client::AdminClient;
-use airlock::credentials::service_account;
+use airlock::credentials::{presets, service_account};
 use airlock::model::{GrantType, Injection, OAuth2Grant};
 use airlock::service::types::{AddSecret, RotateSecret, SecretValue, SecretView};
 
@@ -172,7 +172,7 @@ fn what_to_add(
     value: &ValueInput,
 ) -> Result<(Injection, SecretValue, Option<SecretValue>)> {
     let signed = jwt.github_app_id.is_some() || jwt.google_service_account_file.is_some();
-    if !oauth2.scopes.is_empty() && oauth2.oauth2_token_url.is_none() && !signed {
+    if !oauth2.scopes.is_empty() && !oauth2.is_set() && !signed {
         bail!("--scope needs --oauth2-token-url or --google-service-account-file");
     }
     if jwt.github_app_id.is_some() && !oauth2.scopes.is_empty() {
@@ -195,9 +195,9 @@ fn what_to_add(
         let (grant, key) = read_service_account(path, oauth2.scopes.clone())?;
         (Injection::OAuth2(grant), key, None)
     } else {
-        let injection = match (simple, &oauth2.oauth2_token_url) {
-            (Some(injection), None) => injection,
-            (None, Some(_)) => oauth2_injection(oauth2)?,
+        let injection = match (simple, oauth2.is_set()) {
+            (Some(injection), false) => injection,
+            (None, true) => oauth2_injection(oauth2)?,
             _ => bail!(
                 "give exactly one of --header, --query, --aws-sigv4, --path-template, --basic, \
                  --body, --oauth2-token-url, --github-app-id or --google-service-account-file"
@@ -205,7 +205,7 @@ fn what_to_add(
         };
         // Refused before the value is read: nothing is asked or written.
         injection.validate()?;
-        let (value, refresh_token) = if oauth2.oauth2_token_url.is_some() {
+        let (value, refresh_token) = if oauth2.is_set() {
             value::read_oauth2(
                 value,
                 name,
@@ -219,25 +219,52 @@ fn what_to_add(
     })
 }
 
-/// The OAuth2 injection the flags describe (checked again by the daemon).
+/// The OAuth2 injection the flags describe (checked again by the daemon):
+/// from a preset, or from the URLs given.
 fn oauth2_injection(args: &OAuth2Args) -> Result<Injection> {
-    let (Some(token_url), Some(client_id)) = (&args.oauth2_token_url, &args.client_id) else {
-        bail!("--oauth2-token-url needs --client-id");
+    let Some(client_id) = &args.client_id else {
+        bail!("an OAuth2 secret needs --client-id");
     };
-    let grant = match (args.refresh_token_stdin, args.client_credentials) {
-        (true, false) => GrantType::RefreshToken,
-        (false, true) => GrantType::ClientCredentials,
+    let grant = match (
+        args.refresh_token_stdin,
+        args.client_credentials,
+        args.connect,
+    ) {
+        (true, false, false) | (false, false, true) => GrantType::RefreshToken,
+        (false, true, false) => GrantType::ClientCredentials,
         _ => bail!(
-            "an OAuth2 secret needs exactly one of --refresh-token-stdin or --client-credentials"
+            "an OAuth2 secret needs exactly one of --refresh-token-stdin, --connect or \
+             --client-credentials"
         ),
     };
-    let injection = Injection::OAuth2(OAuth2Grant {
-        token_url: token_url.clone(),
-        client_id: client_id.clone(),
-        scopes: args.scopes.clone(),
-        grant,
-        key_id: None,
-    });
+    let mut grant = match (&args.preset, &args.oauth2_token_url) {
+        (Some(id), None) => presets::find(id)?.grant(client_id.clone(), &args.scopes)?,
+        (None, Some(token_url)) => OAuth2Grant {
+            authorize_url: args.oauth2_authorize_url.clone(),
+            ..OAuth2Grant::new(
+                grant,
+                token_url.clone(),
+                client_id.clone(),
+                args.scopes.clone(),
+            )
+        },
+        _ => bail!("give one of --oauth2-token-url or --preset"),
+    };
+    for pair in &args.authorize_params {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("--authorize-param {pair:?} must be NAME=VALUE, e.g. access_type=offline");
+        };
+        grant
+            .authorize_params
+            .insert(name.to_owned(), value.to_owned());
+    }
+    if args.connect && grant.authorize_url.is_none() {
+        bail!(
+            "--connect needs the provider's authorization endpoint: give --oauth2-authorize-url \
+             or --preset"
+        );
+    }
+    let injection = Injection::OAuth2(grant);
     injection.validate()?;
     Ok(injection)
 }
@@ -255,13 +282,12 @@ fn github_app_injection(args: &JwtArgs) -> Result<Injection> {
              app's installation settings, or GET /app/installations)"
         );
     }
-    let injection = Injection::OAuth2(OAuth2Grant {
-        token_url: OAuth2Grant::github_token_url(&args.github_api_url, installation),
-        client_id: app_id.clone(),
-        scopes: Vec::new(),
-        grant: GrantType::GithubApp,
-        key_id: None,
-    });
+    let injection = Injection::OAuth2(OAuth2Grant::new(
+        GrantType::GithubApp,
+        OAuth2Grant::github_token_url(&args.github_api_url, installation),
+        app_id.clone(),
+        Vec::new(),
+    ));
     injection.validate()?;
     Ok(injection)
 }
