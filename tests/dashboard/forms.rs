@@ -242,3 +242,79 @@ fn the_rules_page_sets_the_default_and_adds_allow_rules() {
     assert_eq!(rules[0]["action"], "allow");
     assert_eq!(rules[0]["host"], "allowed.test");
 }
+
+/// The add form's OAuth2 kind: a provider preset (or the two URLs) and a
+/// client id; the secret waits for Connect, whose button the page shows.
+#[test]
+fn the_secrets_form_adds_an_oauth2_secret_to_connect() {
+    let daemon = Daemon::start();
+    set_password(&daemon, PASSWORD);
+    let web = Web::of(&daemon);
+    let csrf = web.login_ok(PASSWORD);
+    let client_secret = format!("cs-form-{}", support::random_hex(12));
+    support::evidence::note_secret(&client_secret);
+    let add = |extra: &[(&str, &str)]| {
+        let mut f = vec![
+            ("csrf", csrf.as_str()),
+            ("name", "gmail"),
+            ("host", "gmail.googleapis.com"),
+            ("kind", "oauth2"),
+            ("value", client_secret.as_str()),
+        ];
+        f.extend_from_slice(extra);
+        web.post_form("/secrets", &f)
+    };
+    // No client id, no provider, an unknown provider: the field says so.
+    let missing = add(&[("preset", "google")]);
+    assert_eq!(missing.code, 400, "{missing:?}");
+    assert!(missing.body.contains("the OAuth client"), "{missing:?}");
+    let no_url = add(&[("client_id", "c1")]);
+    assert!(no_url.body.contains("authorization URL"), "{no_url:?}");
+    let http = add(&[
+        ("client_id", "c1"),
+        ("authorize_url", "http://idp.example/auth"),
+        ("token_url", "https://idp.example/token"),
+    ]);
+    assert!(http.body.contains("https://"), "{http:?}");
+    assert!(
+        !http.body.contains(&client_secret),
+        "the value is never sent back"
+    );
+    assert_eq!(daemon.db().psql("SELECT count(*) FROM secrets"), "0");
+
+    let ok = add(&[
+        ("preset", "google"),
+        ("client_id", "1234.apps.googleusercontent.com"),
+        ("scopes", "https://www.googleapis.com/auth/gmail.readonly"),
+    ]);
+    assert_eq!(ok.code, 303, "{ok:?}");
+    let page = web.get("/secrets");
+    assert!(page.body.contains("Press Connect"), "{}", page.body);
+    assert!(
+        page.body.contains(r#"id="connect-gmail""#),
+        "the Connect button"
+    );
+    assert!(page.body.contains(r#"data-status="needs_reconnection""#));
+    assert!(
+        page.body.contains("/oauth2/callback"),
+        "the redirect URI to register"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&daemon.cli_ok(&["secret", "list", "--json"])).expect("JSON");
+    let grant = &list[0]["injection"];
+    assert_eq!(
+        grant["authorize_url"],
+        "https://accounts.google.com/o/oauth2/v2/auth"
+    );
+    assert_eq!(
+        grant["authorize_params"]["access_type"], "offline",
+        "{grant}"
+    );
+    assert_eq!(grant["grant"], "refresh_token");
+    assert!(
+        list[0]["oauth2"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not connected yet")),
+        "{list}"
+    );
+}

@@ -10,7 +10,9 @@
 // Prints one JSON line when both listen: {"issuer", "token_url",
 // "api_port"}. The resource server also answers the test's control
 // requests under /__admin/ (never through the gateway):
-//   GET  /__admin/stats          token requests by grant, tokens issued
+//   GET  /__admin/stats          token requests by grant, tokens issued,
+//                                and the last authorization request's
+//                                query (PKCE and state, for the Connect test)
 //   POST /__admin/refresh-token  a first refresh token, by the
 //                                authorization-code flow through the
 //                                provider's dev login and consent pages
@@ -27,6 +29,10 @@ const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const tls = { cert: fs.readFileSync(config.cert), key: fs.readFileSync(config.key) };
 const agent = new Agent({ connect: { ca: fs.readFileSync(config.ca) } });
 const REDIRECT = 'https://client.test.local/cb';
+// The dashboard's Connect (tests/oauth/connect.rs): any port of loopback,
+// as RFC 8252 §7.3 allows a native client; the dashboard's port is the
+// kernel's choice.
+const DASHBOARD_REDIRECT = 'http://127.0.0.1/oauth2/callback';
 
 const stats = {
   token_requests: 0,
@@ -34,6 +40,7 @@ const stats = {
   issued: [],
   api_ok: 0,
   api_unauthorized: 0,
+  last_authorization: null,
 };
 let slowMs = 0;
 
@@ -49,9 +56,10 @@ const provider = new Provider(issuer, {
   clients: [{
     client_id: config.client_id,
     client_secret: config.client_secret,
+    application_type: 'native',
     grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types: ['code'],
-    redirect_uris: [REDIRECT],
+    redirect_uris: [REDIRECT, DASHBOARD_REDIRECT],
     scope: 'openid offline_access api:read',
   }],
   scopes: ['openid', 'offline_access', 'api:read'],
@@ -77,6 +85,9 @@ provider.on('server_error', (_ctx, err) => console.error('server_error', err.mes
 // Counts every token request and keeps what it issued, so the test can
 // check counts and scan the gateway's outputs for each token.
 provider.use(async (ctx, next) => {
+  if (ctx.method === 'GET' && ctx.path === '/auth') {
+    stats.last_authorization = Object.fromEntries(new URLSearchParams(ctx.querystring));
+  }
   const isToken = ctx.method === 'POST' && ctx.path === '/token';
   if (isToken && slowMs > 0) {
     await new Promise((r) => setTimeout(r, slowMs));

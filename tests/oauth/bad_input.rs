@@ -44,6 +44,53 @@ fn bad_grants_are_refused_and_nothing_is_stored() {
         .fails_with(&["invalid_grant", "refresh token"]);
     add(&p.token_url, &[], &secret).fails_with(&["--refresh-token-stdin"]);
 
+    // Connect: the authorization endpoint is needed, https, and its extra
+    // parameters may not replace the ones the flow sets.
+    add(&p.token_url, &["--connect"], &secret).fails_with(&["--oauth2-authorize-url or --preset"]);
+    let http_auth = p.authorize_url.replace("https://", "http://");
+    add(
+        &p.token_url,
+        &["--connect", "--oauth2-authorize-url", &http_auth],
+        &secret,
+    )
+    .fails_with(&["authorization URL", "https://"]);
+    let connect = [
+        "--connect",
+        "--oauth2-authorize-url",
+        p.authorize_url.as_str(),
+    ];
+    for (param, says) in [
+        ("state=fixed", "not one the gateway sets itself"),
+        (
+            "redirect_uri=https://evil.example/",
+            "not one the gateway sets itself",
+        ),
+        ("no-equals-sign", "must be NAME=VALUE"),
+    ] {
+        let mut args = connect.to_vec();
+        args.extend(["--authorize-param", param]);
+        add(&p.token_url, &args, &secret).fails_with(&[says]);
+    }
+    let preset = d.cli_stdin(
+        &[
+            "secret",
+            "add",
+            "api",
+            "--host",
+            &host,
+            "--preset",
+            "gitlab",
+            "--client-id",
+            "x",
+            "--connect",
+        ],
+        &secret,
+    );
+    preset.fails_with(&[
+        "no OAuth2 preset \"gitlab\"",
+        "google, microsoft, github, slack",
+    ]);
+
     assert_eq!(
         d.db().psql("SELECT count(*) FROM secrets"),
         "0",

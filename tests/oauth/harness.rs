@@ -16,6 +16,8 @@ use crate::support::{Daemon, Output, evidence, random_hex, run};
 pub struct Provider {
     child: Child,
     pub token_url: String,
+    /// The provider's authorization endpoint (oidc-provider's `/auth`).
+    pub authorize_url: String,
     pub api_port: u16,
     pub ca: Arc<TestCa>,
     pub client_id: String,
@@ -81,6 +83,7 @@ impl Provider {
         Provider {
             child,
             token_url: ready["token_url"].as_str().expect("token_url").to_owned(),
+            authorize_url: format!("{}/auth", ready["issuer"].as_str().expect("issuer")),
             api_port: u16::try_from(ready["api_port"].as_u64().expect("api_port")).expect("a port"),
             ca,
             client_id,
@@ -131,6 +134,11 @@ impl Provider {
             .to_owned();
         evidence::note_secret(&t);
         t
+    }
+
+    /// The query of the last authorization request the provider received.
+    pub fn last_authorization(&self) -> serde_json::Value {
+        self.admin("GET", "stats")["last_authorization"].clone()
     }
 
     pub fn revoke_access(&self) {

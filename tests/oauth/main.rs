@@ -13,6 +13,7 @@ mod support;
 mod harness;
 
 mod bad_input;
+mod connect;
 mod echo;
 mod grants;
 mod revocation;

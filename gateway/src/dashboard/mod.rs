@@ -10,6 +10,8 @@
 //! - [`first_password`]: the 0600 file that holds the first-start password.
 //! - [`login_limit`]: failed logins per client network.
 //! - [`oidc`]: the optional OpenID Connect login.
+//! - [`connect`]: an OAuth2 secret's Connect (authorization code + PKCE).
+//! - [`pending`]: what those two browser flows remember until their callback.
 //! - [`guard`]: the middleware: security headers, "logged in?" and CSRF
 //!   for pages, bearer token (or session + CSRF header) for `/api/v1`.
 //! - [`render`]: the page frame every template shares, and error pages.
@@ -28,11 +30,13 @@
 
 pub mod assets;
 pub mod chart;
+pub mod connect;
 pub mod first_password;
 pub mod guard;
 pub mod login_limit;
 pub mod oidc;
 pub mod pages;
+pub mod pending;
 pub mod render;
 pub mod session;
 pub mod session_path;
@@ -99,6 +103,8 @@ pub struct DashState {
     pub logins: Arc<LoginLimiter>,
     /// OpenID Connect login, when configured.
     pub oidc: Option<Arc<Oidc>>,
+    /// OAuth2 secrets' Connect flows.
+    pub connect: Arc<connect::Connect>,
     /// Ends long-lived responses (the approvals' event stream), which
     /// graceful shutdown would otherwise wait for forever.
     pub shutdown: Shutdown,
@@ -155,6 +161,7 @@ pub fn router(
     };
     let state = DashState {
         oidc,
+        connect: Arc::new(connect::Connect::new(&addr.to_string())),
         service: service.clone(),
         status: status.clone(),
         sessions: Arc::new(Sessions::default()),

@@ -8,9 +8,7 @@
 //! also put in a cookie so a callback only completes in the browser that
 //! started it (no login CSRF).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -21,6 +19,7 @@ use openidconnect::{
 use tokio::sync::OnceCell;
 
 use crate::config::OidcSettings;
+use crate::dashboard::pending::Pending;
 
 /// The cookie carrying the state between the redirect and the callback.
 pub const OIDC_COOKIE: &str = "airlock_oidc";
@@ -63,10 +62,10 @@ pub enum OidcError {
     NotAllowed(String),
 }
 
-struct Pending {
+/// What a started login remembers until its callback.
+struct Login {
     verifier: PkceCodeVerifier,
     nonce: Nonce,
-    created: Instant,
 }
 
 /// The OIDC login's configuration and state, shared by the handlers.
@@ -75,7 +74,7 @@ pub struct Oidc {
     redirect_url: String,
     http: reqwest::Client,
     client: OnceCell<Client>,
-    pending: Mutex<HashMap<String, Pending>>,
+    pending: Pending<Login>,
 }
 
 impl Oidc {
@@ -97,7 +96,7 @@ impl Oidc {
             redirect_url,
             http,
             client: OnceCell::new(),
-            pending: Mutex::new(HashMap::new()),
+            pending: Pending::new(PENDING_LIFETIME, MAX_PENDING),
         })
     }
 
@@ -108,12 +107,6 @@ impl Oidc {
 
     pub fn issuer(&self) -> &str {
         &self.settings.issuer
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
-        // A poisoned lock only means a request panicked mid-update; the map
-        // is still consistent.
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn client(&self) -> Result<&Client, OidcError> {
@@ -152,24 +145,8 @@ impl Oidc {
             .add_scope(Scope::new("email".into()))
             .set_pkce_challenge(challenge)
             .url();
-        let mut pending = self.lock();
-        pending.retain(|_, p| p.created.elapsed() < PENDING_LIFETIME);
-        if pending.len() >= MAX_PENDING
-            && let Some(oldest) = pending
-                .iter()
-                .min_by_key(|(_, p)| p.created)
-                .map(|(k, _)| k.clone())
-        {
-            pending.remove(&oldest);
-        }
-        pending.insert(
-            state.secret().clone(),
-            Pending {
-                verifier,
-                nonce,
-                created: Instant::now(),
-            },
-        );
+        self.pending
+            .insert(state.secret().clone(), Login { verifier, nonce });
         Ok((url.to_string(), state.secret().clone()))
     }
 
@@ -185,11 +162,7 @@ impl Oidc {
             return Err(OidcError::UnknownState);
         }
         // Removed before use: a state (and its code) works once.
-        let pending = self
-            .lock()
-            .remove(state)
-            .filter(|p| p.created.elapsed() < PENDING_LIFETIME)
-            .ok_or(OidcError::UnknownState)?;
+        let pending = self.pending.take(state).ok_or(OidcError::UnknownState)?;
         let client = self.client().await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))

@@ -7,6 +7,7 @@ mod agents;
 mod approvals;
 mod approvals_live;
 mod audit;
+mod connect;
 mod defaults;
 mod login;
 mod overview;
@@ -27,6 +28,10 @@ pub fn public() -> Router<DashState> {
         .route("/login", get(login::form).post(login::submit))
         .route("/login/oidc", get(login::oidc_start))
         .route("/login/oidc/callback", get(login::oidc_callback))
+        .route(
+            crate::dashboard::connect::CALLBACK_PATH,
+            get(connect::callback),
+        )
 }
 
 pub fn protected() -> Router<DashState> {
@@ -41,6 +46,7 @@ pub fn protected() -> Router<DashState> {
         .route("/agents/{name}/revoke/{secret}", post(agents::revoke))
         .route("/secrets", get(secrets::page).post(secrets::add))
         .route("/secrets/{name}/rotate", post(secrets::rotate))
+        .route("/secrets/{name}/connect", post(connect::start))
         .route("/secrets/{name}/delete", post(secrets::delete))
         .route("/rules", get(rules::page).post(rules::add))
         .route("/rules/test", post(rules::test))

@@ -10,15 +10,27 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use crate::credentials::presets::{self, Preset};
 use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, FormErrors, html, service_error_page, status_of, when};
 use crate::dashboard::session::SessionCtx;
-use crate::model::{Injection, InjectionError};
+use crate::model::{GrantType, Injection, InjectionError, OAuth2Grant};
 use crate::service::ServiceError;
 use crate::service::types::{AddSecret, RotateSecret, SecretValue};
 
 const FIELDS: &[&str] = &[
-    "name", "host", "path", "kind", "target", "template", "value",
+    "name",
+    "host",
+    "path",
+    "kind",
+    "target",
+    "template",
+    "value",
+    "preset",
+    "client_id",
+    "token_url",
+    "authorize_url",
+    "scopes",
 ];
 
 /// What was typed into the add form. The value is not kept: it is never
@@ -39,6 +51,18 @@ pub struct SecretForm {
     template: String,
     #[serde(default)]
     value: SecretValue,
+    // OAuth2, connected from this page: a preset, or the two URLs.
+    #[serde(default)]
+    preset: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    token_url: String,
+    #[serde(default)]
+    authorize_url: String,
+    /// Space-separated.
+    #[serde(default)]
+    scopes: String,
 }
 
 pub struct SecretRow {
@@ -48,6 +72,11 @@ pub struct SecretRow {
     pub injection: String,
     pub version: i32,
     pub updated: String,
+    /// An OAuth2 secret's grant: `ok` or `needs_reconnection`, and why.
+    pub oauth2_status: Option<String>,
+    pub oauth2_detail: Option<String>,
+    /// Its refresh token can be had with the Connect button.
+    pub connectable: bool,
 }
 
 fn describe(i: &Injection) -> String {
@@ -69,6 +98,9 @@ struct SecretsPage {
     secrets: Vec<SecretRow>,
     form: SecretForm,
     errors: FormErrors,
+    presets: &'static [Preset],
+    /// What to register at the provider as the OAuth client's redirect URI.
+    redirect_uri: String,
 }
 
 async fn render(
@@ -91,6 +123,9 @@ async fn render(
             injection: describe(&s.injection),
             version: s.version,
             updated: when(&s.updated_at),
+            oauth2_status: s.oauth2.as_ref().map(|o| o.status.clone()),
+            oauth2_detail: s.oauth2.as_ref().and_then(|o| o.detail.clone()),
+            connectable: matches!(&s.injection, Injection::OAuth2(g) if g.connectable()),
         })
         .collect();
     html(
@@ -100,6 +135,8 @@ async fn render(
             secrets,
             form,
             errors,
+            presets: presets::all(),
+            redirect_uri: state.connect.redirect_uri().to_owned(),
         },
     )
 }
@@ -153,11 +190,59 @@ fn injection(form: &SecretForm) -> Result<Injection, ServiceError> {
             Ok(i)
         }
         "aws_sigv4" => Injection::aws_from_spec(target).map_err(|e| on("target", e)),
+        "oauth2" => oauth2_grant(form).map(Injection::OAuth2),
         _ => Err(ServiceError::Invalid {
             field: "kind",
-            message: "choose how the secret is injected: header, query or AWS SigV4".into(),
+            message: "choose how the secret is injected: header, query, AWS SigV4 or OAuth2".into(),
         }),
     }
+}
+
+/// The OAuth2 grant the form describes, connected from this page later:
+/// a preset's URLs, or the two typed in.
+fn oauth2_grant(form: &SecretForm) -> Result<OAuth2Grant, ServiceError> {
+    let invalid = |field: &'static str, message: String| ServiceError::Invalid { field, message };
+    let client_id = form.client_id.trim().to_owned();
+    if client_id.is_empty() {
+        return Err(invalid(
+            "client_id",
+            "give the OAuth client's id (from the provider's console)".into(),
+        ));
+    }
+    let scopes: Vec<String> = form.scopes.split_whitespace().map(str::to_owned).collect();
+    let preset = form.preset.trim();
+    let grant = if preset.is_empty() {
+        let authorize_url = form.authorize_url.trim();
+        if authorize_url.is_empty() {
+            return Err(invalid(
+                "authorize_url",
+                "choose a provider, or give its authorization URL".into(),
+            ));
+        }
+        let grant = OAuth2Grant {
+            authorize_url: Some(authorize_url.to_owned()),
+            ..OAuth2Grant::new(
+                GrantType::RefreshToken,
+                form.token_url.trim().to_owned(),
+                client_id,
+                scopes,
+            )
+        };
+        grant.validate().map_err(|e| match e {
+            InjectionError::BadTokenUrl(_) => invalid("token_url", e.to_string()),
+            InjectionError::BadAuthorizeUrl(_) => invalid("authorize_url", e.to_string()),
+            InjectionError::BadScope(_) => invalid("scopes", e.to_string()),
+            e => invalid("client_id", e.to_string()),
+        })?;
+        grant
+    } else {
+        let p = presets::find(preset).map_err(|e| invalid("preset", e.to_string()))?;
+        p.grant(client_id, &scopes).map_err(|e| match e {
+            InjectionError::BadScope(_) => invalid("scopes", e.to_string()),
+            e => invalid("client_id", e.to_string()),
+        })?
+    };
+    Ok(grant)
 }
 
 pub async fn add(
@@ -185,10 +270,18 @@ pub async fn add(
             state.sessions.set_flash(
                 &session,
                 true,
-                format!(
-                    "Secret {} added. Grant it to an agent on the Agents page.",
-                    view.name
-                ),
+                if matches!(&view.injection, Injection::OAuth2(g) if g.connectable()) {
+                    format!(
+                        "Secret {} added. Press Connect beside it to log in at the provider, \
+                         then grant it to an agent on the Agents page.",
+                        view.name
+                    )
+                } else {
+                    format!(
+                        "Secret {} added. Grant it to an agent on the Agents page.",
+                        view.name
+                    )
+                },
             );
             Redirect::to(&session.at("/secrets")).into_response()
         }
