@@ -1,0 +1,160 @@
+//! eBPF map occupancy in `/metrics` (#20, item 1): the gauges report the
+//! maps the programs really use, as the kernel sees them, and say when
+//! connection records stay behind.
+
+use std::collections::BTreeSet;
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapInfo};
+use gateway_common::{
+    EVENT_RATE_CGROUPS, MAP_BY_COOKIE, MAP_BY_TUPLE, MAP_EVENT_RATE, MAP_NETNS, MAP_PORTS,
+    MAX_CONNECTIONS, MAX_NETNS, MAX_PORTS, OrigInfo,
+};
+
+use crate::harness::*;
+use crate::support;
+use crate::support::metrics::{sample, scrape};
+use crate::support::upstream::{Upstream, UpstreamOpts};
+
+fn entries(text: &str, map: &str) -> Option<f64> {
+    sample(text, &format!(r#"airlock_ebpf_map_entries{{map="{map}"}}"#))
+}
+
+fn capacity(text: &str, map: &str) -> Option<f64> {
+    sample(
+        text,
+        &format!(r#"airlock_ebpf_map_capacity{{map="{map}"}}"#),
+    )
+}
+
+/// The cookie map's keys as the kernel has them, read from the test's pin.
+fn kernel_cookie_records(iso: &Isolation) -> usize {
+    let data = MapData::from_pin(iso.pin_dir.join(MAP_BY_COOKIE)).expect("the pinned cookie map");
+    let map = Map::from_map_data(data).expect("a map aya knows");
+    let map =
+        BpfHashMap::<&MapData, u64, OrigInfo>::try_from(&map).expect("the cookie map's layout");
+    map.keys().filter_map(Result::ok).count()
+}
+
+/// Connects `n` IPv6-only sockets to the IPv4-mapped address of the
+/// upstream: connect6 records each one and rewrites it to
+/// `::ffff:127.0.0.1`, then the kernel fails the connect (ENETUNREACH,
+/// an IPv6-only socket cannot reach a mapped address), so the record is
+/// never moved on by sock_ops nor read by the gateway: it stays.
+fn v6only_mapped_connects(port: u16, n: usize) -> String {
+    format!(
+        "import errno, socket\n\
+         for _ in range({n}):\n\
+         \x20   s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n\
+         \x20   s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n\
+         \x20   s.settimeout(10)\n\
+         \x20   try:\n\
+         \x20       s.connect(('::ffff:127.0.0.1', {port}))\n\
+         \x20       print('connected')\n\
+         \x20   except OSError as e:\n\
+         \x20       print(errno.errorcode.get(e.errno, e.errno))\n\
+         \x20   s.close()\n"
+    )
+}
+
+/// After an agent's requests through the transparent path, the capacities
+/// are the programs' `max_entries` (the kernel's own figure too) and
+/// every connection took its record with it (the record maps are empty);
+/// connects the kernel fails after connect6 recorded them leave records
+/// in the cookie map, and the gauge counts exactly what the kernel holds.
+#[test]
+fn ebpf_metrics_report_the_maps_occupancy_and_capacity() {
+    require!(Mode::Ebpf);
+    let iso = Isolation::new(Mode::Ebpf);
+    let up = Upstream::start(UpstreamOpts::https());
+    let daemon = start_daemon(&iso, &up, &[]);
+    add_agent(&daemon, &iso, "bot");
+    let value = format!("sk-maps-{}", support::random_hex(12));
+    let authority = format!("{}:{}", up.host(), up.port());
+    add_secret(&daemon, "up", &authority, &value, "bot");
+    for i in 0..3 {
+        let path = format!("/echo/maps-{i}");
+        let out = agent_run(
+            &daemon,
+            "bot",
+            &as_strs(&curl_args(up.host(), up.port(), "127.0.0.1", &path)),
+        );
+        assert!(out.success(), "{out:#?}\n{}", daemon.log());
+        assert_eq!(up.requests_to(&path).len(), 1, "{}", daemon.log());
+    }
+
+    let text = scrape(&daemon, "prometheus");
+    assert!(
+        text.contains(r#"airlock_interception_mode{mode="ebpf"} 1"#),
+        "{text}"
+    );
+    let kernel_max = |map: &str| {
+        MapInfo::from_pin(iso.pin_dir.join(map))
+            .expect("the pinned map")
+            .max_entries()
+    };
+    for (map, max) in [
+        (MAP_PORTS, MAX_PORTS),
+        (MAP_BY_COOKIE, MAX_CONNECTIONS),
+        (MAP_BY_TUPLE, MAX_CONNECTIONS),
+        (MAP_NETNS, MAX_NETNS),
+        (MAP_EVENT_RATE, EVENT_RATE_CGROUPS),
+    ] {
+        assert_eq!(kernel_max(map), max, "{map}: the kernel's max_entries");
+        assert_eq!(capacity(&text, map), Some(f64::from(max)), "{map}\n{text}");
+        let n = entries(&text, map).unwrap_or_else(|| panic!("no entries of {map}\n{text}"));
+        assert!(n >= 0.0 && n <= f64::from(max), "{map}: {n}\n{text}");
+    }
+    let ports: BTreeSet<u16> = [up.port()]
+        .into_iter()
+        .chain(up.addr_v6().map(|a| a.port()))
+        .collect();
+    assert_eq!(
+        entries(&text, MAP_PORTS),
+        Some(ports.len() as f64),
+        "{text}"
+    );
+    assert!(entries(&text, MAP_NETNS) >= Some(1.0), "the host's: {text}");
+    // Every connection was accepted and identified: sock_ops moved its
+    // record out of the cookie map, the gateway's getsockopt took it out
+    // of the tuple map.
+    assert_eq!(entries(&text, MAP_BY_COOKIE), Some(0.0), "{text}");
+    assert_eq!(entries(&text, MAP_BY_TUPLE), Some(0.0), "{text}");
+
+    const LEFT: usize = 5;
+    let py = v6only_mapped_connects(up.port(), LEFT);
+    let out = agent_run(&daemon, "bot", &["python3", "-c", &py]);
+    assert!(out.success(), "{out:#?}");
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        vec!["ENETUNREACH"; LEFT],
+        "{out:#?}"
+    );
+    let text = scrape(&daemon, "prometheus-2");
+    let held = kernel_cookie_records(&iso);
+    assert_eq!(held, LEFT, "the kernel's cookie map");
+    assert_eq!(entries(&text, MAP_BY_COOKIE), Some(LEFT as f64), "{text}");
+    assert_eq!(entries(&text, MAP_BY_TUPLE), Some(0.0), "{text}");
+    eprintln!(
+        "figures: {}",
+        text.lines()
+            .filter(|l| l.starts_with("airlock_ebpf_map_"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    assert!(!text.contains(&value), "a secret is in /metrics");
+}
+
+/// The nftables fallback has no maps: no occupancy series at all.
+#[test]
+fn nftables_metrics_have_no_ebpf_maps() {
+    require!(Mode::Nftables);
+    let iso = Isolation::new(Mode::Nftables);
+    let up = Upstream::start(UpstreamOpts::https());
+    let daemon = start_daemon(&iso, &up, &[]);
+    let text = scrape(&daemon, "prometheus");
+    assert!(
+        text.contains(r#"airlock_interception_mode{mode="nftables"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains("airlock_ebpf_map_"), "{text}");
+}
