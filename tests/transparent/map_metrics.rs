@@ -3,6 +3,7 @@
 //! connection records stay behind.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapInfo};
 use gateway_common::{
@@ -13,7 +14,9 @@ use gateway_common::{
 use crate::harness::*;
 use crate::support;
 use crate::support::metrics::{sample, scrape};
+use crate::support::prometheus::{self, Prometheus};
 use crate::support::upstream::{Upstream, UpstreamOpts};
+use crate::support::wait_until;
 
 fn entries(text: &str, map: &str) -> Option<f64> {
     sample(text, &format!(r#"airlock_ebpf_map_entries{{map="{map}"}}"#))
@@ -142,6 +145,37 @@ fn ebpf_metrics_report_the_maps_occupancy_and_capacity() {
             .join("; ")
     );
     assert!(!text.contains(&value), "a secret is in /metrics");
+
+    if !prometheus::available() {
+        eprintln!("SKIPPED: the Prometheus part needs /usr/bin/prometheus (cargo xtask setup)");
+        return;
+    }
+    // The alert docs/metrics.md suggests, evaluated by a real Prometheus.
+    let token = daemon
+        .cli_ok(&["admin", "token", "create", "prometheus-3"])
+        .trim()
+        .to_owned();
+    let dash = daemon.status_json()["dashboard_addr"]
+        .as_str()
+        .expect("dashboard_addr")
+        .to_owned();
+    let prom = Prometheus::start(&dash, "/metrics", &token);
+    let query = format!(
+        r#"airlock_ebpf_map_entries{{map="{MAP_BY_COOKIE}"}} / airlock_ebpf_map_capacity{{map="{MAP_BY_COOKIE}"}}"#
+    );
+    let expected = LEFT as f64 / f64::from(MAX_CONNECTIONS);
+    let seen = wait_until(Duration::from_secs(30), Duration::from_millis(500), || {
+        let result = prom.query(&query);
+        let value: f64 = result.first()?["value"][1].as_str()?.parse().ok()?;
+        ((value - expected).abs() < 1e-12).then_some(value)
+    });
+    assert!(
+        seen.is_some(),
+        "Prometheus never had the cookie map at {expected}: target {:?}, result {:?}, log {}",
+        prom.target_health(),
+        prom.query(&query),
+        prom.log()
+    );
 }
 
 /// The nftables fallback has no maps: no occupancy series at all.
