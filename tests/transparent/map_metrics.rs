@@ -3,17 +3,17 @@
 //! connection records stay behind.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapInfo};
 use gateway_common::{
     EVENT_RATE_CGROUPS, MAP_BY_COOKIE, MAP_BY_TUPLE, MAP_EVENT_RATE, MAP_NETNS, MAP_PORTS,
-    MAX_CONNECTIONS, MAX_NETNS, MAX_PORTS, OrigInfo,
+    MAX_CONNECTIONS, MAX_NETNS, MAX_PORTS, OrigInfo, TupleKey,
 };
 
 use crate::harness::*;
 use crate::support;
-use crate::support::metrics::{sample, scrape};
+use crate::support::metrics::{get, sample, scrape};
 use crate::support::prometheus::{self, Prometheus};
 use crate::support::upstream::{Upstream, UpstreamOpts};
 use crate::support::wait_until;
@@ -191,4 +191,85 @@ fn nftables_metrics_have_no_ebpf_maps() {
         "{text}"
     );
     assert!(!text.contains("airlock_ebpf_map_"), "{text}");
+}
+
+/// Fills both record maps past their capacity with records no connection
+/// can match (socket cookies far above any this boot hands out, 4-tuples
+/// in no network namespace: cookie 0), as the kernel's own LRU would hold
+/// records left behind.
+fn flood_record_maps(iso: &Isolation, n: u32) {
+    let open = |name: &str| {
+        Map::from_map_data(MapData::from_pin(iso.pin_dir.join(name)).expect("a pinned map"))
+            .expect("a map aya knows")
+    };
+    let mut cookies = open(MAP_BY_COOKIE);
+    let mut cookies =
+        BpfHashMap::<&mut MapData, u64, OrigInfo>::try_from(&mut cookies).expect("layout");
+    let mut tuples = open(MAP_BY_TUPLE);
+    let mut tuples =
+        BpfHashMap::<&mut MapData, TupleKey, OrigInfo>::try_from(&mut tuples).expect("layout");
+    for i in 0..n {
+        cookies
+            .insert(u64::MAX - u64::from(i), OrigInfo::default(), 0)
+            .expect("an LRU insert evicts, it does not fail");
+        let key = TupleKey {
+            client_port: (i & 0xffff) as u16,
+            server_port: (i >> 16) as u16 + 1,
+            ..TupleKey::default()
+        };
+        tuples
+            .insert(key, OrigInfo::default(), 0)
+            .expect("an LRU insert evicts, it does not fail");
+    }
+}
+
+/// Record maps at (and past) capacity: the gauges stay at most the
+/// capacity, a scrape that walks 2 × 65,536 keys still answers in time,
+/// and an agent still gets through, because a full LRU map evicts the
+/// oldest record (a left-behind one) for a new connection's.
+#[test]
+fn ebpf_full_record_maps_read_at_most_their_capacity_and_agents_still_connect() {
+    require!(Mode::Ebpf);
+    let iso = Isolation::new(Mode::Ebpf);
+    let up = Upstream::start(UpstreamOpts::https());
+    let daemon = start_daemon(&iso, &up, &[]);
+    add_agent(&daemon, &iso, "bot");
+    let value = format!("sk-full-{}", support::random_hex(12));
+    let authority = format!("{}:{}", up.host(), up.port());
+    add_secret(&daemon, "up", &authority, &value, "bot");
+
+    flood_record_maps(&iso, MAX_CONNECTIONS + MAX_CONNECTIONS / 4);
+    let token = daemon
+        .cli_ok(&["admin", "token", "create", "prometheus"])
+        .trim()
+        .to_owned();
+    let dash = daemon.status_json()["dashboard_addr"]
+        .as_str()
+        .expect("dashboard_addr")
+        .to_owned();
+    let url = format!("http://{dash}/metrics");
+    let started = Instant::now();
+    let out = get(&url, Some(&token));
+    let took = started.elapsed();
+    assert!(out.stdout.starts_with("HTTP/1.1 200"), "{out:#?}");
+    let capacity = f64::from(MAX_CONNECTIONS);
+    for map in [MAP_BY_COOKIE, MAP_BY_TUPLE] {
+        let n = entries(&out.stdout, map).unwrap_or_else(|| panic!("no {map}: {out:#?}"));
+        // The kernel's LRU may start evicting a little before it is full.
+        assert!(
+            n <= capacity && n >= capacity * 0.9,
+            "{map}: {n} of {capacity}"
+        );
+        eprintln!("figures: {map} full: {n} of {capacity} entries");
+    }
+    eprintln!("figures: a scrape walking both full record maps took {took:?}");
+    assert!(took < Duration::from_secs(5), "the scrape took {took:?}");
+
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &as_strs(&curl_args(up.host(), up.port(), "127.0.0.1", "/echo/full")),
+    );
+    assert!(out.success(), "{out:#?}\n{}", daemon.log());
+    assert_eq!(up.requests_to("/echo/full").len(), 1, "{}", daemon.log());
 }
