@@ -273,3 +273,47 @@ fn ebpf_full_record_maps_read_at_most_their_capacity_and_agents_still_connect() 
     assert!(out.success(), "{out:#?}\n{}", daemon.log());
     assert_eq!(up.requests_to("/echo/full").len(), 1, "{}", daemon.log());
 }
+
+/// Records left behind survive the daemon (the maps are pinned) and are
+/// flushed by the next start, which adopts the pinned programs and
+/// reports the adopted maps: the gauges are the programs' maps, not a
+/// copy made at load.
+#[test]
+fn ebpf_a_restart_adopts_the_maps_it_reports_and_flushes_what_was_left() {
+    require!(Mode::Ebpf);
+    let iso = Isolation::new(Mode::Ebpf);
+    let up = Upstream::start(UpstreamOpts::https());
+    let mut daemon = start_daemon(&iso, &up, &[]);
+    add_agent(&daemon, &iso, "bot");
+    const LEFT: usize = 3;
+    let py = v6only_mapped_connects(up.port(), LEFT);
+    let out = agent_run(&daemon, "bot", &["python3", "-c", &py]);
+    assert!(out.success(), "{out:#?}");
+    let text = scrape(&daemon, "prometheus");
+    assert_eq!(entries(&text, MAP_BY_COOKIE), Some(LEFT as f64), "{text}");
+
+    daemon.restart();
+    let mode = daemon.status_json()["mode"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(mode.contains("adopted pinned programs"), "{mode}");
+    assert!(
+        daemon.log().contains("removed connection records"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(kernel_cookie_records(&iso), 0, "the kernel's cookie map");
+    let text = scrape(&daemon, "prometheus-2");
+    assert_eq!(entries(&text, MAP_BY_COOKIE), Some(0.0), "{text}");
+    // The adopted maps are the ones reported: a record left now counts.
+    let out = agent_run(
+        &daemon,
+        "bot",
+        &["python3", "-c", &v6only_mapped_connects(up.port(), 1)],
+    );
+    assert!(out.success(), "{out:#?}");
+    let text = scrape(&daemon, "prometheus-3");
+    assert_eq!(entries(&text, MAP_BY_COOKIE), Some(1.0), "{text}");
+    assert_eq!(kernel_cookie_records(&iso), 1, "the kernel's cookie map");
+}
