@@ -216,6 +216,7 @@ async fn run(
         idle_timeout: settings.proxy.idle_timeout,
     });
     let mut listeners = vec![format!("explicit proxy on {proxy_addr}")];
+    let ebpf_maps = intercept.transparent.as_ref().and_then(|t| t.maps.clone());
     let transparent_task = intercept.transparent.map(|t| {
         listeners.extend(t.describe());
         serve_transparent(gateway.clone(), t, shutdown.clone())
@@ -243,6 +244,7 @@ async fn run(
         audit: audit_state,
         leaves,
         credentials,
+        ebpf_maps,
         started_at: Utc::now(),
         data_dir: data.root().display().to_string(),
         mode: intercept.mode,

@@ -94,6 +94,8 @@ fn metrics_count_requests_for_an_api_token_and_prometheus_scrapes_them() {
         text.contains(r#"airlock_interception_mode{mode="off"} 1"#),
         "{text}"
     );
+    // No eBPF programs, so no map series (tests/transparent/map_metrics.rs).
+    assert!(!text.contains("airlock_ebpf_map_"), "{text}");
     for secret in [&gw.value, &gw.token, &token] {
         assert!(!text.contains(secret.as_str()), "a secret is in /metrics");
     }

@@ -34,6 +34,7 @@ mod escape;
 mod fallback;
 mod git;
 mod kernel_refusals;
+mod map_metrics;
 mod netns;
 mod stale_records;
 mod unknown_cgroups;

@@ -19,6 +19,9 @@ pub struct StatusInfo {
     pub leaves: Arc<crate::tls::LeafCache>,
     /// The OAuth2 and signed-JWT token requests' counters.
     pub credentials: Arc<crate::credentials::Credentials>,
+    /// The eBPF programs' maps, for their occupancy in `/metrics`; `None`
+    /// unless the eBPF mode runs.
+    pub ebpf_maps: Option<Arc<crate::intercept::occupancy::MapOccupancy>>,
     pub started_at: DateTime<Utc>,
     pub data_dir: String,
     pub mode: String,

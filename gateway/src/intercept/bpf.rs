@@ -73,6 +73,9 @@ pub struct Loaded {
     /// Boxed: the ring readers are large, and held only until start-up
     /// hands them on.
     pub events: Option<Box<super::events::KernelEvents>>,
+    /// Handles on the maps for `/metrics`' occupancy gauges; `None` when
+    /// they cannot be opened (said in the log), which stops nothing.
+    pub occupancy: Option<super::occupancy::MapOccupancy>,
 }
 
 /// `AIRLOCK_NETNS`: the network namespaces (by cookie) where a transparent
@@ -301,6 +304,11 @@ pub fn load(
         .map_err(|e| tracing::warn!(error = %e, "kernel refusals cannot be audited"))
         .ok()
         .map(Box::new);
+    let occupancy = super::occupancy::MapOccupancy::open(pin_dir)
+        .map_err(|(map, error)| {
+            tracing::warn!(map, %error, "eBPF map occupancy will be missing from /metrics")
+        })
+        .ok();
     Ok(Loaded {
         _ebpf: ebpf,
         _links: links,
@@ -308,6 +316,7 @@ pub fn load(
         flushed,
         netns,
         events,
+        occupancy,
     })
 }
 

@@ -19,6 +19,8 @@
 //! - [`events`]: the programs' own refusals (UDP, faults) read from their
 //!   ring buffer into the audit, rate-limited per cgroup, and their
 //!   aya-log diagnostics into the daemon's log.
+//! - [`occupancy`]: how full the programs' maps are, walked when
+//!   `/metrics` is scraped.
 //! - [`run`]: `airlock run --agent NAME -- CMD`; [`agent_user`]: which
 //!   user it runs as (by default the agent's own, created on first run);
 //!   [`trust_view`]: the system trust store as the agent sees it (the OS
@@ -58,6 +60,7 @@ pub mod events;
 pub mod netns;
 pub mod netns_follow;
 pub mod nft;
+pub mod occupancy;
 pub mod redirect;
 pub mod run;
 pub mod settings;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use super::agents::AgentMap;
 use super::cgroup::{self, Cgroup2};
 use super::netns_follow::Follower;
+use super::occupancy::MapOccupancy;
 use super::redirect::{self, Redirector};
 use super::settings::{InterceptSettings, TransparentMode};
 use super::state::{State, write_state};
@@ -118,6 +119,8 @@ pub struct Transparent {
     /// The eBPF programs' refusals, for [`super::events::run`] (eBPF
     /// mode; the nftables table refuses nothing it could report).
     pub events: Option<super::events::KernelEvents>,
+    /// The programs' maps, for `/metrics` (eBPF mode; `None` otherwise).
+    pub maps: Option<Arc<MapOccupancy>>,
     /// Keeps the redirect in place while held.
     pub attached: Attached,
 }
@@ -361,12 +364,13 @@ async fn try_start(
             }
         },
     };
-    let (netns, events) = match &mut backend {
+    let (netns, events, maps) = match &mut backend {
         Backend::Ebpf { loaded } => (
             loaded.netns.take().and_then(|m| follower(&p, Some(m))),
             loaded.events.take().map(|e| *e),
+            loaded.occupancy.take().map(Arc::new),
         ),
-        Backend::Nftables => (follower(&p, None), None),
+        Backend::Nftables => (follower(&p, None), None, None),
     };
     let agents = AgentMap::new(p.cg.clone(), &settings.agents_cgroup, snapshot);
     let state = State {
@@ -385,6 +389,7 @@ async fn try_start(
             redirector: backend.redirector(),
             netns,
             events,
+            maps,
             attached: Attached { _backend: backend },
         },
         how,

@@ -5,7 +5,8 @@
 //! Two kinds of metric: what requests did ([`RequestMetrics`], counted by
 //! the audit writer off the request path), and the state of the daemon
 //! read at scrape time from the counters it keeps anyway (the audit
-//! writer's, the snapshot's, the approvals waiting). A scrape builds a
+//! writer's, the snapshot's, the approvals waiting, the eBPF maps'
+//! entries walked on a blocking thread). A scrape builds a
 //! fresh registry over shared handles, so nothing here is global.
 
 mod requests;
@@ -30,6 +31,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ModeLabel {
     mode: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MapLabel {
+    map: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -122,6 +128,14 @@ pub async fn render(status: &StatusInfo, service: &Service) -> Result<String, st
     register_leaves(&mut registry, &status.leaves.stats());
     register_tokens(&mut registry, status.credentials.token_outcomes());
 
+    if let Some(maps) = status.ebpf_maps.clone() {
+        // A walk is a syscall per entry: off the async workers.
+        match tokio::task::spawn_blocking(move || maps.read()).await {
+            Ok(fills) => register_ebpf_maps(&mut registry, &fills),
+            Err(e) => tracing::warn!(error = %e, "/metrics: the eBPF map walk failed"),
+        }
+    }
+
     let mode = Family::<ModeLabel, Gauge>::default();
     mode.get_or_create(&ModeLabel {
         mode: mode_word(&status.mode),
@@ -162,6 +176,28 @@ fn register_leaves(registry: &mut Registry, leaves: &crate::tls::LeafCacheStats)
         "airlock_tls_leaf_cache_entries",
         "Leaf certificates cached now (approximate: the cache settles lazily)",
         ConstGauge::new(gauge(leaves.entries)),
+    );
+}
+
+/// The eBPF maps' entries and capacities (eBPF mode only), by map name.
+fn register_ebpf_maps(registry: &mut Registry, fills: &[crate::intercept::occupancy::Fill]) {
+    let entries = Family::<MapLabel, Gauge>::default();
+    let capacity = Family::<MapLabel, Gauge>::default();
+    for f in fills {
+        let label = MapLabel { map: f.map };
+        entries.get_or_create(&label).set(gauge(f.entries));
+        capacity.get_or_create(&label).set(i64::from(f.capacity));
+    }
+    registry.register(
+        "airlock_ebpf_map_entries",
+        "Entries in each eBPF map now, counted by walking its keys at scrape time (at most \
+         its capacity; approximate while the programs change it)",
+        entries,
+    );
+    registry.register(
+        "airlock_ebpf_map_capacity",
+        "Each eBPF map's max_entries (an LRU map at capacity evicts its least recently used entry)",
+        capacity,
     );
 }
 
