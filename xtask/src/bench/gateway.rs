@@ -166,6 +166,9 @@ pub enum Interception {
     Off,
 }
 
+/// The OAuth2 secret every benchmark gateway has beside its static ones.
+pub const OAUTH2_SECRET: &str = "bench-oauth2";
+
 /// Starts the daemon with a data directory under `dir`, intercepting
 /// `upstream_ports` for its agents; configures a secret for each port
 /// (`bench`, `bench-2`, ...) and the agent with all of them.
@@ -182,7 +185,8 @@ pub fn start(
     let proxy_port = upstream::free_port()?;
     let log_path = dir.join("airlock.log");
     let log = fs::File::create(&log_path)?;
-    let resolve: Vec<String> = std::iter::once(HOST.to_owned())
+    let resolve: Vec<String> = [HOST.to_owned(), upstream::OAUTH2_HOST.to_owned()]
+        .into_iter()
         .chain(upstream::mint_names(super::mint::NAMES))
         .map(|h| format!("{h}=127.0.0.1"))
         .collect();
@@ -271,6 +275,27 @@ pub fn start(
             Some(upstream::SECRET),
         )?;
         agent_add.args(["--grant", &name]);
+    }
+    // The OAuth2 secret of the first port (`secret_cost`): client
+    // credentials at nginx's token endpoint, whose one-day token stays
+    // cached for the whole run.
+    if let Some(port) = upstream_ports.first() {
+        run_quiet(
+            cli(binary, &data_dir).args([
+                "secret",
+                "add",
+                OAUTH2_SECRET,
+                "--host",
+                &format!("{}:{port}", upstream::OAUTH2_HOST),
+                "--oauth2-token-url",
+                &format!("https://127.0.0.1:{port}{}", upstream::OAUTH2_TOKEN_PATH),
+                "--client-id",
+                "bench",
+                "--client-credentials",
+            ]),
+            Some("cs-bench-oauth2"),
+        )?;
+        agent_add.args(["--grant", OAUTH2_SECRET]);
     }
     let token = run_quiet(&mut agent_add, None)?.trim().to_owned();
     if token.is_empty() || token.contains(char::is_whitespace) {

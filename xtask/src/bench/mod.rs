@@ -18,9 +18,9 @@
 //! - SSE time to first event ([`sse`]);
 //! - the gateway's RSS per idle connection ([`idle`]);
 //! - the eBPF programs' cost per `connect()` ([`ebpf_cost`]);
-//! - the gateway's CPU per request when the upstream echoes the key and
-//!   the response body is scrubbed, against the same secret not echoed
-//!   ([`scrub_cost`]);
+//! - the gateway's CPU per request by kind of secret: a static one, the
+//!   same echoed by the upstream (its response body scrubbed), and an
+//!   OAuth2 secret with a cached token ([`secret_cost`]);
 //! - a new container's first connection ([`container`], whose route runs
 //!   the same oha loads from inside a container of the agent, when Docker
 //!   can run).
@@ -41,11 +41,12 @@ mod intercept;
 pub(crate) mod load;
 mod mint;
 mod mitmproxy;
+mod nginx_peer;
 pub(crate) mod procs;
 pub(crate) mod report;
 pub(crate) mod route;
 mod runs;
-mod scrub_cost;
+mod secret_cost;
 mod squid;
 mod sse;
 mod targets;
@@ -281,6 +282,8 @@ fn measure(
             None
         }
     };
+    // The floor for this work: cheap to run, so in every run.
+    all.push(nginx_peer::start(dir, &up)?);
     if !args.no_peers {
         all.push(mitmproxy::start(python, root, dir, &up)?);
         all.push(squid::start(dir, &up)?);
@@ -478,7 +481,7 @@ fn measure_points(
     let proxied: Vec<&Route> = routes
         .all
         .iter()
-        .filter(|r| !r.is_direct() && r.name != container::ROUTE)
+        .filter(|r| !r.is_direct() && r.name != container::ROUTE && r.name != nginx_peer::ROUTE)
         .collect();
     points.extend(sse::measure(
         &tools.agent_python,
@@ -495,7 +498,7 @@ fn measure_points(
         transparent,
         up.port,
     )?);
-    points.extend(scrub_cost::measure(&tools.oha, up, explicit)?);
+    points.extend(secret_cost::measure(&tools.oha, up, explicit)?);
     Ok(points)
 }
 

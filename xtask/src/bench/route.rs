@@ -10,6 +10,7 @@ use std::process::Command;
 use super::upstream;
 
 /// What the client dials.
+#[derive(Clone)]
 pub enum Reach {
     /// 127.0.0.1 itself, sending the key itself (the baseline).
     Direct { authorization: String },
@@ -22,6 +23,10 @@ pub enum Reach {
     /// connection to the gateway; `wrapper` is the command that runs a
     /// client there (`airlock run --agent NAME --`).
     Agent { wrapper: Vec<OsString> },
+    /// A reverse proxy in place of the upstream (nginx doing the same
+    /// work): the URL names the upstream, the connection goes to `port`,
+    /// and the proxy adds the key.
+    Reverse { port: u16 },
 }
 
 /// A process whose CPU time and memory count as the proxy's.
@@ -32,6 +37,7 @@ pub struct Watched {
     pub tree: bool,
 }
 
+#[derive(Clone)]
 pub struct Route {
     /// The scenario's name in the results: `direct`, `airlock-explicit`, ...
     pub name: &'static str,
@@ -58,6 +64,15 @@ impl Route {
             host: upstream::HOST,
             proxy: None,
             store_pid: None,
+        }
+    }
+
+    /// The same route to another of the upstream's names (the
+    /// certificate covers `*.bench.local`).
+    pub fn with_host(&self, host: &'static str) -> Route {
+        Route {
+            host,
+            ..self.clone()
         }
     }
 
@@ -116,6 +131,10 @@ impl Route {
                 a.push("--connect-to".into());
                 a.push(connect_to().into());
             }
+            Reach::Reverse { port: to } => {
+                a.push("--connect-to".into());
+                a.push(format!("{h}:{port}:127.0.0.1:{to}", h = self.host).into());
+            }
         }
         a
     }
@@ -156,6 +175,12 @@ impl Route {
                 }
             }
             Reach::Agent { .. } => a.extend(resolve()),
+            Reach::Reverse { port: to } => {
+                a.push("--noproxy".into());
+                a.push("*".into());
+                a.push("--connect-to".into());
+                a.push(format!("{h}:{port}:127.0.0.1:{to}", h = self.host).into());
+            }
         }
         a.push(self.url(port, path).into());
         a
@@ -187,7 +212,9 @@ impl Route {
                     a.push(auth.into());
                 }
             }
-            Reach::Agent { .. } => {}
+            // The Python helpers (idle connections, SSE) dial the
+            // upstream's port; the reverse peer is not measured by them.
+            Reach::Agent { .. } | Reach::Reverse { .. } => {}
         }
         a
     }
@@ -246,5 +273,23 @@ mod tests {
             ["run", "--", "oha"].map(std::ffi::OsStr::new)
         );
         assert!(!strings(agent.py_args(1)).contains(&"--auth".to_owned()));
+
+        // The reverse peer: the upstream's URL, the peer's port, no key.
+        let reverse = Route {
+            name: "n",
+            reach: Reach::Reverse { port: 9443 },
+            ..Route::direct("/ca.pem".into())
+        };
+        let a = strings(reverse.oha_args(8443));
+        assert!(a.contains(&"bench.local:8443:127.0.0.1:9443".to_owned()));
+        assert!(!a.iter().any(|s| s.starts_with("Authorization")));
+        let c = strings(reverse.curl_args(8443, "/x"));
+        assert!(c.contains(&"bench.local:8443:127.0.0.1:9443".to_owned()));
+        assert_eq!(
+            c.last().map(String::as_str),
+            Some("https://bench.local:8443/x")
+        );
+        let other = reverse.with_host(upstream::OAUTH2_HOST);
+        assert_eq!(other.url(1, "/y"), "https://oauth2.bench.local:1/y");
     }
 }

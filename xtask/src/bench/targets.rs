@@ -1,4 +1,5 @@
-//! Issue 7's targets against a run's results, as the Markdown table
+//! Issue 7's targets, and issue 19's against nginx doing the same work
+//! (`nginx_peer`), against a run's results, as the Markdown table
 //! `cargo xtask bench` prints and BENCHMARKS.md holds: each one met, or
 //! missed by how much.
 
@@ -143,6 +144,7 @@ pub fn table(r: &Results) -> String {
                 unit: " ms",
             });
         }
+        same_work_targets(r, route, &mut t);
         if let Some(p) = point(r, "idle-rss-per-conn", route) {
             t.push(Target {
                 what: "≤ 48 KiB per idle connection",
@@ -177,6 +179,80 @@ pub fn table(r: &Results) -> String {
         );
     }
     out
+}
+
+/// Issue 19: the same run's nginx doing the same work is the floor, so
+/// each of these is a ratio to it (≤ 1× or ≥ 1×), plus PostgreSQL's share
+/// and the 256-connection collapse.
+fn same_work_targets(r: &Results, route: &str, t: &mut Vec<Target>) {
+    let peer = super::nginx_peer::ROUTE;
+    let keepalive = |name: &str, c: u32| scenario(r, name, "keepalive", c);
+    if let (Some(a), Some(n)) = (keepalive(route, 16), keepalive(peer, 16)) {
+        if let (Some(gw), Some(nginx)) = (
+            a.median.gateway_cpu_us_per_req,
+            n.median.gateway_cpu_us_per_req,
+        ) {
+            let pg = a.median.postgres_cpu_us_per_req.unwrap_or(0.0);
+            t.push(Target {
+                what: "CPU per request (gateway + PostgreSQL) ≤ nginx same work, 16 connections",
+                route: route.into(),
+                measured: (gw + pg) / nginx,
+                limit: 1.0,
+                at_least: false,
+                unit: "×",
+            });
+        }
+        if let (Some(av), Some(nv)) = (&a.vs_direct, &n.vs_direct) {
+            t.push(Target {
+                what: "req/s vs direct ≥ nginx same work's, 16 connections",
+                route: route.into(),
+                measured: av.rps_ratio / nv.rps_ratio,
+                limit: 1.0,
+                at_least: true,
+                unit: "×",
+            });
+        }
+        if let Some(pg) = a.median.postgres_cpu_us_per_req {
+            t.push(Target {
+                what: "PostgreSQL CPU ≤ 2 µs per request, 16 connections",
+                route: route.into(),
+                measured: pg,
+                limit: 2.0,
+                at_least: false,
+                unit: " µs",
+            });
+        }
+    }
+    let added = |name: &str| {
+        keepalive(name, 1)
+            .and_then(|s| s.vs_direct.as_ref())
+            .map(|v| v.p50_added_us)
+    };
+    if let (Some(a), Some(n)) = (added(route), added(peer)) {
+        t.push(Target {
+            what: "added p50 ≤ nginx same work's, 1 connection",
+            route: route.into(),
+            measured: a,
+            limit: n.max(0.0),
+            at_least: false,
+            unit: " µs",
+        });
+    }
+    let ratio = |c: u32| {
+        keepalive(route, c)
+            .and_then(|s| s.vs_direct.as_ref())
+            .map(|v| v.rps_ratio)
+    };
+    if let (Some(r256), Some(r16)) = (ratio(256), ratio(16)) {
+        t.push(Target {
+            what: "req/s vs direct at 256 connections ≥ at 16",
+            route: route.into(),
+            measured: r256 / r16,
+            limit: 1.0,
+            at_least: true,
+            unit: "×",
+        });
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,16 @@ pub const SCRUBBED_AUTH: &str = "Bearer airlock:bench";
 pub const BENCH_PATH: &str = "/v1/bench";
 /// A debug path that echoes the Authorization header it received.
 pub const ECHO_PATH: &str = "/echo-auth";
+/// The name under which the OAuth2 secret (`bench-oauth2`) applies: a
+/// host of its own, so a request there is injected with that secret alone.
+pub const OAUTH2_HOST: &str = "oauth2.bench.local";
+/// nginx's token endpoint (by IP: the certificate holds it), answering
+/// every token request with [`OAUTH2_TOKEN`] for a day.
+pub const OAUTH2_TOKEN_PATH: &str = "/oauth2/token";
+/// The access token the gateway obtains and injects.
+pub const OAUTH2_TOKEN: &str = "at-bench-oauth2";
+/// The OAuth2 secret's path: 200 only with `Bearer` [`OAUTH2_TOKEN`].
+pub const OAUTH2_PATH: &str = "/v1/oauth2-bench";
 
 pub struct Upstream {
     pub port: u16,
@@ -181,6 +191,17 @@ http {{
         location = {ECHO_PATH} {{
             default_type text/plain;
             return 200 "$http_authorization";
+        }}
+        location = {OAUTH2_TOKEN_PATH} {{
+            default_type application/json;
+            return 200 '{{"access_token":"{OAUTH2_TOKEN}","token_type":"Bearer","expires_in":86400}}';
+        }}
+        location = {OAUTH2_PATH} {{
+            default_type application/json;
+            if ($http_authorization != "Bearer {OAUTH2_TOKEN}") {{
+                return 401 '{{"error":"missing token"}}';
+            }}
+            return 200 '{{"ok":true}}';
         }}
         location / {{
             return 404;
