@@ -15,6 +15,12 @@
 //! inclusive and by self cost, per request, come from `callgrind_annotate`.
 //! Results go to `bench/results/profile-<UTC>.json`.
 //!
+//! Allocations per request come from the same intervals: callgrind
+//! records how often each function was called, and the daemon uses the
+//! system allocator, so the calls to `malloc`, `calloc` and the aligned
+//! allocators are its heap allocations (`realloc` is reported apart: it
+//! grows a buffer, which may or may not move it).
+//!
 //! valgrind runs the daemon ~50× slower, so the request count is small and
 //! every step is bounded in time.
 
@@ -85,6 +91,14 @@ struct Profile {
     /// Load less set-up (each less idle) per keep-alive request beyond
     /// the first on each connection.
     ir_per_request: f64,
+    /// Heap allocations (malloc, calloc, the aligned allocators) per
+    /// keep-alive request, computed like `ir_per_request`.
+    allocations_per_request: f64,
+    /// `realloc` calls per keep-alive request.
+    reallocs_per_request: f64,
+    /// Heap allocations per new connection (CONNECT, handshakes, one
+    /// request), like `ir_per_connection`.
+    allocations_per_connection: f64,
     /// Inclusive cost per request of the top functions (load interval,
     /// divided by `requests`, set-up included).
     top_inclusive: Vec<FunctionCost>,
@@ -271,6 +285,21 @@ fn measure(args: &ProfileArgs, oha: &PathBuf, airlock: &Path, dir: &Path) -> Res
         );
     }
     let per_request = |ir: u64| ir as f64 / requests as f64;
+    // The same arithmetic for allocation calls.
+    let [idle_calls, setup_calls, load_calls] =
+        [&idle_file, &setup_file, &load_file].map(|f| alloc_calls(f));
+    let (idle_calls, setup_calls, load_calls) = (idle_calls?, setup_calls?, load_calls?);
+    let marginal = |pick: fn(&AllocCalls) -> u64| {
+        let rate = pick(&idle_calls) as f64 / idle_seconds;
+        let setup = pick(&setup_calls) as f64 - rate * setup_seconds;
+        let load = pick(&load_calls) as f64 - rate * load_seconds;
+        (
+            (load - setup) / (requests - u64::from(args.connections)).max(1) as f64,
+            setup / f64::from(args.connections),
+        )
+    };
+    let (allocations_per_request, allocations_per_connection) = marginal(|c| c.allocations);
+    let (reallocs_per_request, _) = marginal(|c| c.reallocs);
     Ok(Profile {
         schema: "airlock-profile/1",
         timestamp: String::new(),
@@ -290,6 +319,9 @@ fn measure(args: &ProfileArgs, oha: &PathBuf, airlock: &Path, dir: &Path) -> Res
         setup_ir,
         ir_per_connection,
         ir_per_request,
+        allocations_per_request,
+        reallocs_per_request,
+        allocations_per_connection,
         top_inclusive: annotate(&load_file, true, args.top, load_ir, &per_request)?,
         top_self: annotate(&load_file, false, args.top, load_ir, &per_request)?,
     })
@@ -443,6 +475,65 @@ fn parse_total(text: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Calls to the allocator in one callgrind dump.
+#[derive(Debug, Default, PartialEq)]
+struct AllocCalls {
+    /// malloc, calloc, posix_memalign, aligned_alloc, memalign.
+    allocations: u64,
+    reallocs: u64,
+}
+
+fn alloc_calls(file: &Path) -> Result<AllocCalls> {
+    let text =
+        fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(parse_alloc_calls(&text))
+}
+
+/// Sums the `calls=` lines whose callee (`cfn=`) is an allocator. With
+/// callgrind's name compression a name is given once, as `(id) name`,
+/// and afterwards as `(id)` alone, in `fn=` and `cfn=` lines alike.
+fn parse_alloc_calls(text: &str) -> AllocCalls {
+    use std::collections::HashMap;
+    let mut names: HashMap<&str, &str> = HashMap::new();
+    let mut callee: Option<&str> = None;
+    let mut out = AllocCalls::default();
+    for line in text.lines() {
+        let named = line
+            .strip_prefix("cfn=")
+            .map(|r| (true, r))
+            .or_else(|| line.strip_prefix("fn=").map(|r| (false, r)));
+        if let Some((is_callee, rest)) = named {
+            let name = match rest.strip_prefix('(').and_then(|r| r.split_once(')')) {
+                Some((id, name)) if !name.trim().is_empty() => {
+                    names.insert(id, name.trim());
+                    name.trim()
+                }
+                Some((id, _)) => names.get(id).copied().unwrap_or(""),
+                None => rest.trim(),
+            };
+            callee = is_callee.then_some(name);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("calls=") {
+            let count: u64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            // The callee's name, without callgrind's `'2` recursion suffix.
+            match callee.map(|n| n.split('\'').next().unwrap_or(n)) {
+                Some("malloc" | "calloc" | "posix_memalign" | "aligned_alloc" | "memalign") => {
+                    out.allocations += count
+                }
+                Some("realloc") => out.reallocs += count,
+                _ => {}
+            }
+            callee = None;
+        }
+    }
+    out
+}
+
 /// The top `top` functions of `file` by inclusive or self cost.
 fn annotate(
     file: &Path,
@@ -528,6 +619,11 @@ fn summary(p: &Profile) -> String {
         p.idle_ir,
         p.idle_seconds
     );
+    out.push_str(&format!(
+        "profile: {:.1} heap allocations and {:.1} reallocs per keep-alive request, {:.0} \
+         allocations per new connection\n",
+        p.allocations_per_request, p.reallocs_per_request, p.allocations_per_connection
+    ));
     for (title, rows) in [("inclusive", &p.top_inclusive), ("self", &p.top_self)] {
         out.push_str(&format!("\ntop functions by {title} Ir per request:\n"));
         for f in rows.iter().take(25) {
@@ -562,6 +658,34 @@ fn short(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_calls_to_the_allocator_through_name_compression() {
+        let text = "fn=(1) main\n\
+                    cfn=(2) malloc\n\
+                    calls=3 0\n\
+                    0 40\n\
+                    cfn=(3) realloc\n\
+                    calls=2 0\n\
+                    0 10\n\
+                    fn=(4) hyper::proto::h1::role::parse\n\
+                    cfn=(2)\n\
+                    calls=5 0\n\
+                    0 80\n\
+                    cfn=(5) calloc'2\n\
+                    calls=1 0\n\
+                    cfn=(6) free\n\
+                    calls=9 0\n\
+                    fn=(2)\n\
+                    0 7\n";
+        assert_eq!(
+            parse_alloc_calls(text),
+            AllocCalls {
+                allocations: 9,
+                reallocs: 2
+            }
+        );
+    }
 
     #[test]
     fn reads_callgrind_totals_and_annotate_rows() {
