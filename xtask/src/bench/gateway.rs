@@ -184,7 +184,6 @@ pub fn start(
     let isolation = Isolation::new(binary, &data_dir)?;
     let proxy_port = upstream::free_port()?;
     let log_path = dir.join("airlock.log");
-    let log = fs::File::create(&log_path)?;
     let resolve: Vec<String> = [HOST.to_owned(), upstream::OAUTH2_HOST.to_owned()]
         .into_iter()
         .chain(upstream::mint_names(super::mint::NAMES))
@@ -201,17 +200,14 @@ pub fn start(
         .envs(match interception {
             Interception::Ebpf => isolation.env(upstream::free_port()?, upstream_ports),
             Interception::Off => vec![("AIRLOCK_TRANSPARENT", "off".to_owned())],
-        })
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // Its own process group: Ctrl-C reaches it only through our cleanup.
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
-    let pid = child.id();
-    procs::track("airlock", pid, libc::SIGTERM, procs::ORDER_GATEWAY);
+        });
+    let pid = procs::start(
+        "airlock",
+        &mut command,
+        &log_path,
+        libc::SIGTERM,
+        procs::ORDER_GATEWAY,
+    )?;
 
     // Wait for the admin API and the proxy listener.
     let deadline = Instant::now() + Duration::from_secs(90);

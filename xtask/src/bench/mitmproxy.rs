@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,6 @@ pub fn start(python: &Path, root: &Path, dir: &Path, up: &Upstream) -> Result<Ro
     fs::create_dir_all(&confdir)?;
     let port = upstream::free_port()?;
     let mitmdump = python.with_file_name("mitmdump");
-    let log = fs::File::create(dir.join("mitmproxy.log"))?;
     let mut command = Command::new(&mitmdump);
     command
         .args(["--listen-host", "127.0.0.1", "--listen-port"])
@@ -38,16 +37,14 @@ pub fn start(python: &Path, root: &Path, dir: &Path, up: &Upstream) -> Result<Ro
         .args(["--set", "flow_detail=0", "--set", "termlog_verbosity=warn"])
         .arg("-s")
         .arg(root.join("bench/py/inject_addon.py"))
-        .env("BENCH_AUTHORIZATION", upstream::EXPECTED_AUTH)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
-    let pid = child.id();
-    procs::track("mitmproxy", pid, libc::SIGTERM, procs::ORDER_PEER);
+        .env("BENCH_AUTHORIZATION", upstream::EXPECTED_AUTH);
+    let pid = procs::start(
+        "mitmproxy",
+        &mut command,
+        &dir.join("mitmproxy.log"),
+        libc::SIGTERM,
+        procs::ORDER_PEER,
+    )?;
     upstream::wait_listening(port, Duration::from_secs(60)).with_context(|| {
         format!(
             "mitmproxy did not listen; see {}",

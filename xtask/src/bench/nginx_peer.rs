@@ -14,7 +14,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -91,7 +91,6 @@ pub fn start(dir: &Path, up: &Upstream) -> Result<Route> {
     let port = upstream::free_port()?;
     let conf = d.join("nginx.conf");
     fs::write(&conf, config(&d, port, up))?;
-    let log = fs::File::create(d.join("stderr.log"))?;
     let mut command = Command::new(upstream::nginx_binary());
     command
         .arg("-p")
@@ -99,16 +98,14 @@ pub fn start(dir: &Path, up: &Upstream) -> Result<Route> {
         .arg("-c")
         .arg(&conf)
         .arg("-e")
-        .arg(d.join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
-    let pid = child.id();
-    procs::track("nginx-peer", pid, libc::SIGTERM, procs::ORDER_PEER);
+        .arg(d.join("error.log"));
+    let pid = procs::start(
+        "nginx-peer",
+        &mut command,
+        &d.join("stderr.log"),
+        libc::SIGTERM,
+        procs::ORDER_PEER,
+    )?;
     upstream::wait_listening(port, Duration::from_secs(10)).with_context(|| {
         format!(
             "the same-work nginx did not listen; see {}",

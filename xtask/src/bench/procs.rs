@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::thread;
@@ -58,6 +59,30 @@ fn lock() -> std::sync::MutexGuard<'static, Vec<Tracked>> {
 }
 
 /// Remembers `pid` to be stopped with `signal` at cleanup.
+/// Starts `command` in a process group of its own (so Ctrl-C reaches it
+/// only through the cleanup), its output to `log`, no standard input, and
+/// tracks it for the cleanup. Returns its PID.
+pub fn start(
+    name: &'static str,
+    command: &mut Command,
+    log: &Path,
+    signal: i32,
+    order: u8,
+) -> Result<u32> {
+    let file = fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", shown(command)))?;
+    let pid = child.id();
+    track(name, pid, signal, order);
+    Ok(pid)
+}
+
 pub fn track(name: &'static str, pid: u32, signal: i32, order: u8) {
     let Ok(pid) = i32::try_from(pid) else { return };
     let started = start_time(pid);

@@ -119,20 +119,15 @@ pub fn start(dir: &Path, up: &Upstream) -> Result<Route> {
     // directory must be reachable and its own files writable.
     quiet(Command::new("chown").args(["-R", USER]).arg(&sq))?;
     quiet(Command::new("chmod").arg("a+x").arg(dir))?;
-    let log = fs::File::create(dir.join("squid-stderr.log"))?;
     let mut command = Command::new(SQUID);
-    command
-        .args(["-N", "-f"])
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
-    let pid = child.id();
-    procs::track("squid", pid, libc::SIGTERM, procs::ORDER_PEER);
+    command.args(["-N", "-f"]).arg(&conf);
+    let pid = procs::start(
+        "squid",
+        &mut command,
+        &dir.join("squid-stderr.log"),
+        libc::SIGTERM,
+        procs::ORDER_PEER,
+    )?;
     upstream::wait_listening(port, Duration::from_secs(30)).with_context(|| {
         format!(
             "squid did not listen; see {} and {}",

@@ -3,9 +3,8 @@
 //! from sending a request to reading its first event, per route
 //! (`bench/py/sse.py measure`, one keep-alive connection, many requests).
 
-use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -28,7 +27,6 @@ pub struct SseServer {
 
 pub fn start(python: &Path, root: &Path, dir: &Path, up: &Upstream) -> Result<SseServer> {
     let port = upstream::free_port()?;
-    let log = fs::File::create(dir.join("sse-server.log"))?;
     let mut command = Command::new(python);
     command
         .arg(root.join("bench/py/sse.py"))
@@ -39,20 +37,14 @@ pub fn start(python: &Path, root: &Path, dir: &Path, up: &Upstream) -> Result<Ss
         .arg("--key")
         .arg(&up.key)
         .args(["--expect-auth", upstream::EXPECTED_AUTH])
-        .args(["--delay-ms", &DELAY_MS.to_string()])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
-    procs::track(
+        .args(["--delay-ms", &DELAY_MS.to_string()]);
+    procs::start(
         "sse server",
-        child.id(),
+        &mut command,
+        &dir.join("sse-server.log"),
         libc::SIGTERM,
         procs::ORDER_UPSTREAM,
-    );
+    )?;
     upstream::wait_listening(port, Duration::from_secs(20))
         .context("the SSE server did not listen; see sse-server.log")?;
     Ok(SseServer { port })

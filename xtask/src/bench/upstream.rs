@@ -220,7 +220,6 @@ pub fn start(dir: &Path) -> Result<Upstream> {
     fs::create_dir_all(dir.join("nginx-tmp"))?;
     let conf = dir.join("nginx.conf");
     fs::write(&conf, config(dir, port))?;
-    let log = fs::File::create(dir.join("nginx-stderr.log"))?;
     let mut command = Command::new(nginx_binary());
     command
         .arg("-p")
@@ -228,17 +227,14 @@ pub fn start(dir: &Path) -> Result<Upstream> {
         .arg("-c")
         .arg(&conf)
         .arg("-e")
-        .arg(dir.join("nginx-error.log"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // Its own process group: Ctrl-C reaches it only through our cleanup.
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", procs::shown(&command)))?;
-    let pid = child.id();
-    procs::track("nginx", pid, libc::SIGTERM, procs::ORDER_UPSTREAM);
+        .arg(dir.join("nginx-error.log"));
+    let pid = procs::start(
+        "nginx",
+        &mut command,
+        &dir.join("nginx-stderr.log"),
+        libc::SIGTERM,
+        procs::ORDER_UPSTREAM,
+    )?;
     wait_listening(port, Duration::from_secs(10)).with_context(|| {
         format!(
             "nginx did not listen on 127.0.0.1:{port}; see {}",
