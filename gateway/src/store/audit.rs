@@ -163,7 +163,8 @@ impl Store {
     }
 
     /// Appends a batch of request events to the chained trail in one
-    /// transaction. Records already written (a replay from the spool after
+    /// transaction, with the access requests its refusals by default open
+    /// or count ([`super::access_requests`]). Records already written (a replay from the spool after
     /// an insert whose commit was not acknowledged) are skipped, so writing
     /// the same batch twice leaves one row per record.
     pub async fn insert_request_events(
@@ -180,12 +181,15 @@ impl Store {
                 .bind(&ids)
                 .fetch_all(&mut *tx)
                 .await?;
-        let entries: Vec<Entry<'_>> = events
+        let fresh: Vec<&NewRequestEvent> = events
             .iter()
             .filter(|e| !present.contains(&e.record_id))
-            .map(NewRequestEvent::entry)
             .collect();
+        let entries: Vec<Entry<'_>> = fresh.iter().map(|e| e.entry()).collect();
         chain::append(&mut tx, &entries).await?;
+        // In this transaction, on the records it appends: each refusal is
+        // counted once, however often its batch is written.
+        super::access_requests::record_sightings(&mut tx, &fresh).await?;
         tx.commit().await?;
         Ok(())
     }
