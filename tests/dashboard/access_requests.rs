@@ -88,7 +88,7 @@ async fn allow_in_the_browser_lets_the_next_request_through() {
         .await
         .expect("the access request is listed");
     let text = row.text().await.expect("row text");
-    for word in ["bot", "GET", &up.host(), "/echo/**", "2"] {
+    for word in ["bot", "GET", up.host(), "/echo/**", "2"] {
         assert!(text.contains(word), "{word}: {text}");
     }
     b.screenshot(&shots, "10-access-requests").await;

@@ -80,7 +80,8 @@ fn a_refused_agent_asks_and_one_command_lets_it_through() {
         req["first_seen"].as_str() <= req["last_seen"].as_str(),
         "{req}"
     );
-    let id = req["id"].as_i64().expect("id").to_string();
+    let id_num = req["id"].as_i64().expect("id");
+    let id = id_num.to_string();
     let listed = requests(&gw, false);
     assert_eq!(listed.len(), 1, "{listed:#?}");
     let table = gw.daemon.cli_ok(&["requests"]);
@@ -128,13 +129,16 @@ fn a_refused_agent_asks_and_one_command_lets_it_through() {
     assert_eq!(rule["host"], host, "{rule}");
     assert_eq!(rule["path"], "/echo/**", "{rule}");
     let all = requests(&gw, true);
-    let allowed = all.iter().find(|r| r["id"].to_string() == id).unwrap();
+    let allowed = all
+        .iter()
+        .find(|r| r["id"].as_i64() == Some(id_num))
+        .unwrap();
     assert_eq!(allowed["status"], "allowed", "{allowed}");
     assert_eq!(allowed["rule_id"], rule["id"], "{allowed}");
     assert!(
         requests(&gw, false)
             .iter()
-            .all(|r| r["id"].to_string() != id)
+            .all(|r| r["id"].as_i64() != Some(id_num))
     );
     // Allowed once: a second allow is refused and adds nothing.
     one_line_error(

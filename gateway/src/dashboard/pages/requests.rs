@@ -74,10 +74,9 @@ pub async fn page(
         Ok(all) => all,
         Err(e) => return service_error_page(&e),
     };
-    let (open, decided): (Vec<&AccessRequest>, Vec<&AccessRequest>) =
+    let (open, mut decided): (Vec<&AccessRequest>, Vec<&AccessRequest>) =
         all.iter().partition(|r| r.status == AccessStatus::Open);
-    let mut decided = decided;
-    decided.sort_by(|a, b| b.decided_at.cmp(&a.decided_at));
+    decided.sort_by_key(|r| std::cmp::Reverse(r.decided_at));
     html(
         StatusCode::OK,
         &RequestsPage {
