@@ -88,6 +88,12 @@ pub struct NewRequestEvent {
     pub duration_us: i64,
     /// Why, in words (the agent's error message, the approval's id).
     pub detail: Option<String>,
+    /// For an exfiltration refusal: the secret the placeholder named, when
+    /// the agent is not granted it. Not a column of the trail (the detail
+    /// says it in words) nor hashed; spooled, so a replayed refusal still
+    /// counts for its access request ([`super::access_requests`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ungranted: Option<String>,
     /// For `/metrics` only: neither stored, spooled nor hashed.
     #[serde(skip)]
     pub latency: Latency,
