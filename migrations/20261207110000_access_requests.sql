@@ -1,12 +1,18 @@
--- Access an agent can ask for (issue #21, item 5). A request refused by a
--- default of deny leaves one row per (agent, method, host, suggested path
--- pattern), counted; an operator allows it (the rule it made is rule_id)
--- or dismisses it. Written by the audit writer in the transaction that
--- appends the refusals to the trail (gateway/src/store/access_requests.rs),
--- never by the request path. Removing the agent removes its requests.
+-- Access an agent can ask for (issue #21, item 5). A refused request
+-- leaves an access request, counted, for an operator to allow or dismiss:
+-- - kind 'rule': refused by a default of deny; one row per (agent, method,
+--   host, suggested path pattern); allowing adds that allow rule;
+-- - kind 'grant': a placeholder of a secret the agent is not granted; one
+--   row per (agent, secret); allowing grants it. Method, host and path
+--   pattern are those of the first such refusal, for the operator to see.
+-- Written by the audit writer in the transaction that appends the
+-- refusals to the trail (gateway/src/store/access_requests.rs), never by
+-- the request path. Removing the agent or the secret removes its requests.
 CREATE TABLE access_requests (
     id           bigserial PRIMARY KEY,
+    kind         text NOT NULL CHECK (kind IN ('rule', 'grant')),
     agent_id     uuid NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    secret_id    uuid REFERENCES secrets (id) ON DELETE CASCADE,
     method       text NOT NULL,
     -- As the trail names it (host, or host:port when not 443): a host
     -- pattern that matches exactly that destination.
@@ -21,6 +27,10 @@ CREATE TABLE access_requests (
     -- The allow rule it made; kept NULL once that rule is removed.
     rule_id      bigint REFERENCES rules (id) ON DELETE SET NULL,
     decided_at   timestamptz,
-    UNIQUE (agent_id, method, host, path_pattern)
+    CHECK ((kind = 'grant') = (secret_id IS NOT NULL))
 );
-CREATE INDEX access_requests_open ON access_requests (last_seen) WHERE status = 'open';
+CREATE UNIQUE INDEX access_requests_rule_key
+    ON access_requests (agent_id, method, host, path_pattern) WHERE kind = 'rule';
+CREATE UNIQUE INDEX access_requests_grant_key
+    ON access_requests (agent_id, secret_id) WHERE kind = 'grant';
+CREATE INDEX access_requests_open ON access_requests (agent_id) WHERE status = 'open';

@@ -193,3 +193,60 @@ fn a_dismissed_request_stays_silent_while_its_count_grows() {
     gw.daemon.cli_ok(&["requests", "allow", &id]);
     assert_eq!(Gw::code(&gw.curl(&[&url])), 200);
 }
+
+#[test]
+fn a_placeholder_of_a_secret_not_granted_asks_for_the_grant() {
+    let gw = Gw::start();
+    let value = format!("sk-extra-{}", crate::support::random_hex(12));
+    // A second secret for the upstream, not granted to bot.
+    gw.daemon
+        .cli_stdin(
+            &[
+                "secret",
+                "add",
+                "extra",
+                "--host",
+                &gw.host(),
+                "--header",
+                "X-Extra",
+            ],
+            &value,
+        )
+        .ok();
+    let ask = |path: &str| gw.curl(&["-H", "X-Extra: airlock:extra", &gw.up.url(path)]);
+    for path in ["/echo/a", "/elsewhere/b"] {
+        let out = ask(path);
+        assert_eq!(Gw::code(&out), 403, "{out:#?}");
+        assert!(out.stdout.contains("is not granted it"), "{out:#?}");
+    }
+    // One request per agent and secret, whatever the path.
+    let req = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        requests(&gw, false)
+            .into_iter()
+            .find(|r| r["kind"] == "grant" && r["count"].as_i64() == Some(2))
+    })
+    .unwrap_or_else(|| panic!("no grant request: {:#?}", requests(&gw, true)));
+    assert_eq!(req["secret"], "extra", "{req}");
+    assert_eq!(req["agent"], "bot", "{req}");
+    assert!(
+        gw.daemon
+            .cli_ok(&["requests"])
+            .contains("grant of secret extra")
+    );
+
+    let said = gw
+        .daemon
+        .cli_ok(&["requests", "allow", &req["id"].to_string()]);
+    assert!(said.contains("agent bot is granted secret extra"), "{said}");
+    let out = ask("/echo/a");
+    assert_eq!(Gw::code(&out), 200, "{out:#?}");
+    let seen = gw.up.last_request().expect("the upstream saw it");
+    assert_eq!(seen.header("x-extra"), Some(value.as_str()));
+    let granted: Vec<_> = admin_rows(&gw, "agent.grant")
+        .into_iter()
+        .filter(|r| r["detail"] == "agent=bot secret=extra")
+        .collect();
+    assert_eq!(granted.len(), 1, "{granted:#?}");
+    assert_eq!(admin_rows(&gw, "request.allowed").len(), 1);
+    assert_eq!(requests(&gw, false), Vec::<serde_json::Value>::new());
+}

@@ -8,22 +8,14 @@ use super::parse_id;
 use crate::cli::args::{RequestsArgs, RequestsCommand};
 use crate::cli::output;
 use airlock::admin::client::AdminClient;
-use airlock::service::access_requests::AccessRequest;
+use airlock::service::access_requests::{AccessRequest, allowed, asks_for};
 
 pub async fn run(client: &AdminClient, args: RequestsArgs) -> Result<()> {
     match args.command {
         None => list(client, args.all, args.json).await,
         Some(RequestsCommand::Allow { id }) => {
             let r = decide(client, &id, "allow").await?;
-            println!(
-                "allowed access request {}: rule {} lets agent {} {} {}{}",
-                r.id,
-                r.rule_id.map_or_else(|| "?".into(), |id| id.to_string()),
-                r.agent,
-                r.method,
-                r.host,
-                r.path_pattern
-            );
+            println!("allowed access request {}: {}", r.id, allowed(&r));
             Ok(())
         }
         Some(RequestsCommand::Dismiss { id }) => {
@@ -50,7 +42,7 @@ async fn list(client: &AdminClient, all: bool, json: bool) -> Result<()> {
         return Ok(());
     }
     let mut header = vec![
-        "ID", "AGENT", "METHOD", "HOST", "PATH", "COUNT", "FIRST", "LAST",
+        "ID", "AGENT", "METHOD", "HOST", "PATH", "COUNT", "FIRST", "LAST", "ASKS FOR",
     ];
     if all {
         header.push("STATUS");
@@ -67,6 +59,7 @@ async fn list(client: &AdminClient, all: bool, json: bool) -> Result<()> {
                 r.count.to_string(),
                 output::time(&r.first_seen),
                 output::time(&r.last_seen),
+                asks_for(r),
             ];
             if all {
                 row.push(r.status.to_string());

@@ -11,7 +11,9 @@ use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, ago, html, service_error_page, when};
 use crate::dashboard::session::SessionCtx;
 use crate::service::ServiceError;
-use crate::service::access_requests::{AccessQuery, AccessRequest, AccessStatus};
+use crate::service::access_requests::{
+    AccessQuery, AccessRequest, AccessStatus, allowed, asks_for,
+};
 
 /// How many decided requests the page lists.
 const RECENT: usize = 20;
@@ -29,6 +31,8 @@ pub struct RequestRow {
     pub status: &'static str,
     pub tone: &'static str,
     pub rule: String,
+    /// What Allow does: an allow rule, or a grant of which secret.
+    pub asks: String,
 }
 
 impl From<&AccessRequest> for RequestRow {
@@ -50,6 +54,7 @@ impl From<&AccessRequest> for RequestRow {
                 AccessStatus::Dismissed => "",
             },
             rule: r.rule_id.map(|id| format!("#{id}")).unwrap_or_default(),
+            asks: asks_for(r),
         }
     }
 }
@@ -113,17 +118,7 @@ pub async fn decide(
         state.service.dismiss_access_request(id).await
     };
     let (ok, text) = match decided {
-        Ok(r) if allow => (
-            true,
-            format!(
-                "Allowed: rule {} lets agent {} {} {}{}.",
-                r.rule_id.map_or_else(|| "?".into(), |id| format!("#{id}")),
-                r.agent,
-                r.method,
-                r.host,
-                r.path_pattern
-            ),
-        ),
+        Ok(r) if allow => (true, format!("Allowed: {}.", allowed(&r))),
         Ok(r) => (
             true,
             format!(
