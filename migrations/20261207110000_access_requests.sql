@@ -14,8 +14,8 @@ CREATE TABLE access_requests (
     agent_id     uuid NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
     secret_id    uuid REFERENCES secrets (id) ON DELETE CASCADE,
     method       text NOT NULL,
-    -- As the trail names it (host, or host:port when not 443): a host
-    -- pattern that matches exactly that destination.
+    -- As the trail names it (host, or host:port when not 443), and so
+    -- the host pattern of the allow rule (without a port: every port).
     host         text NOT NULL,
     -- The path glob an allow rule for it would carry (docs/policy.md).
     path_pattern text NOT NULL,
