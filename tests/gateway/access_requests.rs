@@ -219,11 +219,21 @@ fn a_placeholder_of_a_secret_not_granted_asks_for_the_grant() {
         assert_eq!(Gw::code(&out), 403, "{out:#?}");
         assert!(out.stdout.contains("is not granted it"), "{out:#?}");
     }
-    // One request per agent and secret, whatever the path.
+    // In a JSON body too (refused as the body streams).
+    let out = gw.curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        r#"{"key":"airlock:extra"}"#,
+        &gw.up.url("/echo/body"),
+    ]);
+    assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    assert!(out.stdout.contains("is not granted it"), "{out:#?}");
+    // One request per agent and secret, whatever the path or position.
     let req = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         requests(&gw, false)
             .into_iter()
-            .find(|r| r["kind"] == "grant" && r["count"].as_i64() == Some(2))
+            .find(|r| r["kind"] == "grant" && r["count"].as_i64() == Some(3))
     })
     .unwrap_or_else(|| panic!("no grant request: {:#?}", requests(&gw, true)));
     assert_eq!(req["secret"], "extra", "{req}");

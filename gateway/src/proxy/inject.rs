@@ -523,7 +523,10 @@ fn refuse_misplaced(parts: &Parts, scope: &Scope<'_, '_>) -> Result<(), InjectEr
         Some(reason) => Err(InjectError::Exfiltration {
             name: name.to_owned(),
             reason,
-            ungranted: not_granted(scope.snap, scope.agent, name),
+            // Only where the refusal says "not granted" (the position
+            // refusals come first and a grant would not answer them).
+            ungranted: !matches!(at, Position::Path(None) | Position::QueryName)
+                && not_granted(scope.snap, scope.agent, name),
         }),
     })
 }
@@ -560,7 +563,7 @@ impl Scope<'_, '_> {
 
 /// Whether `name` is a secret that `agent` is not granted: the one reason
 /// for a refused placeholder that a grant would answer.
-fn not_granted(snap: &Snapshot, agent: &AgentRecord, name: &str) -> bool {
+pub(super) fn not_granted(snap: &Snapshot, agent: &AgentRecord, name: &str) -> bool {
     snap.secrets
         .iter()
         .any(|s| s.name.as_str() == name && !agent.grants.contains(&s.name))

@@ -234,12 +234,10 @@ async fn run_phases(
     .await;
     // A body stopped at a misplaced placeholder fails the upstream
     // request (or was answered early): either way the agent gets the 403.
-    if let Some(reason) = refused.as_ref().and_then(|r| r.get()) {
-        // Which placeholder the body held is not kept with the reason:
-        // no access request for a grant comes of it (docs/policy.md).
+    if let Some(r) = refused.as_ref().and_then(|r| r.get()) {
         return Err(ProxyError::Exfiltration {
-            reason: reason.clone(),
-            ungranted: None,
+            reason: r.message.clone(),
+            ungranted: r.ungranted.clone(),
         });
     }
     let mut forwarded = sent?;
