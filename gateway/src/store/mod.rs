@@ -8,6 +8,7 @@
 //! With no `DATABASE_URL`, [`embedded`] runs a private PostgreSQL in the
 //! data directory.
 
+mod access_decisions;
 pub mod access_requests;
 pub mod agents;
 pub mod approvals;
