@@ -91,7 +91,7 @@ async fn allow_in_the_browser_lets_the_next_request_through() {
     for word in ["bot", "GET", up.host(), "/echo/**", "2"] {
         assert!(text.contains(word), "{word}: {text}");
     }
-    b.screenshot(&shots, "10-access-requests").await;
+    b.screenshot(&shots, "20-access-requests").await;
     row.find(Locator::Css("button.allow"))
         .await
         .expect("the Allow button")
@@ -109,7 +109,7 @@ async fn allow_in_the_browser_lets_the_next_request_through() {
         c.find(Locator::Css("tr.access-row")).await.is_err(),
         "no longer open"
     );
-    b.screenshot(&shots, "11-access-request-allowed").await;
+    b.screenshot(&shots, "21-access-request-allowed").await;
     let _ = c.clone().close().await;
     drop(b);
 
