@@ -37,13 +37,23 @@ const PREVIEW_PATHS: &[&str] = &[
     "/login",
     "/login/oidc",
     "/approvals",
+    "/requests",
     "/agents",
     "/api/v1/agents",
+    "/api/v1/requests",
     "/s/",
 ];
 
 /// What a replayed cookie tries to read.
-const READS: &[&str] = &["/", "/approvals", "/agents", "/audit", "/api/v1/agents"];
+const READS: &[&str] = &[
+    "/",
+    "/approvals",
+    "/requests",
+    "/agents",
+    "/audit",
+    "/api/v1/agents",
+    "/api/v1/requests",
+];
 
 /// One curl answer: status, `Location`, body.
 #[derive(Debug)]

@@ -399,3 +399,52 @@ fn a_crashed_daemon_leaves_no_core_dump() {
     drop(pattern);
     gw.daemon.kill9();
 }
+
+/// Access requests (docs/policy.md): refusals by default while the
+/// database is away wait in the spool with their audit records, and are
+/// counted once each when the spool is replayed.
+#[test]
+fn access_requests_are_counted_once_across_a_database_outage() {
+    let pg = Pg::start();
+    let db = pg.db();
+    let gw = Gw::start_with(UpstreamOpts::default(), &[("DATABASE_URL", &pg.url())]);
+    gw.daemon.cli_ok(&["default", "deny", "--agent", "bot"]);
+    let url = format!("https://localhost:{}/echo/asked", gw.up.port());
+    let count = || {
+        let out = db.psql_output("SELECT coalesce(sum(count), 0) FROM access_requests");
+        out.success().then(|| out.stdout.trim().to_owned())
+    };
+
+    pg.pause();
+    for _ in 0..4 {
+        let out = gw.curl(&[&url]);
+        assert_eq!(Gw::code(&out), 403, "{out:#?}");
+    }
+    let spooled = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        let s = gw.daemon.status_json();
+        (s["audit"]["spooled"].as_u64() >= Some(4)).then_some(())
+    });
+    assert!(spooled.is_some(), "{:#}", gw.daemon.status_json());
+
+    pg.resume();
+    let got = wait_until(CATCH_UP, Duration::from_millis(200), || {
+        (count().as_deref() == Some("4")).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "count {:?}; log:\n{}",
+        count(),
+        gw.daemon.log()
+    );
+    let drained = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        (gw.daemon.status_json()["audit"]["spool_bytes"] == 0).then_some(())
+    });
+    assert!(drained.is_some(), "{:#}", gw.daemon.status_json());
+    assert_no_duplicates(&db);
+    // Still four: nothing was counted twice on the way.
+    assert_eq!(count().as_deref(), Some("4"));
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&gw.daemon.cli_ok(&["requests", "--json"])).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["count"], 4, "{listed:#?}");
+}

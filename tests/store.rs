@@ -25,6 +25,7 @@ const TABLES: &[&str] = &[
     "audit_events",
     "vault_keys",
     "policy_defaults",
+    "access_requests",
 ];
 
 /// Puts one of everything into a daemon's configuration.

@@ -11,6 +11,7 @@ mod support;
 
 mod harness;
 
+mod access_requests;
 mod api;
 mod audit;
 mod forms;

@@ -10,6 +10,7 @@ mod support;
 
 mod harness;
 
+mod access_requests;
 mod audit_export;
 mod clients;
 mod injection;

@@ -12,6 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{self, MoveRule};
+use crate::service::access_requests::AccessRequest;
 use crate::service::audit_search::AuditPage;
 use crate::service::defaults::{AgentDefaultView, DefaultsView, SetDefault};
 use crate::service::insights::{HostCount, Overview};
@@ -56,6 +57,9 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         routes::list_approvals,
         routes::approve,
         routes::deny,
+        routes::list_access_requests,
+        routes::allow_access_request,
+        routes::dismiss_access_request,
         openapi_doc,
     ),
     components(schemas(
@@ -63,7 +67,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         AddSecret, RotateSecret, AgentView, AddAgent, AgentCreated, GrantResult, RuleView,
         AddRule, MoveRule, Direction, ProbeRequest, ProbeResult, AuditEvent, AuditPage,
         ApprovalView, AuditStatus, ChainReport, ChainBreak, DefaultsView, AgentDefaultView,
-        SetDefault,
+        SetDefault, AccessRequest,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

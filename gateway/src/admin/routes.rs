@@ -8,6 +8,7 @@ use axum::{Json, Router};
 
 use super::StatusInfo;
 use super::failure::{ApiResult, Failure, bad_request, body, not_found, query};
+use crate::service::access_requests::{AccessQuery, AccessRequest};
 use crate::service::audit_search::{AuditPage, AuditSearch};
 use crate::service::defaults::{DefaultsView, SetDefault};
 use crate::service::insights::Overview;
@@ -82,6 +83,9 @@ shared_routes! {
     "/api/v1/approvals" => { get: list_approvals },
     "/api/v1/approvals/{id}/approve" => { post: approve },
     "/api/v1/approvals/{id}/deny" => { post: deny },
+    "/api/v1/requests" => { get: list_access_requests },
+    "/api/v1/requests/{id}/allow" => { post: allow_access_request },
+    "/api/v1/requests/{id}/dismiss" => { post: dismiss_access_request },
 }
 
 #[utoipa::path(
@@ -464,5 +468,63 @@ async fn approve(
 async fn deny(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ApprovalView>> {
     Ok(Json(
         s.service.decide_approval(approval_id(&id)?, false).await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests",
+    tag = "requests",
+    summary = "Access requests: what agents were refused by a default of deny (open ones, or all)",
+    params(AccessQuery),
+    responses((status = 200, body = Vec<AccessRequest>), (status = 400, description = "Bad input: `field` names it", body = ApiError), (status = 401, description = "No or unknown token", body = ApiError))
+)]
+async fn list_access_requests(
+    State(s): State<AppState>,
+    q: Result<Query<AccessQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<AccessRequest>>> {
+    Ok(Json(s.service.list_access_requests(query(q)?).await?))
+}
+
+fn access_request_id(id: &str) -> Result<i64, Failure> {
+    id.parse()
+        .map_err(|_| bad_request(format!("access request id {id:?} is not a number")))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/requests/{id}/allow",
+    tag = "requests",
+    summary = "Allows an access request: adds the allow rule (its agent, method, host and path pattern)",
+    params(("id" = i64, Path, description = "The access request's id")),
+    responses((status = 200, body = AccessRequest), (status = 400, description = "Bad input: `field` names it", body = ApiError), (status = 404, description = "No such item", body = ApiError), (status = 409, description = "Already allowed", body = ApiError), (status = 401, description = "No or unknown token", body = ApiError))
+)]
+async fn allow_access_request(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccessRequest>> {
+    Ok(Json(
+        s.service
+            .allow_access_request(access_request_id(&id)?)
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/requests/{id}/dismiss",
+    tag = "requests",
+    summary = "Dismisses an access request: no longer listed, however often the agent is refused",
+    params(("id" = i64, Path, description = "The access request's id")),
+    responses((status = 200, body = AccessRequest), (status = 400, description = "Bad input: `field` names it", body = ApiError), (status = 404, description = "No such item", body = ApiError), (status = 409, description = "Already allowed", body = ApiError), (status = 401, description = "No or unknown token", body = ApiError))
+)]
+async fn dismiss_access_request(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccessRequest>> {
+    Ok(Json(
+        s.service
+            .dismiss_access_request(access_request_id(&id)?)
+            .await?,
     ))
 }

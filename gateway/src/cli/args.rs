@@ -64,6 +64,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Access requests: what agents were refused by a default of deny.
+    /// Lists the open ones, or allows or dismisses one.
+    #[command(args_conflicts_with_subcommands = true)]
+    Requests(RequestsArgs),
     /// Let a held request through.
     Approve { id: String },
     /// Refuse a held request (the agent gets 403).
@@ -594,6 +598,28 @@ pub struct DefaultArgs {
     pub grants: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestsArgs {
+    /// Also allowed and dismissed ones.
+    #[arg(long)]
+    pub all: bool,
+    /// The list as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<RequestsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// Add the allow rule the request suggests (its agent, method, host
+    /// and path pattern); the agent's next such request goes through.
+    Allow { id: String },
+    /// Silence the request: it is no longer listed, however often the
+    /// agent is refused again (the count still grows).
+    Dismiss { id: String },
 }
 
 #[derive(Debug, Args)]

@@ -10,9 +10,11 @@ pub mod engine;
 mod limiter;
 mod pattern;
 mod rule;
+mod suggest;
 
 pub use canonical::{PathError, PathForms};
 pub use default::{AgentDefault, DefaultAction, DefaultScope, Defaults};
 pub use limiter::RateLimiter;
 pub use pattern::{HostPattern, PathGlob, PatternError};
 pub use rule::{Method, Rate, RuleAction, RuleError};
+pub use suggest::suggest_path;

@@ -53,7 +53,8 @@ impl DefaultDenial {
     pub(super) fn ask_body(&self) -> AskBody {
         AskBody {
             command: self.ask(),
-            dashboard: "Rules page: add a rule with action Allow",
+            dashboard: "Requests page: Allow this access request (or add an Allow rule on the \
+                        Rules page)",
         }
     }
 
@@ -70,8 +71,9 @@ impl fmt::Display for DefaultDenial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "denied by default: {} is deny and no allow rule covers this request; to ask for \
-             access, have an operator run `{}` (or add an Allow rule on the dashboard's Rules page)",
+            "denied by default: {} is deny and no allow rule covers this request; it is recorded \
+             as an access request: an operator allows it with `airlock requests` or on the \
+             dashboard's Requests page, or runs `{}`",
             self.whose(),
             self.ask()
         )

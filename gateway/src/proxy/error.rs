@@ -113,8 +113,13 @@ pub enum ProxyError {
     /// No allow rule covers it and the default is deny.
     #[error("{0}")]
     DeniedByDefault(DefaultDenial),
+    /// `ungranted`: the secret a refused placeholder names, when the
+    /// agent is not granted it (an access request can ask for the grant).
     #[error("{reason}")]
-    Exfiltration { reason: String },
+    Exfiltration {
+        reason: String,
+        ungranted: Option<String>,
+    },
     #[error("rate limit of rule {rule} reached; retry in {}s", retry_after.as_secs().max(1))]
     RateLimited { rule: i64, retry_after: Duration },
     #[error("approval {approval} was denied")]

@@ -59,9 +59,15 @@ use zeroize::Zeroizing;
 /// Why a request may not have its credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
-    /// A placeholder that may not be resolved here: refuse, audit as exfiltration.
+    /// A placeholder that may not be resolved here: refuse, audit as
+    /// exfiltration. `ungranted`: because the agent is not granted the
+    /// secret it names, which an access request can answer with a grant.
     #[error("placeholder airlock:{name} is not allowed here: {reason}")]
-    Exfiltration { name: String, reason: String },
+    Exfiltration {
+        name: String,
+        reason: String,
+        ungranted: bool,
+    },
     #[error("secret {name} cannot be used: {reason}")]
     Vault { name: String, reason: String },
     #[error("signing the request for AWS failed: {0}")]
@@ -517,6 +523,10 @@ fn refuse_misplaced(parts: &Parts, scope: &Scope<'_, '_>) -> Result<(), InjectEr
         Some(reason) => Err(InjectError::Exfiltration {
             name: name.to_owned(),
             reason,
+            // Only where the refusal says "not granted" (the position
+            // refusals come first and a grant would not answer them).
+            ungranted: !matches!(at, Position::Path(None) | Position::QueryName)
+                && not_granted(scope.snap, scope.agent, name),
         }),
     })
 }
@@ -551,6 +561,14 @@ impl Scope<'_, '_> {
     }
 }
 
+/// Whether `name` is a secret that `agent` is not granted: the one reason
+/// for a refused placeholder that a grant would answer.
+pub(super) fn not_granted(snap: &Snapshot, agent: &AgentRecord, name: &str) -> bool {
+    snap.secrets
+        .iter()
+        .any(|s| s.name.as_str() == name && !agent.grants.contains(&s.name))
+}
+
 /// Why the placeholder `name` does not resolve for this request at all
 /// (no such secret, not granted, plain HTTP, another host or path).
 pub(super) fn why_not(
@@ -563,7 +581,7 @@ pub(super) fn why_not(
     let Some(secret) = snap.secrets.iter().find(|s| s.name.as_str() == name) else {
         return "no secret has that name".into();
     };
-    if !agent.grants.contains(&secret.name) {
+    if not_granted(snap, agent, name) {
         return format!("agent {} is not granted it", agent.name);
     }
     if !dest.tls {

@@ -52,9 +52,19 @@ pub struct RequestBody {
     scan: Option<Box<Scan>>,
 }
 
-/// Set when the body stopped at a placeholder that may not resolve: the
-/// refusal's message, for the pipeline to answer 403 with.
-pub type Refusal = Arc<OnceLock<String>>;
+/// Set when the body stopped at a placeholder that may not resolve: what
+/// the pipeline answers 403 with and audits.
+pub type Refusal = Arc<OnceLock<BodyRefusal>>;
+
+/// Why a body was stopped.
+#[derive(Debug)]
+pub struct BodyRefusal {
+    /// The refusal's message.
+    pub message: String,
+    /// The placeholder's secret, when the agent is not granted it (an
+    /// access request can ask for the grant).
+    pub ungranted: Option<String>,
+}
 
 struct Scan {
     subst: Substituter,
@@ -96,6 +106,13 @@ pub struct Why {
 }
 
 impl Why {
+    /// Whether `name` is a secret the agent is not granted.
+    fn ungranted(&self, name: &str) -> bool {
+        self.snap
+            .agent_by_name(&self.agent)
+            .is_some_and(|agent| inject::not_granted(&self.snap, agent, name))
+    }
+
     fn reason(&self, name: &str) -> String {
         let Some(agent) = self.snap.agent_by_name(&self.agent) else {
             return format!("agent {} no longer exists", self.agent);
@@ -158,7 +175,14 @@ pub fn agent_body(
 
 impl Scan {
     fn refuse(&mut self, refused: Refused) -> BoxError {
-        let _ = self.refused.set(refused.to_string());
+        let _ = self.refused.set(BodyRefusal {
+            message: refused.to_string(),
+            ungranted: self
+                .keys
+                .why
+                .ungranted(&refused.name)
+                .then(|| refused.name.clone()),
+        });
         self.finished = true;
         Box::new(refused)
     }

@@ -429,3 +429,39 @@ fn path_basic_and_body_secrets_go_where_they_are_placed() {
     assert!(other.body.is_none());
     assert!(other.secrets.is_empty(), "{:?}", other.secrets);
 }
+
+/// Issue 21, item 5: a placeholder refused because its agent is not
+/// granted the secret says so (an access request asks for the grant);
+/// one refused for its position, or for another host, does not.
+#[test]
+fn only_a_missing_grant_marks_a_refusal_ungranted() {
+    let mut fx = fixture();
+    fx.agent.grants.retain(|g| g.as_str() != "hdr");
+    let ungranted = |fx: &Fixture, uri: &str, host: &str, headers: &[(&str, &str)]| match fx
+        .run(uri, host, headers)
+    {
+        Err(InjectError::Exfiltration { ungranted, .. }) => ungranted,
+        other => panic!("{uri} {headers:?}: {other:?}"),
+    };
+    assert!(ungranted(&fx, "/v1", HOST, &[("x-api-key", "airlock:hdr")]));
+    // Not granted, and elsewhere than its header: still the grant that is
+    // missing first.
+    assert!(ungranted(&fx, "/v1?key=airlock:hdr", HOST, &[]));
+    // A position no secret may take (a query parameter's name): the grant
+    // would not answer it.
+    assert!(!ungranted(&fx, "/v1?airlock:hdr=1", HOST, &[]));
+    // Granted, but sent to another host: no grant is missing.
+    assert!(!ungranted(
+        &fx,
+        "/v1",
+        "evil.test",
+        &[("x-api-key", "airlock:q")]
+    ));
+    // No secret has that name.
+    assert!(!ungranted(
+        &fx,
+        "/v1",
+        HOST,
+        &[("x-api-key", "airlock:nosuch")]
+    ));
+}

@@ -103,6 +103,13 @@ pub fn refuse(e: ProxyError, mut audit: AuditGuard) -> Response<ProxyBody> {
     audit.decision(e.decision(), e.rule());
     audit.status(e.status().as_u16());
     audit.detail(e.to_string());
+    if let ProxyError::Exfiltration {
+        ungranted: Some(secret),
+        ..
+    } = &e
+    {
+        audit.ungranted(secret);
+    }
     e.into_response()
 }
 
@@ -227,9 +234,10 @@ async fn run_phases(
     .await;
     // A body stopped at a misplaced placeholder fails the upstream
     // request (or was answered early): either way the agent gets the 403.
-    if let Some(reason) = refused.as_ref().and_then(|r| r.get()) {
+    if let Some(r) = refused.as_ref().and_then(|r| r.get()) {
         return Err(ProxyError::Exfiltration {
-            reason: reason.clone(),
+            reason: r.message.clone(),
+            ungranted: r.ungranted.clone(),
         });
     }
     let mut forwarded = sent?;
@@ -279,7 +287,12 @@ fn head_copy(parts: &http::request::Parts) -> http::request::Parts {
 
 fn inject_refused(e: inject::InjectError) -> ProxyError {
     match e {
-        inject::InjectError::Exfiltration { .. } => ProxyError::Exfiltration {
+        inject::InjectError::Exfiltration {
+            ref name,
+            ungranted,
+            ..
+        } => ProxyError::Exfiltration {
+            ungranted: ungranted.then(|| name.clone()),
             reason: e.to_string(),
         },
         other => ProxyError::Unavailable(Failure::of(other)),
@@ -397,6 +410,7 @@ fn check_destination(req: &Request<Incoming>, session: &Session) -> Result<(), P
     {
         AuthorityError::Mismatch { .. } => ProxyError::Exfiltration {
             reason: e.to_string(),
+            ungranted: None,
         },
         _ => ProxyError::BadRequest(e.to_string()),
     })

@@ -84,6 +84,12 @@ impl AuditGuard {
         self.record.detail = Some(detail.into());
     }
 
+    /// The refused placeholder named `secret`, which the agent is not
+    /// granted.
+    pub fn ungranted(&mut self, secret: &str) {
+        self.record.ungranted = Some(secret.to_owned());
+    }
+
     /// The upstream answered with its head after `upstream`; the head now
     /// goes back to the agent.
     pub fn head(&mut self, upstream: std::time::Duration) {

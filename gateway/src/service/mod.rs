@@ -5,6 +5,7 @@
 //! After each write the local snapshot is reloaded at once; other daemons
 //! on the same database follow through `LISTEN/NOTIFY`.
 
+pub mod access_requests;
 mod agents;
 pub mod audit_search;
 pub mod connect;
@@ -69,6 +70,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict { what } => ServiceError::Conflict(format!(
                 "{what} already exists: choose another name, or remove it first"
             )),
+            StoreError::Decided(message) => ServiceError::Conflict(message),
             StoreError::Unreachable { .. } => ServiceError::Unavailable(e.to_string()),
             StoreError::Query(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
                 ServiceError::Unavailable(format!("the database is unavailable: {e}"))

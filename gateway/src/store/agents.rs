@@ -226,6 +226,18 @@ pub(super) async fn agent_id(
         })
 }
 
+/// Grants `secret` to `agent` inside `tx`; false when it already was.
+/// The caller audits and announces (for allowing an access request in the
+/// same transaction as marking it allowed).
+pub(super) async fn grant_secret_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    agent: &AgentName,
+    secret: &SecretName,
+) -> Result<bool, StoreError> {
+    let agent_id = agent_id(tx, agent).await?;
+    insert_grant(tx, agent_id, secret).await
+}
+
 /// Inserts one grant; false when it already existed.
 async fn insert_grant(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,

@@ -88,6 +88,12 @@ pub struct NewRequestEvent {
     pub duration_us: i64,
     /// Why, in words (the agent's error message, the approval's id).
     pub detail: Option<String>,
+    /// For an exfiltration refusal: the secret the placeholder named, when
+    /// the agent is not granted it. Not a column of the trail (the detail
+    /// says it in words) nor hashed; spooled, so a replayed refusal still
+    /// counts for its access request ([`super::access_requests`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ungranted: Option<String>,
     /// For `/metrics` only: neither stored, spooled nor hashed.
     #[serde(skip)]
     pub latency: Latency,
@@ -163,7 +169,8 @@ impl Store {
     }
 
     /// Appends a batch of request events to the chained trail in one
-    /// transaction. Records already written (a replay from the spool after
+    /// transaction, with the access requests its refusals by default open
+    /// or count ([`super::access_requests`]). Records already written (a replay from the spool after
     /// an insert whose commit was not acknowledged) are skipped, so writing
     /// the same batch twice leaves one row per record.
     pub async fn insert_request_events(
@@ -180,12 +187,15 @@ impl Store {
                 .bind(&ids)
                 .fetch_all(&mut *tx)
                 .await?;
-        let entries: Vec<Entry<'_>> = events
+        let fresh: Vec<&NewRequestEvent> = events
             .iter()
             .filter(|e| !present.contains(&e.record_id))
-            .map(NewRequestEvent::entry)
             .collect();
+        let entries: Vec<Entry<'_>> = fresh.iter().map(|e| e.entry()).collect();
         chain::append(&mut tx, &entries).await?;
+        // In this transaction, on the records it appends: each refusal is
+        // counted once, however often its batch is written.
+        super::access_requests::record_sightings(&mut tx, &fresh).await?;
         tx.commit().await?;
         Ok(())
     }

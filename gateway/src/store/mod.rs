@@ -8,6 +8,8 @@
 //! With no `DATABASE_URL`, [`embedded`] runs a private PostgreSQL in the
 //! data directory.
 
+mod access_decisions;
+pub mod access_requests;
 pub mod agents;
 pub mod approvals;
 pub mod audit;
@@ -47,6 +49,10 @@ pub enum StoreError {
     Conflict { what: String },
     #[error("{what} does not exist")]
     NotFound { what: String },
+    /// A decision that cannot be made in the state the item is in (an
+    /// access request allowed already).
+    #[error("{0}")]
+    Decided(String),
     #[error("corrupt row in {table} ({id}): {reason}")]
     Corrupt {
         table: &'static str,

@@ -92,6 +92,54 @@ fn rate_columns(action: RuleAction) -> (Option<i32>, Option<i32>) {
     }
 }
 
+/// Appends a rule inside `tx` and records it in the trail (`rule.add`);
+/// the caller announces and commits the change. For changes that make a
+/// rule as one part of something larger (allowing an access request), so
+/// both commit or neither does.
+pub(super) async fn add_rule_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    new: &NewRule<'_>,
+) -> Result<i64, StoreError> {
+    let id = insert_rule_in(tx, new).await?;
+    super::audit::record_admin(
+        tx,
+        new.agent.map(AgentName::as_str),
+        "rule.add",
+        &describe(id, new),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// The insert itself, last in the order of evaluation.
+async fn insert_rule_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    new: &NewRule<'_>,
+) -> Result<i64, StoreError> {
+    let agent_id = rule_agent_id(tx, new).await?;
+    let (count, period) = rate_columns(new.action);
+    // Serialises concurrent appends so positions stay distinct.
+    sqlx::query("LOCK TABLE rules IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut **tx)
+        .await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO rules (position, host_pattern, path_glob, method, agent_id, action,
+                            rate_count, rate_period_secs)
+         VALUES ((SELECT coalesce(max(position), 0) + 1 FROM rules), $1, $2, $3, $4, $5, $6, $7)
+         RETURNING id",
+    )
+    .bind(new.host.to_string())
+    .bind(new.path.as_str())
+    .bind(new.method.map(Method::as_str))
+    .bind(agent_id)
+    .bind(new.action.kind())
+    .bind(count)
+    .bind(period)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
 /// A rule in an audit event's detail.
 fn describe(id: i64, rule: &NewRule<'_>) -> String {
     let agent = rule.agent.map_or("*", AgentName::as_str);
@@ -123,27 +171,7 @@ impl Store {
     /// Appends a rule; returns its id.
     pub async fn insert_rule(&self, new: NewRule<'_>) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let agent_id = rule_agent_id(&mut tx, &new).await?;
-        let (count, period) = rate_columns(new.action);
-        // Serialises concurrent appends so positions stay distinct.
-        sqlx::query("LOCK TABLE rules IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO rules (position, host_pattern, path_glob, method, agent_id, action,
-                                rate_count, rate_period_secs)
-             VALUES ((SELECT coalesce(max(position), 0) + 1 FROM rules), $1, $2, $3, $4, $5, $6, $7)
-             RETURNING id",
-        )
-        .bind(new.host.to_string())
-        .bind(new.path.as_str())
-        .bind(new.method.map(Method::as_str))
-        .bind(agent_id)
-        .bind(new.action.kind())
-        .bind(count)
-        .bind(period)
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = insert_rule_in(&mut tx, &new).await?;
         commit_change(
             tx,
             Change {

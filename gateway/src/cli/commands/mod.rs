@@ -10,6 +10,7 @@ mod ca;
 mod default;
 mod docker;
 mod doctor;
+mod requests;
 mod rule;
 mod run;
 mod secret;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rule(cmd) => with_client(overrides, async |c| rule::run(c, cmd).await),
         Command::Default(args) => with_client(overrides, async |c| default::run(c, args).await),
         Command::Audit(args) => with_client(overrides, async |c| audit::run(c, args).await),
+        Command::Requests(args) => with_client(overrides, async |c| requests::run(c, args).await),
         Command::Approvals { follow, all, json } => with_client(overrides, async |c| {
             approval::list(c, follow, all, json).await
         }),

@@ -11,6 +11,7 @@ mod connect;
 mod defaults;
 mod login;
 mod overview;
+mod requests;
 mod rules;
 mod secrets;
 mod traffic;
@@ -57,6 +58,8 @@ pub fn protected() -> Router<DashState> {
         .route("/approvals", get(approvals::page))
         .route("/approvals/events", get(approvals_live::events))
         .route("/approvals/{id}/{verdict}", post(approvals::decide))
+        .route("/requests", get(requests::page))
+        .route("/requests/{id}/{verdict}", post(requests::decide))
         .route("/audit", get(audit::page))
         .route("/audit/export.csv", get(audit::export_csv))
         .route("/audit/export.json", get(audit::export_json))
