@@ -78,9 +78,9 @@ async fn through_the_provider(b: &Browser, dashboard: &str) {
                 .send_keys("any")
                 .await
                 .expect("password");
-            b.screenshot(&shots, "20-connect-provider-login").await;
+            b.screenshot(&shots, "31-connect-provider-login").await;
         } else {
-            b.screenshot(&shots, "21-connect-provider-consent").await;
+            b.screenshot(&shots, "32-connect-provider-consent").await;
         }
         c.find(Locator::Css("button[type=submit]"))
             .await
@@ -146,7 +146,7 @@ async fn connect_runs_the_code_flow_with_pkce_in_a_browser_and_the_agent_gets_to
         page.contains(&format!("{dashboard}/oauth2/callback")),
         "the page names the redirect URI to register"
     );
-    b.screenshot(&shots, "19-connect-before").await;
+    b.screenshot(&shots, "30-connect-before").await;
     c.find(Locator::Id("connect-api"))
         .await
         .expect("the Connect button")
@@ -178,7 +178,7 @@ async fn connect_runs_the_code_flow_with_pkce_in_a_browser_and_the_agent_gets_to
         .await
         .expect("the callback's page");
     let text = result.text().await.expect("text");
-    b.screenshot(&shots, "22-connect-callback").await;
+    b.screenshot(&shots, "33-connect-callback").await;
     assert!(text.contains("Secret api is connected"), "{text}");
     c.wait()
         .at_most(Duration::from_secs(20))
@@ -187,7 +187,7 @@ async fn connect_runs_the_code_flow_with_pkce_in_a_browser_and_the_agent_gets_to
         ))
         .await
         .expect("the Secrets page shows it connected");
-    b.screenshot(&shots, "23-connect-after").await;
+    b.screenshot(&shots, "34-connect-after").await;
 
     // The authorization request used PKCE (S256) and a fresh state, and
     // sent the browser back to the dashboard's callback.
