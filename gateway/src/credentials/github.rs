@@ -12,7 +12,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::error::EndpointError;
-use super::oauth2::{TokenResponse, check_token};
+use super::token::{TokenResponse, check_token};
 use crate::model::OAuth2Grant;
 
 /// The media type and API version GitHub documents for this call.

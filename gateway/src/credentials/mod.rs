@@ -10,6 +10,7 @@
 //! - [`github`]: GitHub's installation token exchange.
 //! - [`jwt`]: the signed assertions and the private-key checks.
 //! - [`service_account`]: a Google service account's JSON key file.
+//! - [`token`]: what a token endpoint hands out, checked.
 //! - [`presets`]: the OAuth2 providers the dashboard's Connect knows.
 //! - [`refresh`]: a secret's cached token and its single flight.
 //! - [`error`]: what agents and operators are told.
@@ -26,6 +27,7 @@ pub mod oauth2;
 pub mod presets;
 pub mod refresh;
 pub mod service_account;
+pub mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,9 +45,10 @@ use crate::store::oauth2::{NewTokens, TokenStatus, tokens_aad};
 use crate::store::secrets::SecretRecord;
 use crate::vault::{Sealed, Vault};
 pub use error::{CredentialError, EndpointError};
-pub use oauth2::{AuthorizationCode, TokenClient, TokenResponse};
+pub use oauth2::{AuthorizationCode, TokenClient};
 pub use refresh::AccessToken;
 use refresh::{Cached, Entry, Peek};
+pub use token::TokenResponse;
 
 /// After a failed token request, requests fail at once for this long
 /// before one tries again: a token endpoint that is down is not asked

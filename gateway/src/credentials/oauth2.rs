@@ -21,6 +21,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::error::EndpointError;
+use super::token::{TokenResponse, check_token};
 use super::{github, jwt};
 use crate::model::{GrantType, OAuth2Grant};
 
@@ -38,50 +39,9 @@ const MAX_RESPONSE: usize = 64 * 1024;
 /// optional): short enough that a token the provider expires sooner is
 /// renewed on its first 401.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
-/// Access tokens go into a header: a bound well above real tokens (JWTs
-/// of a few KiB).
-const MAX_TOKEN_LEN: usize = 16 * 1024;
-
 /// `token_type`s whose tokens are bound to a key the client proves with
 /// each request (RFC 9449 DPoP, the MAC drafts, PoP).
 const BOUND_TOKEN_TYPES: &[&str] = &["mac", "dpop", "pop"];
-
-/// Checks that a token the endpoint handed out can go into a header.
-pub(super) fn check_token(token: &str) -> Result<(), EndpointError> {
-    let valid = !token.is_empty()
-        && token.len() <= MAX_TOKEN_LEN
-        && token.bytes().all(|b| (0x21..0x7f).contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(EndpointError::Malformed(
-            "its token is empty, too long, or not header-safe text".into(),
-        ))
-    }
-}
-
-/// What a successful token request returned.
-pub struct TokenResponse {
-    pub access_token: Zeroizing<String>,
-    /// How long the access token lives, from `expires_in`.
-    pub lifetime: Duration,
-    /// Whether the provider said so (`expires_in`), or `lifetime` is the
-    /// default: a token without either a lifetime or a refresh token
-    /// (GitHub OAuth Apps) is one that lives until it is revoked.
-    pub lifetime_stated: bool,
-    /// A rotated refresh token, when the provider sent one.
-    pub refresh_token: Option<Zeroizing<String>>,
-}
-
-impl std::fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenResponse")
-            .field("lifetime", &self.lifetime)
-            .field("lifetime_stated", &self.lifetime_stated)
-            .field("rotated", &self.refresh_token.is_some())
-            .finish_non_exhaustive()
-    }
-}
 
 /// What the authorization-code exchange sends: the code, the redirect URI
 /// it was issued for, and the PKCE verifier of its challenge.
