@@ -4,10 +4,10 @@
 use anyhow::{Result, bail};
 
 use super::parse_id;
-use crate::cli::args::RuleCommand;
+use crate::cli::args::{RuleBodyArgs, RuleCommand};
 use crate::cli::output;
 use airlock::admin::client::AdminClient;
-use airlock::policy::{Rate, RuleAction};
+use airlock::policy::{BodyCondition, BodySpec, Rate, RuleAction};
 use airlock::service::types::{AddRule, RuleView};
 
 pub async fn run(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
@@ -21,6 +21,7 @@ pub async fn run(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
             block,
             rate,
             approve,
+            body,
             json,
         } => {
             let action = match (allow, block, rate, approve) {
@@ -30,6 +31,7 @@ pub async fn run(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
                 (false, false, Some(rate), false) => RuleAction::Rate(Rate::parse(&rate)?),
                 _ => bail!("give exactly one of --allow, --block, --rate N/PERIOD or --approve"),
             };
+            let body = body_spec(*body)?;
             let rule: RuleView = client
                 .post(
                     "/api/v1/rules",
@@ -39,6 +41,7 @@ pub async fn run(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
                         method,
                         agent,
                         action,
+                        body,
                     },
                 )
                 .await?;
@@ -62,10 +65,17 @@ pub async fn run(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
                         r.method.clone().unwrap_or_else(|| "*".into()),
                         r.agent.clone().unwrap_or_else(|| "*".into()),
                         r.action.to_string(),
+                        r.body
+                            .as_ref()
+                            .and_then(|b| BodyCondition::parse(b).ok())
+                            .map_or_else(|| "-".to_owned(), |b| b.to_string()),
                     ]
                 })
                 .collect();
-            output::table(&["ID", "HOST", "PATH", "METHOD", "AGENT", "ACTION"], &rows);
+            output::table(
+                &["ID", "HOST", "PATH", "METHOD", "AGENT", "ACTION", "BODY"],
+                &rows,
+            );
         }
         RuleCommand::Rm { id } => {
             let id = parse_id(&id, "rule", "airlock rule list")?;
@@ -76,10 +86,53 @@ pub async fn run(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
     Ok(())
 }
 
+/// The body condition the flags give, checked here first so a bad glob
+/// or pointer is one line before anything is sent; `None` without flags.
+fn body_spec(args: RuleBodyArgs) -> Result<Option<BodySpec>> {
+    let spec = BodySpec {
+        mcp_method: args.mcp_method,
+        mcp_tool: args.mcp_tool,
+        mcp_args: args.mcp_args,
+        body_limit: args.body_limit.as_deref().map(parse_size).transpose()?,
+        on_unreadable: args.on_unreadable,
+    };
+    if spec == BodySpec::default() {
+        return Ok(None);
+    }
+    BodyCondition::parse(&spec)?;
+    Ok(Some(spec))
+}
+
+/// `65536`, `64KiB`, `1MiB`.
+fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let (digits, mult) = if let Some(n) = t.strip_suffix("KiB") {
+        (n, 1024)
+    } else if let Some(n) = t.strip_suffix("MiB") {
+        (n, 1024 * 1024)
+    } else {
+        (t, 1)
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--body-limit {text:?} must be a size in bytes: N, NKiB or NMiB")
+        })
+}
+
 /// One line saying what the rule matches and does.
 fn describe(r: &RuleView) -> String {
+    let body = r
+        .body
+        .as_ref()
+        .and_then(|b| BodyCondition::parse(b).ok())
+        .map(|b| format!(" if {b}"))
+        .unwrap_or_default();
     format!(
-        "{} {}{} for {} → {}",
+        "{} {}{}{body} for {} → {}",
         r.method.as_deref().unwrap_or("*"),
         r.host,
         r.path,

@@ -190,6 +190,8 @@ fn request(form: &RuleForm) -> Result<AddRule, ServiceError> {
         method: optional(&form.method),
         agent: optional(&form.agent),
         action: action(form)?,
+        // Body conditions are set with `airlock rule add` or the API.
+        body: None,
     })
 }
 
