@@ -14,6 +14,11 @@
 //!   an agent that stops sending cannot hold the decision open forever.
 //! - **Compressed bodies** (`Content-Encoding` other than identity) are
 //!   not read: they are unreadable as sent.
+//! - **Refused unread.** A body refused before it was all read is drained
+//!   (at most [`DRAIN_LIMIT`] bytes, for [`DRAIN_TIME`]) before the answer:
+//!   a connection closed on unread data is reset, and the reset can reach
+//!   the agent before the refusal does. An agent that waits for `100
+//!   Continue` has sent nothing, and is not asked to.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -109,6 +114,37 @@ where
     }
     let read = BodyRead::new(&prefix, complete && prefix.len() <= limit);
     Ok((out, read))
+}
+
+/// The most of a refused body read and thrown away.
+pub const DRAIN_LIMIT: u64 = 1024 * 1024;
+/// The longest a refused body is drained.
+pub const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and discards the rest of a refused body, within the bounds.
+pub async fn drain<B>(body: Prefixed<B>, headers: &HeaderMap)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let expects_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return;
+    }
+    let mut rest = body.rest;
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while read <= DRAIN_LIMIT {
+            match rest.frame().await {
+                Some(Ok(frame)) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 impl<B> Body for Prefixed<B>

@@ -196,9 +196,15 @@ async fn run_phases(
         }
     };
     facts.body = read.as_ref();
-    let cleared = decide(gw, &snap, agent, session, &facts, audit)
-        .await
-        .map_err(|e| as_jsonrpc(e, read.as_ref()))?;
+    let cleared = match decide(gw, &snap, agent, session, &facts, audit).await {
+        Ok(cleared) => cleared,
+        Err(e) => {
+            if read.as_ref().is_some_and(|r| !r.complete) {
+                body_prefix::drain(body, &parts.headers).await;
+            }
+            return Err(as_jsonrpc(e, read.as_ref()));
+        }
+    };
     let fresh = match cleared {
         Cleared::Now => None,
         Cleared::AfterApproval(fresh) => Some(fresh),
