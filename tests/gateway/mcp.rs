@@ -204,8 +204,8 @@ impl Fixture {
 fn parse_line(out: &Output) -> serde_json::Value {
     out.stdout
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .last()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("the client printed no result: {out:#?}"))
 }
 
@@ -338,8 +338,8 @@ fn an_approval_held_call_shows_the_tool_and_proceeds() {
     let out = child.wait_with_output().expect("the client ends");
     let line: serde_json::Value = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .last()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no result: {out:?}"));
     assert_eq!(line["ok"][0], "paid 5 to bob", "{line}");
     assert_eq!(fx.server.seen(), ["pay"]);
@@ -373,4 +373,34 @@ fn a_malformed_mcp_rule_is_refused_in_one_line() {
         assert_eq!(message.trim().lines().count(), 1, "{args:?}: {message}");
     }
     assert_eq!(daemon.cli_ok(&["rule", "list", "--json"]).trim(), "[]");
+    // A good one is stored with its defaults spelled out, and listed.
+    let added = daemon.cli_ok(&[
+        "rule",
+        "add",
+        "--host",
+        "mcp.example.com",
+        "--block",
+        "--mcp-tool",
+        "delete_*",
+        "--mcp-arg",
+        "/force=true",
+        "--body-limit",
+        "8KiB",
+    ]);
+    assert!(
+        added.contains("if mcp tools/call tool=delete_* /force=true"),
+        "{added}"
+    );
+    let rules: serde_json::Value =
+        serde_json::from_str(&daemon.cli_ok(&["rule", "list", "--json"])).expect("JSON");
+    assert_eq!(
+        rules[0]["body"],
+        serde_json::json!({"mcp_method": "tools/call", "mcp_tool": "delete_*",
+            "mcp_args": ["/force=true"], "body_limit": 8192, "on_unreadable": "refuse"})
+    );
+    let table = daemon.cli_ok(&["rule", "list"]);
+    assert!(
+        table.lines().next().is_some_and(|h| h.ends_with("BODY")),
+        "{table}"
+    );
 }

@@ -55,27 +55,31 @@ pub async fn run(client: &AdminClient, cmd: RuleCommand) -> Result<()> {
             if json {
                 return output::json(&rules);
             }
+            // The BODY column only when a rule has a body condition: the
+            // usual listing stays as it was.
+            let with_body = rules.iter().any(|r| r.body.is_some());
             let rows: Vec<Vec<String>> = rules
                 .iter()
                 .map(|r| {
-                    vec![
+                    let mut row = vec![
                         r.id.to_string(),
                         r.host.clone(),
                         r.path.clone(),
                         r.method.clone().unwrap_or_else(|| "*".into()),
                         r.agent.clone().unwrap_or_else(|| "*".into()),
                         r.action.to_string(),
-                        r.body
-                            .as_ref()
-                            .and_then(|b| BodyCondition::parse(b).ok())
-                            .map_or_else(|| "-".to_owned(), |b| b.to_string()),
-                    ]
+                    ];
+                    if with_body {
+                        row.push(body_text(r).unwrap_or_else(|| "-".to_owned()));
+                    }
+                    row
                 })
                 .collect();
-            output::table(
-                &["ID", "HOST", "PATH", "METHOD", "AGENT", "ACTION", "BODY"],
-                &rows,
-            );
+            let mut head = vec!["ID", "HOST", "PATH", "METHOD", "AGENT", "ACTION"];
+            if with_body {
+                head.push("BODY");
+            }
+            output::table(&head, &rows);
         }
         RuleCommand::Rm { id } => {
             let id = parse_id(&id, "rule", "airlock rule list")?;
@@ -123,14 +127,15 @@ fn parse_size(text: &str) -> Result<u64> {
         })
 }
 
+/// The rule's body condition in words, if it has one.
+fn body_text(r: &RuleView) -> Option<String> {
+    let spec = r.body.as_ref()?;
+    Some(BodyCondition::parse(spec).map_or_else(|e| e.to_string(), |b| b.to_string()))
+}
+
 /// One line saying what the rule matches and does.
 fn describe(r: &RuleView) -> String {
-    let body = r
-        .body
-        .as_ref()
-        .and_then(|b| BodyCondition::parse(b).ok())
-        .map(|b| format!(" if {b}"))
-        .unwrap_or_default();
+    let body = body_text(r).map(|b| format!(" if {b}")).unwrap_or_default();
     format!(
         "{} {}{}{body} for {} → {}",
         r.method.as_deref().unwrap_or("*"),
