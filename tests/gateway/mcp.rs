@@ -264,16 +264,22 @@ fn mcp_rules_judge_tool_calls() {
     assert_eq!(code, 403, "{body}");
     assert_eq!(fx.server.seen(), ["read_file"]);
 
-    // A request no body rule could concern is not read: another path.
-    let (code, _) = {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--cacert", &fx.ca, "-x", &fx.proxy_url])
-            .args(["-w", "\n%{http_code}", "-o", "/dev/null"])
-            .arg(format!("https://{}/seen", fx.server.host()));
-        let out = run(&mut cmd, None, CURL_TIMEOUT);
-        (out.stdout.trim().parse::<u16>().unwrap_or(0), ())
-    };
-    assert_eq!(code, 200);
+    // A request no body rule could concern is not judged by its body: the
+    // same unreadable body to another path reaches the server (whose
+    // /seen takes GET only: 405).
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--cacert", &fx.ca, "-x", &fx.proxy_url])
+        .args([
+            "-w",
+            "\n%{http_code}",
+            "-o",
+            "/dev/null",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!("https://{}/seen", fx.server.host()));
+    let out = run(&mut cmd, Some(big.to_string().as_bytes()), CURL_TIMEOUT);
+    assert_eq!(out.stdout.trim(), "405", "{out:#?}");
 
     // ...and let through by a rule that allows what it cannot read.
     fx.daemon.cli_ok(&["rule", "rm", "1"]);

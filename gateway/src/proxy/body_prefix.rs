@@ -251,6 +251,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_refused_body_is_drained_within_bounds() {
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = read.clone();
+        let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = (0..3)
+            .map(|_| Ok(Frame::data(Bytes::from_static(b"rest"))))
+            .collect();
+        let counted =
+            futures_util::StreamExt::inspect(futures_util::stream::iter(frames), move |_| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+        drain(
+            Prefixed::unread(StreamBody::new(counted)),
+            &HeaderMap::new(),
+        )
+        .await;
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // One that waits for 100 Continue is left alone.
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::EXPECT, "100-continue".parse().unwrap());
+        let stalled = StreamBody::new(futures_util::stream::pending::<
+            Result<Frame<Bytes>, std::io::Error>,
+        >());
+        let started = std::time::Instant::now();
+        drain(Prefixed::unread(stalled), &headers).await;
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+
+    #[tokio::test]
     async fn a_stalled_body_times_out() {
         let body = StreamBody::new(futures_util::stream::pending::<
             Result<Frame<Bytes>, std::io::Error>,
