@@ -156,6 +156,37 @@ fn forms_need_csrf_and_bad_input_rerenders() {
         "{page}"
     );
     assert_eq!(web.get("/rules/999999/edit").code, 404);
+
+    // An MCP rule (added by the CLI) shows its condition, and an edit on
+    // the page, which has no body fields, keeps it.
+    let added = daemon.cli_ok(&[
+        "rule",
+        "add",
+        "--host",
+        "mcp.test",
+        "--block",
+        "--mcp-tool",
+        "delete_*",
+        "--json",
+    ]);
+    let mcp_id = serde_json::from_str::<serde_json::Value>(&added).expect("JSON")["id"]
+        .as_i64()
+        .expect("an id");
+    let page = web.get("/rules").body;
+    assert!(page.contains("mcp tools/call tool=delete_*"), "{page}");
+    let saved = web.post_form(
+        &format!("/rules/{mcp_id}/edit"),
+        &[("csrf", &csrf), ("host", "mcp2.test"), ("action", "block")],
+    );
+    assert_eq!(saved.code, 303, "{saved:?}");
+    let rules: serde_json::Value =
+        serde_json::from_str(&daemon.cli_ok(&["rule", "list", "--json"])).expect("JSON");
+    let edited = rules
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"] == mcp_id))
+        .expect("the MCP rule");
+    assert_eq!(edited["host"], "mcp2.test");
+    assert_eq!(edited["body"]["mcp_tool"], "delete_*", "{edited}");
 }
 
 /// The Rules page's default form and its Allow action: the same service

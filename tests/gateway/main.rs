@@ -15,6 +15,7 @@ mod audit_export;
 mod clients;
 mod injection;
 mod leaks;
+mod mcp;
 mod metrics;
 mod names;
 mod placements;

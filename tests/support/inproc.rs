@@ -131,6 +131,7 @@ impl InProc {
                 method: None,
                 agent: None,
                 action: spec.action,
+                body: None,
                 created_at: chrono::Utc::now(),
             })
             .collect();

@@ -88,14 +88,18 @@ pub fn run() -> Result<()> {
 /// `proxy=` argument, which tunnels through `HTTPS_PROXY`-style proxies,
 /// arrived in 15.0).
 const PYTHON_WEBSOCKETS: &str = "websockets==15.0.1";
+/// The official MCP SDK (server and client) of tests/gateway/mcp.rs; 1.x,
+/// whose `FastMCP` and streamable HTTP client the tests use.
+const PYTHON_MCP: &str = "mcp==1.30.0";
 
 fn python_requests() -> Result<()> {
-    let step = "python requests, websockets";
+    let step = "python requests, websockets, mcp";
     begin(step);
     let present = Command::new("python3")
         .args([
             "-c",
-            "import requests, websockets; assert websockets.__version__ == '15.0.1'",
+            "import requests, websockets, importlib.metadata as m; \
+             assert websockets.__version__ == '15.0.1'; assert m.version('mcp') == '1.30.0'",
         ])
         .output()
         .is_ok_and(|o| o.status.success());
@@ -112,6 +116,7 @@ fn python_requests() -> Result<()> {
             "--quiet",
             "requests",
             PYTHON_WEBSOCKETS,
+            PYTHON_MCP,
         ]),
     )?;
     println!("setup: {step} ... ok (installed)");

@@ -565,6 +565,8 @@ pub enum RuleCommand {
         /// Hold matching requests until a person approves them.
         #[arg(long)]
         approve: bool,
+        #[command(flatten)]
+        body: Box<RuleBodyArgs>,
         #[arg(long)]
         json: bool,
     },
@@ -575,6 +577,28 @@ pub enum RuleCommand {
     },
     /// Remove a rule.
     Rm { id: String },
+}
+
+/// `rule add`'s body condition: MCP (JSON-RPC) messages in the body.
+#[derive(Debug, Args)]
+pub struct RuleBodyArgs {
+    /// Only MCP (JSON-RPC) messages in the body with this method, e.g. tools/call.
+    #[arg(long, value_name = "METHOD")]
+    pub mcp_method: Option<String>,
+    /// Only tools/call messages whose tool name matches this glob, e.g. 'delete_*'.
+    #[arg(long, value_name = "GLOB")]
+    pub mcp_tool: Option<String>,
+    /// Only tools/call messages whose argument at this JSON pointer matches
+    /// the glob, e.g. '/path=/etc/*' (repeatable: all must match).
+    #[arg(long = "mcp-arg", value_name = "POINTER=GLOB")]
+    pub mcp_args: Vec<String>,
+    /// Bytes of the body read before deciding: N, NKiB or NMiB (default 64KiB).
+    #[arg(long, value_name = "SIZE")]
+    pub body_limit: Option<String>,
+    /// What a body the rule cannot read (too large, not JSON, too deep)
+    /// gets: refuse (default) or allow (the rule is passed over).
+    #[arg(long, value_name = "refuse|allow")]
+    pub on_unreadable: Option<String>,
 }
 
 #[derive(Debug, Args)]

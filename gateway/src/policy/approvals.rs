@@ -162,6 +162,7 @@ pub struct MemoryApproval {
     pub host: String,
     pub path: String,
     pub rule_id: i64,
+    pub detail: Option<String>,
     /// `None` while pending.
     pub outcome: Option<ApprovalOutcome>,
 }
@@ -251,6 +252,7 @@ impl ApprovalBackend for MemoryApprovals {
             host: new.host.to_owned(),
             path: new.path.to_owned(),
             rule_id: new.rule_id,
+            detail: new.detail.map(str::to_owned),
             outcome: None,
         });
         drop(rows);
@@ -287,6 +289,7 @@ mod tests {
             host: "api.example.com",
             path: "/v1/pay",
             rule_id: 3,
+            detail: None,
         }
     }
 

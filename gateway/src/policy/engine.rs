@@ -16,12 +16,24 @@
 //!
 //! Among rules of the same action the first in order wins. A request held
 //! for approval is rate-limited after it is approved, like any other.
+//!
+//! A rule with a body condition ([`super::mcp`]) matches a message of the
+//! body, not the request: each message of a batch is judged on its own
+//! (the head-only rules apply to every one), and the batch gets the
+//! gravest verdict of its messages, so one blocked call blocks the batch
+//! and one call outside an allowlist denies it. A body such a rule cannot
+//! read is refused by it ([`Verdict::Unreadable`]) unless the rule says
+//! `on_unreadable = allow`, which passes it over. Whether the body is read
+//! at all is decided from the head first ([`body_limit`]), so a request no
+//! body rule could concern is never read.
 
 use std::time::Duration;
 
 use super::canonical::PathForms;
 use super::default::{AgentDefault, DefaultAction, DefaultScope};
+use super::jsonrpc::{Message, Unreadable};
 use super::limiter::RateLimiter;
+use super::mcp::{BodyRead, OnUnreadable};
 use crate::model::AgentName;
 use crate::store::rules::RuleRecord;
 
@@ -35,6 +47,10 @@ pub struct RequestFacts<'a> {
     /// Without the query, read once: a rule applies when any reading of
     /// it matches (see [`super::canonical`]).
     pub path: &'a PathForms<'a>,
+    /// The body as read for body rules; `None` when it was not read
+    /// because no body rule could concern it ([`body_limit`]), so body
+    /// rules match nothing.
+    pub body: Option<&'a BodyRead>,
 }
 
 /// What let a request out.
@@ -70,6 +86,25 @@ pub enum Verdict {
     Denied {
         scope: DefaultScope,
     },
+    /// This rule reads the body and cannot, and refuses what it cannot
+    /// read (`on_unreadable = refuse`).
+    Unreadable {
+        rule: i64,
+        why: Unreadable,
+    },
+}
+
+impl Verdict {
+    /// How grave it is, to combine the verdicts of a batch's messages.
+    fn gravity(&self) -> u8 {
+        match self {
+            Verdict::Allow { .. } => 0,
+            Verdict::Rate { .. } => 1,
+            Verdict::Approve { .. } => 2,
+            Verdict::Denied { .. } => 3,
+            Verdict::Block { .. } | Verdict::Unreadable { .. } => 4,
+        }
+    }
 }
 
 /// The outcome of charging a rate limit.
@@ -79,7 +114,8 @@ pub enum RateOutcome {
     Limited { rule: i64, retry_after: Duration },
 }
 
-fn matches(rule: &RuleRecord, req: &RequestFacts<'_>) -> bool {
+/// Whether `rule`'s head conditions (agent, method, host, path) hold.
+fn head_matches(rule: &RuleRecord, req: &RequestFacts<'_>) -> bool {
     rule.agent.as_ref().is_none_or(|a| a == req.agent)
         && rule
             .method
@@ -89,22 +125,83 @@ fn matches(rule: &RuleRecord, req: &RequestFacts<'_>) -> bool {
         && rule.path.matches_any(req.path)
 }
 
+/// The most bytes of the body that the body rules which could concern
+/// `req` (by its head) read; `None` when there is none: the body is then
+/// not read at all.
+pub fn body_limit(rules: &[RuleRecord], req: &RequestFacts<'_>) -> Option<u32> {
+    rules
+        .iter()
+        .filter_map(|r| r.body.as_ref().filter(|_| head_matches(r, req)))
+        .map(|b| b.limit)
+        .max()
+}
+
 /// Evaluates `rules` (in their stored order) against `req`, under the
 /// agent's `default`. `granted` says whether a secret granted to the
 /// agent would be injected into the request; it is asked only when that
 /// decides (deny, grants counting, no allow rule), so the usual request
-/// never pays for it.
+/// never pays for it (and once at most, for a batch).
 pub fn evaluate(
     rules: &[RuleRecord],
     default: &AgentDefault,
     req: &RequestFacts<'_>,
     granted: impl FnOnce() -> bool,
 ) -> Verdict {
+    let mut granted = Some(granted);
+    let mut known = None;
+    let mut granted = move || *known.get_or_insert_with(|| granted.take().is_some_and(|g| g()));
+    // The body rules that could apply, and whether each can judge it.
+    let mut readable = Vec::new();
+    if let Some(body) = req.body {
+        for rule in rules.iter().filter(|r| head_matches(r, req)) {
+            let Some(cond) = &rule.body else { continue };
+            match (cond.readable(body), cond.on_unreadable) {
+                (Ok(()), _) => readable.push(rule.id),
+                (Err(why), OnUnreadable::Refuse) => {
+                    return Verdict::Unreadable { rule: rule.id, why };
+                }
+                (Err(_), OnUnreadable::Allow) => {}
+            }
+        }
+    }
+    let messages = req.body.map_or(&[][..], BodyRead::each);
+    if messages.is_empty() {
+        return judge(rules, default, req, None, &readable, &mut granted);
+    }
+    let mut gravest: Option<Verdict> = None;
+    for m in messages {
+        let v = judge(rules, default, req, Some(m), &readable, &mut granted);
+        if gravest.is_none_or(|g| v.gravity() > g.gravity()) {
+            gravest = Some(v);
+        }
+    }
+    gravest.unwrap_or(Verdict::Denied {
+        scope: default.scope,
+    })
+}
+
+/// The verdict on `req` as carrying `message` (or none): head-only rules
+/// by their head, body rules (those in `readable`) by the message too.
+fn judge(
+    rules: &[RuleRecord],
+    default: &AgentDefault,
+    req: &RequestFacts<'_>,
+    message: Option<&Message>,
+    readable: &[i64],
+    granted: &mut impl FnMut() -> bool,
+) -> Verdict {
     use crate::policy::RuleAction;
+    let matches = |r: &RuleRecord| {
+        head_matches(r, req)
+            && match &r.body {
+                None => true,
+                Some(cond) => readable.contains(&r.id) && message.is_some_and(|m| cond.matches(m)),
+            }
+    };
     let mut approve = None;
     let mut rate = None;
     let mut allow = None;
-    for rule in rules.iter().filter(|r| matches(r, req)) {
+    for rule in rules.iter().filter(|r| matches(r)) {
         match rule.action {
             RuleAction::Block => return Verdict::Block { rule: rule.id },
             RuleAction::Approve => {

@@ -2,7 +2,7 @@
 //! test per row (`row_NN_...`), then matching and charging.
 
 use super::*;
-use crate::policy::{Defaults, HostPattern, Method, PathGlob, Rate, RuleAction};
+use crate::policy::{BodyRead, Defaults, HostPattern, Method, PathGlob, Rate, RuleAction};
 
 fn rule(id: i64, host: &str, path: &str, action: RuleAction) -> RuleRecord {
     RuleRecord {
@@ -13,6 +13,7 @@ fn rule(id: i64, host: &str, path: &str, action: RuleAction) -> RuleRecord {
         method: None,
         agent: None,
         action,
+        body: None,
         created_at: chrono::Utc::now(),
     }
 }
@@ -31,6 +32,7 @@ fn facts<'a>(
         host,
         port: 443,
         path,
+        body: None,
     }
 }
 
@@ -344,4 +346,202 @@ fn charging_limits_per_agent() {
         RateOutcome::Limited { rule: 7, .. }
     ));
     assert_eq!(charge(&rules, &limiter, 7, &other), RateOutcome::Allowed);
+}
+
+// ---- body conditions (MCP) ----
+
+fn mcp_rule(
+    id: i64,
+    action: RuleAction,
+    tool: &str,
+    limit: Option<u64>,
+    lenient: bool,
+) -> RuleRecord {
+    let mut r = rule(id, "mcp.x.com", "/mcp", action);
+    r.body = Some(
+        crate::policy::BodyCondition::parse(&crate::policy::BodySpec {
+            mcp_tool: Some(tool.into()),
+            body_limit: limit,
+            on_unreadable: lenient.then(|| "allow".into()),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    r
+}
+
+fn call(id: u32, tool: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    )
+}
+
+/// Evaluates a POST to mcp.x.com/mcp carrying `body` (complete).
+fn with_body(rules: &[RuleRecord], d: &AgentDefault, body: &str) -> Verdict {
+    let bot = AgentName::parse("bot").unwrap();
+    let read = BodyRead::new(body.as_bytes(), true);
+    let mut req = facts(&bot, "POST", "mcp.x.com", "/mcp");
+    req.body = Some(&read);
+    evaluate(rules, d, &req, || false)
+}
+
+const ALLOWED: Verdict = Verdict::Allow {
+    by: Permit::Default,
+};
+
+#[test]
+fn only_requests_a_body_rule_could_concern_are_read() {
+    let bot = AgentName::parse("bot").unwrap();
+    let rules = vec![
+        mcp_rule(1, RuleAction::Block, "delete_*", None, false),
+        mcp_rule(2, RuleAction::Approve, "pay", Some(1024), false),
+        rule(3, "*", "/**", RuleAction::Allow),
+    ];
+    let limit = |host, path| body_limit(&rules, &facts(&bot, "POST", host, path));
+    assert_eq!(
+        limit("mcp.x.com", "/mcp"),
+        Some(crate::policy::mcp::DEFAULT_LIMIT)
+    );
+    assert_eq!(limit("mcp.x.com", "/other"), None);
+    assert_eq!(limit("api.x.com", "/mcp"), None);
+    assert_eq!(
+        body_limit(&rules[1..], &facts(&bot, "POST", "mcp.x.com", "/mcp")),
+        Some(1024)
+    );
+}
+
+#[test]
+fn a_body_rule_matches_its_tool_only() {
+    let rules = vec![mcp_rule(1, RuleAction::Block, "delete_*", None, false)];
+    let d = default(ALLOW, true, None);
+    assert_eq!(
+        with_body(&rules, &d, &call(1, "delete_repo")),
+        Verdict::Block { rule: 1 }
+    );
+    assert_eq!(with_body(&rules, &d, &call(1, "read_file")), ALLOWED);
+    // No body read (the head could not concern it): body rules match nothing.
+    let bot = AgentName::parse("bot").unwrap();
+    assert_eq!(
+        evaluate(
+            &rules,
+            &d,
+            &facts(&bot, "POST", "mcp.x.com", "/mcp"),
+            || false
+        ),
+        ALLOWED
+    );
+    // An empty body carries no call.
+    assert_eq!(with_body(&rules, &d, ""), ALLOWED);
+}
+
+#[test]
+fn row_18_one_blocked_call_blocks_the_batch() {
+    let rules = vec![mcp_rule(1, RuleAction::Block, "delete_*", None, false)];
+    let d = default(ALLOW, true, None);
+    let batch = format!("[{},{}]", call(1, "read_file"), call(2, "delete_repo"));
+    assert_eq!(with_body(&rules, &d, &batch), Verdict::Block { rule: 1 });
+    let fine = format!("[{},{}]", call(1, "read_file"), call(2, "list"));
+    assert_eq!(with_body(&rules, &d, &fine), ALLOWED);
+}
+
+#[test]
+fn under_deny_every_call_of_a_batch_needs_an_allow_rule() {
+    let rules = vec![mcp_rule(1, RuleAction::Allow, "read_*", None, false)];
+    let d = default(DENY, false, None);
+    let both = format!("[{},{}]", call(1, "read_file"), call(2, "write_file"));
+    assert!(matches!(
+        with_body(&rules, &d, &both),
+        Verdict::Denied { .. }
+    ));
+    let reads = format!("[{},{}]", call(1, "read_file"), call(2, "read_dir"));
+    assert_eq!(
+        with_body(&rules, &d, &reads),
+        Verdict::Allow {
+            by: Permit::Rule(1)
+        }
+    );
+}
+
+#[test]
+fn an_approval_in_a_batch_holds_it_and_a_block_beats_it() {
+    let rules = vec![
+        mcp_rule(1, RuleAction::Approve, "pay", None, false),
+        mcp_rule(2, RuleAction::Block, "delete_*", None, false),
+    ];
+    let d = default(ALLOW, true, None);
+    let held = format!("[{},{}]", call(1, "read"), call(2, "pay"));
+    assert_eq!(
+        with_body(&rules, &d, &held),
+        Verdict::Approve {
+            rule: 1,
+            rate: None
+        }
+    );
+    let both = format!("[{},{}]", call(1, "pay"), call(2, "delete_x"));
+    assert_eq!(with_body(&rules, &d, &both), Verdict::Block { rule: 2 });
+}
+
+#[test]
+fn row_16_17_an_unreadable_body_is_refused_unless_the_rule_allows_it() {
+    use crate::policy::jsonrpc::Unreadable;
+    let d = default(ALLOW, true, None);
+    let strict = vec![mcp_rule(1, RuleAction::Block, "delete_*", Some(64), false)];
+    let lenient = vec![mcp_rule(1, RuleAction::Block, "delete_*", Some(64), true)];
+    let long = call(1, &"x".repeat(100));
+    assert_eq!(
+        with_body(&strict, &d, &long),
+        Verdict::Unreadable {
+            rule: 1,
+            why: Unreadable::TooLarge { limit: 64 }
+        }
+    );
+    assert_eq!(with_body(&lenient, &d, &long), ALLOWED);
+    assert_eq!(
+        with_body(&strict, &d, "name=delete_all"),
+        Verdict::Unreadable {
+            rule: 1,
+            why: Unreadable::NotJson
+        }
+    );
+    assert_eq!(with_body(&lenient, &d, "name=delete_all"), ALLOWED);
+    let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+    let roomy = vec![mcp_rule(1, RuleAction::Block, "delete_*", None, false)];
+    assert_eq!(
+        with_body(&roomy, &d, &deep),
+        Verdict::Unreadable {
+            rule: 1,
+            why: Unreadable::TooDeep
+        }
+    );
+    // A body cut at the largest limit is too large for every rule.
+    let bot = AgentName::parse("bot").unwrap();
+    let cut = BodyRead::new(b"[", false);
+    let mut req = facts(&bot, "POST", "mcp.x.com", "/mcp");
+    req.body = Some(&cut);
+    assert!(matches!(
+        evaluate(&strict, &d, &req, || false),
+        Verdict::Unreadable { rule: 1, .. }
+    ));
+    // A head-only block still refuses, whatever the body.
+    let mut both = lenient.clone();
+    both.push(rule(2, "mcp.x.com", "/**", RuleAction::Block));
+    assert_eq!(with_body(&both, &d, "name=x"), Verdict::Block { rule: 2 });
+}
+
+#[test]
+fn the_grant_is_asked_once_for_a_batch() {
+    let bot = AgentName::parse("bot").unwrap();
+    let rules = vec![mcp_rule(1, RuleAction::Block, "delete_*", None, false)];
+    let d = default(DENY, true, None);
+    let batch = format!("[{},{},{}]", call(1, "a"), call(2, "b"), call(3, "c"));
+    let read = BodyRead::new(batch.as_bytes(), true);
+    let mut req = facts(&bot, "POST", "mcp.x.com", "/mcp");
+    req.body = Some(&read);
+    let asked = std::cell::Cell::new(0);
+    let v = evaluate(&rules, &d, &req, || {
+        asked.set(asked.get() + 1);
+        true
+    });
+    assert_eq!(v, Verdict::Allow { by: Permit::Grant });
+    assert_eq!(asked.get(), 1);
 }

@@ -6,6 +6,12 @@
 //! carries `Proxy-Authenticate`, a 429 `Retry-After`; a request denied by
 //! default names the default that decided and how to ask for access
 //! ([`DefaultDenial`]).
+//!
+//! A refused MCP call (a JSON-RPC request whose body a rule read) is
+//! answered the way MCP clients read a refusal: HTTP 200 with a JSON-RPC
+//! error per request id ([`ProxyError::JsonRpc`], code [`JSONRPC_REFUSED`],
+//! the usual body as its `data`); the MCP SDKs raise it as an error of
+//! that call (Python's `McpError`), where a 403 would fail the transport.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -110,6 +116,23 @@ pub enum ProxyError {
     UnknownAgent(String),
     #[error("blocked by rule {rule}")]
     Blocked { rule: i64 },
+    /// A body rule could not read the body and refuses what it cannot read.
+    #[error(
+        "refused by rule {rule}, which reads the request body and cannot judge this one: {why} \
+         (the rule refuses what it cannot read: on_unreadable=refuse)"
+    )]
+    BodyUnreadable {
+        rule: i64,
+        why: crate::policy::jsonrpc::Unreadable,
+    },
+    /// A policy refusal of JSON-RPC requests, answered as JSON-RPC errors
+    /// to these ids (each message's, in order; `batch`: as an array).
+    #[error("{refusal}")]
+    JsonRpc {
+        refusal: Box<ProxyError>,
+        ids: Vec<serde_json::Value>,
+        batch: bool,
+    },
     /// No allow rule covers it and the default is deny.
     #[error("{0}")]
     DeniedByDefault(DefaultDenial),
@@ -151,6 +174,10 @@ pub enum ProxyError {
     Credential(crate::credentials::CredentialError),
 }
 
+/// The JSON-RPC error code of a call the gateway refused (in the range
+/// JSON-RPC leaves to implementations).
+pub const JSONRPC_REFUSED: i64 = -32001;
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: Decision,
@@ -185,8 +212,10 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            ProxyError::JsonRpc { .. } => StatusCode::OK,
             ProxyError::UnknownAgent(_)
             | ProxyError::Blocked { .. }
+            | ProxyError::BodyUnreadable { .. }
             | ProxyError::DeniedByDefault(_)
             | ProxyError::Exfiltration { .. }
             | ProxyError::ApprovalDenied { .. }
@@ -206,7 +235,8 @@ impl ProxyError {
         match self {
             ProxyError::AuthRequired => Decision::AuthRequired,
             ProxyError::UnknownAgent(_) => Decision::UnknownAgent,
-            ProxyError::Blocked { .. } => Decision::Blocked,
+            ProxyError::Blocked { .. } | ProxyError::BodyUnreadable { .. } => Decision::Blocked,
+            ProxyError::JsonRpc { refusal, .. } => refusal.decision(),
             ProxyError::DeniedByDefault(_) => Decision::DeniedByDefault,
             ProxyError::Exfiltration { .. } => Decision::Exfiltration,
             ProxyError::RateLimited { .. } => Decision::RateLimited,
@@ -226,9 +256,11 @@ impl ProxyError {
     /// see (a refused agent request is the agent's business).
     pub fn side(&self) -> Side {
         match self {
+            ProxyError::JsonRpc { refusal, .. } => refusal.side(),
             ProxyError::AuthRequired
             | ProxyError::UnknownAgent(_)
             | ProxyError::Blocked { .. }
+            | ProxyError::BodyUnreadable { .. }
             | ProxyError::DeniedByDefault(_)
             | ProxyError::Exfiltration { .. }
             | ProxyError::RateLimited { .. }
@@ -246,7 +278,9 @@ impl ProxyError {
 
     pub fn rule(&self) -> Option<i64> {
         match self {
+            ProxyError::JsonRpc { refusal, .. } => refusal.rule(),
             ProxyError::Blocked { rule }
+            | ProxyError::BodyUnreadable { rule, .. }
             | ProxyError::RateLimited { rule, .. }
             | ProxyError::ApprovalDenied { rule, .. }
             | ProxyError::ApprovalTimedOut { rule, .. } => Some(*rule),
@@ -276,10 +310,43 @@ impl ProxyError {
         .unwrap_or_default()
     }
 
+    /// The JSON-RPC answer to refused requests `ids`: one error each,
+    /// with the id it answers.
+    fn jsonrpc_body(refusal: &ProxyError, ids: &[serde_json::Value], batch: bool) -> Vec<u8> {
+        let data: serde_json::Value =
+            serde_json::from_slice(&refusal.body()).unwrap_or(serde_json::Value::Null);
+        let errors: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| {
+                serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {
+                        "code": JSONRPC_REFUSED,
+                        "message": format!("airlock: {refusal}"),
+                        "data": data,
+                    },
+                })
+            })
+            .collect();
+        let out = match (batch, errors.as_slice()) {
+            (false, [one]) => serde_json::to_vec(one),
+            _ => serde_json::to_vec(&errors),
+        };
+        out.unwrap_or_default()
+    }
+
     /// The agent's answer.
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
-        let body = self.body();
+        let body = match &self {
+            ProxyError::JsonRpc {
+                refusal,
+                ids,
+                batch,
+            } => Self::jsonrpc_body(refusal, ids, *batch),
+            _ => self.body(),
+        };
         let mut resp = Response::new(ProxyBody::local(body));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
@@ -340,6 +407,40 @@ mod tests {
             serde_json::to_string(&body).unwrap(),
             r#"{"error":"blocked","message":"blocked by rule 3","rule":3}"#
         );
+    }
+
+    #[test]
+    fn a_refused_call_is_a_jsonrpc_error_with_its_id() {
+        let e = ProxyError::JsonRpc {
+            refusal: Box::new(ProxyError::Blocked { rule: 4 }),
+            ids: vec![serde_json::json!(7)],
+            batch: false,
+        };
+        assert_eq!(e.decision(), Decision::Blocked);
+        assert_eq!(e.rule(), Some(4));
+        let r = e.into_response();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let e = ProxyError::JsonRpc {
+            refusal: Box::new(ProxyError::Blocked { rule: 4 }),
+            ids: vec![serde_json::json!(7)],
+            batch: false,
+        };
+        let body: serde_json::Value = serde_json::from_slice(&ProxyError::jsonrpc_body(
+            &e,
+            &[serde_json::json!(7)],
+            false,
+        ))
+        .unwrap();
+        assert_eq!(body["id"], 7);
+        assert_eq!(body["error"]["code"], JSONRPC_REFUSED);
+        assert_eq!(body["error"]["message"], "airlock: blocked by rule 4");
+        assert_eq!(body["error"]["data"]["rule"], 4);
+        let ids = [serde_json::json!("a"), serde_json::json!(2)];
+        let batch: serde_json::Value =
+            serde_json::from_slice(&ProxyError::jsonrpc_body(&e, &ids, true)).unwrap();
+        assert_eq!(batch.as_array().map(Vec::len), Some(2));
+        assert_eq!(batch[0]["id"], "a");
     }
 
     #[test]

@@ -36,9 +36,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::body::BoxError;
+use super::body_prefix::Prefixed;
 use super::inject::{self, BodyValues, Destination, Position};
 use super::substitute::{Refused, Resolve, Substituter, ZBuf};
 use crate::model::AgentName;
@@ -46,9 +46,9 @@ use crate::snapshot::Snapshot;
 use crate::vault::Plaintext;
 
 /// The agent's request body on its way upstream: as it is, or read for
-/// placeholders.
+/// placeholders (after what body rules read of it, if any).
 pub struct RequestBody {
-    inner: Incoming,
+    inner: Prefixed,
     scan: Option<Box<Scan>>,
 }
 
@@ -145,7 +145,7 @@ impl Resolve for BodyKeys {
 /// may go in), as it is otherwise; and the refusal to check once the
 /// upstream has answered.
 pub fn agent_body(
-    inner: Incoming,
+    inner: Prefixed,
     parts: &mut Parts,
     plan: Option<BodyValues>,
     why: impl FnOnce() -> Why,

@@ -32,8 +32,10 @@
 //! except to record a request held for approval (which waits for a person
 //! anyway); audit records go to a channel.
 
+pub mod approval_detail;
 pub mod auth;
 pub mod body;
+pub mod body_prefix;
 pub mod connection;
 mod denial;
 pub mod egress;

@@ -14,7 +14,11 @@
 //!    segments and broken escapes are refused.
 //! 4. [`decide`]: policy: block, deny by default, hold for approval,
 //!    rate-limit, or allow; a rule applies when any reading of the path
-//!    matches. Blocked and denied requests never touch the vault.
+//!    matches. Blocked and denied requests never touch the vault. When a
+//!    rule with a body condition could apply (by the head alone), the
+//!    start of the body is read first ([`super::body_prefix`]) and sent on
+//!    unchanged; otherwise the body is not touched. A refused JSON-RPC
+//!    call is answered as a JSON-RPC error ([`ProxyError::JsonRpc`]).
 //! 5. [`prepare`]: the request as it will go upstream: the canonical path
 //!    in origin form, one `Host` built from the session (never the
 //!    agent's), hop-by-hop headers removed, and an `Upgrade` kept only for
@@ -43,6 +47,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
 use super::body::{Counted, ProxyBody};
+use super::body_prefix::{self, Prefixed};
 use super::error::{DefaultDenial, Failure, ProxyError, Side};
 use super::headers::{is_websocket_switch, strip_hop_by_hop, wants_websocket};
 use super::inject::{self, Destination};
@@ -56,9 +61,9 @@ use super::ws_frame::FrameError;
 use super::{Gateway, Session, Transport};
 use super::{inject_body, ws_relay};
 use crate::audit::Decision;
-use crate::policy::PathForms;
 use crate::policy::approvals::ApprovalOutcome;
 use crate::policy::engine::{self, Permit, RateOutcome, RequestFacts, Verdict};
+use crate::policy::{BodyRead, PathForms};
 use crate::snapshot::Snapshot;
 use crate::store::agents::AgentRecord;
 use crate::store::approvals::NewApproval;
@@ -170,16 +175,37 @@ async fn run_phases(
     // the request is refused.
     let upgrade = (req.version() == Version::HTTP_11 && wants_websocket(req.headers()))
         .then(|| hyper::upgrade::on(&mut req));
-    let path = read_target(&req)?;
+    let (mut parts, body) = req.into_parts();
+    let path = read_target(&parts)?;
 
-    let facts = RequestFacts {
+    let mut facts = RequestFacts {
         agent: &agent.name,
-        method: req.method().as_str(),
+        method: parts.method.as_str(),
         host: &session.host,
         port: session.port,
         path: &path,
+        body: None,
     };
-    let fresh = match decide(gw, &snap, agent, session, &facts, audit).await? {
+    // Read only when a body rule could concern the request by its head.
+    let (body, read) = match engine::body_limit(&snap.rules, &facts) {
+        None => (Prefixed::unread(body), None),
+        Some(limit) => {
+            let (body, read) =
+                body_prefix::read(body, &parts.headers, limit, gw.idle_timeout).await?;
+            (body, Some(read))
+        }
+    };
+    facts.body = read.as_ref();
+    let cleared = match decide(gw, &snap, agent, session, &facts, audit).await {
+        Ok(cleared) => cleared,
+        Err(e) => {
+            if read.as_ref().is_some_and(|r| !r.complete) {
+                body_prefix::drain(body, &parts.headers).await;
+            }
+            return Err(as_jsonrpc(e, read.as_ref()));
+        }
+    };
+    let fresh = match cleared {
         Cleared::Now => None,
         Cleared::AfterApproval(fresh) => Some(fresh),
     };
@@ -194,7 +220,6 @@ async fn run_phases(
         std::borrow::Cow::Owned(c) => Some(c),
         std::borrow::Cow::Borrowed(_) => None,
     };
-    let (mut parts, body) = req.into_parts();
     prepare(&mut parts, session, canonical.as_deref(), upgrade.is_some())?;
     let dest = Destination {
         host: &session.host,
@@ -418,8 +443,28 @@ fn check_destination(req: &Request<Incoming>, session: &Session) -> Result<(), P
 
 /// Phase 3: the target, origin form, its path read once (see
 /// [`crate::policy::canonical`]).
-fn read_target(req: &Request<Incoming>) -> Result<PathForms<'_>, ProxyError> {
-    target::read_target(req.method(), req.uri()).map_err(|e| ProxyError::BadRequest(e.to_string()))
+fn read_target(parts: &http::request::Parts) -> Result<PathForms<'_>, ProxyError> {
+    target::read_target(&parts.method, &parts.uri)
+        .map_err(|e| ProxyError::BadRequest(e.to_string()))
+}
+
+/// A policy refusal of a body read as JSON-RPC requests is answered as
+/// JSON-RPC errors to their ids (see [`super::error`]); anything else, or
+/// a body with no request in it, as usual.
+fn as_jsonrpc(e: ProxyError, read: Option<&BodyRead>) -> ProxyError {
+    let Some(messages) = read.and_then(|r| r.messages.as_ref().ok()) else {
+        return e;
+    };
+    let ids: Vec<serde_json::Value> = messages.ids().cloned().collect();
+    let policy = e.rule().is_some() || matches!(e, ProxyError::DeniedByDefault(_));
+    if ids.is_empty() || !policy {
+        return e;
+    }
+    ProxyError::JsonRpc {
+        refusal: Box::new(e),
+        ids,
+        batch: messages.batch,
+    }
 }
 
 /// Phase 5: the request as the upstream gets it: origin form with the
@@ -494,6 +539,7 @@ async fn decide(
             Ok(Cleared::Now)
         }
         Verdict::Block { rule } => Err(ProxyError::Blocked { rule }),
+        Verdict::Unreadable { rule, why } => Err(ProxyError::BodyUnreadable { rule, why }),
         Verdict::Denied { scope } => Err(ProxyError::DeniedByDefault(DefaultDenial {
             scope,
             agent: agent.name.clone(),
@@ -505,6 +551,10 @@ async fn decide(
             Ok(Cleared::Now)
         }
         Verdict::Approve { rule, rate } => {
+            let detail = facts
+                .body
+                .and_then(|b| b.messages.as_ref().ok())
+                .and_then(super::approval_detail::describe);
             let (approval, outcome) = gw
                 .approvals
                 .hold(NewApproval {
@@ -513,6 +563,7 @@ async fn decide(
                     host: facts.host,
                     path: facts.path.canonical(),
                     rule_id: rule,
+                    detail: detail.as_deref(),
                 })
                 .await
                 .map_err(|e| ProxyError::unavailable("cannot record the approval request", e))?;

@@ -83,6 +83,8 @@ impl Service {
             host: &host,
             port,
             path: &forms,
+            // A probe has no body: body rules are passed over.
+            body: None,
         };
         let rule_view = |id: i64| snap.rules.iter().find(|r| r.id == id).map(RuleView::from);
         let dest = Destination {
@@ -101,7 +103,9 @@ impl Service {
                 by: Permit::Rule(id),
             } => ("allow", rule_view(id), None, secrets),
             Verdict::Allow { .. } => ("allow", None, None, secrets),
-            Verdict::Block { rule } => ("block", rule_view(rule), None, Vec::new()),
+            Verdict::Block { rule } | Verdict::Unreadable { rule, .. } => {
+                ("block", rule_view(rule), None, Vec::new())
+            }
             Verdict::Denied { .. } => ("deny", None, None, Vec::new()),
             Verdict::Approve { rule, rate } => ("approve", rule_view(rule), rate, secrets),
             Verdict::Rate { rule } => ("rate", rule_view(rule), None, secrets),

@@ -5,7 +5,7 @@
 use super::types::{AddRule, RuleView};
 use super::{Service, ServiceError};
 use crate::model::AgentName;
-use crate::policy::{HostPattern, Method, PathGlob, Rate, RuleAction};
+use crate::policy::{BodyCondition, HostPattern, Method, PathGlob, Rate, RuleAction};
 use crate::store::rules::NewRule;
 
 /// A rule request that passed [`validate`].
@@ -15,6 +15,7 @@ struct ValidRule {
     method: Option<Method>,
     agent: Option<AgentName>,
     action: RuleAction,
+    body: Option<BodyCondition>,
 }
 
 impl ValidRule {
@@ -25,6 +26,7 @@ impl ValidRule {
             method: self.method.as_ref(),
             agent: self.agent.as_ref(),
             action: self.action,
+            body: self.body.as_ref(),
         }
     }
 }
@@ -51,12 +53,19 @@ fn validate(req: &AddRule) -> Result<ValidRule, ServiceError> {
         // what the CLI would refuse.
         Rate::parse(&rate.to_string()).map_err(|e| ServiceError::invalid("rate", e))?;
     }
+    let body = req
+        .body
+        .as_ref()
+        .map(BodyCondition::parse)
+        .transpose()
+        .map_err(|e| ServiceError::invalid("body", e))?;
     Ok(ValidRule {
         host,
         path,
         method,
         agent,
         action: req.action,
+        body,
     })
 }
 

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
 use crate::model::Injection;
-use crate::policy::RuleAction;
+use crate::policy::{BodyCondition, BodySpec, RuleAction};
 use crate::store::agents::AgentRecord;
 use crate::store::rules::RuleRecord;
 use crate::store::secrets::SecretRecord;
@@ -200,6 +200,9 @@ pub struct AddRule {
     pub agent: Option<String>,
     #[serde(flatten)]
     pub action: RuleAction,
+    /// Match MCP messages in the body too ([`crate::policy::mcp`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodySpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -212,6 +215,9 @@ pub struct RuleView {
     pub agent: Option<String>,
     #[serde(flatten)]
     pub action: RuleAction,
+    /// The body condition, complete (its defaults spelled out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodySpec>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -225,6 +231,7 @@ impl From<&RuleRecord> for RuleView {
             method: r.method.as_ref().map(|m| m.as_str().to_owned()),
             agent: r.agent.as_ref().map(ToString::to_string),
             action: r.action,
+            body: r.body.as_ref().map(BodyCondition::spec),
             created_at: r.created_at,
         }
     }

@@ -80,6 +80,7 @@ impl AllowRule {
             method: Some(&self.method),
             agent: Some(&self.agent),
             action: RuleAction::Allow,
+            body: None,
         }
     }
 }

@@ -32,6 +32,10 @@ pub struct ApprovalRecord {
     pub host: String,
     pub path: String,
     pub rule_id: Option<i64>,
+    /// What the request carries that its target does not say: for an MCP
+    /// call, its tools and arguments, secrets redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     #[schema(value_type = String, example = "pending")]
     pub status: ApprovalStatus,
     pub requested_at: DateTime<Utc>,
@@ -46,6 +50,8 @@ pub struct NewApproval<'a> {
     pub host: &'a str,
     pub path: &'a str,
     pub rule_id: i64,
+    /// See [`ApprovalRecord::detail`].
+    pub detail: Option<&'a str>,
 }
 
 /// The notification payload announcing a decision: `approval:ID:STATUS`.
@@ -77,26 +83,29 @@ fn approval_from_row(row: &PgRow) -> Result<ApprovalRecord, sqlx::Error> {
         host: row.try_get("host")?,
         path: row.try_get("path")?,
         rule_id: row.try_get("rule_id")?,
+        detail: row.try_get("detail")?,
         status: status_from_row(row)?,
         requested_at: row.try_get("requested_at")?,
         decided_at: row.try_get("decided_at")?,
     })
 }
 
-const COLUMNS: &str = "id, agent, method, host, path, rule_id, status, requested_at, decided_at";
+const COLUMNS: &str =
+    "id, agent, method, host, path, rule_id, detail, status, requested_at, decided_at";
 
 impl Store {
     pub async fn insert_approval(&self, new: NewApproval<'_>) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO approvals (agent, method, host, path, rule_id)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO approvals (agent, method, host, path, rule_id, detail)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(new.agent)
         .bind(new.method)
         .bind(new.host)
         .bind(new.path)
         .bind(new.rule_id)
+        .bind(new.detail)
         .fetch_one(&mut *tx)
         .await?;
         notify_change(&mut tx, &decision_payload(id, ApprovalStatus::Pending)).await?;

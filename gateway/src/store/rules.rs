@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 
 use super::{Change, Loaded, Store, StoreError, agents, commit_change};
 use crate::model::AgentName;
-use crate::policy::{HostPattern, Method, PathGlob, Rate, RuleAction};
+use crate::policy::{BodyCondition, BodySpec, HostPattern, Method, PathGlob, Rate, RuleAction};
 
 /// A rule as stored.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct RuleRecord {
     pub agent: Option<AgentName>,
     /// Block, hold for approval, rate-limit, or allow.
     pub action: RuleAction,
+    /// `None`: the head decides; else the body's MCP messages must match.
+    pub body: Option<BodyCondition>,
     /// For listings.
     pub created_at: DateTime<Utc>,
 }
@@ -37,6 +39,7 @@ pub struct NewRule<'a> {
     pub method: Option<&'a Method>,
     pub agent: Option<&'a AgentName>,
     pub action: RuleAction,
+    pub body: Option<&'a BodyCondition>,
 }
 
 fn rule_from_row(row: &PgRow) -> Result<RuleRecord, StoreError> {
@@ -77,6 +80,14 @@ fn rule_from_row(row: &PgRow) -> Result<RuleRecord, StoreError> {
             .transpose()
             .map_err(|e| corrupt(e.to_string()))?,
         action,
+        body: row
+            .try_get::<Option<&str>, _>("body_condition")?
+            .map(|text| {
+                let spec: BodySpec =
+                    serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+                BodyCondition::parse(&spec).map_err(|e| corrupt(e.to_string()))
+            })
+            .transpose()?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -124,8 +135,9 @@ async fn insert_rule_in(
         .await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO rules (position, host_pattern, path_glob, method, agent_id, action,
-                            rate_count, rate_period_secs)
-         VALUES ((SELECT coalesce(max(position), 0) + 1 FROM rules), $1, $2, $3, $4, $5, $6, $7)
+                            rate_count, rate_period_secs, body_condition)
+         VALUES ((SELECT coalesce(max(position), 0) + 1 FROM rules),
+                 $1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING id",
     )
     .bind(new.host.to_string())
@@ -135,17 +147,24 @@ async fn insert_rule_in(
     .bind(new.action.kind())
     .bind(count)
     .bind(period)
+    .bind(body_column(new.body))
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
+}
+
+/// The `body_condition` column: the condition's complete written form.
+fn body_column(body: Option<&BodyCondition>) -> Option<String> {
+    body.and_then(|b| serde_json::to_string(&b.spec()).ok())
 }
 
 /// A rule in an audit event's detail.
 fn describe(id: i64, rule: &NewRule<'_>) -> String {
     let agent = rule.agent.map_or("*", AgentName::as_str);
     let method = rule.method.map_or("*", Method::as_str);
+    let body = rule.body.map(|b| format!(" body={b}")).unwrap_or_default();
     format!(
-        "rule={id} host={} path={} method={method} agent={agent} action={}",
+        "rule={id} host={} path={} method={method} agent={agent} action={}{body}",
         rule.host, rule.path, rule.action
     )
 }
@@ -159,7 +178,8 @@ impl Store {
     pub async fn load_rules(&self) -> Result<Loaded<RuleRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT r.id, r.position, r.host_pattern, r.path_glob, r.method, a.name AS agent,
-                    r.action, r.rate_count, r.rate_period_secs, r.created_at
+                    r.action, r.rate_count, r.rate_period_secs, r.body_condition,
+                    r.created_at
              FROM rules r LEFT JOIN agents a ON a.id = r.agent_id
              ORDER BY r.position, r.id",
         )
@@ -192,7 +212,8 @@ impl Store {
         let (count, period) = rate_columns(new.action);
         let updated = sqlx::query(
             "UPDATE rules SET host_pattern = $2, path_glob = $3, method = $4, agent_id = $5,
-                              action = $6, rate_count = $7, rate_period_secs = $8
+                              action = $6, rate_count = $7, rate_period_secs = $8,
+                              body_condition = $9
              WHERE id = $1",
         )
         .bind(id)
@@ -203,6 +224,7 @@ impl Store {
         .bind(new.action.kind())
         .bind(count)
         .bind(period)
+        .bind(body_column(new.body))
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -49,7 +49,10 @@ pub async fn list(client: &AdminClient, follow: bool, all: bool, json: bool) -> 
                     vec![
                         a.id.to_string(),
                         a.agent.clone(),
-                        format!("{} {}{}", a.method, a.host, a.path),
+                        match &a.detail {
+                            Some(d) => format!("{} {}{} {d}", a.method, a.host, a.path),
+                            None => format!("{} {}{}", a.method, a.host, a.path),
+                        },
                         a.status.to_string(),
                         output::time(&a.requested_at),
                     ]

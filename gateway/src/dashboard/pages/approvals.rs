@@ -24,6 +24,8 @@ pub struct ApprovalRow {
     pub method: String,
     pub host: String,
     pub path: String,
+    /// What an MCP call runs (tools, arguments with secrets redacted).
+    pub detail: String,
     pub status: &'static str,
     pub tone: &'static str,
     pub requested: String,
@@ -39,6 +41,7 @@ impl From<&ApprovalView> for ApprovalRow {
             method: a.method.clone(),
             host: a.host.clone(),
             path: a.path.clone(),
+            detail: a.detail.clone().unwrap_or_default(),
             tone: match a.status {
                 ApprovalStatus::Approved => "ok",
                 ApprovalStatus::Pending => "warn",

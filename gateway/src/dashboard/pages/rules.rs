@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::dashboard::DashState;
 use crate::dashboard::render::{Chrome, FormErrors, html, service_error_page, status_of};
 use crate::dashboard::session::SessionCtx;
-use crate::policy::{Rate, RuleAction};
+use crate::policy::{BodyCondition, Rate, RuleAction};
 use crate::service::ServiceError;
 use crate::service::defaults::DefaultsView;
 use crate::service::probe::{ProbeRequest, ProbeResult};
@@ -45,6 +45,8 @@ pub struct RuleRow {
     pub method: String,
     pub agent: String,
     pub action: String,
+    /// The body condition in words (MCP rules), or empty.
+    pub body: String,
     /// The badge's colour.
     pub tone: &'static str,
     pub first: bool,
@@ -86,6 +88,12 @@ fn rows(rules: Vec<RuleView>) -> Vec<RuleRow> {
                 RuleAction::Allow => "ok",
             },
             action: r.action.to_string(),
+            body: r
+                .body
+                .as_ref()
+                .and_then(|b| BodyCondition::parse(b).ok())
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
             first: i == 0,
             last: i + 1 == n,
         })
@@ -190,6 +198,9 @@ fn request(form: &RuleForm) -> Result<AddRule, ServiceError> {
         method: optional(&form.method),
         agent: optional(&form.agent),
         action: action(form)?,
+        // Body conditions are set with `airlock rule add` or the API (an
+        // edit keeps the rule's: see `edit`).
+        body: None,
     })
 }
 
@@ -358,7 +369,18 @@ pub async fn edit(
         Err(e) => return service_error_page(&e),
     };
     let result = match request(&form) {
-        Ok(req) => state.service.update_rule(id, req).await,
+        Ok(mut req) => {
+            // The form has no body fields: an edit keeps the rule's body
+            // condition rather than silently widening the rule.
+            req.body = state
+                .service
+                .list_rules()
+                .await
+                .ok()
+                .and_then(|rules| rules.into_iter().find(|r| r.id == id))
+                .and_then(|r| r.body);
+            state.service.update_rule(id, req).await
+        }
         Err(e) => Err(e),
     };
     match result {

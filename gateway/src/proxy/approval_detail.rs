@@ -1,0 +1,133 @@
+//! What a person approving an MCP call is shown: each call's method,
+//! tool and arguments, one line, with secrets redacted.
+//!
+//! Redacted: every string that holds a placeholder (`airlock:NAME`: the
+//! agent names a key it does not hold, and which key is not the approver's
+//! business to copy around), and the value of every key whose name says
+//! it is a credential (`token`, `password`, `secret`, `api_key`,
+//! `authorization`, ...), whatever it holds: an agent may have been given
+//! a real value out of band. The line is capped at [`MAX_CHARS`].
+
+use serde_json::Value;
+
+use super::placeholder;
+use crate::policy::jsonrpc::Messages;
+
+/// The longest detail kept (characters); longer ones end in `…`.
+pub const MAX_CHARS: usize = 2000;
+
+const REDACTED: &str = "[redacted]";
+
+/// The detail of a held request whose body was read as `messages`;
+/// `None` when it has no call in it.
+pub fn describe(messages: &Messages) -> Option<String> {
+    let calls: Vec<String> = messages
+        .messages
+        .iter()
+        .filter_map(|m| {
+            let method = m.method.as_deref()?;
+            let mut line = method.to_owned();
+            if let Some(tool) = m.tool() {
+                line.push(' ');
+                line.push_str(&redact_str(tool));
+            }
+            if let Some(args) = m.arguments() {
+                line.push(' ');
+                line.push_str(&redact(args).to_string());
+            }
+            Some(line)
+        })
+        .collect();
+    if calls.is_empty() {
+        return None;
+    }
+    let mut text = calls.join("; ");
+    if text.chars().count() > MAX_CHARS {
+        text = text.chars().take(MAX_CHARS - 1).collect();
+        text.push('…');
+    }
+    Some(text)
+}
+
+fn redact_str(s: &str) -> String {
+    if placeholder::find_all(s).is_empty() {
+        s.to_owned()
+    } else {
+        REDACTED.to_owned()
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "token",
+        "password",
+        "passwd",
+        "secret",
+        "apikey",
+        "api_key",
+        "api-key",
+        "authorization",
+        "credential",
+        "private_key",
+        "cookie",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+fn redact(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(redact_str(s)),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::Object(obj) => Value::Object(
+            obj.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) {
+                        Value::String(REDACTED.into())
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::jsonrpc;
+
+    #[test]
+    fn calls_are_shown_with_secrets_redacted() {
+        let body = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_mail","arguments":{"to":"a@b.c","auth":"Bearer airlock:mail","nested":{"api_token":"ghp_real"},"n":3}}},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#;
+        let m = jsonrpc::read(body).unwrap();
+        let d = describe(&m).unwrap();
+        assert!(d.starts_with("tools/call send_mail {"), "{d}");
+        assert!(d.ends_with("}; notifications/initialized"), "{d}");
+        for part in [
+            r#""auth":"[redacted]""#,
+            r#""api_token":"[redacted]""#,
+            r#""to":"a@b.c""#,
+            r#""n":3"#,
+        ] {
+            assert!(d.contains(part), "{d} lacks {part}");
+        }
+        assert!(!d.contains("ghp_real") && !d.contains("airlock:mail"));
+    }
+
+    #[test]
+    fn no_call_no_detail_and_long_ones_are_cut() {
+        assert_eq!(describe(&jsonrpc::read(b"{}").unwrap()), None);
+        let long = format!(
+            r#"{{"id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"x":"{}"}}}}}}"#,
+            "y".repeat(5000)
+        );
+        let d = describe(&jsonrpc::read(long.as_bytes()).unwrap()).unwrap();
+        assert_eq!(d.chars().count(), MAX_CHARS);
+        assert!(d.ends_with('…'));
+    }
+}
