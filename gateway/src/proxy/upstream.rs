@@ -46,7 +46,12 @@ pub type AgentBody =
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_TIMEOUT: Duration = Duration::from_secs(10);
-pub const MAX_IDLE_PER_KEY: usize = 64;
+/// As many as the agents' concurrent requests to one upstream, within
+/// reason: at 64, a burst of 256 agent connections closed 192 upstream
+/// connections after each round and opened them again (a TLS handshake,
+/// ~250 µs of CPU, per request), which was most of the CPU per request
+/// at 256 connections (BENCHMARKS.md, issue 19).
+pub const MAX_IDLE_PER_KEY: usize = 512;
 pub const IDLE_EXPIRY: Duration = Duration::from_secs(90);
 
 /// Which protocols may be offered to the upstream.
@@ -137,9 +142,17 @@ impl Upstreams {
         let mut idle = self.idle();
         let entry = idle.entry(key).or_insert_with(|| Idle::H1(Vec::new()));
         if let Idle::H1(list) = entry {
-            // One clock read for the whole list, not one per entry.
+            // Check-ins are pushed in time order and check-outs pop the
+            // newest, so the expired ones are a prefix: cut it without
+            // visiting the rest (hundreds, under load). Closed ones are
+            // skipped at check-out, and swept only when the list is full.
             let now = Instant::now();
-            list.retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < IDLE_EXPIRY);
+            let expired =
+                list.partition_point(|(_, since)| now.duration_since(*since) >= IDLE_EXPIRY);
+            list.drain(..expired);
+            if list.len() >= MAX_IDLE_PER_KEY {
+                list.retain(|(s, _)| !s.is_closed());
+            }
             if list.len() < MAX_IDLE_PER_KEY {
                 list.push((sender, now));
             }
