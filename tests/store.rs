@@ -6,6 +6,9 @@
 
 mod support;
 
+#[path = "store/audit_batch.rs"]
+mod audit_batch;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! configuration change. Rows never hold a body, a secret value or a query
 //! value.
 
+use std::collections::HashSet;
+
+use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -102,6 +105,19 @@ pub struct Latency {
     pub head_us: Option<u32>,
 }
 
+/// The unique index on `audit_events.record_id` (PostgreSQL's name for
+/// the `UNIQUE` of migration 20261201000002).
+const RECORD_ID_UNIQUE: &str = "audit_events_record_id_key";
+
+/// Whether a batch's records are looked up before it is written.
+#[derive(Debug, Clone, Copy)]
+enum Present {
+    /// None of them is there: the first try of every batch.
+    Assumed,
+    /// Some may be (the first try failed on one): skip those.
+    LookedUp,
+}
+
 /// Which rows to read.
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
@@ -166,26 +182,60 @@ impl Store {
     /// transaction. Records already written (a replay from the spool after
     /// an insert whose commit was not acknowledged) are skipped, so writing
     /// the same batch twice leaves one row per record.
+    ///
+    /// The batch is first written as if none of it were there: that is
+    /// true of every batch but a retry, and looking each record up costs
+    /// the server an index probe per row. A record that is there after all
+    /// fails the insert on `record_id`'s unique index, the transaction
+    /// rolls back whole (no row, no move of the head), and the batch is
+    /// written again without the records present.
+    ///
+    /// `buf` is where the rows are encoded: the caller keeps it, so its
+    /// capacity is reused from one batch to the next.
     pub async fn insert_request_events(
         &self,
         events: &[NewRequestEvent],
+        buf: &mut BytesMut,
+    ) -> Result<(), StoreError> {
+        match self.append_requests(events, buf, Present::Assumed).await {
+            Err(StoreError::Query(sqlx::Error::Database(e)))
+                if e.is_unique_violation() && e.constraint() == Some(RECORD_ID_UNIQUE) =>
+            {
+                self.append_requests(events, buf, Present::LookedUp).await
+            }
+            r => r,
+        }
+    }
+
+    async fn append_requests(
+        &self,
+        events: &[NewRequestEvent],
+        buf: &mut BytesMut,
+        present: Present,
     ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
-        let ids: Vec<Uuid> = events.iter().map(|e| e.record_id).collect();
-        let present: Vec<Uuid> =
-            sqlx::query_scalar("SELECT record_id FROM audit_events WHERE record_id = ANY($1)")
+        let present: HashSet<Uuid> = match present {
+            Present::Assumed => HashSet::new(),
+            Present::LookedUp => {
+                let ids: Vec<Uuid> = events.iter().map(|e| e.record_id).collect();
+                let found: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT record_id FROM audit_events WHERE record_id = ANY($1)",
+                )
                 .bind(&ids)
                 .fetch_all(&mut *tx)
                 .await?;
+                found.into_iter().collect()
+            }
+        };
         let entries: Vec<Entry<'_>> = events
             .iter()
             .filter(|e| !present.contains(&e.record_id))
             .map(NewRequestEvent::entry)
             .collect();
-        chain::append(&mut tx, &entries).await?;
+        chain::append(&mut tx, buf, &entries).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -256,5 +306,5 @@ pub(crate) async fn record_admin(
         duration_us: None,
         detail: Some(detail),
     };
-    chain::append(tx, &[entry]).await
+    chain::append(tx, &mut BytesMut::new(), &[entry]).await
 }

@@ -15,12 +15,14 @@
 //! head with them. Recording the head elsewhere from time to time
 //! (`airlock audit verify` prints it) turns that into a detectable change.
 
+use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use ring::digest;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::StoreError;
+use super::audit_batch;
 
 /// A 32-byte SHA-256 value.
 pub type Digest32 = [u8; 32];
@@ -121,10 +123,12 @@ impl Encoder {
 }
 
 /// Appends `entries` to the trail in this transaction, chained after the
-/// current head. The lock on the head is held until the transaction ends,
-/// so the caller should commit soon.
+/// current head, encoding the rows into `buf` (see [`audit_batch`]). The
+/// lock on the head is held until the transaction ends, so the caller
+/// should commit soon.
 pub(super) async fn append(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    buf: &mut BytesMut,
     entries: &[Entry<'_>],
 ) -> Result<(), StoreError> {
     if entries.is_empty() {
@@ -136,48 +140,25 @@ pub(super) async fn append(
     let mut prev = digest_of(&head, "audit_chain")?;
     let count = i64::try_from(entries.len()).unwrap_or(i64::MAX);
     // Allocated under the lock, so they are ordered as the chain is.
+    // The sequence is looked up once, not once per id.
     let mut ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) FROM generate_series(1, $1)",
+        "SELECT nextval(seq) FROM \
+         (SELECT pg_get_serial_sequence('audit_events', 'id')::regclass AS seq) s, \
+         generate_series(1, $1)",
     )
     .bind(count)
     .fetch_all(&mut **tx)
     .await?;
     ids.sort_unstable();
 
+    // The chain is computed here, once per batch, in id order; the rows
+    // then go in one COPY, and the head moves after them.
     let mut hashes = Vec::with_capacity(entries.len());
     for (id, e) in ids.iter().zip(entries) {
         prev = link(&prev, *id, e);
         hashes.push(prev);
     }
-
-    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-        "INSERT INTO audit_events (id, record_id, hash, at, kind, agent, method, host, path, \
-         decision, rule_id, secrets, status, bytes_up, bytes_down, duration_us, detail) ",
-    );
-    let rows = ids.iter().zip(entries).zip(&hashes);
-    qb.push_values(rows, |mut row, ((id, e), hash)| {
-        row.push_bind(*id)
-            .push_bind(e.record_id)
-            .push_bind(hash.as_slice())
-            .push_bind(e.at)
-            .push_bind(e.kind)
-            .push_bind(e.agent)
-            .push_bind(e.method)
-            .push_bind(e.host)
-            .push_bind(e.path)
-            .push_bind(e.decision)
-            .push_bind(e.rule_id)
-            .push_bind(e.secrets)
-            .push_bind(e.status)
-            .push_bind(e.bytes_up)
-            .push_bind(e.bytes_down)
-            .push_bind(e.duration_us)
-            .push_bind(e.detail);
-    });
-    // Not a prepared statement: every batch size is a different statement,
-    // and caching each (in the daemon and in the server's backends) grew
-    // memory without bound in the million-request soak.
-    qb.build().persistent(false).execute(&mut **tx).await?;
+    audit_batch::copy_rows(tx, buf, &ids, entries, &hashes).await?;
 
     sqlx::query("UPDATE audit_chain SET last_id = $1, head = $2 WHERE id = 1")
         .bind(ids.last().copied())

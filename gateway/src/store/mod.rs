@@ -11,6 +11,7 @@
 pub mod agents;
 pub mod approvals;
 pub mod audit;
+mod audit_batch;
 pub mod chain;
 pub mod defaults;
 pub mod embedded;
