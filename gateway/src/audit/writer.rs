@@ -16,7 +16,12 @@ use super::{AuditRecord, AuditState};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
-const BATCH_MAX: usize = 500;
+/// Rows per statement, at most. The window closes a batch at low load;
+/// under load the batch grows to what arrived meanwhile, up to this, and
+/// the server's cost per batch (a transaction, the chain lock, three
+/// statements) is spread over more rows. Bounded so one write stays well
+/// inside [`DB_WRITE_TIMEOUT`] and one spool replay read in memory.
+const BATCH_MAX: usize = 4096;
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Spooled records replayed per turn of the writer, so new records are not
 /// kept waiting behind a long replay.
@@ -96,10 +101,12 @@ async fn collect(
     tokio::pin!(window);
     let goal = into.len() + BATCH_MAX - 1;
     while into.len() < goal {
+        // Everything queued at once, not a select per record: under load
+        // the channel holds hundreds by the time the writer looks.
+        let room = goal - into.len();
         tokio::select! {
-            r = rx.recv() => match r {
-                Some(rec) => into.push(rec),
-                None => return false,
+            n = rx.recv_many(into, room) => if n == 0 {
+                return false;
             },
             () = &mut window => break,
         }
