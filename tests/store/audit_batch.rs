@@ -53,11 +53,20 @@ fn a_batch_reads_back_as_written_and_its_chain_verifies() {
         let records: Vec<AuditRecord> = (0..1_000).map(record).collect();
         let mut buf = bytes::BytesMut::new();
         // One row alone, then the rest in one statement.
-        store.insert_request_events(&records[..1], &mut buf).await.unwrap();
-        store.insert_request_events(&records[1..], &mut buf).await.unwrap();
+        store
+            .insert_request_events(&records[..1], &mut buf)
+            .await
+            .unwrap();
+        store
+            .insert_request_events(&records[1..], &mut buf)
+            .await
+            .unwrap();
         // Written again (a replay after a lost acknowledgement), and a
         // batch half old, half new: only the new rows are added.
-        store.insert_request_events(&records[1..], &mut buf).await.unwrap();
+        store
+            .insert_request_events(&records[1..], &mut buf)
+            .await
+            .unwrap();
         let more: Vec<AuditRecord> = (1_000..1_010).map(record).collect();
         let mixed: Vec<AuditRecord> = records[990..].iter().chain(&more).cloned().collect();
         store.insert_request_events(&mixed, &mut buf).await.unwrap();
