@@ -16,7 +16,7 @@ use crate::support::pg::Pg;
 /// present in others, text in several scripts and with the characters an
 /// array literal would have to quote, 0 to 3 secret names.
 fn record(i: usize) -> AuditRecord {
-    let some = |n: usize| i % n != 0;
+    let some = |n: usize| !i.is_multiple_of(n);
     let names = ["openai", "clé \"é\", {x}", "日本語\\", "emoji-🚀"];
     AuditRecord {
         record_id: Uuid::from_u128(0xA11C_0000 + i as u128),

@@ -18,8 +18,8 @@ use crate::store::Store;
 
 /// Rows per statement, at most. The window closes a batch at low load;
 /// under load the batch grows to what arrived meanwhile, up to this, and
-/// the server's cost per batch (a transaction, the chain lock, three
-/// statements) is spread over more rows. Bounded so one write stays well
+/// the server's cost per batch (a transaction, the chain lock, seven
+/// round trips) is spread over more rows. Bounded so one write stays well
 /// inside [`DB_WRITE_TIMEOUT`] and one spool replay read in memory.
 const BATCH_MAX: usize = 4096;
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
