@@ -1,10 +1,14 @@
 //! End-to-end tests of the store: the embedded PostgreSQL and its
 //! supervisor, migrations, restarts and crashes, a database shared by two
 //! daemons, start-up refusals (newer schema, unreachable database, wrong
-//! master key, second daemon, unusable data directory) and how the vault's
-//! ciphertexts land in the database.
+//! master key, second daemon, unusable data directory), how the vault's
+//! ciphertexts land in the database, and the audit writer's batch COPY
+//! read back column by column (`store/audit_batch.rs`).
 
 mod support;
+
+#[path = "store/audit_batch.rs"]
+mod audit_batch;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

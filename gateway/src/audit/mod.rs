@@ -6,8 +6,9 @@
 //! ends, never waiting; with `[audit] required` a request that finds no
 //! place free is refused (503) before it is served, so a request that was
 //! served always has room for its record, however many end at once. [`run_writer`] drains
-//! the channel into chained multi-row inserts (up to 500 rows, or whatever
-//! arrived within 50 ms). When the database cannot take a batch, the batch
+//! the channel into chained batches (whatever arrived within 50 ms, up to
+//! 4,096 rows), each written as one binary `COPY` ([`crate::store`]'s
+//! `audit_batch`). When the database cannot take a batch, the batch
 //! goes to the [`spool`] on disk (fsync'd), and so does every later batch
 //! until the spool has been replayed into the database, oldest first, so
 //! the trail's order is the order requests ended.

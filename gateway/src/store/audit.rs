@@ -2,6 +2,9 @@
 //! configuration change. Rows never hold a body, a secret value or a query
 //! value.
 
+use std::collections::HashSet;
+
+use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -108,6 +111,19 @@ pub struct Latency {
     pub head_us: Option<u32>,
 }
 
+/// The unique index on `audit_events.record_id` (PostgreSQL's name for
+/// the `UNIQUE` of migration 20261201000002).
+const RECORD_ID_UNIQUE: &str = "audit_events_record_id_key";
+
+/// Whether a batch's records are looked up before it is written.
+#[derive(Debug, Clone, Copy)]
+enum Present {
+    /// None of them is there: the first try of every batch.
+    Assumed,
+    /// Some may be (the first try failed on one): skip those.
+    LookedUp,
+}
+
 /// Which rows to read.
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
@@ -173,28 +189,63 @@ impl Store {
     /// or count ([`super::access_requests`]). Records already written (a replay from the spool after
     /// an insert whose commit was not acknowledged) are skipped, so writing
     /// the same batch twice leaves one row per record.
+    ///
+    /// The batch is first written as if none of it were there: that is
+    /// true of every batch but a retry, and looking each record up costs
+    /// the server an index probe per row. A record that is there after all
+    /// fails the insert on `record_id`'s unique index, the transaction
+    /// rolls back whole (no row, no move of the head), and the batch is
+    /// written again without the records present.
+    ///
+    /// `buf` is where the rows are encoded: the caller keeps it, so its
+    /// capacity is reused from one batch to the next.
     pub async fn insert_request_events(
         &self,
         events: &[NewRequestEvent],
+        buf: &mut BytesMut,
+    ) -> Result<(), StoreError> {
+        match self.append_requests(events, buf, Present::Assumed).await {
+            Err(StoreError::Query(sqlx::Error::Database(e)))
+                if e.is_unique_violation() && e.constraint() == Some(RECORD_ID_UNIQUE) =>
+            {
+                self.append_requests(events, buf, Present::LookedUp).await
+            }
+            r => r,
+        }
+    }
+
+    async fn append_requests(
+        &self,
+        events: &[NewRequestEvent],
+        buf: &mut BytesMut,
+        present: Present,
     ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
-        let ids: Vec<Uuid> = events.iter().map(|e| e.record_id).collect();
-        let present: Vec<Uuid> =
-            sqlx::query_scalar("SELECT record_id FROM audit_events WHERE record_id = ANY($1)")
+        let present: HashSet<Uuid> = match present {
+            Present::Assumed => HashSet::new(),
+            Present::LookedUp => {
+                let ids: Vec<Uuid> = events.iter().map(|e| e.record_id).collect();
+                let found: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT record_id FROM audit_events WHERE record_id = ANY($1)",
+                )
                 .bind(&ids)
                 .fetch_all(&mut *tx)
                 .await?;
+                found.into_iter().collect()
+            }
+        };
         let fresh: Vec<&NewRequestEvent> = events
             .iter()
             .filter(|e| !present.contains(&e.record_id))
             .collect();
         let entries: Vec<Entry<'_>> = fresh.iter().map(|e| e.entry()).collect();
-        chain::append(&mut tx, &entries).await?;
+        chain::append(&mut tx, buf, &entries).await?;
         // In this transaction, on the records it appends: each refusal is
-        // counted once, however often its batch is written.
+        // counted once, however often its batch is written (a retry after
+        // a record found present rolls back and counts again from zero).
         super::access_requests::record_sightings(&mut tx, &fresh).await?;
         tx.commit().await?;
         Ok(())
@@ -210,10 +261,17 @@ impl Store {
 impl NewRequestEvent {
     /// A record for a request arriving now, under a fresh record id.
     pub fn begin() -> Self {
+        let at = chain::to_stored_precision(Utc::now());
+        // A UUIDv7: the arrival's milliseconds, then 74 random bits (rand's
+        // thread-local generator: no system call per request). Ids that
+        // grow with time are appended at the right edge of `record_id`'s
+        // unique index, where random ones would dirty a random leaf page
+        // of it per row, and that index is maintained on every request.
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or_default();
         NewRequestEvent {
-            // rand's thread-local generator: no system call per request.
-            record_id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
-            at: chain::to_stored_precision(Utc::now()),
+            record_id: uuid::Builder::from_unix_timestamp_millis(millis, &rand::random())
+                .into_uuid(),
+            at,
             ..NewRequestEvent::default()
         }
     }
@@ -266,5 +324,23 @@ pub(crate) async fn record_admin(
         duration_us: None,
         detail: Some(detail),
     };
-    chain::append(tx, &[entry]).await
+    chain::append(tx, &mut BytesMut::new(), &[entry]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_ids_are_unique_and_grow_with_arrival() {
+        let first = NewRequestEvent::begin();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = NewRequestEvent::begin();
+        assert_eq!(first.record_id.get_version_num(), 7);
+        assert!(first.record_id < later.record_id);
+        let many: HashSet<Uuid> = (0..10_000)
+            .map(|_| NewRequestEvent::begin().record_id)
+            .collect();
+        assert_eq!(many.len(), 10_000);
+    }
 }

@@ -13,6 +13,7 @@ pub mod access_requests;
 pub mod agents;
 pub mod approvals;
 pub mod audit;
+mod audit_batch;
 pub mod chain;
 pub mod defaults;
 pub mod embedded;

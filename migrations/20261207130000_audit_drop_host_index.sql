@@ -1,0 +1,11 @@
+-- Every index on audit_events is maintained on every request's row, and
+-- the writer's cost in the server is mostly those insertions (issue 19,
+-- item 1). audit_events_host_at (migration 20261201000001) serves no
+-- query: the audit filter matches `lower(host) LIKE $2`, and the
+-- dashboard's rankings and top hosts group by `lower(host)` or `host`
+-- over a time range read through audit_events_at. What stays, and which
+-- query needs it: the primary key (id order: paging, `--follow`, verify),
+-- record_id's unique index (a replayed record is written once),
+-- audit_events_at (every time range), audit_events_agent_at (one agent's
+-- trail and charts), audit_events_exfiltration_at (the attempts, partial).
+DROP INDEX IF EXISTS audit_events_host_at;
