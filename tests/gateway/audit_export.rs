@@ -493,7 +493,12 @@ fn a_real_journald_gets_each_line_tagged_with_its_decision() {
     assert_eq!(allowed.len(), 1, "{allowed:#?}");
     assert_eq!(allowed[0]["class_uid"], 4002);
     assert_eq!(allowed[0]["http_request"]["url"]["path"], path.as_str());
-    let blocked = journal.messages("blocked");
+    // The two lines may reach the journal in either order, and apart.
+    let blocked = wait_until(Duration::from_secs(15), Duration::from_millis(250), || {
+        let m = journal.messages("blocked");
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("the blocked line never reached the journal"));
     assert_eq!(blocked.len(), 1, "{blocked:#?}");
     assert_eq!(blocked[0]["disposition"], "Blocked");
     drop(gw);
