@@ -172,6 +172,24 @@ fn secs(s: u64) -> ChronoDuration {
     ChronoDuration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
 }
 
+/// Marks the secret as needing reconnection (status, audit) under its row
+/// lock, and the error its requests get: only the operator can help now.
+async fn needs_reconnection(
+    lock: crate::store::oauth2::TokenLock,
+    name: &str,
+    grant: &OAuth2Grant,
+    detail: String,
+) -> CredentialError {
+    if let Err(e) = lock.mark_needs_reconnection(name, &detail).await {
+        tracing::error!(secret = %name, error = %e, "cannot record that the secret needs reconnection");
+    }
+    CredentialError::NeedsReconnection {
+        secret: name.to_owned(),
+        detail,
+        grant: grant.grant,
+    }
+}
+
 fn internal(secret: &str, e: impl std::fmt::Display) -> CredentialError {
     CredentialError::Internal {
         secret: secret.to_owned(),
@@ -392,16 +410,8 @@ impl Credentials {
         // connect it again.
         if grant.grant == GrantType::RefreshToken && stored.refresh_token.is_none() {
             let detail = "the provider issued no refresh token, and its access token was refused \
-                          or has expired: connect the secret again"
-                .to_owned();
-            if let Err(e) = lock.mark_needs_reconnection(name, &detail).await {
-                tracing::error!(secret = %name, error = %e, "cannot record that the secret needs reconnection");
-            }
-            return Err(CredentialError::NeedsReconnection {
-                secret: name.to_owned(),
-                detail,
-                grant: grant.grant,
-            });
+                          or has expired: connect the secret again";
+            return Err(needs_reconnection(lock, name, grant, detail.to_owned()).await);
         }
         // The client secret, or a signed-JWT grant's private key (PEM).
         let client_secret = secret.open(&self.vault).map_err(|e| internal(name, e))?;
@@ -415,14 +425,7 @@ impl Credentials {
             Err(reason) if reason.is_refusal() => {
                 let detail = reason.to_string();
                 tracing::warn!(secret = %name, grant = grant.grant.as_str(), reason = %detail, "the provider refused the grant; the secret needs reconnection");
-                if let Err(e) = lock.mark_needs_reconnection(name, &detail).await {
-                    tracing::error!(secret = %name, error = %e, "cannot record that the secret needs reconnection");
-                }
-                return Err(CredentialError::NeedsReconnection {
-                    secret: name.to_owned(),
-                    detail,
-                    grant: grant.grant,
-                });
+                return Err(needs_reconnection(lock, name, grant, detail).await);
             }
             Err(reason) => {
                 tracing::warn!(secret = %name, grant = grant.grant.as_str(), reason = %reason, "token request failed");
