@@ -16,6 +16,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::dashboard::public_url::{PublicUrl, PublicUrlError};
+
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/airlock";
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/airlock/airlock.toml";
 pub const DEFAULT_PG_USER: &str = "airlock";
@@ -64,6 +66,8 @@ pub struct Overrides {
     pub dashboard_listen: Option<SocketAddr>,
     /// Allow the dashboard on a non-loopback address (no TLS).
     pub insecure_public: bool,
+    /// The origin browsers reach the dashboard at, behind a reverse proxy.
+    pub dashboard_public_url: Option<String>,
     /// OpenID Connect login (flags/environment; the secret only from the
     /// environment, see [`OIDC_CLIENT_SECRET_ENV`]).
     pub oidc_issuer: Option<String>,
@@ -119,6 +123,7 @@ struct FileAudit {
 struct FileDashboard {
     listen: Option<SocketAddr>,
     insecure_public: Option<bool>,
+    public_url: Option<String>,
     #[serde(default)]
     oidc: FileOidc,
 }
@@ -140,8 +145,22 @@ pub struct DashboardSettings {
     pub listen: SocketAddr,
     /// The operator accepts serving it, without TLS, beyond loopback.
     pub insecure_public: bool,
+    /// Where browsers reach it, when not at the listener's address (a TLS
+    /// reverse proxy in front): the origin of the redirect URIs it gives
+    /// OAuth providers. `None`: `http://<listener>`.
+    pub public_url: Option<PublicUrl>,
     /// OpenID Connect login, when an issuer is configured.
     pub oidc: Option<OidcSettings>,
+}
+
+impl DashboardSettings {
+    /// The origin of the dashboard's absolute URLs, once the listener is
+    /// bound at `addr` (its port may have been chosen by the kernel).
+    pub fn origin(&self, addr: SocketAddr) -> PublicUrl {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| PublicUrl::of_listener(addr))
+    }
 }
 
 /// OpenID Connect login for the dashboard.
@@ -272,6 +291,8 @@ pub enum ConfigError {
          otherwise anyone with an account at the issuer could log in"
     )]
     OidcNoAllowList,
+    #[error(transparent)]
+    PublicUrl(#[from] PublicUrlError),
 }
 
 impl Settings {
@@ -356,6 +377,7 @@ impl Settings {
             ),
             idle_timeout: secs(p.idle_timeout_secs, DEFAULT_IDLE_TIMEOUT_SECS),
         };
+        let insecure_public = o.insecure_public || file.dashboard.insecure_public.unwrap_or(false);
         let dashboard = DashboardSettings {
             listen: o
                 .dashboard_listen
@@ -365,7 +387,12 @@ impl Settings {
                         .parse()
                         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 10254)))
                 }),
-            insecure_public: o.insecure_public || file.dashboard.insecure_public.unwrap_or(false),
+            insecure_public,
+            public_url: o
+                .dashboard_public_url
+                .or(file.dashboard.public_url)
+                .map(|text| PublicUrl::parse(&text, insecure_public))
+                .transpose()?,
             oidc,
         };
         let audit = crate::audit::AuditSettings {

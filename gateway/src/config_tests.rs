@@ -208,3 +208,41 @@ fn audit_export_sinks_from_the_file_and_flags() {
         .unwrap_err();
     assert!(matches!(err, ConfigError::RelativeAuditJsonl(_)), "{err}");
 }
+
+#[test]
+fn the_dashboard_public_url_comes_from_the_flag_over_the_file_and_is_checked() {
+    let text = "[dashboard]\npublic_url = \"https://airlock.example.com/\"\n";
+    let s = Settings::resolve_from_text(Overrides::default(), text).unwrap();
+    let origin = s.dashboard.origin("127.0.0.1:10254".parse().unwrap());
+    assert_eq!(origin.to_string(), "https://airlock.example.com");
+    let s = Settings::resolve_from_text(
+        Overrides {
+            dashboard_public_url: Some("https://flag.example.com".into()),
+            ..Default::default()
+        },
+        text,
+    )
+    .unwrap();
+    assert_eq!(
+        s.dashboard.public_url.map(|u| u.to_string()).as_deref(),
+        Some("https://flag.example.com")
+    );
+    // Unset: the listener's own address.
+    let s = Settings::resolve_from_text(Overrides::default(), "").unwrap();
+    let origin = s.dashboard.origin("127.0.0.1:4000".parse().unwrap());
+    assert_eq!(origin.to_string(), "http://127.0.0.1:4000");
+    // Plain HTTP beyond loopback only when the operator accepted a
+    // dashboard without TLS.
+    let lan = "[dashboard]\npublic_url = \"http://airlock.lan\"\n";
+    let err = Settings::resolve_from_text(Overrides::default(), lan).unwrap_err();
+    assert!(err.to_string().contains("https://"), "{err}");
+    let s = Settings::resolve_from_text(
+        Overrides {
+            insecure_public: true,
+            ..Default::default()
+        },
+        lan,
+    )
+    .unwrap();
+    assert!(s.dashboard.public_url.is_some());
+}

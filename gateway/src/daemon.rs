@@ -251,7 +251,12 @@ async fn run(
         listeners: listeners
             .into_iter()
             .chain([
-                format!("dashboard on http://{dashboard_addr}/"),
+                match &settings.dashboard.public_url {
+                    Some(public) => {
+                        format!("dashboard on http://{dashboard_addr}/ (public {public}/)")
+                    }
+                    None => format!("dashboard on http://{dashboard_addr}/"),
+                },
                 format!("admin API on {}", socket_path.display()),
             ])
             .collect(),

@@ -349,3 +349,85 @@ fn the_secrets_form_adds_an_oauth2_secret_to_connect() {
         "{list}"
     );
 }
+
+/// Behind a TLS reverse proxy, the redirect URI a provider is given (and
+/// the Secrets page tells the operator to register) is the public origin,
+/// not the listener's loopback address; a public URL the dashboard cannot
+/// honour stops `airlock serve` with what to give instead.
+#[test]
+fn connect_uses_the_dashboards_public_url_behind_a_reverse_proxy() {
+    const PUBLIC: &str = "https://airlock.example.test";
+    let daemon = Daemon::builder()
+        .env("AIRLOCK_DASHBOARD_PUBLIC_URL", format!("{PUBLIC}/"))
+        .start();
+    set_password(&daemon, PASSWORD);
+    let client_secret = format!("cs-public-{}", support::random_hex(12));
+    support::evidence::note_secret(&client_secret);
+    let out = daemon.cli_stdin(
+        &[
+            "secret",
+            "add",
+            "gmail",
+            "--host",
+            "gmail.googleapis.com",
+            "--preset",
+            "google",
+            "--client-id",
+            "1234.apps.googleusercontent.com",
+            "--scope",
+            "https://www.googleapis.com/auth/gmail.readonly",
+            "--connect",
+        ],
+        format!("{client_secret}\n"),
+    );
+    assert!(out.success(), "{out:#?}");
+    let web = Web::of(&daemon);
+    let csrf = web.login_ok(PASSWORD);
+    let callback = format!("{PUBLIC}/oauth2/callback");
+    let page = web.get("/secrets");
+    assert!(
+        page.body
+            .contains(&format!(r#"<code id="redirect-uri">{callback}</code>"#)),
+        "{}",
+        page.body
+    );
+    let go = web.post_form("/secrets/gmail/connect", &[("csrf", csrf.as_str())]);
+    assert_eq!(go.code, 200, "{go:?}");
+    let to = go
+        .body
+        .split(r#"id="to-provider""#)
+        .next()
+        .and_then(|before| before.rsplit("href=\"").next())
+        .expect("the link to the provider");
+    let url = url::Url::parse(
+        &to[..to.find('"').expect("end of href")]
+            .replace("&#38;", "&")
+            .replace("&amp;", "&"),
+    )
+    .expect("the provider URL");
+    assert_eq!(url.host_str(), Some("accounts.google.com"));
+    let redirect = url
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(redirect.as_deref(), Some(callback.as_str()), "{}", go.body);
+    assert!(!go.body.contains(&client_secret));
+
+    for (bad, says) in [
+        ("https://airlock.example.test/airlock", "origin only"),
+        ("http://airlock.example.test", "must start with https://"),
+        (
+            "https://admin:pw-in-url@airlock.example.test",
+            "origin only",
+        ),
+    ] {
+        let data = support::daemon::temp_data_dir();
+        let out = support::daemon::serve_expect_exit(
+            data.path(),
+            &[("AIRLOCK_DASHBOARD_PUBLIC_URL", bad)],
+        );
+        assert_ne!(out.code, 0, "{bad}: {out:?}");
+        out.fails_with(&[says]);
+        assert!(!out.stderr.contains("pw-in-url"), "{out:?}");
+    }
+}

@@ -292,6 +292,11 @@ pub struct ServeArgs {
     /// (put it behind a TLS-terminating proxy).
     #[arg(long, env = "AIRLOCK_INSECURE_PUBLIC")]
     pub insecure_public: bool,
+    /// Where browsers reach the dashboard when a TLS reverse proxy is in
+    /// front, e.g. https://airlock.example.com: the origin of the redirect
+    /// URIs given to OAuth providers (default http://<dashboard address>).
+    #[arg(long, env = "AIRLOCK_DASHBOARD_PUBLIC_URL", value_name = "URL")]
+    pub dashboard_public_url: Option<String>,
     /// OpenID Connect issuer URL: turns on "Sign in with ..." on the
     /// dashboard. The client secret is read from AIRLOCK_OIDC_CLIENT_SECRET
     /// or the config file only.

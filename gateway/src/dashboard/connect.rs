@@ -28,11 +28,13 @@ use openidconnect::{PkceCodeChallenge, PkceCodeVerifier};
 
 use crate::credentials::AuthorizationCode;
 use crate::dashboard::pending::Pending;
+use crate::dashboard::public_url::PublicUrl;
 use crate::dashboard::session::{SessionCtx, random_token, same_token};
 use crate::service::connect::ConnectTarget;
 
 /// Where the provider sends the browser back: register
-/// `http://DASHBOARD/oauth2/callback` as the OAuth client's redirect URI.
+/// `ORIGIN/oauth2/callback` as the OAuth client's redirect URI, where
+/// ORIGIN is the dashboard's public URL or `http://<listener>`.
 pub const CALLBACK_PATH: &str = "/oauth2/callback";
 /// The cookie carrying the state between the redirect and the callback.
 pub const CONNECT_COOKIE: &str = "airlock_connect";
@@ -82,10 +84,10 @@ pub struct Connect {
 }
 
 impl Connect {
-    /// `dashboard_addr` is the bound address the callback is served on.
-    pub fn new(dashboard_addr: &str) -> Connect {
+    /// `origin`: where browsers reach the dashboard.
+    pub fn new(origin: &PublicUrl) -> Connect {
         Connect {
-            redirect_uri: format!("http://{dashboard_addr}{CALLBACK_PATH}"),
+            redirect_uri: origin.join(CALLBACK_PATH),
             pending: Pending::new(CONNECT_LIFETIME, MAX_PENDING),
         }
     }
@@ -185,7 +187,7 @@ mod tests {
 
     #[test]
     fn the_authorization_url_carries_pkce_state_and_the_presets_parameters() {
-        let c = Connect::new("127.0.0.1:10254");
+        let c = Connect::new(&PublicUrl::of_listener("127.0.0.1:10254".parse().unwrap()));
         let (url, state) = c.start(target(), session()).unwrap();
         let url = Url::parse(&url).unwrap();
         let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
@@ -207,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_callback_needs_its_own_cookie_and_works_once() {
-        let c = Connect::new("127.0.0.1:1");
+        let c = Connect::new(&PublicUrl::of_listener("127.0.0.1:1".parse().unwrap()));
         let (_, state) = c.start(target(), session()).unwrap();
         assert!(matches!(
             c.finish(&state, None),

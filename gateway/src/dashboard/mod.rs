@@ -37,6 +37,7 @@ pub mod login_limit;
 pub mod oidc;
 pub mod pages;
 pub mod pending;
+pub mod public_url;
 pub mod render;
 pub mod session;
 pub mod session_path;
@@ -147,7 +148,8 @@ pub async fn announce_first_password(
 }
 
 /// The whole dashboard: login, pages, static files and `/api/v1`.
-/// `addr` is the bound address, for OIDC's default redirect URL.
+/// `addr` is the bound address: without a public URL, the origin of the
+/// redirect URIs given to OAuth providers.
 pub fn router(
     service: Service,
     status: StatusInfo,
@@ -155,13 +157,14 @@ pub fn router(
     settings: &DashboardSettings,
     addr: SocketAddr,
 ) -> Result<Router, DashboardError> {
+    let origin = settings.origin(addr);
     let oidc = match &settings.oidc {
-        Some(o) => Some(Arc::new(Oidc::new(o.clone(), &addr.to_string())?)),
+        Some(o) => Some(Arc::new(Oidc::new(o.clone(), &origin)?)),
         None => None,
     };
     let state = DashState {
         oidc,
-        connect: Arc::new(connect::Connect::new(&addr.to_string())),
+        connect: Arc::new(connect::Connect::new(&origin)),
         service: service.clone(),
         status: status.clone(),
         sessions: Arc::new(Sessions::default()),

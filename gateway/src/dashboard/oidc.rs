@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::OidcSettings;
 use crate::dashboard::pending::Pending;
+use crate::dashboard::public_url::PublicUrl;
 
 /// The cookie carrying the state between the redirect and the callback.
 pub const OIDC_COOKIE: &str = "airlock_oidc";
@@ -78,12 +79,13 @@ pub struct Oidc {
 }
 
 impl Oidc {
-    /// `dashboard_addr` gives the default redirect URL.
-    pub fn new(settings: OidcSettings, dashboard_addr: &str) -> Result<Oidc, OidcError> {
+    /// `origin` (where browsers reach the dashboard) gives the default
+    /// redirect URL.
+    pub fn new(settings: OidcSettings, origin: &PublicUrl) -> Result<Oidc, OidcError> {
         let redirect_url = settings
             .redirect_url
             .clone()
-            .unwrap_or_else(|| format!("http://{dashboard_addr}/login/oidc/callback"));
+            .unwrap_or_else(|| origin.join("/login/oidc/callback"));
         // The crate's advice: no redirects, so a hostile issuer cannot
         // bounce the daemon's requests to internal addresses.
         let http = reqwest::ClientBuilder::new()
@@ -234,7 +236,7 @@ mod tests {
                 allowed_emails: emails.iter().map(|e| e.to_string()).collect(),
                 allowed_domain: domain.map(str::to_owned),
             },
-            "127.0.0.1:10254",
+            &PublicUrl::of_listener("127.0.0.1:10254".parse().unwrap()),
         )
         .unwrap()
     }

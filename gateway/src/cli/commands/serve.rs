@@ -42,6 +42,7 @@ pub fn settings(overrides: Overrides, args: ServeArgs) -> Result<Settings> {
         intercept: args.intercept,
         dashboard_listen: args.dashboard_listen,
         insecure_public: args.insecure_public,
+        dashboard_public_url: args.dashboard_public_url,
         oidc_issuer: args.oidc_issuer,
         oidc_client_id: args.oidc_client_id,
         // From the environment only: a flag would show it in `ps`.
