@@ -35,6 +35,12 @@ pub use decision::{Decision, Outcome};
 pub use writer::run_writer;
 
 const CHANNEL_CAPACITY: usize = 65_536;
+/// The share of the queue kept for requests that reserve a place: records
+/// without one (the kernel's refusals, which an agent can cause as fast as
+/// it can call `connect`) may fill at most the rest, so a flood of them
+/// cannot leave a well-behaved agent's requests without a place, answered
+/// 503 under `required`.
+const RESERVED_SHARE: usize = 4;
 
 pub const DEFAULT_SPOOL_MAX_MB: u64 = 256;
 
@@ -63,6 +69,8 @@ impl Default for AuditSettings {
 #[derive(Debug, Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<AuditRecord>,
+    /// Places [`AuditSink::record`] leaves free for [`AuditSink::reserve`].
+    headroom: usize,
     state: Arc<AuditState>,
 }
 
@@ -101,10 +109,14 @@ pub type Slot = mpsc::OwnedPermit<AuditRecord>;
 impl AuditSink {
     /// Queues a record; never blocks. For records with no [`Slot`] (the
     /// kernel's refusals, a request refused because none was free): lost
-    /// and counted when the queue is full.
+    /// and counted when the queue is full but for the places kept for
+    /// requests being served ([`RESERVED_SHARE`]).
     pub fn record(&self, record: AuditRecord) {
         self.state.recorded.fetch_add(1, Ordering::Relaxed);
-        if self.tx.try_send(record).is_err() {
+        // `capacity()` and `try_send` are not one step, so two callers may
+        // both pass the check: the headroom shrinks by at most the number
+        // of threads, never to nothing.
+        if self.tx.capacity() <= self.headroom || self.tx.try_send(record).is_err() {
             self.count_dropped();
         }
     }
@@ -159,7 +171,15 @@ fn channel_of(
         required: settings.required,
         ..AuditState::default()
     });
-    (AuditSink { tx, state }, rx)
+    let headroom = capacity / RESERVED_SHARE;
+    (
+        AuditSink {
+            tx,
+            headroom,
+            state,
+        },
+        rx,
+    )
 }
 
 #[cfg(test)]
@@ -189,6 +209,20 @@ mod tests {
         assert!(d.is_some());
         drop(d);
         assert!(sink.reserve().is_some());
+    }
+
+    #[test]
+    fn a_flood_of_unreserved_records_leaves_room_for_served_requests() {
+        let (sink, _rx) = channel_of(&AuditSettings::default(), 8);
+        for _ in 0..100 {
+            sink.record(AuditRecord::default());
+        }
+        // 6 of 8 places taken by the flood, the rest counted lost...
+        assert_eq!(sink.state().dropped.load(Ordering::Relaxed), 94);
+        // ...and the 2 kept back still serve requests.
+        let slots: Vec<_> = (0..2).map(|_| sink.reserve()).collect();
+        assert!(slots.iter().all(Option::is_some));
+        assert!(sink.reserve().is_none());
     }
 
     #[test]
