@@ -39,7 +39,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 fn bad_github_keys_and_grants_are_refused_and_nothing_is_stored() {
     let i = Issuer::start(60);
     let d = start_daemon(&i);
-    let dir = i.dir.path();
+    let dir = i.dir();
     let good = i.github.key.private_path();
     let pem = &i.github.key.pem;
 
@@ -151,7 +151,7 @@ fn bad_github_keys_and_grants_are_refused_and_nothing_is_stored() {
 fn what_is_not_a_service_account_key_file_is_refused() {
     let i = Issuer::start(60);
     let d = start_daemon(&i);
-    let dir = i.dir.path();
+    let dir = i.dir();
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&i.google.file).expect("the key file"))
             .expect("JSON");

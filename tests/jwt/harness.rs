@@ -4,14 +4,12 @@
 //! keys made by openssl for each test, never committed; a daemon that
 //! trusts the issuer, and the leak checks.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::Duration;
 
-pub use crate::support::agent::{Agent, CURL_TIMEOUT, split};
-use crate::support::upstream::TestCa;
+pub use crate::support::agent::{Agent, split};
+use crate::support::script_server::{Prepared, ScriptServer, assert_absent};
 use crate::support::{Daemon, Output, evidence, random_hex, run};
 
 /// An RSA key pair in files: the private key the gateway gets, the public
@@ -90,37 +88,23 @@ pub struct ServiceAccount {
 
 /// The Python process, killed (by PID) when this drops.
 pub struct Issuer {
-    child: Child,
+    server: ScriptServer,
     pub port: u16,
-    pub ca: Arc<TestCa>,
     pub github: GithubApp,
     pub google: ServiceAccount,
-    pub dir: tempfile::TempDir,
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Issuer {
     /// Starts the issuer with tokens living `ttl` seconds.
     pub fn start(ttl: u64) -> Issuer {
-        let ca = Arc::new(TestCa::new_temp());
-        let dir = tempfile::tempdir().expect("an issuer directory");
-        let cert = ca.mint(&["127.0.0.1", "api.test.local"]);
-        let cert_path = dir.path().join("cert.pem");
-        let key_path = dir.path().join("key.pem");
-        std::fs::write(&cert_path, &cert.cert_pem).expect("write cert");
-        std::fs::write(&key_path, &cert.key_pem).expect("write key");
+        let prepared = Prepared::new();
+        let dir = prepared.dir.path();
         let github = GithubApp {
             app_id: format!("{}", 100_000 + rand_u16()),
             installation_id: format!("{}", 5_000_000 + rand_u16()),
-            key: Key::generate(dir.path(), "github-app", true, 2048),
+            key: Key::generate(dir, "github-app", true, 2048),
         };
-        let google_key = Key::generate(dir.path(), "service-account", false, 2048);
+        let google_key = Key::generate(dir, "service-account", false, 2048);
         let client_email = format!(
             "agent-{}@airlock-test.iam.gserviceaccount.com",
             random_hex(3)
@@ -128,40 +112,23 @@ impl Issuer {
         let key_id = random_hex(20);
         let scope = "https://www.googleapis.com/auth/cloud-platform.read-only".to_owned();
         let config = serde_json::json!({
-            "cert": cert_path, "key": key_path, "token_ttl": ttl,
+            "cert": prepared.cert_path, "key": prepared.key_path, "token_ttl": ttl,
             "github": {"app_id": github.app_id, "installation_id": github.installation_id,
                        "public_key": github.key.public},
             "google": {"client_email": client_email, "key_id": key_id,
                        "public_key": google_key.public, "scope": scope},
         });
-        let config_path = dir.path().join("config.json");
-        std::fs::write(&config_path, config.to_string()).expect("write config");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/jwt/issuer.py");
         // Debian's python3 has PyJWT and cryptography (cargo xtask setup).
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        let stdout = child.stdout.take().expect("the issuer's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        let Ok(ready) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the issuer did not start within 30s (python3-jwt installed?)");
-        };
-        let port = u16::try_from(ready["port"].as_u64().expect("port")).expect("a port");
-        let file = dir.path().join("service-account.json");
+        let server = prepared.spawn(
+            "/usr/bin/python3",
+            script.as_ref(),
+            &config,
+            "the issuer",
+            "cargo xtask setup installs python3-jwt",
+        );
+        let port = server.port("port");
+        let file = server.dir.path().join("service-account.json");
         let key_file = serde_json::json!({
             "type": "service_account",
             "project_id": "airlock-test",
@@ -174,9 +141,8 @@ impl Issuer {
         });
         std::fs::write(&file, key_file.to_string()).expect("write the key file");
         Issuer {
-            child,
+            server,
             port,
-            ca,
             github,
             google: ServiceAccount {
                 client_email,
@@ -185,8 +151,12 @@ impl Issuer {
                 key: google_key,
                 file,
             },
-            dir,
         }
+    }
+
+    /// A directory for the test's own files, removed with the issuer.
+    pub fn dir(&self) -> &Path {
+        self.server.dir.path()
     }
 
     pub fn api_url(&self) -> String {
@@ -199,14 +169,7 @@ impl Issuer {
     }
 
     fn admin(&self, method: &str, path: &str) -> serde_json::Value {
-        let url = format!("{}/__admin/{path}", self.api_url());
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--fail", "-X", method, "--cacert"])
-            .arg(self.ca.ca_pem_path())
-            .arg(&url);
-        let out = run(&mut cmd, None, CURL_TIMEOUT);
-        assert!(out.success(), "{method} {url}: {}", out.all());
-        serde_json::from_str(&out.stdout).expect("admin JSON")
+        self.server.admin(self.port, method, path)
     }
 
     /// Token requests the issuer granted for `grant` (`github_app`,
@@ -269,14 +232,7 @@ fn rand_u16() -> u32 {
 }
 
 pub fn start_daemon(issuer: &Issuer) -> Daemon {
-    Daemon::builder()
-        .env(
-            "AIRLOCK_UPSTREAM_CA",
-            issuer.ca.ca_pem_path().display().to_string(),
-        )
-        .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8")
-        .env("AIRLOCK_RESOLVE", "api.test.local=127.0.0.1")
-        .start()
+    issuer.server.start_daemon(&[])
 }
 
 /// `airlock secret add NAME` as a GitHub App of the issuer; `extra`
@@ -334,27 +290,7 @@ pub fn assert_no_leaks(d: &Daemon, i: &Issuer) {
     for key in [&i.github.key, &i.google.key] {
         values.extend(body_lines(&key.pem).map(str::to_owned));
     }
-    let audit = d.cli_ok(&["audit", "--json", "--limit", "10000"]);
-    let listing = d.cli_ok(&["secret", "list", "--json"]);
-    let places = [
-        ("the daemon's log", d.log()),
-        ("the audit trail", audit),
-        ("secret list", listing),
-        ("the CLI transcript", d.transcript()),
-        (
-            "the audit rows",
-            d.db()
-                .psql("SELECT string_agg(t::text, ' ') FROM audit_events t"),
-        ),
-    ];
-    for v in values.iter().filter(|v| v.len() >= 12) {
-        for (place, text) in &places {
-            assert!(
-                !text.contains(v.as_str()),
-                "a token, assertion or key leaked into {place}"
-            );
-        }
-    }
+    assert_absent(d, &d.db(), &values, "a token, assertion or key");
 }
 
 /// The secret's state as `secret list --json` shows it.

@@ -2,105 +2,61 @@
 //! [`Setup`]: a daemon that trusts them, with one agent, and curl through
 //! its explicit proxy.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
-
-pub use crate::support::agent::{Agent, CURL_TIMEOUT, split};
-use crate::support::upstream::TestCa;
-use crate::support::{Daemon, Output, evidence, random_hex, run};
+pub use crate::support::agent::{Agent, split};
+use crate::support::script_server::{Prepared, ScriptServer, assert_absent};
+use crate::support::{Daemon, Output, evidence, random_hex};
 
 /// The OAuth2 provider and resource server; the Node process is killed
 /// (by PID) when this drops, however the test ends.
 pub struct Provider {
-    child: Child,
+    server: ScriptServer,
     pub token_url: String,
     /// The provider's authorization endpoint (oidc-provider's `/auth`).
     pub authorize_url: String,
     pub api_port: u16,
-    pub ca: Arc<TestCa>,
     pub client_id: String,
     pub client_secret: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Provider {
     /// Starts the provider with access tokens living `access_ttl` seconds.
     pub fn start(access_ttl: u64) -> Provider {
-        let ca = Arc::new(TestCa::new_temp());
-        let dir = tempfile::tempdir().expect("a provider directory");
-        let cert = ca.mint(&["127.0.0.1", "api.test.local"]);
-        let cert_path = dir.path().join("cert.pem");
-        let key_path = dir.path().join("key.pem");
-        std::fs::write(&cert_path, &cert.cert_pem).expect("write cert");
-        std::fs::write(&key_path, &cert.key_pem).expect("write key");
+        let prepared = Prepared::new();
         let client_id = format!("airlock-{}", random_hex(4));
         let client_secret = format!("cs-leakcheck-{}", random_hex(16));
         evidence::note_secret(&client_secret);
         let config = serde_json::json!({
-            "cert": cert_path, "key": key_path, "ca": ca.ca_pem_path(),
+            "cert": prepared.cert_path, "key": prepared.key_path,
+            "ca": prepared.ca.ca_pem_path(),
             "access_ttl": access_ttl, "client_id": client_id, "client_secret": client_secret,
         });
-        let config_path = dir.path().join("config.json");
-        std::fs::write(&config_path, config.to_string()).expect("write config");
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../tests/node/oauth_server.mjs"
         );
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs (cargo xtask setup installs it and tests/node's packages)");
-        let stdout = child.stdout.take().expect("the provider's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The provider prints notices too: the first JSON line is the one.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        let ready = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(v) => v,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the OAuth2 provider did not start within 30s");
-            }
-        };
+        let server = prepared.spawn(
+            "node",
+            script.as_ref(),
+            &config,
+            "the OAuth2 provider",
+            "cargo xtask setup installs node and tests/node's packages",
+        );
+        let issuer = server.ready["issuer"].as_str().expect("issuer").to_owned();
         Provider {
-            child,
-            token_url: ready["token_url"].as_str().expect("token_url").to_owned(),
-            authorize_url: format!("{}/auth", ready["issuer"].as_str().expect("issuer")),
-            api_port: u16::try_from(ready["api_port"].as_u64().expect("api_port")).expect("a port"),
-            ca,
+            token_url: server.ready["token_url"]
+                .as_str()
+                .expect("token_url")
+                .to_owned(),
+            authorize_url: format!("{issuer}/auth"),
+            api_port: server.port("api_port"),
             client_id,
             client_secret,
-            _dir: dir,
+            server,
         }
     }
 
     fn admin(&self, method: &str, path: &str) -> serde_json::Value {
-        let url = format!("https://127.0.0.1:{}/__admin/{path}", self.api_port);
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--fail", "-X", method, "--cacert"])
-            .arg(self.ca.ca_pem_path())
-            .arg(&url);
-        let out = run(&mut cmd, None, CURL_TIMEOUT);
-        assert!(out.success(), "{method} {url}: {}", out.all());
-        serde_json::from_str(&out.stdout).expect("admin JSON")
+        self.server.admin(self.api_port, method, path)
     }
 
     /// Token requests of one grant type.
@@ -159,24 +115,9 @@ impl Provider {
     }
 }
 
-/// The environment a daemon needs to reach and trust the provider.
-pub fn daemon_env(p: &Provider) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "AIRLOCK_UPSTREAM_CA",
-            p.ca.ca_pem_path().display().to_string(),
-        ),
-        ("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8".to_owned()),
-        ("AIRLOCK_RESOLVE", "api.test.local=127.0.0.1".to_owned()),
-    ]
-}
-
+/// A daemon that reaches and trusts the provider, with `extra` set.
 pub fn start_daemon(p: &Provider, extra: &[(&str, String)]) -> Daemon {
-    let mut b = Daemon::builder();
-    for (k, v) in daemon_env(p).iter().chain(extra) {
-        b = b.env(k, v.clone());
-    }
-    b.start()
+    p.server.start_daemon(extra)
 }
 
 impl Agent {
@@ -226,24 +167,5 @@ pub fn assert_no_leaks(daemon: &Daemon, p: &Provider) {
 pub fn assert_no_leaks_with(daemon: &Daemon, p: &Provider, db: &crate::support::Db) {
     let mut values = p.issued();
     values.push(p.client_secret.clone());
-    let audit = daemon.cli_ok(&["audit", "--json", "--limit", "10000"]);
-    let listing = daemon.cli_ok(&["secret", "list", "--json"]);
-    let places = [
-        ("the daemon's log", daemon.log()),
-        ("the audit trail", audit),
-        ("secret list", listing),
-        ("the CLI transcript", daemon.transcript()),
-        (
-            "the audit rows",
-            db.psql("SELECT string_agg(t::text, ' ') FROM audit_events t"),
-        ),
-    ];
-    for v in values.iter().filter(|v| v.len() >= 12) {
-        for (place, text) in &places {
-            assert!(
-                !text.contains(v.as_str()),
-                "a token or secret leaked into {place}"
-            );
-        }
-    }
+    assert_absent(daemon, db, &values, "a token or secret");
 }

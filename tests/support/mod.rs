@@ -16,6 +16,8 @@
 //! - `prometheus`: a real Prometheus server scraping `/metrics`.
 //! - `inproc`: a gateway in the test's process, without the binary or a
 //!   database (tests/pipeline.rs).
+//! - `script_server`: the OAuth2 provider and JWT issuer scripts, over TLS
+//!   with a test CA, and the leak scan of what a daemon wrote for them.
 //! - `proxied`: a daemon and upstream behind the explicit proxy, with raw
 //!   async clients (tunnel, TLS), for the abuse and soak tests.
 //!
@@ -47,6 +49,8 @@ pub mod process;
 pub mod prometheus;
 #[allow(dead_code)]
 pub mod proxied;
+#[allow(dead_code)]
+pub mod script_server;
 #[allow(dead_code)]
 pub mod upstream;
 
