@@ -21,6 +21,7 @@
 //! - the gateway's CPU per request by kind of secret: a static one, the
 //!   same echoed by the upstream (its response body scrubbed), and an
 //!   OAuth2 secret with a cached token ([`secret_cost`]);
+//! - how long a rule change takes to reach the hot path ([`rule_reach`]);
 //! - a new container's first connection ([`container`], whose route runs
 //!   the same oha loads from inside a container of the agent, when Docker
 //!   can run).
@@ -45,6 +46,7 @@ mod nginx_peer;
 pub(crate) mod procs;
 pub(crate) mod report;
 pub(crate) mod route;
+mod rule_reach;
 mod runs;
 mod secret_cost;
 mod squid;
@@ -499,6 +501,13 @@ fn measure_points(
         up.port,
     )?);
     points.extend(secret_cost::measure(&tools.oha, up, explicit)?);
+    points.extend(rule_reach::measure(
+        &tools.agent_python,
+        root,
+        gw,
+        explicit,
+        up.port,
+    )?);
     Ok(points)
 }
 

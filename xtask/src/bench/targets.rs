@@ -155,6 +155,16 @@ pub fn table(r: &Results) -> String {
                 unit: " KiB",
             });
         }
+        if let Some(p) = point(r, "rule-reach-max", route) {
+            t.push(Target {
+                what: "a rule change reaches the hot path ≤ 100 ms (slowest of the rounds)",
+                route: route.into(),
+                measured: p.value,
+                limit: 100.0,
+                at_least: false,
+                unit: " ms",
+            });
+        }
         if let Some(added) = point(r, "sse-first-event", route).and_then(Point::added) {
             t.push(Target {
                 what: "SSE first event ≤ 1 ms added",
