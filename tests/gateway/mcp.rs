@@ -4,117 +4,13 @@
 //! through the explicit proxy as agent `bot`; raw bodies (too large, not
 //! JSON, a batch) with curl. `cargo xtask setup` installs the SDK.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use crate::support::gw::CURL_TIMEOUT;
-use crate::support::upstream::TestCa;
-use crate::support::{Daemon, Output, random_hex, run, wait_until};
-
-const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp");
-
-/// The Python MCP server, killed (by its PID) when this drops.
-struct McpServer {
-    child: Child,
-    port: u16,
-    ca: TestCa,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for McpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl McpServer {
-    /// Serves tools that answer only with `Authorization: Bearer {token}`.
-    fn start(token: &str) -> McpServer {
-        let ca = TestCa::new_temp();
-        let dir = tempfile::tempdir().expect("a server directory");
-        let cert = ca.mint(&["127.0.0.1", "api.test.local"]);
-        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert_path, &cert.cert_pem).expect("write cert");
-        std::fs::write(&key_path, &cert.key_pem).expect("write key");
-        let config = dir.path().join("config.json");
-        let json = serde_json::json!({"cert": cert_path, "key": key_path, "token": token});
-        std::fs::write(&config, json.to_string()).expect("write config");
-        let mut child = Command::new("python3")
-            .arg(Path::new(SCRIPTS).join("server.py"))
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let stdout = child.stdout.take().expect("the server's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(30))
-            .ok()
-            .and_then(|v| v["port"].as_u64())
-            .and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the MCP server did not start within 30s (is `mcp` installed? cargo xtask setup)"
-            );
-        };
-        let server = McpServer {
-            child,
-            port,
-            ca,
-            _dir: dir,
-        };
-        // Listening is not serving: wait for the app to answer.
-        wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
-            server.seen_now().map(|_| ())
-        })
-        .expect("the MCP server answers /seen");
-        server
-    }
-
-    fn host(&self) -> String {
-        format!("api.test.local:{}", self.port)
-    }
-
-    fn url(&self) -> String {
-        format!("https://{}/mcp", self.host())
-    }
-
-    fn seen_now(&self) -> Option<Vec<String>> {
-        let out = run(
-            Command::new("curl").args([
-                "-sS",
-                "--fail",
-                "--cacert",
-                &self.ca.ca_pem_path().display().to_string(),
-                "--resolve",
-                &format!("api.test.local:{}:127.0.0.1", self.port),
-                &format!("https://{}/seen", self.host()),
-            ]),
-            None,
-            CURL_TIMEOUT,
-        );
-        serde_json::from_str(&out.stdout).ok()
-    }
-
-    /// The tools called so far, straight from the server (not proxied).
-    fn seen(&self) -> Vec<String> {
-        self.seen_now().expect("the server lists the calls")
-    }
-}
+use crate::support::mcp::{
+    McpServer, client_args, parse_line, result_line, tools_call, wait_pending,
+};
+use crate::support::{Daemon, random_hex, run};
 
 /// A daemon that trusts the server's CA, with secret `mcp` (the server's
 /// credential, as a bearer header) granted to agent `bot`.
@@ -175,9 +71,13 @@ impl Fixture {
 
     fn client_command(&self, tool: &str, args: &serde_json::Value) -> Command {
         let mut cmd = Command::new("python3");
-        cmd.arg(PathBuf::from(SCRIPTS).join("client.py"))
-            .args([&self.server.url(), &self.proxy_url, &self.ca, tool])
-            .arg(args.to_string());
+        cmd.args(client_args(
+            &self.server.url(),
+            &self.proxy_url,
+            &self.ca,
+            tool,
+            args,
+        ));
         cmd
     }
 
@@ -199,21 +99,6 @@ impl Fixture {
         let (text, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
         (code.trim().parse().unwrap_or(0), text.to_owned())
     }
-}
-
-fn parse_line(out: &Output) -> serde_json::Value {
-    out.stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("the client printed no result: {out:#?}"))
-}
-
-fn tools_call(id: u32, tool: &str, args: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": tool, "arguments": args},
-    })
 }
 
 #[test]
@@ -325,13 +210,7 @@ fn an_approval_held_call_shows_the_tool_and_proceeds() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the client runs");
-    let pending = wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
-        let out = fx.daemon.cli_ok(&["approvals", "--json"]);
-        out.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|a| a["status"] == "pending")
-    });
-    let Some(pending) = pending else {
+    let Some(pending) = wait_pending(&fx.daemon) else {
         let out = child.wait_with_output().ok();
         panic!("the call was not held: {out:?}");
     };
@@ -344,10 +223,7 @@ fn an_approval_held_call_shows_the_tool_and_proceeds() {
     let id = pending["id"].as_i64().expect("an id").to_string();
     fx.daemon.cli_ok(&["approve", &id]);
     let out = child.wait_with_output().expect("the client ends");
-    let line: serde_json::Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
+    let line = result_line(&String::from_utf8_lossy(&out.stdout))
         .unwrap_or_else(|| panic!("no result: {out:?}"));
     assert_eq!(line["ok"][0], "paid 5 to bob", "{line}");
     assert_eq!(fx.server.seen(), ["pay"]);

@@ -1,8 +1,11 @@
 """An MCP client for the gateway's MCP-rule tests: the official `mcp`
 SDK's ClientSession over streamable HTTP, through the gateway's explicit
-proxy as an agent (its token in the proxy URL), trusting the gateway's CA.
+proxy as an agent (its token in the proxy URL), trusting the gateway's CA;
+or, inside an agent's cgroup (`airlock run`), with no proxy at all.
 
 Usage: client.py URL PROXY CA TOOL ARGS_JSON
+An empty PROXY is none (transparent interception); an empty CA is the
+bundle SSL_CERT_FILE names (which `airlock run` sets).
 Prints one JSON line: {"ok": [texts], "is_error": bool} when the tool
 answered, {"mcp_error": {"code": N, "message": S}} when the call raised
 McpError (a JSON-RPC error, as the gateway answers a refused call).
@@ -10,6 +13,7 @@ McpError (a JSON-RPC error, as the gateway answers a refused call).
 
 import asyncio
 import json
+import os
 import ssl
 import sys
 
@@ -21,9 +25,9 @@ from mcp.shared.exceptions import McpError
 
 async def main() -> None:
     url, proxy, ca, tool, args = sys.argv[1:6]
-    tls = ssl.create_default_context(cafile=ca)
+    tls = ssl.create_default_context(cafile=ca or os.environ["SSL_CERT_FILE"])
     timeout = httpx.Timeout(30, read=120)
-    async with httpx.AsyncClient(proxy=proxy, verify=tls, timeout=timeout, trust_env=False) as http:
+    async with httpx.AsyncClient(proxy=proxy or None, verify=tls, timeout=timeout, trust_env=False) as http:
         async with streamable_http_client(url, http_client=http) as (read, write, _):
             async with ClientSession(read, write) as session:
                 await session.initialize()

@@ -14,6 +14,7 @@
 //! - `browser`: headless Chromium through chromedriver (dashboard tests).
 //! - `git_http`: a git smart-HTTP server behind a bearer token.
 //! - `prometheus`: a real Prometheus server scraping `/metrics`.
+//! - `mcp`: a real MCP server (Python SDK) and the SDK's client.
 //! - `inproc`: a gateway in the test's process, without the binary or a
 //!   database (tests/pipeline.rs).
 //! - `script_server`: the OAuth2 provider and JWT issuer scripts, over TLS
@@ -41,6 +42,8 @@ pub mod git_http;
 pub mod gw;
 #[allow(dead_code)]
 pub mod inproc;
+#[allow(dead_code)]
+pub mod mcp;
 #[allow(dead_code)]
 pub mod metrics;
 pub mod pg;

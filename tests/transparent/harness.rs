@@ -292,10 +292,19 @@ pub(crate) fn add_secret(daemon: &Daemon, name: &str, host: &str, value: &str, a
 /// tests/run_user.rs covers): these tests share agent names, and an
 /// agent's own user outlives the test.
 pub(crate) fn agent_run(daemon: &Daemon, agent: &str, args: &[&str]) -> Output {
+    run(
+        &mut agent_command(daemon, agent, args),
+        None,
+        CLIENT_TIMEOUT,
+    )
+}
+
+/// The command [`agent_run`] runs, for a test that starts it and goes on.
+pub(crate) fn agent_command(daemon: &Daemon, agent: &str, args: &[&str]) -> Command {
     let mut cmd = daemon.command();
     cmd.args(["run", "--agent", agent, "--user", "nobody", "--"])
         .args(args);
-    run(&mut cmd, None, CLIENT_TIMEOUT)
+    cmd
 }
 
 /// curl with no proxy and the name resolved to `ip`.

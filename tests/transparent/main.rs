@@ -35,6 +35,7 @@ mod fallback;
 mod git;
 mod kernel_refusals;
 mod map_metrics;
+mod mcp;
 mod netns;
 mod stale_records;
 mod unknown_cgroups;

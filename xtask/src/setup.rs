@@ -25,6 +25,8 @@ use crate::cmd;
 /// Prometheus, which scrapes `/metrics` in its test; rsyslog, which
 /// receives the audit trail's syslog lines in theirs (the test runs an
 /// rsyslogd of its own on a socket of its own, whatever the system's does);
+/// pip for the system interpreter, which installs the MCP SDK where agents
+/// can read it ([`agent_python_mcp`]);
 /// PyJWT and cryptography for the system interpreter, with which
 /// tests/jwt's token endpoint verifies the gateway's RS256 assertions (and
 /// openssl, which makes their keys);
@@ -48,6 +50,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "git",
     "systemd",
     "python3-requests",
+    "python3-pip",
     "python3-jwt",
     "python3-cryptography",
     "openssl",
@@ -79,6 +82,7 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     cargo_fuzz()?;
     python_requests()?;
+    agent_python_mcp()?;
     node_test_client()?;
     Ok(())
 }
@@ -120,6 +124,48 @@ fn python_requests() -> Result<()> {
         ]),
     )?;
     println!("setup: {step} ... ok (installed)");
+    Ok(())
+}
+
+/// Where [`agent_python_mcp`] installs the SDK: the workspace's `target/`
+/// (whatever `CARGO_TARGET_DIR` says), where tests/support/mcp.rs looks.
+const AGENT_PYTHON_DIR: &str = "target/agent-python";
+
+/// The MCP SDK for the system interpreter, in [`AGENT_PYTHON_DIR`], for
+/// tests/transparent/mcp.rs: its client runs as an `airlock run` agent, an
+/// unprivileged user that cannot reach root's pip or pyenv installs (0700
+/// `/root`) and whose `python3` is the system one; the test puts this
+/// directory on its `PYTHONPATH`. pip installs for the interpreter that runs
+/// it, so the compiled parts (pydantic-core) fit that interpreter.
+fn agent_python_mcp() -> Result<()> {
+    let step = "mcp for the system python3 (agents)";
+    begin(step);
+    let python = Path::new("/usr/bin/python3");
+    if !python.is_file() {
+        done("skipped (no /usr/bin/python3; tests/transparent/mcp.rs will say so)");
+        return Ok(());
+    }
+    let dir = cmd::workspace_root()?.join(AGENT_PYTHON_DIR);
+    let present = Command::new(python)
+        .env("PYTHONPATH", &dir)
+        .args([
+            "-c",
+            "import mcp, importlib.metadata as m; assert m.version('mcp') == '1.30.0'",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        done("ok (already installed)");
+        return Ok(());
+    }
+    install(
+        step,
+        Command::new(python)
+            .args(["-m", "pip", "install", "--quiet", "--upgrade", "--target"])
+            .arg(&dir)
+            .arg(PYTHON_MCP),
+    )?;
+    println!("setup: {step} ... ok (installed in {})", dir.display());
     Ok(())
 }
 

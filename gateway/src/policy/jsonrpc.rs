@@ -161,13 +161,21 @@ struct Node {
 }
 
 impl Node {
-    fn child<E: de::Error>(&self) -> Result<Node, E> {
+    /// Refuses an array or object at this depth if its level would be
+    /// past [`MAX_DEPTH`]. Checked on entering the container, empty or
+    /// not: an empty object, whose children are never asked for, counts
+    /// as a level as an empty array does.
+    fn enter<E: de::Error>(&self) -> Result<(), E> {
         if self.depth >= MAX_DEPTH {
             return Err(E::custom(TOO_DEEP));
         }
-        Ok(Node {
+        Ok(())
+    }
+
+    fn child(&self) -> Node {
+        Node {
             depth: self.depth + 1,
-        })
+        }
     }
 }
 
@@ -208,12 +216,9 @@ impl<'de> Visitor<'de> for Node {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.enter()?;
         let mut items = Vec::new();
-        loop {
-            let child = self.child()?;
-            let Some(item) = seq.next_element_seed(child)? else {
-                break;
-            };
+        while let Some(item) = seq.next_element_seed(self.child())? {
             // Only the top-level array is a batch; a cap on it alone
             // bounds the work of judging element by element.
             if self.depth == 0 && items.len() == MAX_BATCH {
@@ -225,9 +230,10 @@ impl<'de> Visitor<'de> for Node {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.enter()?;
         let mut obj = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(self.child()?)?;
+            let value = map.next_value_seed(self.child())?;
             if obj.insert(key, value).is_some() {
                 return Err(de::Error::custom("duplicate key"));
             }
@@ -298,6 +304,31 @@ mod tests {
             "}".repeat(MAX_DEPTH + 1)
         );
         assert_eq!(read(objects.as_bytes()), Err(Unreadable::TooDeep));
+    }
+
+    #[test]
+    fn an_empty_object_or_array_counts_as_a_level() {
+        // Seen writing the `jsonrpc` fuzz target's depth property: 65 levels
+        // ending in `{}` were read, though 65 ending in `[]` were not.
+        let nest =
+            |n: usize, inner: &str| format!("{}{inner}{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        for inner in ["{}", "[]"] {
+            assert!(
+                read(nest(MAX_DEPTH - 1, inner).as_bytes()).is_ok(),
+                "{inner}"
+            );
+            assert_eq!(
+                read(nest(MAX_DEPTH, inner).as_bytes()),
+                Err(Unreadable::TooDeep),
+                "{inner}"
+            );
+        }
+        let arrays = |n: usize, inner: &str| format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
+        assert!(read(arrays(MAX_DEPTH - 1, "{}").as_bytes()).is_ok());
+        assert_eq!(
+            read(arrays(MAX_DEPTH, "{}").as_bytes()),
+            Err(Unreadable::TooDeep)
+        );
     }
 
     #[test]

@@ -293,6 +293,25 @@ pub fn start(
         )?;
         agent_add.args(["--grant", OAUTH2_SECRET]);
     }
+    // The MCP rule of `secret_cost`: judges the tool calls POSTed to the
+    // first port's MCP_JUDGED_PATH (blocking a tool they never name), and
+    // no other request.
+    if let Some(port) = upstream_ports.first() {
+        run_quiet(
+            cli(binary, &data_dir).args([
+                "rule",
+                "add",
+                "--host",
+                &format!("{HOST}:{port}"),
+                "--path",
+                upstream::MCP_JUDGED_PATH,
+                "--mcp-tool",
+                "delete_*",
+                "--block",
+            ]),
+            None,
+        )?;
+    }
     let token = run_quiet(&mut agent_add, None)?.trim().to_owned();
     if token.is_empty() || token.contains(char::is_whitespace) {
         bail!("`airlock agent add` printed no single token: {token:?}");

@@ -56,10 +56,12 @@ pub struct Measured {
 
 impl Run<'_> {
     fn command(&self, path: &str) -> Command {
-        self.command_bounded(
-            &["-z".to_owned(), format!("{}ms", self.duration.as_millis())],
-            path,
-        )
+        self.command_bounded(&self.timed(), path)
+    }
+
+    /// oha's bound for a run of `duration`.
+    fn timed(&self) -> [String; 2] {
+        ["-z".to_owned(), format!("{}ms", self.duration.as_millis())]
     }
 
     /// The same run bounded by a request count (`-n`) instead of its
@@ -73,8 +75,15 @@ impl Run<'_> {
     }
 
     fn command_bounded(&self, bound: &[String], path: &str) -> Command {
+        self.command_sending(bound, path, &[])
+    }
+
+    /// The command with `request` (oha's method, body and header options)
+    /// before the URL.
+    fn command_sending(&self, bound: &[String], path: &str, request: &[String]) -> Command {
         let mut c = self.route.command(self.oha);
         c.args(["--no-tui", "--output-format", "json"]);
+        c.args(request);
         match self.mode {
             Mode::KeepAlive => {
                 c.args(["--http-version", "1.1"]);
@@ -100,7 +109,23 @@ impl Run<'_> {
 
     /// The run against another of the upstream's paths (one answering 200).
     pub fn go_at(&self, path: &str) -> Result<Measured> {
-        let mut c = self.command(path);
+        self.finish(self.command(path))
+    }
+
+    /// The run POSTing `body` (of `content_type`) to `path`, every request.
+    pub fn go_post(&self, path: &str, content_type: &str, body: &str) -> Result<Measured> {
+        let request = [
+            "-m".to_owned(),
+            "POST".to_owned(),
+            "-T".to_owned(),
+            content_type.to_owned(),
+            "-d".to_owned(),
+            body.to_owned(),
+        ];
+        self.finish(self.command_sending(&self.timed(), path, &request))
+    }
+
+    fn finish(&self, mut c: Command) -> Result<Measured> {
         // oha stops itself at -z; the margin covers its start and the
         // requests in flight at the deadline.
         let out = procs::output_within(&mut c, self.duration + Duration::from_secs(30))?;

@@ -38,6 +38,16 @@ pub const OAUTH2_TOKEN_PATH: &str = "/oauth2/token";
 pub const OAUTH2_TOKEN: &str = "at-bench-oauth2";
 /// The OAuth2 secret's path: 200 only with `Bearer` [`OAUTH2_TOKEN`].
 pub const OAUTH2_PATH: &str = "/v1/oauth2-bench";
+/// An MCP endpoint that an MCP rule judges (`--mcp-tool`, added by
+/// [`super::gateway`]): every request's body is read and parsed as
+/// JSON-RPC before it is sent on. 200 with the key, whatever the method.
+pub const MCP_JUDGED_PATH: &str = "/mcp/judged";
+/// The same endpoint that no body rule concerns: the body is streamed
+/// through unread.
+pub const MCP_PLAIN_PATH: &str = "/mcp/plain";
+/// What the MCP runs POST: one JSON-RPC `tools/call` of 300 bytes, a tool
+/// the rule lets pass (it blocks `delete_*`).
+pub const MCP_CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/home/agent/project/src/main.rs","offset":0,"limit":4000,"encoding":"utf-8","follow_symlinks":false,"reason":"read the entry point first to see how the command line is parsed before changing it again"}}}"#;
 
 pub struct Upstream {
     pub port: u16,
@@ -202,6 +212,13 @@ http {{
                 return 401 '{{"error":"missing token"}}';
             }}
             return 200 '{{"ok":true}}';
+        }}
+        location ^~ /mcp/ {{
+            default_type application/json;
+            if ($http_authorization != "{EXPECTED_AUTH}") {{
+                return 401 '{{"error":"missing key"}}';
+            }}
+            return 200 '{{"jsonrpc":"2.0","id":42,"result":{{"content":[]}}}}';
         }}
         location / {{
             return 404;
