@@ -6,12 +6,13 @@
 //! interpreter and, in [`agent_python_path`], for the system one that
 //! `airlock run` agents get.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::gw::CURL_TIMEOUT;
+use super::script_server::{Prepared, ScriptServer};
 use super::upstream::TestCa;
 use super::{Output, run, wait_until};
 
@@ -32,66 +33,31 @@ pub fn agent_python_path() -> PathBuf {
 
 /// The Python MCP server, killed (by its PID) when this drops.
 pub struct McpServer {
-    child: Child,
+    _server: ScriptServer,
     pub port: u16,
-    pub ca: TestCa,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for McpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    pub ca: Arc<TestCa>,
 }
 
 impl McpServer {
     /// Serves tools that answer only with `Authorization: Bearer {token}`,
     /// on 127.0.0.1, with a certificate for it and `api.test.local`.
     pub fn start(token: &str) -> McpServer {
-        let ca = TestCa::new_temp();
-        let dir = tempfile::tempdir().expect("a server directory");
-        let cert = ca.mint(&["127.0.0.1", "api.test.local"]);
-        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert_path, &cert.cert_pem).expect("write cert");
-        std::fs::write(&key_path, &cert.key_pem).expect("write key");
-        let config = dir.path().join("config.json");
-        let json = serde_json::json!({"cert": cert_path, "key": key_path, "token": token});
-        std::fs::write(&config, json.to_string()).expect("write config");
-        let mut child = Command::new("python3")
-            .arg(Path::new(SCRIPTS).join("server.py"))
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let stdout = child.stdout.take().expect("the server's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
+        let prepared = Prepared::new();
+        let config = serde_json::json!({
+            "cert": prepared.cert_path, "key": prepared.key_path, "token": token,
         });
-        let port = rx
-            .recv_timeout(Duration::from_secs(30))
-            .ok()
-            .and_then(|v| v["port"].as_u64())
-            .and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the MCP server did not start within 30s (is `mcp` installed? cargo xtask setup)"
-            );
-        };
+        let script = Path::new(SCRIPTS).join("server.py");
+        let started = prepared.spawn(
+            "python3",
+            &script,
+            &config,
+            "the MCP server",
+            "is `mcp` installed? cargo xtask setup",
+        );
         let server = McpServer {
-            child,
-            port,
-            ca,
-            _dir: dir,
+            port: started.port("port"),
+            ca: started.ca.clone(),
+            _server: started,
         };
         // Listening is not serving: wait for the app to answer.
         wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
