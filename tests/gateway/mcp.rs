@@ -4,179 +4,44 @@
 //! through the explicit proxy as agent `bot`; raw bodies (too large, not
 //! JSON, a batch) with curl. `cargo xtask setup` installs the SDK.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::py_upstream::Proxied;
 use crate::support::gw::CURL_TIMEOUT;
-use crate::support::upstream::TestCa;
-use crate::support::{Daemon, Output, random_hex, run, wait_until};
+use crate::support::{Daemon, Output, run, wait_until};
 
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp");
 
-/// The Python MCP server, killed (by its PID) when this drops.
-struct McpServer {
-    child: Child,
-    port: u16,
-    ca: TestCa,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for McpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl McpServer {
-    /// Serves tools that answer only with `Authorization: Bearer {token}`.
-    fn start(token: &str) -> McpServer {
-        let ca = TestCa::new_temp();
-        let dir = tempfile::tempdir().expect("a server directory");
-        let cert = ca.mint(&["127.0.0.1", "api.test.local"]);
-        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert_path, &cert.cert_pem).expect("write cert");
-        std::fs::write(&key_path, &cert.key_pem).expect("write key");
-        let config = dir.path().join("config.json");
-        let json = serde_json::json!({"cert": cert_path, "key": key_path, "token": token});
-        std::fs::write(&config, json.to_string()).expect("write config");
-        let mut child = Command::new("python3")
-            .arg(Path::new(SCRIPTS).join("server.py"))
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let stdout = child.stdout.take().expect("the server's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(30))
-            .ok()
-            .and_then(|v| v["port"].as_u64())
-            .and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the MCP server did not start within 30s (is `mcp` installed? cargo xtask setup)"
-            );
-        };
-        let server = McpServer {
-            child,
-            port,
-            ca,
-            _dir: dir,
-        };
-        // Listening is not serving: wait for the app to answer.
-        wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
-            server.seen_now().map(|_| ())
-        })
-        .expect("the MCP server answers /seen");
-        server
-    }
-
-    fn host(&self) -> String {
-        format!("api.test.local:{}", self.port)
-    }
-
-    fn url(&self) -> String {
-        format!("https://{}/mcp", self.host())
-    }
-
-    fn seen_now(&self) -> Option<Vec<String>> {
-        let out = run(
-            Command::new("curl").args([
-                "-sS",
-                "--fail",
-                "--cacert",
-                &self.ca.ca_pem_path().display().to_string(),
-                "--resolve",
-                &format!("api.test.local:{}:127.0.0.1", self.port),
-                &format!("https://{}/seen", self.host()),
-            ]),
-            None,
-            CURL_TIMEOUT,
-        );
-        serde_json::from_str(&out.stdout).ok()
-    }
-
-    /// The tools called so far, straight from the server (not proxied).
-    fn seen(&self) -> Vec<String> {
-        self.seen_now().expect("the server lists the calls")
-    }
-}
-
-/// A daemon that trusts the server's CA, with secret `mcp` (the server's
-/// credential, as a bearer header) granted to agent `bot`.
+/// The FastMCP server behind a daemon, with the SDK's client at hand.
 struct Fixture {
-    server: McpServer,
-    daemon: Daemon,
-    proxy_url: String,
-    ca: String,
+    up: Proxied,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Proxied;
+    fn deref(&self) -> &Proxied {
+        &self.up
+    }
 }
 
 impl Fixture {
     fn start() -> Fixture {
-        let value = format!("mcp-{}", random_hex(12));
-        let server = McpServer::start(&value);
-        let daemon = Daemon::builder()
-            .env(
-                "AIRLOCK_UPSTREAM_CA",
-                server.ca.ca_pem_path().display().to_string(),
-            )
-            .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8,::1/128")
-            .env("AIRLOCK_RESOLVE", "api.test.local=127.0.0.1")
-            .start();
-        let host = server.host();
-        daemon
-            .cli_stdin(
-                &[
-                    "secret",
-                    "add",
-                    "mcp",
-                    "--host",
-                    &host,
-                    "--header",
-                    "Authorization",
-                ],
-                &value,
-            )
-            .ok();
-        let token = daemon
-            .cli_ok(&["agent", "add", "bot", "--grant", "mcp"])
-            .trim()
-            .to_owned();
-        let status = daemon.status_json();
-        let proxy = status["proxy_addr"].as_str().expect("proxy_addr");
+        let script = Path::new(SCRIPTS).join("server.py");
         Fixture {
-            proxy_url: format!("http://bot:{token}@{proxy}"),
-            ca: status["ca_cert"].as_str().expect("ca_cert").to_owned(),
-            server,
-            daemon,
+            up: Proxied::start(&script, "`mcp`"),
         }
     }
 
     fn rule(&self, args: &[&str]) {
-        let host = self.server.host();
-        let mut full = vec!["rule", "add", "--host", &host, "--path", "/mcp"];
-        full.extend_from_slice(args);
-        self.daemon.cli_ok(&full);
+        self.up.rule("/mcp", args);
     }
 
     fn client_command(&self, tool: &str, args: &serde_json::Value) -> Command {
         let mut cmd = Command::new("python3");
         cmd.arg(PathBuf::from(SCRIPTS).join("client.py"))
-            .args([&self.server.url(), &self.proxy_url, &self.ca, tool])
+            .args([&self.url("/mcp"), &self.proxy_url, &self.ca, tool])
             .arg(args.to_string());
         cmd
     }
@@ -189,15 +54,7 @@ impl Fixture {
 
     /// A raw POST of `body` to the MCP endpoint with curl: status and body.
     fn post(&self, body: &[u8]) -> (u16, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--cacert", &self.ca, "-x", &self.proxy_url])
-            .args(["-w", "\n%{http_code}", "-X", "POST", "--data-binary", "@-"])
-            .args(["-H", "Content-Type: application/json"])
-            .args(["-H", "Accept: application/json, text/event-stream"])
-            .arg(self.server.url());
-        let out = run(&mut cmd, Some(body), CURL_TIMEOUT);
-        let (text, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), text.to_owned())
+        self.up.post("/mcp", body)
     }
 }
 
