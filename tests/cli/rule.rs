@@ -322,3 +322,60 @@ fn allow_rules_and_the_default() {
     );
     assert_eq!(d.cli_ok(&["default", "--json"]), before);
 }
+
+#[test]
+fn graphql_rules_and_their_errors() {
+    let d = Daemon::start();
+    fn add<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut full = vec!["rule", "add", "--host", "api.example.com", "--block"];
+        full.extend_from_slice(extra);
+        full
+    }
+    for (extra, needle) in [
+        (
+            &["--graphql", "Mutation"][..],
+            "query, mutation or subscription",
+        ),
+        (
+            &["--graphql", "delete"][..],
+            "query, mutation or subscription",
+        ),
+        (&["--graphql-field", "user.name"][..], "GraphQL field name"),
+        (&["--graphql-field", "1user"][..], "GraphQL field name"),
+        (&["--graphql-field", "del[ete"][..], "GraphQL field name"),
+        (&["--graphql", "query", "--mcp-tool", "x"][..], "not both"),
+        (
+            &["--graphql", "query", "--body-limit", "5MiB"][..],
+            "body limit",
+        ),
+        (
+            &["--graphql", "query", "--on-unreadable", "maybe"][..],
+            "refuse or allow",
+        ),
+        (&["--on-unreadable", "allow"][..], "--graphql"),
+    ] {
+        refused_one_line(&d, &add(extra), None, &[needle]);
+    }
+    assert_eq!(d.cli_ok(&["rule", "list", "--json"]).trim(), "[]");
+
+    let added = d.cli_ok(&add(&["--path", "/graphql", "--graphql", "mutation"]));
+    assert!(
+        added.contains("if graphql mutation (reads 65536 bytes, unreadable: refuse)"),
+        "{added}"
+    );
+    let added = d.cli_ok(&add(&[
+        "--graphql",
+        "query",
+        "--graphql-field",
+        "admin*",
+        "--on-unreadable",
+        "allow",
+    ]));
+    assert!(added.contains("if graphql query field=admin*"), "{added}");
+    let rules = json(&d.cli_ok(&["rule", "list", "--json"]));
+    assert_eq!(
+        rules[1]["body"],
+        serde_json::json!({"graphql_operation": "query", "graphql_field": "admin*",
+            "body_limit": 65536, "on_unreadable": "allow"})
+    );
+}

@@ -13,6 +13,7 @@ mod harness;
 mod access_requests;
 mod audit_export;
 mod clients;
+mod graphql;
 mod injection;
 mod leaks;
 mod mcp;

@@ -4,75 +4,41 @@
 //! through the explicit proxy as agent `bot`; raw bodies (too large, not
 //! JSON, a batch) with curl. `cargo xtask setup` installs the SDK.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::support::gw::CURL_TIMEOUT;
 use crate::support::mcp::{
-    McpServer, client_args, parse_line, result_line, tools_call, wait_pending,
+    SCRIPTS, client_args, parse_line, result_line, tools_call, wait_pending,
 };
-use crate::support::{Daemon, random_hex, run};
+use crate::support::py_upstream::Proxied;
+use crate::support::{Daemon, run};
 
-/// A daemon that trusts the server's CA, with secret `mcp` (the server's
-/// credential, as a bearer header) granted to agent `bot`.
-struct Fixture {
-    server: McpServer,
-    daemon: Daemon,
-    proxy_url: String,
-    ca: String,
+/// [`Proxied`] with the MCP server in front of the daemon: its endpoint
+/// is `/mcp`.
+struct Fixture(Proxied);
+
+impl std::ops::Deref for Fixture {
+    type Target = Proxied;
+    fn deref(&self) -> &Proxied {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn start() -> Fixture {
-        let value = format!("mcp-{}", random_hex(12));
-        let server = McpServer::start(&value);
-        let daemon = Daemon::builder()
-            .env(
-                "AIRLOCK_UPSTREAM_CA",
-                server.ca.ca_pem_path().display().to_string(),
-            )
-            .env("AIRLOCK_ALLOW_UPSTREAMS", "127.0.0.0/8,::1/128")
-            .env("AIRLOCK_RESOLVE", "api.test.local=127.0.0.1")
-            .start();
-        let host = server.host();
-        daemon
-            .cli_stdin(
-                &[
-                    "secret",
-                    "add",
-                    "mcp",
-                    "--host",
-                    &host,
-                    "--header",
-                    "Authorization",
-                ],
-                &value,
-            )
-            .ok();
-        let token = daemon
-            .cli_ok(&["agent", "add", "bot", "--grant", "mcp"])
-            .trim()
-            .to_owned();
-        let status = daemon.status_json();
-        let proxy = status["proxy_addr"].as_str().expect("proxy_addr");
-        Fixture {
-            proxy_url: format!("http://bot:{token}@{proxy}"),
-            ca: status["ca_cert"].as_str().expect("ca_cert").to_owned(),
-            server,
-            daemon,
-        }
+        let script = Path::new(SCRIPTS).join("server.py");
+        Fixture(Proxied::start(&script, "the `mcp` SDK"))
     }
 
     fn rule(&self, args: &[&str]) {
-        let host = self.server.host();
-        let mut full = vec!["rule", "add", "--host", &host, "--path", "/mcp"];
-        full.extend_from_slice(args);
-        self.daemon.cli_ok(&full);
+        self.0.rule("/mcp", args);
     }
 
     fn client_command(&self, tool: &str, args: &serde_json::Value) -> Command {
         let mut cmd = Command::new("python3");
         cmd.args(client_args(
-            &self.server.url(),
+            &self.url("/mcp"),
             &self.proxy_url,
             &self.ca,
             tool,
@@ -89,15 +55,7 @@ impl Fixture {
 
     /// A raw POST of `body` to the MCP endpoint with curl: status and body.
     fn post(&self, body: &[u8]) -> (u16, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--cacert", &self.ca, "-x", &self.proxy_url])
-            .args(["-w", "\n%{http_code}", "-X", "POST", "--data-binary", "@-"])
-            .args(["-H", "Content-Type: application/json"])
-            .args(["-H", "Accept: application/json, text/event-stream"])
-            .arg(self.server.url());
-        let out = run(&mut cmd, Some(body), CURL_TIMEOUT);
-        let (text, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), text.to_owned())
+        self.0.post("/mcp", body)
     }
 }
 

@@ -7,14 +7,10 @@
 //! `airlock run` agents get.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::gw::CURL_TIMEOUT;
-use super::script_server::{Prepared, ScriptServer};
-use super::upstream::TestCa;
-use super::{Output, run, wait_until};
+use super::py_upstream::PyServer;
+use super::{Output, wait_until};
 
 pub const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp");
 
@@ -31,81 +27,31 @@ pub fn agent_python_path() -> PathBuf {
     dir
 }
 
-/// The Python MCP server, killed (by its PID) when this drops.
-pub struct McpServer {
-    _server: ScriptServer,
-    pub port: u16,
-    pub ca: Arc<TestCa>,
+/// The Python MCP server (tests/mcp/server.py), killed (by its PID) when
+/// this drops; its endpoint is `/mcp`.
+pub struct McpServer(PyServer);
+
+impl std::ops::Deref for McpServer {
+    type Target = PyServer;
+    fn deref(&self) -> &PyServer {
+        &self.0
+    }
 }
 
 impl McpServer {
     /// Serves tools that answer only with `Authorization: Bearer {token}`,
     /// on 127.0.0.1, with a certificate for it and `api.test.local`.
     pub fn start(token: &str) -> McpServer {
-        let prepared = Prepared::new();
-        let config = serde_json::json!({
-            "cert": prepared.cert_path, "key": prepared.key_path, "token": token,
-        });
         let script = Path::new(SCRIPTS).join("server.py");
-        let started = prepared.spawn(
-            "python3",
-            &script,
-            &config,
-            "the MCP server",
-            "is `mcp` installed? cargo xtask setup",
-        );
-        let server = McpServer {
-            port: started.port("port"),
-            ca: started.ca.clone(),
-            _server: started,
-        };
-        // Listening is not serving: wait for the app to answer.
-        wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
-            server.seen_now().map(|_| ())
-        })
-        .expect("the MCP server answers /seen");
-        server
-    }
-
-    /// By name (`api.test.local`, which the daemon resolves).
-    pub fn host(&self) -> String {
-        format!("api.test.local:{}", self.port)
+        McpServer(PyServer::start(&script, token, "the `mcp` SDK"))
     }
 
     pub fn url(&self) -> String {
         format!("https://{}/mcp", self.host())
     }
 
-    /// By address: what an agent with no resolver entry for the name
-    /// connects to (no SNI; the original destination names the host).
-    pub fn ip_host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
     pub fn ip_url(&self) -> String {
         format!("https://{}/mcp", self.ip_host())
-    }
-
-    fn seen_now(&self) -> Option<Vec<String>> {
-        let out = run(
-            Command::new("curl").args([
-                "-sS",
-                "--fail",
-                "--cacert",
-                &self.ca.ca_pem_path().display().to_string(),
-                "--resolve",
-                &format!("api.test.local:{}:127.0.0.1", self.port),
-                &format!("https://{}/seen", self.host()),
-            ]),
-            None,
-            CURL_TIMEOUT,
-        );
-        serde_json::from_str(&out.stdout).ok()
-    }
-
-    /// The tools called so far, straight from the server (not proxied).
-    pub fn seen(&self) -> Vec<String> {
-        self.seen_now().expect("the server lists the calls")
     }
 }
 

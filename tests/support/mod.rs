@@ -17,6 +17,8 @@
 //! - `mcp`: a real MCP server (Python SDK) and the SDK's client.
 //! - `inproc`: a gateway in the test's process, without the binary or a
 //!   database (tests/pipeline.rs).
+//! - `py_upstream`: a Python server (MCP, GraphQL) as an agent's upstream
+//!   behind a daemon, for the body-rule tests.
 //! - `script_server`: the OAuth2 provider and JWT issuer scripts, over TLS
 //!   with a test CA, and the leak scan of what a daemon wrote for them.
 //! - `proxied`: a daemon and upstream behind the explicit proxy, with raw
@@ -52,6 +54,8 @@ pub mod process;
 pub mod prometheus;
 #[allow(dead_code)]
 pub mod proxied;
+#[allow(dead_code)]
+pub mod py_upstream;
 #[allow(dead_code)]
 pub mod script_server;
 #[allow(dead_code)]

@@ -95,15 +95,21 @@ const PYTHON_WEBSOCKETS: &str = "websockets==15.0.1";
 /// The official MCP SDK (server and client) of tests/gateway/mcp.rs; 1.x,
 /// whose `FastMCP` and streamable HTTP client the tests use.
 const PYTHON_MCP: &str = "mcp==1.30.0";
+/// The GraphQL server of tests/gateway/graphql.rs (Strawberry's ASGI app)
+/// and the ASGI server it and the MCP server run under.
+const PYTHON_STRAWBERRY: &str = "strawberry-graphql==0.341.2";
+const PYTHON_UVICORN: &str = "uvicorn==0.55.0";
 
 fn python_requests() -> Result<()> {
-    let step = "python requests, websockets, mcp";
+    let step = "python requests, websockets, mcp, strawberry-graphql";
     begin(step);
     let present = Command::new("python3")
         .args([
             "-c",
             "import requests, websockets, importlib.metadata as m; \
-             assert websockets.__version__ == '15.0.1'; assert m.version('mcp') == '1.30.0'",
+             assert websockets.__version__ == '15.0.1'; assert m.version('mcp') == '1.30.0'; \
+             assert m.version('strawberry-graphql') == '0.341.2'; \
+             assert m.version('uvicorn') == '0.55.0'",
         ])
         .output()
         .is_ok_and(|o| o.status.success());
@@ -121,6 +127,8 @@ fn python_requests() -> Result<()> {
             "requests",
             PYTHON_WEBSOCKETS,
             PYTHON_MCP,
+            PYTHON_STRAWBERRY,
+            PYTHON_UVICORN,
         ]),
     )?;
     println!("setup: {step} ... ok (installed)");

@@ -584,7 +584,8 @@ pub enum RuleCommand {
     Rm { id: String },
 }
 
-/// `rule add`'s body condition: MCP (JSON-RPC) messages in the body.
+/// `rule add`'s body condition: MCP (JSON-RPC) messages or GraphQL
+/// operations in the body (one kind per rule).
 #[derive(Debug, Args)]
 pub struct RuleBodyArgs {
     /// Only MCP (JSON-RPC) messages in the body with this method, e.g. tools/call.
@@ -597,11 +598,20 @@ pub struct RuleBodyArgs {
     /// the glob, e.g. '/path=/etc/*' (repeatable: all must match).
     #[arg(long = "mcp-arg", value_name = "POINTER=GLOB")]
     pub mcp_args: Vec<String>,
+    /// Only GraphQL operations of this type (the rule's host and path are
+    /// the GraphQL endpoint).
+    #[arg(long, value_name = "query|mutation|subscription")]
+    pub graphql: Option<String>,
+    /// Only GraphQL operations with a top-level field of this name (not
+    /// alias), or matching this glob, e.g. 'delete*'.
+    #[arg(long, value_name = "NAME")]
+    pub graphql_field: Option<String>,
     /// Bytes of the body read before deciding: N, NKiB or NMiB (default 64KiB).
     #[arg(long, value_name = "SIZE")]
     pub body_limit: Option<String>,
-    /// What a body the rule cannot read (too large, not JSON, too deep)
-    /// gets: refuse (default) or allow (the rule is passed over).
+    /// What a body the rule cannot read (too large, not JSON, too deep, a
+    /// GraphQL document too complex or not parseable) gets: refuse
+    /// (default) or allow (the rule is passed over).
     #[arg(long, value_name = "refuse|allow")]
     pub on_unreadable: Option<String>,
 }

@@ -17,11 +17,12 @@
 //! Among rules of the same action the first in order wins. A request held
 //! for approval is rate-limited after it is approved, like any other.
 //!
-//! A rule with a body condition ([`super::mcp`]) matches a message of the
-//! body, not the request: each message of a batch is judged on its own
-//! (the head-only rules apply to every one), and the batch gets the
-//! gravest verdict of its messages, so one blocked call blocks the batch
-//! and one call outside an allowlist denies it. A body such a rule cannot
+//! A rule with a body condition ([`super::body`]) matches a unit of the
+//! body, not the request: a JSON-RPC message for an MCP rule, one
+//! top-level field of a GraphQL operation for a GraphQL rule. Each unit
+//! is judged on its own (the head-only rules apply to every one), and the
+//! request gets the gravest verdict of its units, so one blocked call or
+//! field blocks the batch and one outside an allowlist denies it. A body such a rule cannot
 //! read is refused by it ([`Verdict::Unreadable`]) unless the rule says
 //! `on_unreadable = allow`, which passes it over. Whether the body is read
 //! at all is decided from the head first ([`body_limit`]), so a request no
@@ -29,11 +30,10 @@
 
 use std::time::Duration;
 
+use super::body::{BodyMatch, BodyRead, OnUnreadable, Unit, Unreadable};
 use super::canonical::PathForms;
 use super::default::{AgentDefault, DefaultAction, DefaultScope};
-use super::jsonrpc::{Message, Unreadable};
 use super::limiter::RateLimiter;
-use super::mcp::{BodyRead, OnUnreadable};
 use crate::model::AgentName;
 use crate::store::rules::RuleRecord;
 
@@ -152,11 +152,19 @@ pub fn evaluate(
     let mut granted = move || *known.get_or_insert_with(|| granted.take().is_some_and(|g| g()));
     // The body rules that could apply, and whether each can judge it.
     let mut readable = Vec::new();
+    // Which readings of the body those rules judge.
+    let (mut mcp, mut graphql) = (false, false);
     if let Some(body) = req.body {
         for rule in rules.iter().filter(|r| head_matches(r, req)) {
             let Some(cond) = &rule.body else { continue };
             match (cond.readable(body), cond.on_unreadable) {
-                (Ok(()), _) => readable.push(rule.id),
+                (Ok(()), _) => {
+                    readable.push(rule.id);
+                    match cond.kind {
+                        BodyMatch::Mcp(_) => mcp = true,
+                        BodyMatch::Graphql(_) => graphql = true,
+                    }
+                }
                 (Err(why), OnUnreadable::Refuse) => {
                     return Verdict::Unreadable { rule: rule.id, why };
                 }
@@ -164,13 +172,13 @@ pub fn evaluate(
             }
         }
     }
-    let messages = req.body.map_or(&[][..], BodyRead::each);
-    if messages.is_empty() {
+    let units = req.body.map(|b| b.units(mcp, graphql)).unwrap_or_default();
+    if units.is_empty() {
         return judge(rules, default, req, None, &readable, &mut granted);
     }
     let mut gravest: Option<Verdict> = None;
-    for m in messages {
-        let v = judge(rules, default, req, Some(m), &readable, &mut granted);
+    for unit in units {
+        let v = judge(rules, default, req, Some(unit), &readable, &mut granted);
         if gravest.is_none_or(|g| v.gravity() > g.gravity()) {
             gravest = Some(v);
         }
@@ -180,13 +188,13 @@ pub fn evaluate(
     })
 }
 
-/// The verdict on `req` as carrying `message` (or none): head-only rules
-/// by their head, body rules (those in `readable`) by the message too.
+/// The verdict on `req` as carrying `unit` (or none): head-only rules
+/// by their head, body rules (those in `readable`) by the unit too.
 fn judge(
     rules: &[RuleRecord],
     default: &AgentDefault,
     req: &RequestFacts<'_>,
-    message: Option<&Message>,
+    unit: Option<Unit<'_>>,
     readable: &[i64],
     granted: &mut impl FnMut() -> bool,
 ) -> Verdict {
@@ -195,7 +203,7 @@ fn judge(
         head_matches(r, req)
             && match &r.body {
                 None => true,
-                Some(cond) => readable.contains(&r.id) && message.is_some_and(|m| cond.matches(m)),
+                Some(cond) => readable.contains(&r.id) && unit.is_some_and(|u| cond.matches(u)),
             }
     };
     let mut approve = None;

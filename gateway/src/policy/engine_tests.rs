@@ -379,7 +379,7 @@ fn call(id: u32, tool: &str) -> String {
 /// Evaluates a POST to mcp.x.com/mcp carrying `body` (complete).
 fn with_body(rules: &[RuleRecord], d: &AgentDefault, body: &str) -> Verdict {
     let bot = AgentName::parse("bot").unwrap();
-    let read = BodyRead::new(body.as_bytes(), true);
+    let read = BodyRead::new(body.as_bytes().to_vec(), true);
     let mut req = facts(&bot, "POST", "mcp.x.com", "/mcp");
     req.body = Some(&read);
     evaluate(rules, d, &req, || false)
@@ -400,7 +400,7 @@ fn only_requests_a_body_rule_could_concern_are_read() {
     let limit = |host, path| body_limit(&rules, &facts(&bot, "POST", host, path));
     assert_eq!(
         limit("mcp.x.com", "/mcp"),
-        Some(crate::policy::mcp::DEFAULT_LIMIT)
+        Some(crate::policy::body::DEFAULT_LIMIT)
     );
     assert_eq!(limit("mcp.x.com", "/other"), None);
     assert_eq!(limit("api.x.com", "/mcp"), None);
@@ -515,7 +515,7 @@ fn row_16_17_an_unreadable_body_is_refused_unless_the_rule_allows_it() {
     );
     // A body cut at the largest limit is too large for every rule.
     let bot = AgentName::parse("bot").unwrap();
-    let cut = BodyRead::new(b"[", false);
+    let cut = BodyRead::new(&b"["[..], false);
     let mut req = facts(&bot, "POST", "mcp.x.com", "/mcp");
     req.body = Some(&cut);
     assert!(matches!(
@@ -534,7 +534,7 @@ fn the_grant_is_asked_once_for_a_batch() {
     let rules = vec![mcp_rule(1, RuleAction::Block, "delete_*", None, false)];
     let d = default(DENY, true, None);
     let batch = format!("[{},{},{}]", call(1, "a"), call(2, "b"), call(3, "c"));
-    let read = BodyRead::new(batch.as_bytes(), true);
+    let read = BodyRead::new(batch.as_bytes().to_vec(), true);
     let mut req = facts(&bot, "POST", "mcp.x.com", "/mcp");
     req.body = Some(&read);
     let asked = std::cell::Cell::new(0);
@@ -544,4 +544,137 @@ fn the_grant_is_asked_once_for_a_batch() {
     });
     assert_eq!(v, Verdict::Allow { by: Permit::Grant });
     assert_eq!(asked.get(), 1);
+}
+
+// ---- body conditions (GraphQL) ----
+
+fn graphql_rule(
+    id: i64,
+    action: RuleAction,
+    kind: Option<&str>,
+    field: Option<&str>,
+) -> RuleRecord {
+    let mut r = rule(id, "api.x.com", "/graphql", action);
+    r.body = Some(
+        crate::policy::BodyCondition::parse(&crate::policy::BodySpec {
+            graphql_operation: kind.map(str::to_owned),
+            graphql_field: field.map(str::to_owned),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    r
+}
+
+/// Evaluates a POST to api.x.com/graphql carrying the GraphQL `query`.
+fn graphql(rules: &[RuleRecord], d: &AgentDefault, query: &str) -> Verdict {
+    let bot = AgentName::parse("bot").unwrap();
+    let body = serde_json::json!({ "query": query }).to_string();
+    let read = BodyRead::new(body.into_bytes(), true);
+    let mut req = facts(&bot, "POST", "api.x.com", "/graphql");
+    req.body = Some(&read);
+    evaluate(rules, d, &req, || false)
+}
+
+#[test]
+fn row_19_a_graphql_mutation_is_blocked_while_queries_pass() {
+    let rules = vec![graphql_rule(1, RuleAction::Block, Some("mutation"), None)];
+    let d = default(ALLOW, true, None);
+    assert_eq!(graphql(&rules, &d, "{ user { id } }"), ALLOWED);
+    assert_eq!(
+        graphql(&rules, &d, "mutation { renamed: setName(n: \"x\") }"),
+        Verdict::Block { rule: 1 }
+    );
+    // The head decides first: another path is not the endpoint.
+    let bot = AgentName::parse("bot").unwrap();
+    assert_eq!(
+        body_limit(&rules, &facts(&bot, "POST", "api.x.com", "/rest")),
+        None
+    );
+}
+
+#[test]
+fn row_20_each_top_level_field_is_judged_on_its_own() {
+    let d = default(DENY, false, None);
+    let rules = vec![graphql_rule(
+        1,
+        RuleAction::Allow,
+        Some("query"),
+        Some("user"),
+    )];
+    assert_eq!(
+        graphql(&rules, &d, "{ user { id } }"),
+        Verdict::Allow {
+            by: Permit::Rule(1)
+        }
+    );
+    // An allowed field does not carry another one along.
+    assert!(matches!(
+        graphql(&rules, &d, "{ user { id } secrets }"),
+        Verdict::Denied { .. }
+    ));
+    let mut held = rules.clone();
+    held.push(graphql_rule(2, RuleAction::Approve, None, Some("secrets")));
+    held.push(graphql_rule(3, RuleAction::Allow, None, Some("secrets")));
+    assert_eq!(
+        graphql(&held, &d, "{ user secrets }"),
+        Verdict::Approve {
+            rule: 2,
+            rate: None
+        }
+    );
+}
+
+#[test]
+fn an_unreadable_graphql_body_is_refused_by_default() {
+    use crate::policy::body::Unreadable;
+    let d = default(ALLOW, true, None);
+    let strict = vec![graphql_rule(1, RuleAction::Block, Some("mutation"), None)];
+    // 10,000 distinct aliases within the default 64 KiB: `abc:f `, each.
+    let alias = |i: u32| -> String {
+        [i / 676, i / 26 % 26, i % 26]
+            .iter()
+            .map(|&d| char::from(b'a' + d as u8))
+            .collect()
+    };
+    let aliases: String = (0..10_000).map(|i| format!("{}:f ", alias(i))).collect();
+    let bomb = format!("{{ {aliases} }}");
+    assert!(bomb.len() < 64 * 1024);
+    assert_eq!(
+        graphql(&strict, &d, &bomb),
+        Verdict::Unreadable {
+            rule: 1,
+            why: Unreadable::TooComplex
+        }
+    );
+    assert_eq!(
+        graphql(&strict, &d, "mutation {"),
+        Verdict::Unreadable {
+            rule: 1,
+            why: Unreadable::BadDocument
+        }
+    );
+    let mut lenient = strict.clone();
+    if let Some(b) = lenient[0].body.as_mut() {
+        b.on_unreadable = OnUnreadable::Allow;
+    }
+    assert_eq!(graphql(&lenient, &d, &bomb), ALLOWED);
+}
+
+#[test]
+fn mcp_and_graphql_rules_judge_their_own_reading() {
+    let d = default(ALLOW, true, None);
+    let mut rules = vec![graphql_rule(1, RuleAction::Block, Some("mutation"), None)];
+    rules.push({
+        let mut r = mcp_rule(2, RuleAction::Block, "delete_*", None, false);
+        r.host = HostPattern::parse("api.x.com").unwrap();
+        r.path = PathGlob::parse("/graphql").unwrap();
+        r
+    });
+    // A GraphQL body reads as JSON-RPC too, as a message with no method.
+    assert_eq!(graphql(&rules, &d, "{ delete_all }"), ALLOWED);
+    assert_eq!(
+        graphql(&rules, &d, "mutation { a }"),
+        Verdict::Block { rule: 1 }
+    );
 }

@@ -1,5 +1,5 @@
-//! Reading a request body as JSON-RPC messages, for rules with a body
-//! condition ([`super::mcp`]), strictly enough that the gateway and the
+//! Reading a request body as JSON-RPC messages, for rules with an MCP
+//! body condition ([`super::mcp`]), strictly enough that the gateway and the
 //! server cannot read one body two ways:
 //!
 //! - **Depth.** At most [`MAX_DEPTH`] nested arrays and objects. The
@@ -20,46 +20,12 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+pub use super::body::Unreadable;
+
 /// The deepest nesting of arrays and objects read.
 pub const MAX_DEPTH: usize = 64;
 /// The most elements a batch may have.
 pub const MAX_BATCH: usize = 100;
-
-/// Why a body could not be judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unreadable {
-    /// Longer than the rule reads (bytes).
-    TooLarge { limit: u32 },
-    /// Not one well-formed JSON value (or a duplicate key in it).
-    NotJson,
-    /// Nested deeper than [`MAX_DEPTH`].
-    TooDeep,
-    /// A batch of more than [`MAX_BATCH`] elements.
-    BatchTooLarge,
-    /// Compressed (`Content-Encoding`): its text is not readable as sent.
-    Encoded,
-}
-
-impl fmt::Display for Unreadable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Unreadable::TooLarge { limit } => {
-                write!(
-                    f,
-                    "the body is larger than the {limit} bytes the rule reads"
-                )
-            }
-            Unreadable::NotJson => f.write_str(
-                "the body is not one well-formed JSON value (or repeats a key in an object)",
-            ),
-            Unreadable::TooDeep => write!(f, "the body nests deeper than {MAX_DEPTH} levels"),
-            Unreadable::BatchTooLarge => {
-                write!(f, "the body is a batch of more than {MAX_BATCH} messages")
-            }
-            Unreadable::Encoded => f.write_str("the body is compressed (Content-Encoding)"),
-        }
-    }
-}
 
 /// One JSON-RPC message of a body: a request or notification (with a
 /// `method`), or anything else (a response, a stray value), which no
@@ -126,10 +92,7 @@ pub fn read(body: &[u8]) -> Result<Messages, Unreadable> {
             messages: Vec::new(),
         });
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = Node { depth: 0 }.deserialize(&mut de).map_err(classify)?;
-    de.end().map_err(|_| Unreadable::NotJson)?;
-    Ok(match value {
+    Ok(match strict_value(body)? {
         Value::Array(items) => Messages {
             batch: true,
             messages: items.into_iter().map(Message::from_value).collect(),
@@ -139,6 +102,15 @@ pub fn read(body: &[u8]) -> Result<Messages, Unreadable> {
             messages: vec![Message::from_value(one)],
         },
     })
+}
+
+/// Reads `body` as one JSON value, with the bounds and refusals above;
+/// GraphQL requests ([`super::graphql`]) are read with it too.
+pub fn strict_value(body: &[u8]) -> Result<Value, Unreadable> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = Node { depth: 0 }.deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(|_| Unreadable::NotJson)?;
+    Ok(value)
 }
 
 const TOO_DEEP: &str = "airlock: nested too deep";

@@ -1,5 +1,5 @@
 //! Reading the start of a request body for body rules
-//! ([`crate::policy::mcp`]), then sending it on unchanged.
+//! ([`crate::policy::body`]), then sending it on unchanged.
 //!
 //! Decisions:
 //! - **Bounded.** At most `limit` bytes (the largest limit among the
@@ -33,7 +33,7 @@ use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use crate::policy::BodyRead;
-use crate::policy::jsonrpc::Unreadable;
+use crate::policy::body::Unreadable;
 
 /// A body whose first frames were read already: those, then the rest.
 pub struct Prefixed<B = Incoming> {
@@ -79,7 +79,7 @@ where
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Ok((out, BodyRead::new(&[], false)));
+        return Ok((out, BodyRead::new(Bytes::new(), false)));
     }
     let mut prefix = BytesMut::new();
     let mut complete = out.rest.is_end_stream();
@@ -112,7 +112,8 @@ where
             }
         }
     }
-    let read = BodyRead::new(&prefix, complete && prefix.len() <= limit);
+    let within = complete && prefix.len() <= limit;
+    let read = BodyRead::new(prefix.freeze(), within);
     Ok((out, read))
 }
 
@@ -214,7 +215,10 @@ mod tests {
         let body = chunks(&[b"{\"method\":", b"\"tools/list\"}"]);
         let (out, read) = read(body, &HeaderMap::new(), 64, IDLE).await.unwrap();
         assert!(read.complete);
-        assert_eq!(read.each()[0].method.as_deref(), Some("tools/list"));
+        assert_eq!(
+            read.jsonrpc().unwrap().messages[0].method.as_deref(),
+            Some("tools/list")
+        );
         assert_eq!(all(out).await, b"{\"method\":\"tools/list\"}");
     }
 
@@ -227,7 +231,7 @@ mod tests {
             .unwrap();
         assert!(!read.complete);
         // Three frames of ten crossed 25 bytes; no more was read.
-        assert_eq!(read.len, 30);
+        assert_eq!(read.len(), 30);
         assert_eq!(out.head.len(), 3);
         assert_eq!(all(out).await, parts.concat());
     }
@@ -246,7 +250,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::CONTENT_ENCODING, "gzip".parse().unwrap());
         let (out, read) = read(chunks(&[b"x"]), &headers, 10, IDLE).await.unwrap();
-        assert_eq!(read.messages, Err(Unreadable::Encoded));
+        assert_eq!(read.jsonrpc().unwrap_err(), Unreadable::Encoded);
         assert!(out.head.is_empty());
     }
 

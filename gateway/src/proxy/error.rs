@@ -12,6 +12,10 @@
 //! error per request id ([`ProxyError::JsonRpc`], code [`JSONRPC_REFUSED`],
 //! the usual body as its `data`); the MCP SDKs raise it as an error of
 //! that call (Python's `McpError`), where a 403 would fail the transport.
+//! A refused GraphQL operation is the usual 403 with the usual body: the
+//! GraphQL server never ran it, and GraphQL clients raise a non-2xx as an
+//! HTTP error with its body, where a 200 with `errors` would read as the
+//! server's own answer (docs/policy.md, "GraphQL rules").
 
 use std::borrow::Cow;
 use std::fmt;
@@ -123,7 +127,7 @@ pub enum ProxyError {
     )]
     BodyUnreadable {
         rule: i64,
-        why: crate::policy::jsonrpc::Unreadable,
+        why: crate::policy::body::Unreadable,
     },
     /// A policy refusal of JSON-RPC requests, answered as JSON-RPC errors
     /// to these ids (each message's, in order; `batch`: as an array).

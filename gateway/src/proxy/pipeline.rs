@@ -192,7 +192,7 @@ async fn run_phases(
         Some(limit) => {
             let (body, read) =
                 body_prefix::read(body, &parts.headers, limit, gw.idle_timeout).await?;
-            (body, Some(read))
+            (body, Some(read.with_url_query(parts.uri.query())))
         }
     };
     facts.body = read.as_ref();
@@ -452,7 +452,8 @@ fn read_target(parts: &http::request::Parts) -> Result<PathForms<'_>, ProxyError
 /// JSON-RPC errors to their ids (see [`super::error`]); anything else, or
 /// a body with no request in it, as usual.
 fn as_jsonrpc(e: ProxyError, read: Option<&BodyRead>) -> ProxyError {
-    let Some(messages) = read.and_then(|r| r.messages.as_ref().ok()) else {
+    // Only a body an MCP rule had read: a GraphQL refusal is the usual 403.
+    let Some(messages) = read.and_then(BodyRead::jsonrpc_if_read) else {
         return e;
     };
     let ids: Vec<serde_json::Value> = messages.ids().cloned().collect();
@@ -551,10 +552,7 @@ async fn decide(
             Ok(Cleared::Now)
         }
         Verdict::Approve { rule, rate } => {
-            let detail = facts
-                .body
-                .and_then(|b| b.messages.as_ref().ok())
-                .and_then(super::approval_detail::describe);
+            let detail = facts.body.and_then(super::approval_detail::describe);
             let (approval, outcome) = gw
                 .approvals
                 .hold(NewApproval {

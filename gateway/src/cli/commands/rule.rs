@@ -97,6 +97,8 @@ fn body_spec(args: RuleBodyArgs) -> Result<Option<BodySpec>> {
         mcp_method: args.mcp_method,
         mcp_tool: args.mcp_tool,
         mcp_args: args.mcp_args,
+        graphql_operation: args.graphql,
+        graphql_field: args.graphql_field,
         body_limit: args.body_limit.as_deref().map(parse_size).transpose()?,
         on_unreadable: args.on_unreadable,
     };

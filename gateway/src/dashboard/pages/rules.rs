@@ -45,7 +45,7 @@ pub struct RuleRow {
     pub method: String,
     pub agent: String,
     pub action: String,
-    /// The body condition in words (MCP rules), or empty.
+    /// The body condition in words (MCP or GraphQL rules), or empty.
     pub body: String,
     /// The badge's colour.
     pub tone: &'static str,
