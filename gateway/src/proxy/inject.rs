@@ -287,7 +287,7 @@ impl<'s> Values<'s, '_> {
             .iter()
             .zip(&self.opened)
             .filter(|(s, opened)| !s.injection().is_placed_by_agent() || opened.is_some())
-            .map(|(s, _)| s.name().to_string())
+            .map(|(s, _)| s.name().as_str().to_owned())
             .collect();
         let mut injected = Injected {
             secrets,
