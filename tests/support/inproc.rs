@@ -33,7 +33,7 @@ use airlock::shutdown::ShutdownTrigger;
 use airlock::snapshot::{Snapshot, SnapshotHandle};
 use airlock::store::agents::AgentRecord;
 use airlock::store::rules::RuleRecord;
-use airlock::store::secrets::{SealFormat, SecretRecord};
+use airlock::store::secrets::{Binding, SealFormat, SecretRecord};
 use airlock::tls::{CertificateAuthority, LeafCache, upstream_client_config};
 use airlock::token::Token;
 use airlock::vault::{MasterKey, Vault};
@@ -116,7 +116,7 @@ impl InProc {
             name: AgentName::parse("bot").expect("agent name"),
             token_hash: token.hash(),
             cgroup: String::new(),
-            grants: vec![secret.name.clone()],
+            grants: vec![secret.name().clone()],
             default: None,
             created_at: chrono::Utc::now(),
         }];
@@ -354,11 +354,7 @@ fn secret(vault: &Vault, host: &str, value: &str) -> SecretRecord {
     let aad = airlock::store::secrets::aad(&id, &name, &host, &path, &injection);
     let sealed = vault.seal(&aad, value.as_bytes()).expect("sealing");
     SecretRecord {
-        id,
-        name,
-        host,
-        path,
-        injection,
+        binding: Binding::new(id, name, host, path, injection),
         sealed,
         seal_format: SealFormat::Bound,
         key_id: vault.key_id().to_owned(),

@@ -281,12 +281,12 @@ impl Credentials {
         let Ok(mut entries) = self.entries.lock() else {
             return Arc::new(Entry::default());
         };
-        let key = (secret.id, secret.version);
+        let key = (secret.id(), secret.version);
         if let Some(e) = entries.get(&key) {
             return e.clone();
         }
         // An older version's entry is of no more use.
-        entries.retain(|(id, _), _| *id != secret.id);
+        entries.retain(|(id, _), _| *id != secret.id());
         entries.entry(key).or_default().clone()
     }
 
@@ -295,8 +295,11 @@ impl Credentials {
         &self,
         secret: &SecretRecord,
     ) -> Result<AccessToken, CredentialError> {
-        let Injection::OAuth2(grant) = &secret.injection else {
-            return Err(internal(secret.name.as_str(), "it is not an OAuth2 secret"));
+        let Injection::OAuth2(grant) = secret.injection() else {
+            return Err(internal(
+                secret.name().as_str(),
+                "it is not an OAuth2 secret",
+            ));
         };
         let entry = self.entry(secret);
         let _flight = match entry.peek(Utc::now()) {
@@ -337,7 +340,7 @@ impl Credentials {
     /// The upstream answered 401 to `token`: it is not used again, and the
     /// next request renews.
     pub fn rejected(&self, secret: &SecretRecord, token: &AccessToken) {
-        tracing::info!(secret = %secret.name, "the upstream refused the access token (401); it will be renewed");
+        tracing::info!(secret = %secret.name(), "the upstream refused the access token (401); it will be renewed");
         self.entry(secret).reject(token);
     }
 
@@ -351,14 +354,14 @@ impl Credentials {
         grant: &OAuth2Grant,
         entry: &Entry,
     ) -> Result<Cached, CredentialError> {
-        let name = secret.name.as_str();
+        let name = secret.name().as_str();
         let store = self.store.as_ref().ok_or_else(|| {
             internal(
                 name,
                 "OAuth2 secrets need the database, and this gateway has none",
             )
         })?;
-        let lock = tokio::time::timeout(LOCK_WAIT, store.lock_tokens(secret.id))
+        let lock = tokio::time::timeout(LOCK_WAIT, store.lock_tokens(secret.id()))
             .await
             .map_err(|_| {
                 internal(

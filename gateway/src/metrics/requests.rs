@@ -8,7 +8,7 @@
 //! `airlock_audit_records_lost_total` instead.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,10 +29,12 @@ pub const OTHER: &str = "other";
 /// The agent label of a connection tied to no agent.
 pub const NO_AGENT: &str = "none";
 
+/// Label values are shared with [`Seen`]'s sets, so counting a record
+/// allocates nothing once its agent and host have been seen.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
-    agent: String,
-    host: String,
+    agent: Arc<str>,
+    host: Arc<str>,
     decision: &'static str,
     /// `2xx` … `5xx`, or `none` when the agent got no HTTP answer.
     status: &'static str,
@@ -40,26 +42,41 @@ struct RequestLabels {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct AgentLabel {
-    agent: String,
+    agent: Arc<str>,
 }
 
 /// Label values handed out so far, to bound cardinality.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Seen {
-    hosts: HashSet<String>,
-    agents: HashSet<String>,
+    hosts: HashSet<Arc<str>>,
+    agents: HashSet<Arc<str>>,
+    /// [`OTHER`], made once.
+    other: Arc<str>,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            hosts: HashSet::new(),
+            agents: HashSet::new(),
+            other: OTHER.into(),
+        }
+    }
 }
 
 impl Seen {
-    fn fold<'a>(set: &mut HashSet<String>, cap: usize, value: &'a str) -> &'a str {
-        if set.contains(value) {
-            return value;
+    /// `value` as a label: the set's own copy, a new one while the set is
+    /// below `cap`, else [`OTHER`].
+    fn fold(set: &mut HashSet<Arc<str>>, cap: usize, other: &Arc<str>, value: &str) -> Arc<str> {
+        if let Some(seen) = set.get(value) {
+            return seen.clone();
         }
         if set.len() < cap {
-            set.insert(value.to_owned());
+            let value: Arc<str> = value.into();
+            set.insert(value.clone());
             return value;
         }
-        OTHER
+        other.clone()
     }
 }
 
@@ -117,20 +134,24 @@ impl RequestMetrics {
             let agent = Seen::fold(
                 &mut seen.agents,
                 AGENT_CAP,
+                &seen.other,
                 r.agent.as_deref().unwrap_or(NO_AGENT),
             );
-            let host = Seen::fold(&mut seen.hosts, HOST_CAP, r.host.as_deref().unwrap_or(""));
+            let host = Seen::fold(
+                &mut seen.hosts,
+                HOST_CAP,
+                &seen.other,
+                r.host.as_deref().unwrap_or(""),
+            );
             let labels = RequestLabels {
-                agent: agent.to_owned(),
-                host: host.to_owned(),
+                agent: agent.clone(),
+                host,
                 decision: r.decision.as_str(),
                 status: status_class(r.status),
             };
             self.requests.get_or_create(&labels).inc();
             if let (Some(upstream), Some(head)) = (r.latency.upstream_us, r.latency.head_us) {
-                let agent = AgentLabel {
-                    agent: agent.to_owned(),
-                };
+                let agent = AgentLabel { agent };
                 let added = head.saturating_sub(upstream);
                 self.upstream
                     .get_or_create(&agent)

@@ -25,10 +25,61 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("the upstream sent nothing for {0:?}")]
 pub struct IdleTimeout(Duration);
 
+/// The bytes one request moved each way: counted by its two bodies as
+/// they stream, read by its audit record when it ends. Both counters
+/// share one allocation, made once per request.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    up: AtomicU64,
+    down: AtomicU64,
+}
+
+impl Traffic {
+    /// Bytes sent upstream so far.
+    pub fn up(&self) -> u64 {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Bytes sent back to the agent so far.
+    pub fn down(&self) -> u64 {
+        self.down.load(Ordering::Relaxed)
+    }
+}
+
+/// Which way a [`ByteCounter`] counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// Agent to upstream.
+    Up,
+    /// Upstream to agent.
+    Down,
+}
+
+/// One of a request's two [`Traffic`] counters.
+#[derive(Debug, Clone)]
+pub struct ByteCounter {
+    traffic: Arc<Traffic>,
+    direction: Direction,
+}
+
+impl ByteCounter {
+    pub fn new(traffic: Arc<Traffic>, direction: Direction) -> Self {
+        ByteCounter { traffic, direction }
+    }
+
+    pub fn add(&self, bytes: u64) {
+        let counter = match self.direction {
+            Direction::Up => &self.traffic.up,
+            Direction::Down => &self.traffic.down,
+        };
+        counter.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
 /// A body that counts its data bytes into `counter`.
 pub struct Counted<B> {
     inner: B,
-    counter: Arc<AtomicU64>,
+    counter: ByteCounter,
     idle: Option<Idle>,
 }
 
@@ -43,7 +94,7 @@ struct Idle {
 }
 
 impl<B> Counted<B> {
-    pub fn new(inner: B, counter: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: B, counter: ByteCounter) -> Self {
         Counted {
             inner,
             counter,
@@ -84,7 +135,7 @@ where
                 if let Some(Ok(f)) = &frame
                     && let Some(data) = f.data_ref()
                 {
-                    this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    this.counter.add(data.len() as u64);
                 }
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }

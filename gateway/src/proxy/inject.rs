@@ -123,9 +123,9 @@ pub fn applicable<'s>(
     snap.secrets
         .iter()
         .filter(|s| {
-            agent.grants.contains(&s.name)
-                && s.host.matches(dest.host, dest.port)
-                && s.path.matches(path)
+            agent.grants.contains(s.name())
+                && s.host().matches(dest.host, dest.port)
+                && s.path().matches(path)
         })
         .collect()
 }
@@ -199,7 +199,7 @@ fn check_placeholders(
 /// Where `secret`'s placeholder may go, for the agent and the audit; `None`
 /// when `at` is that position.
 pub(super) fn misplaced(secret: &SecretRecord, at: Position<'_>) -> Option<String> {
-    let placed = match (&secret.injection, at) {
+    let placed = match (secret.injection(), at) {
         (Injection::Header { name, .. }, Position::Header(h)) => h.as_str() == name.as_str(),
         (Injection::OAuth2(_) | Injection::Basic { .. }, Position::Header(h)) => {
             h == http::header::AUTHORIZATION
@@ -214,7 +214,7 @@ pub(super) fn misplaced(secret: &SecretRecord, at: Position<'_>) -> Option<Strin
     if placed {
         return None;
     }
-    Some(match &secret.injection {
+    Some(match secret.injection() {
         Injection::Header { name, .. } => {
             format!("it may be used only in the {name} header, which Airlock sets for you")
         }
@@ -256,10 +256,10 @@ impl<'s> Values<'s, '_> {
         let secret = self.secrets[index];
         let slot = &mut self.opened[index];
         if slot.is_none() {
-            let value = match &secret.injection {
+            let value = match secret.injection() {
                 Injection::OAuth2(_) => self.tokens.plaintext(secret)?,
                 _ => secret.open(self.vault).map_err(|e| InjectError::Vault {
-                    name: secret.name.to_string(),
+                    name: secret.name().to_string(),
                     reason: e.to_string(),
                 })?,
             };
@@ -271,7 +271,7 @@ impl<'s> Values<'s, '_> {
     fn text(&mut self, index: usize) -> Result<&str, InjectError> {
         let secret = self.secrets[index];
         std::str::from_utf8(self.get(index)?).map_err(|_| InjectError::Vault {
-            name: secret.name.to_string(),
+            name: secret.name().to_string(),
             reason: "its value is not UTF-8 text".into(),
         })
     }
@@ -286,8 +286,8 @@ impl<'s> Values<'s, '_> {
             .secrets
             .iter()
             .zip(&self.opened)
-            .filter(|(s, opened)| !s.injection.is_placed_by_agent() || opened.is_some())
-            .map(|(s, _)| s.name.to_string())
+            .filter(|(s, opened)| !s.injection().is_placed_by_agent() || opened.is_some())
+            .map(|(s, _)| s.name().as_str().to_owned())
             .collect();
         let mut injected = Injected {
             secrets,
@@ -300,19 +300,19 @@ impl<'s> Values<'s, '_> {
             let Some(plain) = plain else { continue };
             // What went out is the encoded pair: that is what an echo
             // of the header would show.
-            if let Injection::Basic { template } = &secret.injection {
+            if let Injection::Basic { template } = secret.injection() {
                 let encoded = basic_credentials(template, plain.expose());
                 let len = encoded.len();
                 let mut encoded = encoded;
                 let encoded = Plaintext::new(std::mem::take(&mut *encoded));
-                injected.scrub.add(&secret.name, encoded, 0..len);
+                injected.scrub.add(secret.name(), encoded, 0..len);
             }
-            let sent = match (&secret.injection, &signed) {
+            let sent = match (secret.injection(), &signed) {
                 (Injection::AwsSigv4 { .. }, Some(s)) if s.index == index => 0..s.akid_len,
                 (Injection::AwsSigv4 { .. }, _) => continue,
                 _ => 0..plain.expose().len(),
             };
-            injected.scrub.add(&secret.name, plain, sent);
+            injected.scrub.add(secret.name(), plain, sent);
         }
         injected
     }
@@ -392,7 +392,7 @@ fn apply<'s>(
     };
     let mut body_values = Vec::new();
     for (index, secret) in secrets.iter().copied().enumerate() {
-        match &secret.injection {
+        match secret.injection() {
             Injection::Header { name, template } => {
                 set_header(parts, secret, name, template, values.get(index)?)?;
             }
@@ -421,7 +421,7 @@ fn apply<'s>(
             Injection::Body => {
                 if body.is_some() {
                     let value = Plaintext::new(values.get(index)?.to_vec());
-                    body_values.push((secret.name.to_string(), value));
+                    body_values.push((secret.name().to_string(), value));
                 }
             }
         }
@@ -495,7 +495,7 @@ fn set_path(
     let path = parts.uri.path();
     let Some(span) = inject_path::find(path)
         .into_iter()
-        .find(|f| f.name == secret.name.as_str())
+        .find(|f| f.name == secret.name().as_str())
         .map(|f| f.span)
     else {
         return Ok(());
@@ -547,7 +547,7 @@ impl Scope<'_, '_> {
                  not in query parameter names"
                     .into(),
             ),
-            _ => match self.applying.iter().find(|s| s.name.as_str() == name) {
+            _ => match self.applying.iter().find(|s| s.name().as_str() == name) {
                 Some(secret) => misplaced(secret, at),
                 None => Some(self.why_not(name)),
             },
@@ -566,7 +566,7 @@ impl Scope<'_, '_> {
 pub(super) fn not_granted(snap: &Snapshot, agent: &AgentRecord, name: &str) -> bool {
     snap.secrets
         .iter()
-        .any(|s| s.name.as_str() == name && !agent.grants.contains(&s.name))
+        .any(|s| s.name().as_str() == name && !agent.grants.contains(s.name()))
 }
 
 /// Why the placeholder `name` does not resolve for this request at all
@@ -578,7 +578,7 @@ pub(super) fn why_not(
     applying: &[&SecretRecord],
     name: &str,
 ) -> String {
-    let Some(secret) = snap.secrets.iter().find(|s| s.name.as_str() == name) else {
+    let Some(secret) = snap.secrets.iter().find(|s| s.name().as_str() == name) else {
         return "no secret has that name".into();
     };
     if not_granted(snap, agent, name) {
@@ -587,11 +587,11 @@ pub(super) fn why_not(
     if !dest.tls {
         return "secrets are never sent over plain HTTP".into();
     }
-    if !secret.host.matches(dest.host, dest.port) {
-        return format!("it belongs to {}, not {}", secret.host, dest.host);
+    if !secret.host().matches(dest.host, dest.port) {
+        return format!("it belongs to {}, not {}", secret.host(), dest.host);
     }
-    if applying.iter().all(|s| s.name.as_str() != name) {
-        return format!("it applies only to paths matching {}", secret.path);
+    if applying.iter().all(|s| s.name().as_str() != name) {
+        return format!("it applies only to paths matching {}", secret.path());
     }
     "it cannot be used here".into()
 }
@@ -606,7 +606,7 @@ fn set_header(
     value: &[u8],
 ) -> Result<(), InjectError> {
     let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| InjectError::Vault {
-        name: secret.name.to_string(),
+        name: secret.name().to_string(),
         reason: format!("its header name {name:?} is not valid"),
     })?;
     parts.headers.insert(header, filled(template, value)?);
@@ -647,7 +647,7 @@ fn sign_aws(
     let record = values.secrets[aws.index];
     let creds = values.text(aws.index)?;
     let (akid, secret) = creds.split_once(':').ok_or_else(|| InjectError::Vault {
-        name: record.name.to_string(),
+        name: record.name().to_string(),
         reason: "its value is not ACCESS_KEY_ID:SECRET_ACCESS_KEY".into(),
     })?;
     let signed = Signed {

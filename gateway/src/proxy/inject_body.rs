@@ -123,7 +123,7 @@ impl Why {
             tls: self.tls,
         };
         let applying = inject::applicable(&self.snap, agent, &dest, &self.path);
-        match applying.iter().find(|s| s.name.as_str() == name) {
+        match applying.iter().find(|s| s.name().as_str() == name) {
             Some(secret) => inject::misplaced(secret, Position::Body)
                 .unwrap_or_else(|| "it cannot be used here".into()),
             None => inject::why_not(&self.snap, agent, &dest, &applying, name),

@@ -24,7 +24,7 @@ impl Tokens {
         self.get(secret)
             .map(|t| Plaintext::new(t.expose().as_bytes().to_vec()))
             .ok_or_else(|| InjectError::Vault {
-                name: secret.name.to_string(),
+                name: secret.name().to_string(),
                 reason: "no access token was obtained for it".into(),
             })
     }
@@ -32,7 +32,7 @@ impl Tokens {
     fn get(&self, secret: &SecretRecord) -> Option<&AccessToken> {
         self.0
             .iter()
-            .find(|(id, _)| *id == secret.id)
+            .find(|(id, _)| *id == secret.id())
             .map(|(_, t)| t)
     }
 
@@ -56,8 +56,8 @@ pub async fn obtain(
 ) -> Result<Tokens, CredentialError> {
     let mut tokens = Vec::new();
     for secret in &applying.secrets {
-        if let Injection::OAuth2(_) = secret.injection {
-            tokens.push((secret.id, credentials.access_token(secret).await?));
+        if let Injection::OAuth2(_) = secret.injection() {
+            tokens.push((secret.id(), credentials.access_token(secret).await?));
         }
     }
     Ok(Tokens(tokens))
@@ -69,5 +69,5 @@ pub fn needs_tokens(applying: &Applying<'_>) -> bool {
     applying
         .secrets
         .iter()
-        .any(|s| matches!(s.injection, Injection::OAuth2(_)))
+        .any(|s| matches!(s.injection(), Injection::OAuth2(_)))
 }

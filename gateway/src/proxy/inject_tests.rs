@@ -1,7 +1,7 @@
 use super::*;
 use crate::model::{AgentName, SecretName};
 use crate::policy::{HostPattern, PathGlob};
-use crate::store::secrets::{self, SealFormat};
+use crate::store::secrets::{self, Binding, SealFormat};
 use crate::token::TokenHash;
 use crate::vault::MasterKey;
 
@@ -76,16 +76,18 @@ fn fixture_of(specs: Vec<(&str, Injection, &str)>) -> Fixture {
     let mut snap = Snapshot::default();
     for (i, (name, injection, value)) in specs.into_iter().enumerate() {
         let mut record = SecretRecord {
-            id: uuid::Uuid::from_u128(i as u128 + 1),
-            name: SecretName::parse(name).unwrap(),
-            host: HostPattern::parse(match name {
-                "aws" => S3,
-                "basic" => BASIC,
-                _ => HOST,
-            })
-            .unwrap(),
-            path: PathGlob::parse("/**").unwrap(),
-            injection,
+            binding: Binding::new(
+                uuid::Uuid::from_u128(i as u128 + 1),
+                SecretName::parse(name).unwrap(),
+                HostPattern::parse(match name {
+                    "aws" => S3,
+                    "basic" => BASIC,
+                    _ => HOST,
+                })
+                .unwrap(),
+                PathGlob::parse("/**").unwrap(),
+                injection,
+            ),
             sealed: vault.seal(b"", b"").unwrap(),
             seal_format: SealFormat::Bound,
             key_id: vault.key_id().to_owned(),
@@ -101,7 +103,7 @@ fn fixture_of(specs: Vec<(&str, Injection, &str)>) -> Fixture {
         name: AgentName::parse("a").unwrap(),
         token_hash: TokenHash::of("t"),
         cgroup: String::new(),
-        grants: snap.secrets.iter().map(|s| s.name.clone()).collect(),
+        grants: snap.secrets.iter().map(|s| s.name().clone()).collect(),
         default: None,
         created_at: epoch,
     };
@@ -211,19 +213,46 @@ fn a_placeholder_anywhere_else_is_refused() {
 
 /// Issue #15, item 8: a row pointed at another host by a database
 /// writer no longer opens; a row in the old format never opens here.
+/// The fields a [`Binding`] hashes, to change one of them in a test.
+struct Fields {
+    id: uuid::Uuid,
+    name: SecretName,
+    host: HostPattern,
+    path: PathGlob,
+    injection: Injection,
+}
+
+/// `s` with its binding changed by `f` and hashed anew: what reading a
+/// row changed in the database gives.
+fn rebind(s: &mut SecretRecord, f: impl FnOnce(&mut Fields)) {
+    let mut b = Fields {
+        id: s.id(),
+        name: s.name().clone(),
+        host: s.host().clone(),
+        path: s.path().clone(),
+        injection: s.injection().clone(),
+    };
+    f(&mut b);
+    s.binding = Binding::new(b.id, b.name, b.host, b.path, b.injection);
+}
+
 #[test]
 fn a_row_changed_outside_airlock_is_never_injected() {
     let mut fx = fixture();
-    fx.snap.secrets[0].host = HostPattern::parse("evil.test").unwrap();
+    rebind(&mut fx.snap.secrets[0], |b| {
+        b.host = HostPattern::parse("evil.test").unwrap();
+    });
     let out = fx.run("/v1", "evil.test", &[]);
     assert!(
         matches!(&out, Err(InjectError::Vault { name, .. }) if name == "hdr"),
         "{out:?}"
     );
     let mut fx = fixture();
-    if let Injection::Header { name, .. } = &mut fx.snap.secrets[0].injection {
-        *name = "x-echo".into();
-    }
+    rebind(&mut fx.snap.secrets[0], |b| {
+        if let Injection::Header { name, .. } = &mut b.injection {
+            *name = "x-echo".into();
+        }
+    });
     assert!(matches!(
         fx.run("/v1", HOST, &[]),
         Err(InjectError::Vault { .. })
@@ -231,7 +260,10 @@ fn a_row_changed_outside_airlock_is_never_injected() {
     let mut fx = fixture();
     let legacy = &mut fx.snap.secrets[1];
     legacy.seal_format = SealFormat::IdOnly;
-    legacy.sealed = fx.vault.seal(legacy.id.as_bytes(), b"auth-VALUE").unwrap();
+    legacy.sealed = fx
+        .vault
+        .seal(legacy.id().as_bytes(), b"auth-VALUE")
+        .unwrap();
     let out = fx.run("/v1", HOST, &[]);
     assert!(
         matches!(&out, Err(e @ InjectError::Vault { .. }) if e.to_string().contains("old format")),
@@ -244,9 +276,9 @@ fn the_aad_binds_every_field() {
     let fx = fixture();
     let s = &fx.snap.secrets[0];
     let base = s.aad();
-    let other = |f: &dyn Fn(&mut SecretRecord)| {
+    let other = |f: &dyn Fn(&mut Fields)| {
         let mut c = s.clone();
-        f(&mut c);
+        rebind(&mut c, f);
         c.aad()
     };
     assert_ne!(other(&|c| c.id = uuid::Uuid::from_u128(77)), base);
@@ -270,20 +302,20 @@ fn the_aad_binds_every_field() {
     );
     // Same spelling, another split between fields.
     let a = secrets::aad(
-        &s.id,
-        &s.name,
-        &s.host,
-        &s.path,
+        &s.id(),
+        s.name(),
+        s.host(),
+        s.path(),
         &Injection::Header {
             name: "ab".into(),
             template: "c{value}".into(),
         },
     );
     let b = secrets::aad(
-        &s.id,
-        &s.name,
-        &s.host,
-        &s.path,
+        &s.id(),
+        s.name(),
+        s.host(),
+        s.path(),
         &Injection::Header {
             name: "a".into(),
             template: "bc{value}".into(),

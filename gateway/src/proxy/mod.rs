@@ -137,8 +137,9 @@ pub struct Session {
     /// omit, and no secret is ever injected into plain HTTP.
     pub transport: Transport,
     /// The name the upstream certificate must be valid for; `None` for
-    /// plain HTTP.
-    pub tls_name: Option<ServerName<'static>>,
+    /// plain HTTP. Shared, so each request's upstream key takes it
+    /// without copying the name.
+    pub tls_name: Option<Arc<ServerName<'static>>>,
 }
 
 impl Session {
@@ -154,7 +155,7 @@ impl Session {
         transport: Transport,
     ) -> Session {
         let tls_name = match transport {
-            Transport::Tls => tls_name_for(&host),
+            Transport::Tls => tls_name_for(&host).map(Arc::new),
             Transport::Plain => None,
         };
         Session {

@@ -37,7 +37,6 @@
 //! the status and body and notes the outcome on the audit record.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use http::{Request, Response, StatusCode, Version};
@@ -664,8 +663,8 @@ async fn bridge(agent: OnUpgrade, upstream: OnUpgrade, mut audit: AuditGuard, re
     if keys.is_none() && scrub.is_none() {
         match tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
             Ok((up, down)) => {
-                audit.up_counter().fetch_add(up, Ordering::Relaxed);
-                audit.down_counter().fetch_add(down, Ordering::Relaxed);
+                audit.up_counter().add(up);
+                audit.down_counter().add(down);
             }
             Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
         }
@@ -716,10 +715,8 @@ async fn bridge(agent: OnUpgrade, upstream: OnUpgrade, mut audit: AuditGuard, re
         }
         (sent, received)
     };
-    audit.up_counter().fetch_add(up_bytes, Ordering::Relaxed);
-    audit
-        .down_counter()
-        .fetch_add(down_bytes, Ordering::Relaxed);
+    audit.up_counter().add(up_bytes);
+    audit.down_counter().add(down_bytes);
     for ended in [sent, received].into_iter().flatten() {
         match ended {
             Err(ws_relay::RelayError::Refused(r)) => {

@@ -7,11 +7,11 @@
 //! itself (an error, a refusal). So the audit phase cannot be skipped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::Uri;
 
+use super::body::{ByteCounter, Direction, Traffic};
 use crate::audit::{AuditRecord, AuditSink, Decision};
 
 /// One request's audit record in the making; emits it when dropped.
@@ -26,11 +26,10 @@ pub struct AuditGuard {
     started: Instant,
     /// Filled in by the phases as they run; taken out on drop.
     record: AuditRecord,
-    /// Bytes sent upstream, counted by the request body as it streams
-    /// (shared with it, hence atomic), read on drop.
-    up: Arc<AtomicU64>,
-    /// Bytes sent back to the agent, likewise counted by the response body.
-    down: Arc<AtomicU64>,
+    /// Bytes sent upstream, counted by the request body as it streams,
+    /// and back to the agent, counted by the response body (shared with
+    /// them, hence atomic); read on drop.
+    traffic: Arc<Traffic>,
     /// Set by [`AuditGuard::dismiss`]: the guard stood for a step that
     /// is not a request of its own, so nothing is recorded.
     dismissed: bool,
@@ -57,8 +56,7 @@ impl AuditGuard {
                 decision: Decision::Allowed,
                 ..AuditRecord::begin()
             },
-            up: Arc::default(),
-            down: Arc::default(),
+            traffic: Arc::default(),
             dismissed: false,
         }
     }
@@ -103,13 +101,13 @@ impl AuditGuard {
     }
 
     /// Counts bytes sent upstream.
-    pub fn up_counter(&self) -> Arc<AtomicU64> {
-        self.up.clone()
+    pub fn up_counter(&self) -> ByteCounter {
+        ByteCounter::new(self.traffic.clone(), Direction::Up)
     }
 
     /// Counts bytes sent back to the agent.
-    pub fn down_counter(&self) -> Arc<AtomicU64> {
-        self.down.clone()
+    pub fn down_counter(&self) -> ByteCounter {
+        ByteCounter::new(self.traffic.clone(), Direction::Down)
     }
 
     /// Whether the record has its place in the queue.
@@ -133,8 +131,8 @@ impl Drop for AuditGuard {
             return;
         }
         let mut record = std::mem::take(&mut self.record);
-        record.bytes_up = i64::try_from(self.up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-        record.bytes_down = i64::try_from(self.down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        record.bytes_up = i64::try_from(self.traffic.up()).unwrap_or(i64::MAX);
+        record.bytes_down = i64::try_from(self.traffic.down()).unwrap_or(i64::MAX);
         record.duration_us = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         self.sink.record_in(self.slot.take(), record);
     }

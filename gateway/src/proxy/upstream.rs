@@ -68,8 +68,9 @@ pub enum Protocols {
 pub struct UpstreamKey {
     pub addr: SocketAddr,
     /// The name the certificate must be valid for (and the SNI sent);
-    /// `None` for plain HTTP.
-    pub tls_name: Option<ServerName<'static>>,
+    /// `None` for plain HTTP. Shared with the session: a key is made per
+    /// request and cloned into its pooled connection's check-in.
+    pub tls_name: Option<Arc<ServerName<'static>>>,
     pub protocols: Protocols,
 }
 
@@ -238,15 +239,20 @@ impl Upstreams {
             (Protocols::Http2OrHttp1, false) => &self.inner.tls,
             _ => &self.inner.tls_h1,
         };
-        let tls = tokio::time::timeout(TLS_TIMEOUT, connector.connect(name.clone(), tcp))
-            .await
-            .map_err(|_| {
-                ProxyError::UpstreamTimeout(format!("TLS handshake with {} timed out", key.addr))
-            })?
-            .map_err(|e| {
-                let context = format!("TLS with upstream {} ({}) failed", name.to_str(), key.addr);
-                ProxyError::upstream(context, e)
-            })?;
+        let tls =
+            tokio::time::timeout(TLS_TIMEOUT, connector.connect(ServerName::clone(name), tcp))
+                .await
+                .map_err(|_| {
+                    ProxyError::UpstreamTimeout(format!(
+                        "TLS handshake with {} timed out",
+                        key.addr
+                    ))
+                })?
+                .map_err(|e| {
+                    let context =
+                        format!("TLS with upstream {} ({}) failed", name.to_str(), key.addr);
+                    ProxyError::upstream(context, e)
+                })?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         let io = TokioIo::new(tls);
         if h2 && !upgrades {

@@ -29,10 +29,10 @@ impl Service {
     pub async fn connect_target(&self, name: &str) -> Result<ConnectTarget, ServiceError> {
         let name = SecretName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
         let record = self.store.get_secret(&name).await?;
-        match &record.injection {
+        match record.injection() {
             Injection::OAuth2(grant) if grant.connectable() => Ok(ConnectTarget {
                 secret: name,
-                secret_id: record.id,
+                secret_id: record.id(),
                 grant: grant.clone(),
             }),
             _ => Err(ServiceError::invalid(
@@ -56,8 +56,10 @@ impl Service {
     ) -> Result<SecretView, ServiceError> {
         let name = &target.secret;
         let record = self.store.get_secret(name).await?;
-        let grant = match &record.injection {
-            Injection::OAuth2(grant) if record.id == target.secret_id && *grant == target.grant => {
+        let grant = match record.injection() {
+            Injection::OAuth2(grant)
+                if record.id() == target.secret_id && *grant == target.grant =>
+            {
                 grant
             }
             _ => {
@@ -91,7 +93,7 @@ impl Service {
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         self.store
             .connect_tokens(
-                record.id,
+                record.id(),
                 name.as_str(),
                 &tokens,
                 self.vault.key_id(),

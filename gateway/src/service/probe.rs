@@ -94,7 +94,7 @@ impl Service {
         };
         let secrets: Vec<String> = applicable(&snap, agent, &dest, path)
             .iter()
-            .map(|s| s.name.to_string())
+            .map(|s| s.name().to_string())
             .collect();
         let default = snap.default_for(agent);
         let verdict = evaluate(&snap.rules, &default, &facts, || !secrets.is_empty());

@@ -28,7 +28,7 @@ impl Service {
             .iter()
             .map(|s| {
                 let mut view = SecretView::from(s);
-                view.oauth2 = states.get(&s.id).map(OAuth2State::from);
+                view.oauth2 = states.get(&s.id()).map(OAuth2State::from);
                 view
             })
             .collect())
@@ -38,12 +38,12 @@ impl Service {
     pub(super) async fn secret_view(&self, name: &SecretName) -> Result<SecretView, ServiceError> {
         let record = self.store.get_secret(name).await?;
         let mut view = SecretView::from(&record);
-        if let Injection::OAuth2(_) = record.injection {
+        if let Injection::OAuth2(_) = record.injection() {
             view.oauth2 = self
                 .store
                 .token_states()
                 .await?
-                .get(&record.id)
+                .get(&record.id())
                 .map(OAuth2State::from);
         }
         Ok(view)
@@ -147,10 +147,10 @@ impl Service {
     ) -> Result<SecretView, ServiceError> {
         let name = SecretName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
         let current = self.store.get_secret(&name).await?;
-        check_value(&current.injection, &req.value)?;
+        check_value(current.injection(), &req.value)?;
         // The first token is fetched before the row is locked: a rotation
         // never holds the row across the network.
-        let oauth2_tokens = match &current.injection {
+        let oauth2_tokens = match current.injection() {
             // A new client secret for a connected grant: its tokens stay
             // (Connect again to replace them).
             Injection::OAuth2(grant) if grant.connectable() && req.refresh_token.is_none() => None,

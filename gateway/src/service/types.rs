@@ -129,10 +129,10 @@ impl From<&crate::store::oauth2::TokenState> for OAuth2State {
 impl From<&SecretRecord> for SecretView {
     fn from(s: &SecretRecord) -> Self {
         SecretView {
-            name: s.name.to_string(),
-            host: s.host.to_string(),
-            path: s.path.to_string(),
-            injection: s.injection.clone(),
+            name: s.name().to_string(),
+            host: s.host().to_string(),
+            path: s.path().to_string(),
+            injection: s.injection().clone(),
             version: s.version,
             key_id: s.key_id.clone(),
             created_at: s.created_at,
