@@ -49,10 +49,8 @@ fuzz_target!(|data: &[u8]| {
                 let json = serde_json::json!({ "query": doc }).to_string();
                 (json.into_bytes(), None)
             } else {
-                let query = percent_encoding::utf8_percent_encode(
-                    doc,
-                    percent_encoding::NON_ALPHANUMERIC,
-                );
+                let query =
+                    percent_encoding::utf8_percent_encode(doc, percent_encoding::NON_ALPHANUMERIC);
                 (Vec::new(), Some(format!("query={query}")))
             }
         }
