@@ -24,7 +24,7 @@ use airlock::proxy::inject::{self, Destination, InjectError};
 use airlock::proxy::placeholder;
 use airlock::snapshot::Snapshot;
 use airlock::store::agents::AgentRecord;
-use airlock::store::secrets::{SealFormat, SecretRecord};
+use airlock::store::secrets::{Binding, SealFormat, SecretRecord};
 use airlock::token::TokenHash;
 use airlock::vault::{MasterKey, Vault};
 use chrono::{DateTime, Utc};
@@ -199,11 +199,13 @@ fn fixture(specs: &[SecretSpec], grants: u8) -> Fixture {
             granted.push(name.clone());
         }
         let mut record = SecretRecord {
-            id,
-            name,
-            host: pick_ref(&PATTERNS.0, spec.host).clone(),
-            path: pick_ref(&PATTERNS.1, spec.path).clone(),
-            injection,
+            binding: Binding::new(
+                id,
+                name,
+                pick_ref(&PATTERNS.0, spec.host).clone(),
+                pick_ref(&PATTERNS.1, spec.path).clone(),
+                injection,
+            ),
             sealed: airlock::vault::Sealed {
                 nonce: [0; 12],
                 ciphertext: Vec::new(),
@@ -324,7 +326,7 @@ fn placeholders(parts: &Parts) -> Vec<(String, Position)> {
 
 /// The rule, restated: the one position a secret's value may take.
 fn declared(secret: &SecretRecord, at: &Position) -> bool {
-    match (&secret.injection, at) {
+    match (secret.injection(), at) {
         (Injection::Header { name, .. }, Position::Header(h)) => h == name,
         (Injection::Query { param }, Position::QueryValue(k)) => k == param,
         _ => false,
@@ -354,7 +356,7 @@ fuzz_target!(|data: &[u8]| {
     let applying: Vec<String> =
         inject::applicable(&fx.snapshot, &fx.agent, &dest, parts.uri.path())
             .iter()
-            .map(|s| s.name.to_string())
+            .map(|s| s.name().to_string())
             .collect();
     let asked = placeholders(&parts);
     let before = format!("{parts:?}");
@@ -364,14 +366,14 @@ fuzz_target!(|data: &[u8]| {
 
     let seen = visible(&parts);
     for (secret, markers) in fx.snapshot.secrets.iter().zip(&fx.markers) {
-        if applying.contains(&secret.name.to_string()) {
+        if applying.contains(&secret.name().to_string()) {
             continue;
         }
         for marker in markers {
             assert!(
                 !seen.iter().any(|t| t.contains(marker.as_str())),
                 "secret {} leaked ({result:?}) into {seen:?}, from {before}",
-                secret.name
+                secret.name()
             );
         }
     }
@@ -379,7 +381,7 @@ fuzz_target!(|data: &[u8]| {
         !fx.snapshot
             .secrets
             .iter()
-            .any(|s| s.name.as_str() == name && applying.contains(name) && declared(s, at))
+            .any(|s| s.name().as_str() == name && applying.contains(name) && declared(s, at))
     });
     match (&misplaced, &result) {
         (Some(_), Err(InjectError::Exfiltration { .. })) | (None, _) => {}
@@ -407,13 +409,13 @@ fuzz_target!(|data: &[u8]| {
     for (at, text) in pieces(&parts) {
         for (secret, markers) in fx.snapshot.secrets.iter().zip(&fx.markers) {
             for marker in markers.iter().filter(|m| text.contains(m.as_str())) {
-                let sigv4_id = matches!(secret.injection, Injection::AwsSigv4 { .. })
+                let sigv4_id = matches!(secret.injection(), Injection::AwsSigv4 { .. })
                     && at == Position::Header("authorization".into())
                     && marker.starts_with("AKID");
                 assert!(
                     declared(secret, &at) || sigv4_id,
                     "secret {}'s {marker} is in {at:?}: {parts:?}, from {before}",
-                    secret.name
+                    secret.name()
                 );
             }
         }
