@@ -8,6 +8,19 @@
 //! HTTP/2 connection per key, or idle HTTP/1.1 connections (at most
 //! [`MAX_IDLE_PER_KEY`], dropped after [`IDLE_EXPIRY`]).
 //!
+//! An HTTP/1.1 connection has no task of its own: its dispatcher (hyper's
+//! `Connection` future) is polled by whoever is using it, the request's
+//! task while the request and its response body are in flight
+//! ([`drive`], [`UpstreamBody`]). A request then runs on one task from the
+//! agent's bytes to the upstream's and back, with no wake-up of another
+//! task (often on the other core) to write the request and another to hand
+//! back each part of the response: the hand-offs that were most of the
+//! gateway's latency at one connection (issue 19). An idle pooled
+//! connection is polled by no one, so a close by the server is seen when
+//! the connection is next checked out, and the request is then sent on a
+//! new one (it was never written). HTTP/2 connections, shared by many
+//! requests, and upgraded ones keep a task of their own.
+//!
 //! The protocol follows the agent's: an agent speaking HTTP/2 is offered
 //! to the upstream as `h2` then `http/1.1` (the upstream picks), an agent
 //! speaking HTTP/1.1 is forwarded over HTTP/1.1. Translating every
@@ -15,6 +28,7 @@
 //! first profile, for no gain to an HTTP/1.1 client.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -76,7 +90,55 @@ pub struct UpstreamKey {
 
 enum Idle {
     H2(http2::SendRequest<UpBody>),
-    H1(Vec<(http1::SendRequest<UpBody>, Instant)>),
+    H1(Vec<(H1Conn, Instant)>),
+}
+
+/// hyper's HTTP/1.1 client dispatcher for one connection: it writes the
+/// requests and reads the responses whenever it is polled.
+type Dispatcher = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// An HTTP/1.1 connection: the handle requests are sent by, and the
+/// dispatcher that must be polled for them to move.
+struct H1Conn {
+    sender: http1::SendRequest<UpBody>,
+    /// `None` once it has ended: the connection is closed.
+    dispatcher: Option<Dispatcher>,
+}
+
+impl H1Conn {
+    fn is_closed(&self) -> bool {
+        self.dispatcher.is_none() || self.sender.is_closed()
+    }
+}
+
+/// Lets the connection's dispatcher do whatever its socket and channels
+/// allow; when it ends, drops it, which fails whatever was waiting on it
+/// (a request not yet written comes back unsent).
+fn poll_dispatcher(dispatcher: &mut Option<Dispatcher>, cx: &mut Context<'_>) {
+    if let Some(d) = dispatcher
+        && let Poll::Ready(ended) = d.as_mut().poll(cx)
+    {
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+        }
+        *dispatcher = None;
+    }
+}
+
+/// Runs `fut` (waiting for the connection to be ready, or for a
+/// response's headers) while polling the connection's dispatcher, which is
+/// what makes `fut` progress. `fut` ends even if the dispatcher does: hyper
+/// fails what was waiting on a dropped dispatcher.
+async fn drive<F: Future>(dispatcher: &mut Option<Dispatcher>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        poll_dispatcher(dispatcher, cx);
+        fut.as_mut().poll(cx)
+    })
+    .await
 }
 
 struct Inner {
@@ -95,7 +157,7 @@ pub struct Upstreams {
 }
 
 enum Conn {
-    H1(http1::SendRequest<UpBody>),
+    H1(H1Conn),
     H2(http2::SendRequest<UpBody>),
 }
 
@@ -129,9 +191,9 @@ impl Upstreams {
             Idle::H1(list) => {
                 // Not `is_ready()`: a connection checked in as its last
                 // response ended may not be ready yet; `send_on` waits.
-                while let Some((sender, since)) = list.pop() {
-                    if !sender.is_closed() && since.elapsed() < IDLE_EXPIRY {
-                        return Some(Conn::H1(sender));
+                while let Some((conn, since)) = list.pop() {
+                    if !conn.is_closed() && since.elapsed() < IDLE_EXPIRY {
+                        return Some(Conn::H1(conn));
                     }
                 }
                 None
@@ -139,7 +201,7 @@ impl Upstreams {
         }
     }
 
-    fn checkin_h1(&self, key: UpstreamKey, sender: http1::SendRequest<UpBody>) {
+    fn checkin_h1(&self, key: UpstreamKey, conn: H1Conn) {
         let mut idle = self.idle();
         let entry = idle.entry(key).or_insert_with(|| Idle::H1(Vec::new()));
         if let Idle::H1(list) = entry {
@@ -152,10 +214,10 @@ impl Upstreams {
                 list.partition_point(|(_, since)| now.duration_since(*since) >= IDLE_EXPIRY);
             list.drain(..expired);
             if list.len() >= MAX_IDLE_PER_KEY {
-                list.retain(|(s, _)| !s.is_closed());
+                list.retain(|(c, _)| !c.is_closed());
             }
             if list.len() < MAX_IDLE_PER_KEY {
-                list.push((sender, now));
+                list.push((conn, now));
             }
         }
     }
@@ -198,24 +260,25 @@ impl Upstreams {
                 let resp = wait_headers(timeout, fut).await?;
                 Ok(resp.map(|body| UpstreamBody::new(body, None)))
             }
-            Conn::H1(mut sender) => {
-                // A pooled connection is checked in when the previous
-                // response's body ended, which may be a moment before
-                // hyper's connection task is ready for the next request.
-                match tokio::time::timeout(timeout, sender.ready()).await {
+            Conn::H1(mut conn) => {
+                // A pooled connection may have things to finish (the end
+                // of the last exchange) or to find (the server closed it)
+                // before it takes a request.
+                let ready = drive(&mut conn.dispatcher, conn.sender.ready());
+                match tokio::time::timeout(timeout, ready).await {
                     Ok(Ok(())) => {}
                     // Closed (or stuck) before anything was sent on it.
                     Ok(Err(_)) | Err(_) => return Err(SendError::NotSent(Box::new(req))),
                 }
                 prepare_h1(&mut req);
-                let fut = sender.try_send_request(req);
-                let resp = wait_headers(timeout, fut).await?;
-                // Back to the pool when the response body ends: no task
-                // per request waiting for the connection to become ready.
+                let fut = conn.sender.try_send_request(req);
+                let resp = wait_headers(timeout, drive(&mut conn.dispatcher, fut)).await?;
+                // The response body drives the connection from here, and
+                // checks it back in when it ends.
                 let checkin = Checkin {
                     pool: self.clone(),
                     key: key.clone(),
-                    sender,
+                    conn,
                 };
                 Ok(resp.map(|body| UpstreamBody::new(body, Some(checkin))))
             }
@@ -280,9 +343,16 @@ impl Upstreams {
         key: &UpstreamKey,
         mut req: Request<UpBody>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let Conn::H1(mut sender) = self.connect(key, true).await? else {
+        let Conn::H1(H1Conn {
+            mut sender,
+            dispatcher: Some(dispatcher),
+        }) = self.connect(key, true).await?
+        else {
             return Err(ProxyError::Upstream("upgrade needs HTTP/1.1".into()));
         };
+        // The upgraded connection outlives the request: its dispatcher
+        // runs on a task of its own until hyper hands the socket over.
+        tokio::spawn(dispatcher);
         prepare_h1(&mut req);
         let resp = wait_headers(self.inner.headers_timeout, sender.try_send_request(req))
             .await
@@ -300,24 +370,56 @@ where
         .handshake(io)
         .await
         .map_err(|e| ProxyError::upstream("HTTP/1.1 handshake failed", e))?;
-    tokio::spawn(async move {
-        let result = if upgrades {
-            conn.with_upgrades().await
-        } else {
-            conn.await
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-        }
-    });
-    Ok(Conn::H1(sender))
+    let dispatcher: Dispatcher = if upgrades {
+        Box::pin(async move {
+            let ended = conn.with_upgrades().await;
+            if let Err(e) = &ended {
+                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+            }
+            ended
+        })
+    } else {
+        Box::pin(conn)
+    };
+    Ok(Conn::H1(H1Conn {
+        sender,
+        dispatcher: Some(dispatcher),
+    }))
 }
 
 /// An HTTP/1.1 connection to return to the pool once its response is read.
 struct Checkin {
     pool: Upstreams,
     key: UpstreamKey,
-    sender: http1::SendRequest<UpBody>,
+    conn: H1Conn,
+}
+
+impl Checkin {
+    /// Pools the connection if it is ready for another request. If it is
+    /// not (it is still sending a request body the server answered
+    /// before reading, or hyper has not yet seen its last exchange end),
+    /// a task drives it until it is, as an idle pooled connection is
+    /// polled by no one; one that never gets ready is dropped.
+    fn check_in(self) {
+        let Checkin {
+            pool,
+            key,
+            mut conn,
+        } = self;
+        if conn.is_closed() {
+            return;
+        }
+        if conn.sender.is_ready() {
+            pool.checkin_h1(key, conn);
+            return;
+        }
+        tokio::spawn(async move {
+            let ready = drive(&mut conn.dispatcher, conn.sender.ready());
+            if let Ok(Ok(())) = tokio::time::timeout(IDLE_EXPIRY, ready).await {
+                pool.checkin_h1(key, conn);
+            }
+        });
+    }
 }
 
 /// An upstream response body; over a pooled HTTP/1.1 connection it checks
@@ -336,8 +438,26 @@ impl UpstreamBody {
 
     fn check_in(&mut self) {
         if let Some(c) = self.checkin.take() {
-            c.pool.checkin_h1(c.key, c.sender);
+            c.check_in();
         }
+    }
+
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if frame.is_ready() {
+            return frame;
+        }
+        // Nothing buffered: let the connection read (the poll above told
+        // it the body wants more), then look again, rather than wait for
+        // the wake-up that reading would send to this same task.
+        let Some(c) = &mut self.checkin else {
+            return frame;
+        };
+        poll_dispatcher(&mut c.conn.dispatcher, cx);
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 }
 
@@ -349,9 +469,16 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let frame = ready!(self.poll_inner(cx));
         match &frame {
-            None => self.check_in(),
+            None => {
+                // Let hyper see the exchange end, so the connection goes
+                // to the pool ready for the next request.
+                if let Some(c) = &mut self.checkin {
+                    poll_dispatcher(&mut c.conn.dispatcher, cx);
+                }
+                self.check_in();
+            }
             // The connection is broken: never reuse it.
             Some(Err(_)) => self.checkin = None,
             Some(Ok(_)) => {}
@@ -456,3 +583,7 @@ fn prepare_h2(req: &mut Request<UpBody>, key: &UpstreamKey) -> Result<(), ProxyE
         .map_err(|_| ProxyError::BadRequest("the request's host is not valid".into()))?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "upstream_tests.rs"]
+mod tests;
