@@ -8,18 +8,13 @@
 //! HTTP/2 connection per key, or idle HTTP/1.1 connections (at most
 //! [`MAX_IDLE_PER_KEY`], dropped after [`IDLE_EXPIRY`]).
 //!
-//! An HTTP/1.1 connection has no task of its own: its dispatcher (hyper's
-//! `Connection` future) is polled by whoever is using it, the request's
-//! task while the request and its response body are in flight
-//! ([`drive`], [`UpstreamBody`]). A request then runs on one task from the
-//! agent's bytes to the upstream's and back, with no wake-up of another
-//! task (often on the other core) to write the request and another to hand
-//! back each part of the response: the hand-offs that were most of the
-//! gateway's latency at one connection (issue 19). An idle pooled
-//! connection is polled by no one, so a close by the server is seen when
-//! the connection is next checked out, and the request is then sent on a
-//! new one (it was never written). HTTP/2 connections, shared by many
-//! requests, and upgraded ones keep a task of their own.
+//! Each HTTP/1.1 connection's dispatcher (hyper's `Connection` future)
+//! runs on a task of its own. Driving it from the request's task instead,
+//! so a request never wakes another task, was built and measured (issue 19,
+//! BENCHMARKS.md "Fewer hand-offs"): it made no difference at 16
+//! connections and cost more CPU per request at one, where the spawned
+//! dispatcher lets the upstream's TLS and the agent's run on both cores.
+//! Not kept.
 //!
 //! The protocol follows the agent's: an agent speaking HTTP/2 is offered
 //! to the upstream as `h2` then `http/1.1` (the upstream picks), an agent
@@ -28,7 +23,6 @@
 //! first profile, for no gain to an HTTP/1.1 client.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -90,55 +84,7 @@ pub struct UpstreamKey {
 
 enum Idle {
     H2(http2::SendRequest<UpBody>),
-    H1(Vec<(H1Conn, Instant)>),
-}
-
-/// hyper's HTTP/1.1 client dispatcher for one connection: it writes the
-/// requests and reads the responses whenever it is polled.
-type Dispatcher = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
-
-/// An HTTP/1.1 connection: the handle requests are sent by, and the
-/// dispatcher that must be polled for them to move.
-struct H1Conn {
-    sender: http1::SendRequest<UpBody>,
-    /// `None` once it has ended: the connection is closed.
-    dispatcher: Option<Dispatcher>,
-}
-
-impl H1Conn {
-    fn is_closed(&self) -> bool {
-        self.dispatcher.is_none() || self.sender.is_closed()
-    }
-}
-
-/// Lets the connection's dispatcher do whatever its socket and channels
-/// allow; when it ends, drops it, which fails whatever was waiting on it
-/// (a request not yet written comes back unsent).
-fn poll_dispatcher(dispatcher: &mut Option<Dispatcher>, cx: &mut Context<'_>) {
-    if let Some(d) = dispatcher
-        && let Poll::Ready(ended) = d.as_mut().poll(cx)
-    {
-        if let Err(e) = ended {
-            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-        }
-        *dispatcher = None;
-    }
-}
-
-/// Runs `fut` (waiting for the connection to be ready, or for a
-/// response's headers) while polling the connection's dispatcher, which is
-/// what makes `fut` progress. `fut` ends even if the dispatcher does: hyper
-/// fails what was waiting on a dropped dispatcher.
-async fn drive<F: Future>(dispatcher: &mut Option<Dispatcher>, fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(out);
-        }
-        poll_dispatcher(dispatcher, cx);
-        fut.as_mut().poll(cx)
-    })
-    .await
+    H1(Vec<(http1::SendRequest<UpBody>, Instant)>),
 }
 
 struct Inner {
@@ -157,7 +103,7 @@ pub struct Upstreams {
 }
 
 enum Conn {
-    H1(H1Conn),
+    H1(http1::SendRequest<UpBody>),
     H2(http2::SendRequest<UpBody>),
 }
 
@@ -191,9 +137,9 @@ impl Upstreams {
             Idle::H1(list) => {
                 // Not `is_ready()`: a connection checked in as its last
                 // response ended may not be ready yet; `send_on` waits.
-                while let Some((conn, since)) = list.pop() {
-                    if !conn.is_closed() && since.elapsed() < IDLE_EXPIRY {
-                        return Some(Conn::H1(conn));
+                while let Some((sender, since)) = list.pop() {
+                    if !sender.is_closed() && since.elapsed() < IDLE_EXPIRY {
+                        return Some(Conn::H1(sender));
                     }
                 }
                 None
@@ -201,7 +147,7 @@ impl Upstreams {
         }
     }
 
-    fn checkin_h1(&self, key: UpstreamKey, conn: H1Conn) {
+    fn checkin_h1(&self, key: UpstreamKey, sender: http1::SendRequest<UpBody>) {
         let mut idle = self.idle();
         let entry = idle.entry(key).or_insert_with(|| Idle::H1(Vec::new()));
         if let Idle::H1(list) = entry {
@@ -214,10 +160,10 @@ impl Upstreams {
                 list.partition_point(|(_, since)| now.duration_since(*since) >= IDLE_EXPIRY);
             list.drain(..expired);
             if list.len() >= MAX_IDLE_PER_KEY {
-                list.retain(|(c, _)| !c.is_closed());
+                list.retain(|(s, _)| !s.is_closed());
             }
             if list.len() < MAX_IDLE_PER_KEY {
-                list.push((conn, now));
+                list.push((sender, now));
             }
         }
     }
@@ -260,25 +206,24 @@ impl Upstreams {
                 let resp = wait_headers(timeout, fut).await?;
                 Ok(resp.map(|body| UpstreamBody::new(body, None)))
             }
-            Conn::H1(mut conn) => {
-                // A pooled connection may have things to finish (the end
-                // of the last exchange) or to find (the server closed it)
-                // before it takes a request.
-                let ready = drive(&mut conn.dispatcher, conn.sender.ready());
-                match tokio::time::timeout(timeout, ready).await {
+            Conn::H1(mut sender) => {
+                // A pooled connection is checked in when the previous
+                // response's body ended, which may be a moment before
+                // hyper's connection task is ready for the next request.
+                match tokio::time::timeout(timeout, sender.ready()).await {
                     Ok(Ok(())) => {}
                     // Closed (or stuck) before anything was sent on it.
                     Ok(Err(_)) | Err(_) => return Err(SendError::NotSent(Box::new(req))),
                 }
                 prepare_h1(&mut req);
-                let fut = conn.sender.try_send_request(req);
-                let resp = wait_headers(timeout, drive(&mut conn.dispatcher, fut)).await?;
-                // The response body drives the connection from here, and
-                // checks it back in when it ends.
+                let fut = sender.try_send_request(req);
+                let resp = wait_headers(timeout, fut).await?;
+                // Back to the pool when the response body ends: no task
+                // per request waiting for the connection to become ready.
                 let checkin = Checkin {
                     pool: self.clone(),
                     key: key.clone(),
-                    conn,
+                    sender,
                 };
                 Ok(resp.map(|body| UpstreamBody::new(body, Some(checkin))))
             }
@@ -343,16 +288,9 @@ impl Upstreams {
         key: &UpstreamKey,
         mut req: Request<UpBody>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let Conn::H1(H1Conn {
-            mut sender,
-            dispatcher: Some(dispatcher),
-        }) = self.connect(key, true).await?
-        else {
+        let Conn::H1(mut sender) = self.connect(key, true).await? else {
             return Err(ProxyError::Upstream("upgrade needs HTTP/1.1".into()));
         };
-        // The upgraded connection outlives the request: its dispatcher
-        // runs on a task of its own until hyper hands the socket over.
-        tokio::spawn(dispatcher);
         prepare_h1(&mut req);
         let resp = wait_headers(self.inner.headers_timeout, sender.try_send_request(req))
             .await
@@ -370,56 +308,24 @@ where
         .handshake(io)
         .await
         .map_err(|e| ProxyError::upstream("HTTP/1.1 handshake failed", e))?;
-    let dispatcher: Dispatcher = if upgrades {
-        Box::pin(async move {
-            let ended = conn.with_upgrades().await;
-            if let Err(e) = &ended {
-                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-            }
-            ended
-        })
-    } else {
-        Box::pin(conn)
-    };
-    Ok(Conn::H1(H1Conn {
-        sender,
-        dispatcher: Some(dispatcher),
-    }))
+    tokio::spawn(async move {
+        let result = if upgrades {
+            conn.with_upgrades().await
+        } else {
+            conn.await
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+        }
+    });
+    Ok(Conn::H1(sender))
 }
 
 /// An HTTP/1.1 connection to return to the pool once its response is read.
 struct Checkin {
     pool: Upstreams,
     key: UpstreamKey,
-    conn: H1Conn,
-}
-
-impl Checkin {
-    /// Pools the connection if it is ready for another request. If it is
-    /// not (it is still sending a request body the server answered
-    /// before reading, or hyper has not yet seen its last exchange end),
-    /// a task drives it until it is, as an idle pooled connection is
-    /// polled by no one; one that never gets ready is dropped.
-    fn check_in(self) {
-        let Checkin {
-            pool,
-            key,
-            mut conn,
-        } = self;
-        if conn.is_closed() {
-            return;
-        }
-        if conn.sender.is_ready() {
-            pool.checkin_h1(key, conn);
-            return;
-        }
-        tokio::spawn(async move {
-            let ready = drive(&mut conn.dispatcher, conn.sender.ready());
-            if let Ok(Ok(())) = tokio::time::timeout(IDLE_EXPIRY, ready).await {
-                pool.checkin_h1(key, conn);
-            }
-        });
-    }
+    sender: http1::SendRequest<UpBody>,
 }
 
 /// An upstream response body; over a pooled HTTP/1.1 connection it checks
@@ -438,26 +344,8 @@ impl UpstreamBody {
 
     fn check_in(&mut self) {
         if let Some(c) = self.checkin.take() {
-            c.check_in();
+            c.pool.checkin_h1(c.key, c.sender);
         }
-    }
-
-    fn poll_inner(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = Pin::new(&mut self.inner).poll_frame(cx);
-        if frame.is_ready() {
-            return frame;
-        }
-        // Nothing buffered: let the connection read (the poll above told
-        // it the body wants more), then look again, rather than wait for
-        // the wake-up that reading would send to this same task.
-        let Some(c) = &mut self.checkin else {
-            return frame;
-        };
-        poll_dispatcher(&mut c.conn.dispatcher, cx);
-        Pin::new(&mut self.inner).poll_frame(cx)
     }
 }
 
@@ -469,16 +357,9 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(self.poll_inner(cx));
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         match &frame {
-            None => {
-                // Let hyper see the exchange end, so the connection goes
-                // to the pool ready for the next request.
-                if let Some(c) = &mut self.checkin {
-                    poll_dispatcher(&mut c.conn.dispatcher, cx);
-                }
-                self.check_in();
-            }
+            None => self.check_in(),
             // The connection is broken: never reuse it.
             Some(Err(_)) => self.checkin = None,
             Some(Ok(_)) => {}

@@ -1,4 +1,4 @@
-//! The pool and its inline-driven HTTP/1.1 connections, against a real
+//! The pool and its HTTP/1.1 connections, against a real
 //! loopback server that speaks HTTP/1.1 by hand, so each test decides
 //! exactly when the server answers, stalls or closes.
 
@@ -155,9 +155,8 @@ async fn a_connection_the_server_closed_while_idle_is_replaced() {
     let server = server(Reply::ThenClose("once")).await;
     let (pool, key) = (pool(), key(server.addr));
     assert_eq!(fetch(&pool, &key).await.unwrap(), "once");
-    // The close reaches the client while the connection sits in the pool,
-    // where nothing polls it: it is found at check-out, and the request,
-    // never written, goes on a new connection.
+    // The close reaches the client while the connection sits in the pool:
+    // the request goes on a new connection, never on the closed one.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(fetch(&pool, &key).await.unwrap(), "once");
     assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
@@ -182,17 +181,15 @@ async fn an_empty_response_dropped_unread_returns_its_connection() {
         assert_eq!(resp.status(), 204);
         // As hyper's server does with a body it knows is empty.
         drop(resp);
-        // A connection hyper had not yet seen finish is checked in by a
-        // task of its own, a moment later.
+        // Its connection's task may take a moment to be ready again.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_body_in_parts_streams_with_no_task_behind_it() {
-    // One thread, and the connection has no task: the body's own polls
-    // read it from the socket.
+async fn a_body_in_parts_streams_and_its_connection_is_reused() {
+    // One thread: the connection's task and the body's reader take turns.
     let server = server(Reply::Slowly(&["one ", "two ", "three"])).await;
     let (pool, key) = (pool(), key(server.addr));
     let resp = pool.send(&key, get()).await.unwrap();
