@@ -87,52 +87,109 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// The end-to-end tests drive the gateway with Python's `requests`, and
+/// A Python distribution the tests need, at the version they were written
+/// against: the one place each version is written, for both the check of
+/// what is installed and the `pip install`.
+struct Pinned {
+    /// The distribution's name on PyPI.
+    dist: &'static str,
+    /// `None`: any version.
+    version: Option<&'static str>,
+}
+
+impl Pinned {
+    fn requirement(&self) -> String {
+        match self.version {
+            Some(v) => format!("{}=={v}", self.dist),
+            None => self.dist.to_owned(),
+        }
+    }
+
+    /// Python that fails unless this distribution is installed at its
+    /// version.
+    fn check(&self) -> String {
+        match self.version {
+            Some(v) => format!("assert m.version({:?}) == {v:?}", self.dist),
+            None => format!("m.version({:?})", self.dist),
+        }
+    }
+}
+
+/// The end-to-end tests drive the gateway with Python's `requests`;
 /// WebSocket placements with `websockets` (pinned: its sync client's
 /// `proxy=` argument, which tunnels through `HTTPS_PROXY`-style proxies,
-/// arrived in 15.0).
-const PYTHON_WEBSOCKETS: &str = "websockets==15.0.1";
-/// The official MCP SDK (server and client) of tests/gateway/mcp.rs; 1.x,
-/// whose `FastMCP` and streamable HTTP client the tests use.
-const PYTHON_MCP: &str = "mcp==1.30.0";
-/// The GraphQL server of tests/gateway/graphql.rs (Strawberry's ASGI app)
-/// and the ASGI server it and the MCP server run under.
-const PYTHON_STRAWBERRY: &str = "strawberry-graphql==0.341.2";
-const PYTHON_UVICORN: &str = "uvicorn==0.55.0";
+/// arrived in 15.0); tests/gateway/mcp.rs with the official MCP SDK
+/// (server and client; 1.x, whose `FastMCP` and streamable HTTP client the
+/// tests use); tests/gateway/graphql.rs with Strawberry's ASGI app; both
+/// servers run under uvicorn.
+const PYTHON_TEST_DEPS: &[Pinned] = &[
+    Pinned {
+        dist: "requests",
+        version: None,
+    },
+    Pinned {
+        dist: "websockets",
+        version: Some("15.0.1"),
+    },
+    Pinned {
+        dist: "mcp",
+        version: Some("1.30.0"),
+    },
+    Pinned {
+        dist: "strawberry-graphql",
+        version: Some("0.341.2"),
+    },
+    Pinned {
+        dist: "uvicorn",
+        version: Some("0.55.0"),
+    },
+];
 
-fn python_requests() -> Result<()> {
-    let step = "python requests, websockets, mcp, strawberry-graphql";
+/// The MCP SDK again, for the agents' interpreter ([`agent_python_mcp`]).
+const AGENT_PYTHON_DEPS: &[Pinned] = &[Pinned {
+    dist: "mcp",
+    version: Some("1.30.0"),
+}];
+
+/// Installs `deps` with `python`'s pip (into `target` if given, which the
+/// check then reads through `PYTHONPATH`) unless they are there already.
+fn pip_step(step: &str, python: &Path, deps: &[Pinned], target: Option<&Path>) -> Result<()> {
     begin(step);
-    let present = Command::new("python3")
-        .args([
-            "-c",
-            "import requests, websockets, importlib.metadata as m; \
-             assert websockets.__version__ == '15.0.1'; assert m.version('mcp') == '1.30.0'; \
-             assert m.version('strawberry-graphql') == '0.341.2'; \
-             assert m.version('uvicorn') == '0.55.0'",
-        ])
+    let checks: Vec<String> = deps.iter().map(Pinned::check).collect();
+    let mut probe = Command::new(python);
+    if let Some(dir) = target {
+        probe.env("PYTHONPATH", dir);
+    }
+    let script = format!("import importlib.metadata as m; {}", checks.join("; "));
+    if probe
+        .args(["-c", &script])
         .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
+        .is_ok_and(|o| o.status.success())
+    {
         done("ok (already installed)");
         return Ok(());
     }
-    install(
-        step,
-        Command::new("python3").args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "requests",
-            PYTHON_WEBSOCKETS,
-            PYTHON_MCP,
-            PYTHON_STRAWBERRY,
-            PYTHON_UVICORN,
-        ]),
-    )?;
-    println!("setup: {step} ... ok (installed)");
+    let mut pip = Command::new(python);
+    pip.args(["-m", "pip", "install", "--quiet"]);
+    if let Some(dir) = target {
+        pip.args(["--upgrade", "--target"]).arg(dir);
+    }
+    pip.args(deps.iter().map(Pinned::requirement));
+    install(step, &mut pip)?;
+    match target {
+        Some(dir) => println!("setup: {step} ... ok (installed in {})", dir.display()),
+        None => println!("setup: {step} ... ok (installed)"),
+    }
     Ok(())
+}
+
+fn python_requests() -> Result<()> {
+    pip_step(
+        "python requests, websockets, mcp, strawberry-graphql",
+        Path::new("python3"),
+        PYTHON_TEST_DEPS,
+        None,
+    )
 }
 
 /// Where [`agent_python_mcp`] installs the SDK: the workspace's `target/`
@@ -147,34 +204,14 @@ const AGENT_PYTHON_DIR: &str = "target/agent-python";
 /// it, so the compiled parts (pydantic-core) fit that interpreter.
 fn agent_python_mcp() -> Result<()> {
     let step = "mcp for the system python3 (agents)";
-    begin(step);
     let python = Path::new("/usr/bin/python3");
     if !python.is_file() {
+        begin(step);
         done("skipped (no /usr/bin/python3; tests/transparent/mcp.rs will say so)");
         return Ok(());
     }
     let dir = cmd::workspace_root()?.join(AGENT_PYTHON_DIR);
-    let present = Command::new(python)
-        .env("PYTHONPATH", &dir)
-        .args([
-            "-c",
-            "import mcp, importlib.metadata as m; assert m.version('mcp') == '1.30.0'",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
-        done("ok (already installed)");
-        return Ok(());
-    }
-    install(
-        step,
-        Command::new(python)
-            .args(["-m", "pip", "install", "--quiet", "--upgrade", "--target"])
-            .arg(&dir)
-            .arg(PYTHON_MCP),
-    )?;
-    println!("setup: {step} ... ok (installed in {})", dir.display());
-    Ok(())
+    pip_step(step, python, AGENT_PYTHON_DEPS, Some(&dir))
 }
 
 /// The end-to-end tests drive the gateway with Node's fetch (undici, for
