@@ -140,14 +140,20 @@ async fn fetch(pool: &Upstreams, key: &UpstreamKey) -> Result<String, String> {
     Ok(String::from_utf8(body.to_bytes().to_vec()).unwrap())
 }
 
+/// Sends `times` requests in turn to a server answering `reply`, each
+/// of which must get `body`; returns the connections the server accepted.
+async fn accepted_for(reply: Reply, body: &str, times: usize) -> usize {
+    let server = server(reply).await;
+    let (pool, key) = (pool(), key(server.addr));
+    for _ in 0..times {
+        assert_eq!(fetch(&pool, &key).await.unwrap(), body);
+    }
+    server.accepted.load(Ordering::SeqCst)
+}
+
 #[tokio::test]
 async fn requests_in_turn_share_one_connection() {
-    let server = server(Reply::KeepAlive("hello")).await;
-    let (pool, key) = (pool(), key(server.addr));
-    for _ in 0..5 {
-        assert_eq!(fetch(&pool, &key).await.unwrap(), "hello");
-    }
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(accepted_for(Reply::KeepAlive("hello"), "hello", 5).await, 1);
 }
 
 #[tokio::test]
@@ -164,12 +170,7 @@ async fn a_connection_the_server_closed_while_idle_is_replaced() {
 
 #[tokio::test]
 async fn a_connection_the_server_said_it_closes_is_not_reused() {
-    let server = server(Reply::Close("bye")).await;
-    let (pool, key) = (pool(), key(server.addr));
-    for _ in 0..3 {
-        assert_eq!(fetch(&pool, &key).await.unwrap(), "bye");
-    }
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(accepted_for(Reply::Close("bye"), "bye", 3).await, 3);
 }
 
 #[tokio::test]
